@@ -1,0 +1,176 @@
+//! `profiler-workload`: a program with known syscall behaviour, for the profiler's tests
+//! and benchmarks. Every mode issues its syscalls directly (`libc::syscall`), so the counts
+//! are exact and no libc wrapper substitutes another call.
+//!
+//! Modes:
+//!   getppid N              N getppid calls
+//!   enoent N               N openat calls on a path that does not exist (ENOENT)
+//!   sleep N MS             a thread sleeping N times MS milliseconds in nanosleep
+//!   zero-read N BYTES      N reads of BYTES from /dev/zero
+//!   pingpong ROUNDS SPIN   two threads ping-ponging a byte over pipes ROUNDS times, next to
+//!                          SPIN busy threads (more runnable threads than CPUs: runqueue time)
+//!   spin SECS              getppid in a loop for SECS seconds
+//!   int80 N                N i386 getpid calls through `int 0x80` (the ia32 entry point)
+//!   exec-thread PATH       a second thread execs PATH (the thread takes over the leader's tid)
+//!   time-getppid N         N getppid calls; prints the mean ns per call (benchmarks)
+//!   time-pingpong ROUNDS   pipe ping-pong between two threads; prints ns per round trip
+use std::{
+    ffi::CString,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+fn usage() -> ! {
+    eprintln!("usage: profiler-workload getppid N | enoent N | sleep N MS | zero-read N BYTES | pingpong ROUNDS SPIN | spin SECS | int80 N | exec-thread PATH | time-getppid N | time-pingpong ROUNDS");
+    std::process::exit(2);
+}
+
+fn arg(args: &[String], i: usize) -> u64 {
+    args.get(i).and_then(|s| s.parse().ok()).unwrap_or_else(|| usage())
+}
+
+fn getppid(n: u64) {
+    for _ in 0..n {
+        unsafe { libc::syscall(libc::SYS_getppid) };
+    }
+}
+
+fn enoent(n: u64) {
+    let path = CString::new("/nonexistent/profiler-workload/missing").unwrap();
+    for _ in 0..n {
+        let fd = unsafe { libc::syscall(libc::SYS_openat, libc::AT_FDCWD, path.as_ptr(), libc::O_RDONLY) };
+        assert_eq!(fd, -1);
+    }
+}
+
+fn sleep(n: u64, ms: u64) {
+    thread::spawn(move || {
+        let ts = libc::timespec {
+            tv_sec: (ms / 1000) as i64,
+            tv_nsec: ((ms % 1000) * 1_000_000) as i64,
+        };
+        for _ in 0..n {
+            unsafe { libc::syscall(libc::SYS_nanosleep, &ts, std::ptr::null_mut::<libc::timespec>()) };
+        }
+    })
+    .join()
+    .unwrap();
+}
+
+fn zero_read(n: u64, bytes: u64) {
+    let path = CString::new("/dev/zero").unwrap();
+    let fd = unsafe { libc::syscall(libc::SYS_openat, libc::AT_FDCWD, path.as_ptr(), libc::O_RDONLY) };
+    assert!(fd >= 0, "open /dev/zero");
+    let mut buf = vec![1u8; bytes as usize];
+    for _ in 0..n {
+        let got = unsafe { libc::syscall(libc::SYS_read, fd, buf.as_mut_ptr(), buf.len()) };
+        assert_eq!(got as u64, bytes);
+    }
+}
+
+fn pipe() -> (i32, i32) {
+    let mut fds = [0; 2];
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    (fds[0], fds[1])
+}
+
+fn pingpong(rounds: u64, spinners: u64) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let spin: Vec<_> = (0..spinners)
+        .map(|_| {
+            let stop = stop.clone();
+            thread::spawn(move || {
+                let mut x = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    std::hint::black_box(x);
+                }
+            })
+        })
+        .collect();
+    let (ping_r, ping_w) = pipe();
+    let (pong_r, pong_w) = pipe();
+    let echo = thread::spawn(move || {
+        let mut byte = 0u8;
+        for _ in 0..rounds {
+            unsafe {
+                libc::syscall(libc::SYS_read, ping_r, &mut byte as *mut u8, 1);
+                libc::syscall(libc::SYS_write, pong_w, &byte as *const u8, 1);
+            }
+        }
+    });
+    let mut byte = 7u8;
+    for _ in 0..rounds {
+        unsafe {
+            libc::syscall(libc::SYS_write, ping_w, &byte as *const u8, 1);
+            libc::syscall(libc::SYS_read, pong_r, &mut byte as *mut u8, 1);
+        }
+    }
+    echo.join().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    for s in spin {
+        s.join().unwrap();
+    }
+}
+
+fn spin(secs: u64) {
+    let end = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < end {
+        getppid(1000);
+    }
+}
+
+/// i386 `getpid` (number 20; on x86_64, 20 is writev) through the 32-bit entry point.
+fn int80(n: u64) {
+    for _ in 0..n {
+        let mut ret: u64 = 20;
+        // SAFETY: i386 getpid takes no arguments and touches no memory.
+        unsafe { std::arch::asm!("int 0x80", inout("rax") ret, options(nostack)) };
+        assert_eq!(ret as u32, std::process::id());
+    }
+}
+
+fn exec_thread(path: &str) {
+    let path = CString::new(path).unwrap();
+    thread::spawn(move || {
+        let argv = [path.as_ptr(), std::ptr::null()];
+        unsafe { libc::execv(path.as_ptr(), argv.as_ptr()) };
+        panic!("execv failed");
+    });
+    thread::sleep(Duration::from_secs(10));
+    panic!("exec did not happen");
+}
+
+fn time_getppid(n: u64) {
+    getppid(n / 10); // warm up
+    let start = Instant::now();
+    getppid(n);
+    println!("{:.2}", start.elapsed().as_nanos() as f64 / n as f64);
+}
+
+fn time_pingpong(rounds: u64) {
+    let start = Instant::now();
+    pingpong(rounds, 0);
+    println!("{:.2}", start.elapsed().as_nanos() as f64 / rounds as f64);
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("getppid") => getppid(arg(&args, 2)),
+        Some("enoent") => enoent(arg(&args, 2)),
+        Some("sleep") => sleep(arg(&args, 2), arg(&args, 3)),
+        Some("zero-read") => zero_read(arg(&args, 2), arg(&args, 3)),
+        Some("pingpong") => pingpong(arg(&args, 2), arg(&args, 3)),
+        Some("spin") => spin(arg(&args, 2)),
+        Some("int80") => int80(arg(&args, 2)),
+        Some("time-getppid") => time_getppid(arg(&args, 2)),
+        Some("time-pingpong") => time_pingpong(arg(&args, 2)),
+        Some("exec-thread") => exec_thread(args.get(2).unwrap_or_else(|| usage())),
+        _ => usage(),
+    }
+}

@@ -1,0 +1,159 @@
+//! Kernel struct offsets from the running kernel's BTF.
+//!
+//! Rust eBPF programs get no CO-RE field relocations, so the few fields they read
+//! (`task_struct.pid`, `.tgid`, `.thread_info.status`) are looked up here at load time and
+//! passed in as read-only globals. Needs a kernel built with `CONFIG_DEBUG_INFO_BTF` (most
+//! distributions since 5.4), which exposes `/sys/kernel/btf/vmlinux`.
+use std::path::{Path, PathBuf};
+
+use btf_rs::{Btf, Type};
+
+/// Where the kernel exposes its BTF.
+pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BtfError {
+    #[error("kernel BTF not found at {0} (the kernel needs CONFIG_DEBUG_INFO_BTF=y)")]
+    Missing(PathBuf),
+    #[error("cannot parse kernel BTF at {path}: {reason}")]
+    Parse { path: PathBuf, reason: String },
+    #[error("kernel BTF has no field {0}")]
+    NoField(String),
+}
+
+/// Byte offsets of the `task_struct` fields the eBPF programs read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TaskOffsets {
+    pub pid: u32,
+    pub tgid: u32,
+    /// `thread_info.status` (x86 keeps `thread_info` inside `task_struct`); `None` where the
+    /// kernel has no such field, and then no call is recognised as ia32.
+    pub thread_info_status: Option<u32>,
+}
+
+impl TaskOffsets {
+    /// Reads the offsets from the BTF file at `path` (normally [`VMLINUX_BTF`]).
+    pub fn from_btf_file(path: &Path) -> Result<TaskOffsets, BtfError> {
+        if !path.exists() {
+            return Err(BtfError::Missing(path.to_owned()));
+        }
+        let btf = Btf::from_file(path).map_err(|err| BtfError::Parse {
+            path: path.to_owned(),
+            reason: err.to_string(),
+        })?;
+        let field = |path: &[&str]| -> Result<Option<u32>, BtfError> {
+            field_offset(&btf, path).map_err(|reason| BtfError::Parse {
+                path: VMLINUX_BTF.into(),
+                reason,
+            })
+        };
+        let required =
+            |path: &[&str]| -> Result<u32, BtfError> { field(path)?.ok_or_else(|| BtfError::NoField(path.join("."))) };
+        Ok(TaskOffsets {
+            pid: required(&["task_struct", "pid"])?,
+            tgid: required(&["task_struct", "tgid"])?,
+            thread_info_status: field(&["task_struct", "thread_info", "status"])?,
+        })
+    }
+}
+
+/// Byte offset of `path[1..]` inside struct `path[0]`, descending through nested structs and
+/// anonymous members; `Ok(None)` when a field is not there.
+fn field_offset(btf: &Btf, path: &[&str]) -> Result<Option<u32>, String> {
+    let (struct_name, fields) = path.split_first().ok_or("empty field path")?;
+    let mut current = None;
+    for ty in btf.resolve_types_by_name(struct_name).map_err(|e| e.to_string())? {
+        if let Type::Struct(s) = ty {
+            if !s.members.is_empty() {
+                current = Some(s);
+                break;
+            }
+        }
+    }
+    let Some(mut current) = current else {
+        return Ok(None);
+    };
+    let mut offset_bits = 0u32;
+    for (depth, field) in fields.iter().enumerate() {
+        let Some((member_bits, member_type)) = find_member(btf, &current, field)? else {
+            return Ok(None);
+        };
+        offset_bits += member_bits;
+        if depth + 1 < fields.len() {
+            match member_type {
+                Type::Struct(s) | Type::Union(s) => current = s,
+                _ => return Ok(None),
+            }
+        }
+    }
+    Ok(Some(offset_bits / 8))
+}
+
+/// Finds `name` among the members of `s`, looking inside anonymous struct/union members too.
+/// Returns its bit offset from the start of `s` and its (typedef-resolved) type.
+fn find_member(btf: &Btf, s: &btf_rs::Struct, name: &str) -> Result<Option<(u32, Type)>, String> {
+    for member in &s.members {
+        let member_name = btf.resolve_name(member).unwrap_or_default();
+        let ty = resolve_typedefs(btf, btf.resolve_chained_type(member).map_err(|e| e.to_string())?)?;
+        if member_name == name {
+            return Ok(Some((member.bit_offset(), ty)));
+        }
+        if member_name.is_empty() {
+            if let Type::Struct(inner) | Type::Union(inner) = &ty {
+                if let Some((bits, found)) = find_member(btf, inner, name)? {
+                    return Ok(Some((member.bit_offset() + bits, found)));
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn resolve_typedefs(btf: &Btf, mut ty: Type) -> Result<Type, String> {
+    loop {
+        match &ty {
+            Type::Typedef(_) | Type::Const(_) | Type::Volatile(_) => {
+                let inner = ty.as_btf_type().ok_or("typedef without a type")?;
+                ty = btf.resolve_chained_type(inner).map_err(|e| e.to_string())?;
+            }
+            _ => return Ok(ty),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_btf_is_a_clear_error() {
+        let err = TaskOffsets::from_btf_file(Path::new("/nonexistent/vmlinux")).unwrap_err();
+        assert!(err.to_string().contains("CONFIG_DEBUG_INFO_BTF"), "{err}");
+    }
+
+    #[test]
+    fn garbage_btf_is_a_clear_error() {
+        let path = std::env::temp_dir().join(format!("not-btf-{}", std::process::id()));
+        std::fs::write(&path, b"definitely not BTF").unwrap();
+        let err = TaskOffsets::from_btf_file(&path).unwrap_err();
+        std::fs::remove_file(&path).ok();
+        assert!(matches!(err, BtfError::Parse { .. }), "{err}");
+    }
+
+    // Reads the running kernel's BTF (no root needed: the file is world-readable).
+    #[test]
+    fn running_kernel_offsets_are_plausible() {
+        if !Path::new(VMLINUX_BTF).exists() {
+            eprintln!("skipped: no {VMLINUX_BTF}");
+            return;
+        }
+        let offsets = TaskOffsets::from_btf_file(Path::new(VMLINUX_BTF)).unwrap();
+        // pid and tgid are adjacent pid_t fields.
+        assert_eq!(offsets.tgid, offsets.pid + 4);
+        if cfg!(target_arch = "x86_64") {
+            // thread_info is the first member of task_struct on x86_64; status follows
+            // flags (8 bytes) and syscall_work (8 bytes).
+            assert_eq!(offsets.thread_info_status, Some(16));
+        }
+    }
+}

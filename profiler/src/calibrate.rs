@@ -1,0 +1,338 @@
+//! Calibration of the boundary (entry) cost: the part of a syscall the tracepoints cannot see.
+//!
+//! On each CPU we time a trivial syscall (`getppid`) in a tight userspace loop with the
+//! programs detached: that is the full round trip, trap and mitigations included. Then we
+//! attach, run the same loop, and read how long the tracepoints saw its handler take. The
+//! difference is the cost of crossing the boundary, charged to every call.
+//!
+//! One correction: the window between the two tracepoints also holds some of the tracing
+//! machinery itself (leaving the sys_enter program, the syscall slow path tracepoints force,
+//! entering the sys_exit program). We measure that per call with a syscall number that has no
+//! handler at all (it returns ENOSYS at once), subtract it from getppid's handler before
+//! taking the difference, and subtract it from every call's handler time in the reports.
+use std::{fs, path::Path, time::Instant};
+
+use profiler_common::StatsKey;
+use serde::Serialize;
+
+use crate::ebpf::{Probe, ProbeError};
+
+/// x86_64 `getppid`: no arguments, no locks, the cheapest real syscall.
+const NR_GETPPID: u32 = 110;
+/// A number no kernel assigns: dispatch finds no handler and returns ENOSYS.
+pub const NR_NO_HANDLER: u32 = 4000;
+const CALLS_PER_RUN: u64 = 50_000;
+const RUNS: usize = 5;
+
+/// Calibration on one CPU, in nanoseconds per call.
+#[derive(Clone, Debug, Serialize)]
+pub struct CpuCalibration {
+    pub cpu: usize,
+    /// Userspace round trip of `getppid` with the programs detached.
+    pub round_trip_ns: f64,
+    /// The same with the programs attached: the difference is the profiler's own cost.
+    pub round_trip_attached_ns: f64,
+    /// Wall time between the tracepoints of a call without handler: tracing machinery only.
+    pub instrumentation_ns: f64,
+    /// Handler time of `getppid` as the tracepoints measured it.
+    pub measured_handler_ns: f64,
+    /// `measured_handler_ns - instrumentation_ns`: getppid's own handler time.
+    pub handler_ns: f64,
+    /// `round_trip_ns - handler_ns`: the boundary cost.
+    pub entry_ns: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Calibration {
+    pub per_cpu: Vec<CpuCalibration>,
+    /// Mean of the per-CPU entry costs: what every call is charged.
+    pub boundary_ns_per_call: f64,
+    /// Mean tracing time inside the window between the tracepoints, per call: subtracted
+    /// from every call's handler time.
+    pub instrumentation_ns_per_call: f64,
+    /// Mean added cost of the attached programs on a syscall (attached - detached).
+    pub overhead_ns_per_call: f64,
+    pub calls_per_run: u64,
+    pub runs: usize,
+}
+
+impl Calibration {
+    /// A calibration that charges nothing and corrects nothing (for tests).
+    pub fn none() -> Calibration {
+        Calibration {
+            per_cpu: Vec::new(),
+            boundary_ns_per_call: 0.0,
+            instrumentation_ns_per_call: 0.0,
+            overhead_ns_per_call: 0.0,
+            calls_per_run: 0,
+            runs: 0,
+        }
+    }
+}
+
+/// Median of a non-empty list.
+pub fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    let mid = values.len() / 2;
+    if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    }
+}
+
+/// `(handler, entry)` of the calibration call from its detached round trip, its measured
+/// handler time and the instrumentation inside the window; neither is ever negative (noise
+/// can make a part look longer than the whole).
+pub fn entry_cost(round_trip_ns: f64, measured_handler_ns: f64, instrumentation_ns: f64) -> (f64, f64) {
+    let handler = (measured_handler_ns - instrumentation_ns).max(0.0);
+    (handler, (round_trip_ns - handler).max(0.0))
+}
+
+/// Handler time of `calls` calls with the instrumentation inside the window taken out.
+pub fn corrected_handler_ns(measured_handler_ns: u64, calls: u64, instrumentation_ns_per_call: f64) -> u64 {
+    let instrumentation = (calls as f64 * instrumentation_ns_per_call).round() as u64;
+    measured_handler_ns.saturating_sub(instrumentation)
+}
+
+fn syscall_loop(nr: u32, calls: u64) -> f64 {
+    let start = Instant::now();
+    for _ in 0..calls {
+        // SAFETY: getppid takes no arguments and cannot fail; an unassigned number only
+        // returns ENOSYS.
+        unsafe { libc::syscall(nr as libc::c_long) };
+    }
+    start.elapsed().as_nanos() as f64 / calls as f64
+}
+
+fn median_round_trip(nr: u32) -> f64 {
+    syscall_loop(nr, CALLS_PER_RUN / 10); // warm up
+    let mut runs: Vec<f64> = (0..RUNS).map(|_| syscall_loop(nr, CALLS_PER_RUN)).collect();
+    median(&mut runs)
+}
+
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: plain libc calls on a zeroed cpu_set_t.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return vec![0];
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
+            .collect()
+    }
+}
+
+fn pin_to(cpus: &[usize]) {
+    // SAFETY: as above; pins only the calling thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &cpu in cpus {
+            libc::CPU_SET(cpu, &mut set);
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// Calibrates with `probe` loaded but not attached; leaves it attached. The agent's own
+/// entries in the maps then hold the calibration calls: forget them before measuring.
+pub fn calibrate(probe: &mut Probe) -> Result<Calibration, ProbeError> {
+    let cpus = allowed_cpus();
+    let mut detached = Vec::with_capacity(cpus.len());
+    for &cpu in &cpus {
+        pin_to(&[cpu]);
+        detached.push(median_round_trip(NR_GETPPID));
+    }
+    probe.attach()?;
+    let tgid = std::process::id();
+    // Mean window time per call of `nr` over one more timed run on the current CPU.
+    let window = |probe: &Probe, nr: u32| -> Result<(f64, f64), ProbeError> {
+        let key = StatsKey { tgid, nr };
+        let read = |probe: &Probe| -> Result<(u64, u64), ProbeError> {
+            Ok(probe.stats_of(key)?.map_or((0, 0), |s| (s.calls, s.handler_ns)))
+        };
+        let before = read(probe)?;
+        let round_trip = median_round_trip(nr);
+        let after = read(probe)?;
+        let calls = after.0.saturating_sub(before.0).max(1);
+        Ok((round_trip, after.1.saturating_sub(before.1) as f64 / calls as f64))
+    };
+    let mut per_cpu = Vec::with_capacity(cpus.len());
+    for (&cpu, &round_trip_ns) in cpus.iter().zip(&detached) {
+        pin_to(&[cpu]);
+        let (_, instrumentation_ns) = window(probe, NR_NO_HANDLER)?;
+        let (round_trip_attached_ns, measured_handler_ns) = window(probe, NR_GETPPID)?;
+        let (handler_ns, entry_ns) = entry_cost(round_trip_ns, measured_handler_ns, instrumentation_ns);
+        per_cpu.push(CpuCalibration {
+            cpu,
+            round_trip_ns,
+            round_trip_attached_ns,
+            instrumentation_ns,
+            measured_handler_ns,
+            handler_ns,
+            entry_ns,
+        });
+    }
+    pin_to(&cpus);
+    let mean = |f: fn(&CpuCalibration) -> f64| per_cpu.iter().map(f).sum::<f64>() / per_cpu.len().max(1) as f64;
+    Ok(Calibration {
+        boundary_ns_per_call: mean(|c| c.entry_ns),
+        instrumentation_ns_per_call: mean(|c| c.instrumentation_ns),
+        overhead_ns_per_call: mean(|c| c.round_trip_attached_ns - c.round_trip_ns).max(0.0),
+        per_cpu,
+        calls_per_run: CALLS_PER_RUN,
+        runs: RUNS,
+    })
+}
+
+/// The CPU's mitigation state, `(vulnerability, state)`, from
+/// `/sys/devices/system/cpu/vulnerabilities`: it explains most of the boundary cost.
+pub fn mitigations(dir: &Path) -> Vec<(String, String)> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(String, String)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let state = fs::read_to_string(entry.path()).ok()?;
+            Some((
+                entry.file_name().to_string_lossy().into_owned(),
+                state.trim().to_owned(),
+            ))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// Human-readable calibration report for `syscall-profiler calibrate`.
+pub fn render(calibration: &Calibration, mitigations: &[(String, String)]) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "boundary cost: {:.1} ns per syscall",
+        calibration.boundary_ns_per_call
+    );
+    let _ = writeln!(
+        out,
+        "tracing inside the measured window: {:.1} ns per syscall (subtracted from handler times)",
+        calibration.instrumentation_ns_per_call
+    );
+    let _ = writeln!(
+        out,
+        "\nhow: on each CPU, the median of {} runs of {} getppid() calls timed in userspace with the\n\
+         programs detached (the full round trip), minus getppid's own handler time: the handler time\n\
+         the tracepoints measured with the programs attached, less the tracing machinery inside that\n\
+         window (measured as the window of syscall {} which has no handler). What is left is what the\n\
+         tracepoints cannot see: the trap, entry/exit code and mitigations. It is charged to every\n\
+         call as `entry`.\n",
+        calibration.runs, calibration.calls_per_run, NR_NO_HANDLER
+    );
+    let _ = writeln!(
+        out,
+        "{:>4}  {:>10}  {:>13}  {:>16}  {:>10}  {:>8}  {:>10}",
+        "CPU", "round trip", "window tracing", "getppid window", "handler", "entry", "attached"
+    );
+    for cpu in &calibration.per_cpu {
+        let _ = writeln!(
+            out,
+            "{:>4}  {:>10.1}  {:>13.1}  {:>16.1}  {:>10.1}  {:>8.1}  {:>10.1}",
+            cpu.cpu,
+            cpu.round_trip_ns,
+            cpu.instrumentation_ns,
+            cpu.measured_handler_ns,
+            cpu.handler_ns,
+            cpu.entry_ns,
+            cpu.round_trip_attached_ns
+        );
+    }
+    let _ = writeln!(
+        out,
+        "(ns per call; `attached` is the round trip with the profiler attached)"
+    );
+    let _ = writeln!(
+        out,
+        "\nprofiler overhead: {:.1} ns per syscall (attached - detached round trip)",
+        calibration.overhead_ns_per_call
+    );
+    let _ = writeln!(out, "\nCPU mitigations (/sys/devices/system/cpu/vulnerabilities):");
+    if mitigations.is_empty() {
+        let _ = writeln!(out, "  (not available)");
+    }
+    for (name, state) in mitigations {
+        let _ = writeln!(out, "  {name:<28} {state}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_lists() {
+        assert_eq!(median(&mut [5.0, 1.0, 3.0]), 3.0);
+        assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), 2.5);
+    }
+
+    #[test]
+    fn entry_cost_is_round_trip_minus_the_corrected_handler() {
+        // 80 ns round trip; the window saw 45 ns, 15 of them tracing: handler 30, entry 50.
+        assert_eq!(entry_cost(80.0, 45.0, 15.0), (30.0, 50.0));
+        // Noise never makes a part negative.
+        assert_eq!(entry_cost(30.0, 61.0, 0.0), (61.0, 0.0));
+        assert_eq!(entry_cost(80.0, 10.0, 15.0), (0.0, 80.0));
+    }
+
+    #[test]
+    fn handler_correction_takes_the_tracing_out_per_call() {
+        assert_eq!(corrected_handler_ns(10_000, 100, 20.0), 8_000);
+        assert_eq!(corrected_handler_ns(1_000, 100, 20.0), 0);
+        assert_eq!(corrected_handler_ns(1_000, 3, 0.4), 999);
+    }
+
+    #[test]
+    fn mitigations_are_read_sorted() {
+        let dir = std::env::temp_dir().join(format!("vulns-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("spectre_v2"), "Mitigation: Retpolines\n").unwrap();
+        fs::write(dir.join("meltdown"), "Not affected\n").unwrap();
+        let found = mitigations(&dir);
+        fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(
+            found,
+            vec![
+                ("meltdown".to_string(), "Not affected".to_string()),
+                ("spectre_v2".to_string(), "Mitigation: Retpolines".to_string())
+            ]
+        );
+        assert!(mitigations(Path::new("/nonexistent")).is_empty());
+    }
+
+    #[test]
+    fn render_names_the_method_and_the_figures() {
+        let calibration = Calibration {
+            per_cpu: vec![CpuCalibration {
+                cpu: 0,
+                round_trip_ns: 80.0,
+                round_trip_attached_ns: 125.0,
+                instrumentation_ns: 15.0,
+                measured_handler_ns: 45.0,
+                handler_ns: 30.0,
+                entry_ns: 50.0,
+            }],
+            boundary_ns_per_call: 50.0,
+            instrumentation_ns_per_call: 15.0,
+            overhead_ns_per_call: 45.0,
+            calls_per_run: 10,
+            runs: 3,
+        };
+        let text = render(&calibration, &[("meltdown".into(), "Not affected".into())]);
+        assert!(text.contains("boundary cost: 50.0 ns per syscall"));
+        assert!(text.contains("getppid"));
+        assert!(text.contains("meltdown"));
+        assert!(text.contains("45.0 ns"));
+    }
+}

@@ -1,0 +1,16 @@
+//! The syscall profiler's userspace agent: loads the eBPF programs, reads and aggregates
+//! their maps, and turns them into reports.
+//!
+//! Kernel-facing code lives in [`ebpf`] (and [`btf`] for the offsets it needs); everything
+//! else is plain computation on the numbers read from the maps, unit-tested without root.
+pub mod btf;
+pub mod calibrate;
+pub mod cli;
+pub mod ebpf;
+pub mod histogram;
+pub mod memory;
+pub mod names;
+pub mod report;
+pub mod session;
+pub mod split;
+pub mod store;

@@ -1,0 +1,79 @@
+//! Kernel-side memory of the maps at given sizes, computed the way the kernel allocates them
+//! (preallocated hash maps: one element per entry plus one spare per CPU, and a power-of-two
+//! bucket array; arrays: one value per entry; per-CPU arrays: one value per entry per CPU).
+use std::mem::size_of;
+
+use profiler_common::{counter, ErrnoKey, InFlight, ProcInfo, StatsKey, SyscallStats};
+
+use crate::ebpf::MapSizes;
+
+/// `sizeof(struct htab_elem)` before the key on 64-bit kernels.
+const HTAB_ELEM_HEADER: u64 = 48;
+/// `sizeof(struct bucket)`.
+const HTAB_BUCKET: u64 = 16;
+
+fn round8(n: usize) -> u64 {
+    (n as u64).div_ceil(8) * 8
+}
+
+fn hash_bytes(max_entries: u32, key: usize, value: usize, cpus: u32) -> u64 {
+    let element = HTAB_ELEM_HEADER + round8(key) + round8(value);
+    let elements = u64::from(max_entries) + u64::from(cpus);
+    let buckets = u64::from(max_entries.next_power_of_two()) * HTAB_BUCKET;
+    element * elements + buckets
+}
+
+/// Bytes per map, by name, at `sizes` on a machine with `cpus` possible CPUs.
+pub fn map_bytes(sizes: &MapSizes, cpus: u32) -> Vec<(&'static str, u64)> {
+    let threads = sizes.threads.max(1).next_power_of_two();
+    vec![
+        ("SLOTS", u64::from(threads) * round8(size_of::<InFlight>())),
+        (
+            "STATS",
+            hash_bytes(sizes.syscalls, size_of::<StatsKey>(), size_of::<SyscallStats>(), cpus),
+        ),
+        (
+            "ERRNOS",
+            hash_bytes(sizes.errnos, size_of::<ErrnoKey>(), size_of::<u64>(), cpus),
+        ),
+        (
+            "PROCS",
+            hash_bytes(sizes.processes, size_of::<u32>(), size_of::<ProcInfo>(), cpus),
+        ),
+        (
+            "FOLLOWED",
+            hash_bytes(sizes.processes, size_of::<u32>(), size_of::<u8>(), cpus),
+        ),
+        ("COUNTERS", u64::from(counter::COUNT) * 8 * u64::from(cpus)),
+    ]
+}
+
+pub fn total_bytes(sizes: &MapSizes, cpus: u32) -> u64 {
+    map_bytes(sizes, cpus).iter().map(|(_, bytes)| bytes).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_value_is_compact() {
+        // 6 u64 counters and 160 u32 buckets.
+        assert_eq!(size_of::<SyscallStats>(), 6 * 8 + 160 * 4);
+    }
+
+    #[test]
+    fn default_total_is_bounded_and_grows_only_slightly_with_cpus() {
+        let sizes = MapSizes::default();
+        let two = total_bytes(&sizes, 2);
+        let many = total_bytes(&sizes, 128);
+        assert!(two < 32 << 20, "{two}");
+        assert!(many > two && many - two < 1 << 20, "{two} vs {many}");
+    }
+
+    #[test]
+    fn hash_memory_follows_the_kernel_formula() {
+        // 100 entries of 8-byte keys and values: (100 + 2 spare) * (48 + 8 + 8) + 128 buckets * 16.
+        assert_eq!(hash_bytes(100, 8, 8, 2), 102 * 64 + 128 * 16);
+    }
+}

@@ -1,0 +1,125 @@
+//! Names for syscall numbers and errno values.
+//!
+//! The kernel side tags each call with the ABI it came through ([`NR_IA32_FLAG`]); a 32-bit
+//! task's call numbers index the i386 table, so they are named from it and never from the
+//! x86_64 table. Tables come from the `syscalls` crate.
+use std::borrow::Cow;
+
+use profiler_common::{NR_IA32_FLAG, NR_X32_FLAG};
+
+/// The syscall ABI a call came through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Abi {
+    /// Native 64-bit (`syscall` instruction, x86_64 table).
+    X86_64,
+    /// 32-bit compatibility (`int 0x80`/`sysenter`, i386 table).
+    Ia32,
+    /// x32: 64-bit registers, 32-bit pointers; numbers carry `__X32_SYSCALL_BIT`.
+    X32,
+}
+
+impl Abi {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Abi::X86_64 => "x86_64",
+            Abi::Ia32 => "ia32",
+            Abi::X32 => "x32",
+        }
+    }
+}
+
+/// Splits a number as the kernel side stores it into its ABI and the number in that ABI's
+/// table.
+pub fn decode_nr(raw: u32) -> (Abi, u32) {
+    if raw & NR_IA32_FLAG != 0 {
+        (Abi::Ia32, raw & !NR_IA32_FLAG)
+    } else if raw & NR_X32_FLAG != 0 {
+        (Abi::X32, raw & !NR_X32_FLAG)
+    } else {
+        (Abi::X86_64, raw)
+    }
+}
+
+/// Name of syscall `nr` in `abi`'s table; `syscall_<nr>` when the table has no such entry.
+pub fn syscall_name(abi: Abi, nr: u32) -> Cow<'static, str> {
+    let name = match abi {
+        // x32 shares the x86_64 names for the numbers it has in common.
+        Abi::X86_64 | Abi::X32 => syscalls::x86_64::Sysno::new(nr as usize).map(|s| s.name()),
+        Abi::Ia32 => syscalls::x86::Sysno::new(nr as usize).map(|s| s.name()),
+    };
+    match name {
+        Some(name) => Cow::Borrowed(name),
+        None => Cow::Owned(format!("syscall_{nr}")),
+    }
+}
+
+/// Symbolic name of a positive errno (`ENOENT`), including the kernel-internal restart codes
+/// (512..) that a tracepoint can see; `E<n>` when unknown.
+pub fn errno_name(errno: u32) -> Cow<'static, str> {
+    match syscalls::Errno::new(errno as i32).name() {
+        Some(name) => Cow::Borrowed(name),
+        None => Cow::Owned(format!("E{errno}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn native_numbers_use_the_x86_64_table() {
+        for (nr, name) in [
+            (0, "read"),
+            (1, "write"),
+            (39, "getpid"),
+            (110, "getppid"),
+            (257, "openat"),
+            (231, "exit_group"),
+        ] {
+            assert_eq!(decode_nr(nr), (Abi::X86_64, nr));
+            assert_eq!(syscall_name(Abi::X86_64, nr), name);
+        }
+    }
+
+    #[test]
+    fn ia32_numbers_use_the_i386_table() {
+        // 3 is read on i386 but close on x86_64; 5 is open, 20 getpid, 64 getppid.
+        for (nr, name) in [
+            (3, "read"),
+            (4, "write"),
+            (5, "open"),
+            (20, "getpid"),
+            (64, "getppid"),
+            (252, "exit_group"),
+        ] {
+            assert_eq!(decode_nr(nr | NR_IA32_FLAG), (Abi::Ia32, nr));
+            assert_eq!(syscall_name(Abi::Ia32, nr), name);
+        }
+        assert_ne!(syscall_name(Abi::Ia32, 3), syscall_name(Abi::X86_64, 3));
+    }
+
+    #[test]
+    fn x32_numbers_are_recognised() {
+        assert_eq!(decode_nr(NR_X32_FLAG | 1), (Abi::X32, 1));
+        assert_eq!(Abi::X32.as_str(), "x32");
+    }
+
+    #[test]
+    fn unknown_numbers_get_a_placeholder() {
+        assert_eq!(syscall_name(Abi::X86_64, 4000), "syscall_4000");
+    }
+
+    #[test]
+    fn errno_names() {
+        for (errno, name) in [
+            (2, "ENOENT"),
+            (11, "EAGAIN"),
+            (4, "EINTR"),
+            (110, "ETIMEDOUT"),
+            (512, "ERESTARTSYS"),
+        ] {
+            assert_eq!(errno_name(errno), name);
+        }
+        assert_eq!(errno_name(3999), "E3999");
+    }
+}

@@ -1,0 +1,200 @@
+//! The four-part split of syscall time, and the class (and advice) it implies.
+//!
+//! `total = entry + handler + blocked + runqueue`, exactly: handler, blocked and runqueue are
+//! measured between the tracepoints; entry is the calibrated boundary cost charged per call.
+use serde::Serialize;
+
+/// Time of a set of calls, split by where it went. All in nanoseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Split {
+    pub entry_ns: u64,
+    pub handler_ns: u64,
+    pub blocked_ns: u64,
+    pub runqueue_ns: u64,
+}
+
+impl Split {
+    /// Split of `calls` calls whose measured parts are given, charging `boundary_ns_per_call`
+    /// of entry cost to each call.
+    pub fn charge(calls: u64, boundary_ns_per_call: f64, handler_ns: u64, blocked_ns: u64, runqueue_ns: u64) -> Split {
+        Split {
+            entry_ns: (calls as f64 * boundary_ns_per_call).round() as u64,
+            handler_ns,
+            blocked_ns,
+            runqueue_ns,
+        }
+    }
+
+    pub fn total_ns(&self) -> u64 {
+        self.entry_ns + self.handler_ns + self.blocked_ns + self.runqueue_ns
+    }
+
+    pub fn add(&mut self, other: &Split) {
+        self.entry_ns += other.entry_ns;
+        self.handler_ns += other.handler_ns;
+        self.blocked_ns += other.blocked_ns;
+        self.runqueue_ns += other.runqueue_ns;
+    }
+
+    /// Shares of the total in the order entry, handler, blocked, runqueue (all 0 if empty).
+    pub fn fractions(&self) -> [f64; 4] {
+        let total = self.total_ns();
+        if total == 0 {
+            return [0.0; 4];
+        }
+        let share = |part: u64| part as f64 / total as f64;
+        [
+            share(self.entry_ns),
+            share(self.handler_ns),
+            share(self.blocked_ns),
+            share(self.runqueue_ns),
+        ]
+    }
+}
+
+/// What kind of problem a set of calls is, from its split.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Class {
+    /// Boundary cost is a large share and the calls are frequent: batch them.
+    TinyFrequent,
+    /// Mostly asleep waiting for a resource.
+    Blocked,
+    /// Mostly on-CPU work inside the kernel.
+    HandlerHeavy,
+    /// Mostly runnable but waiting for a CPU.
+    CpuContention,
+    /// No part dominates.
+    Mixed,
+}
+
+/// Thresholds of [`classify`], as shares of total time (or calls per second).
+pub mod thresholds {
+    /// `blocked` when at least half of the time was spent asleep.
+    pub const BLOCKED_SHARE: f64 = 0.5;
+    /// `cpu-contention` when at least 30% was spent waiting for a CPU: on a healthy box
+    /// this share is near zero, so 30% is already a serious queue.
+    pub const RUNQUEUE_SHARE: f64 = 0.3;
+    /// `tiny-frequent` when crossing the boundary is at least 25% of the time...
+    pub const ENTRY_SHARE: f64 = 0.25;
+    /// ...and the calls come at least this often (per second): a rare cheap call is no problem.
+    pub const FREQUENT_CALLS_PER_SEC: f64 = 1000.0;
+    /// `handler-heavy` when at least half of the time was on-CPU in the handler.
+    pub const HANDLER_SHARE: f64 = 0.5;
+}
+
+/// Classifies calls by their split; rules are tried in this order: blocked, cpu-contention,
+/// tiny-frequent, handler-heavy, else mixed.
+pub fn classify(split: &Split, calls_per_sec: f64) -> Class {
+    use thresholds::*;
+    let [entry, handler, blocked, runqueue] = split.fractions();
+    if split.total_ns() == 0 {
+        Class::Mixed
+    } else if blocked >= BLOCKED_SHARE {
+        Class::Blocked
+    } else if runqueue >= RUNQUEUE_SHARE {
+        Class::CpuContention
+    } else if entry >= ENTRY_SHARE && calls_per_sec >= FREQUENT_CALLS_PER_SEC {
+        Class::TinyFrequent
+    } else if handler >= HANDLER_SHARE {
+        Class::HandlerHeavy
+    } else {
+        Class::Mixed
+    }
+}
+
+impl Class {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::TinyFrequent => "tiny-frequent",
+            Class::Blocked => "blocked",
+            Class::HandlerHeavy => "handler-heavy",
+            Class::CpuContention => "cpu-contention",
+            Class::Mixed => "mixed",
+        }
+    }
+
+    /// One line of advice: what to do next for this kind of problem.
+    pub fn advice(self) -> &'static str {
+        match self {
+            Class::TinyFrequent => {
+                "boundary cost dominates: batch the work (bigger buffers, readv/writev, sendmmsg/recvmmsg, io_uring) or avoid the call"
+            }
+            Class::Blocked => {
+                "mostly asleep: find what it waits on (lock, pipe, socket peer, disk, timer) - the syscall is only where it sleeps"
+            }
+            Class::HandlerHeavy => {
+                "in-kernel work dominates: look into the subsystem behind it (page cache, VFS path walk, copies, network stack)"
+            }
+            Class::CpuContention => {
+                "waiting for a CPU after wakeups or preemption: too many runnable threads for the CPUs; check load, limits and affinity"
+            }
+            Class::Mixed => "no single part dominates: compare entry, handler, blocked and runqueue times",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(entry: u64, handler: u64, blocked: u64, runqueue: u64) -> Split {
+        Split {
+            entry_ns: entry,
+            handler_ns: handler,
+            blocked_ns: blocked,
+            runqueue_ns: runqueue,
+        }
+    }
+
+    #[test]
+    fn total_is_exactly_the_sum_of_the_parts() {
+        let s = Split::charge(1000, 52.4, 30_000, 7, 11);
+        assert_eq!(s.entry_ns, 52_400);
+        assert_eq!(s.total_ns(), s.entry_ns + s.handler_ns + s.blocked_ns + s.runqueue_ns);
+        let mut sum = s;
+        sum.add(&s);
+        assert_eq!(sum.total_ns(), 2 * s.total_ns());
+    }
+
+    #[test]
+    fn fractions_sum_to_one() {
+        let f = split(1, 2, 3, 4).fractions();
+        assert!((f.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        assert_eq!(Split::default().fractions(), [0.0; 4]);
+    }
+
+    #[test]
+    fn classes_follow_the_thresholds() {
+        let frequent = 10_000.0;
+        let cases = [
+            (split(60, 30, 0, 10), frequent, Class::TinyFrequent),
+            (split(60, 30, 0, 10), 10.0, Class::Mixed), // cheap but rare: no problem to name
+            (split(1, 10, 89, 0), frequent, Class::Blocked),
+            (split(1, 10, 50, 39), frequent, Class::Blocked), // exactly 50% blocked
+            (split(1, 10, 49, 40), frequent, Class::CpuContention),
+            (split(1, 60, 9, 30), frequent, Class::CpuContention), // exactly 30% runqueue
+            (split(1, 70, 9, 20), frequent, Class::HandlerHeavy),
+            (split(25, 40, 20, 15), frequent, Class::TinyFrequent), // exactly 25% entry
+            (split(20, 40, 25, 15), frequent, Class::Mixed),
+            (Split::default(), frequent, Class::Mixed),
+        ];
+        for (s, rate, want) in cases {
+            assert_eq!(classify(&s, rate), want, "{s:?} at {rate}/s");
+        }
+    }
+
+    #[test]
+    fn every_class_has_a_name_and_advice() {
+        for class in [
+            Class::TinyFrequent,
+            Class::Blocked,
+            Class::HandlerHeavy,
+            Class::CpuContention,
+            Class::Mixed,
+        ] {
+            assert!(!class.advice().is_empty());
+            assert_eq!(serde_json::to_value(class).unwrap(), class.as_str());
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! The kernel side's bookkeeping, read straight from the maps: threads that die or exec
+//! inside a syscall leave no in-flight slot behind, and full maps are counted. Needs root.
+mod common;
+
+use std::{
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use common::*;
+use profiler::ebpf::{MapSizes, Probe, Scope};
+
+const NR_NANOSLEEP: u32 = 35;
+const NR_EXECVE: u32 = 59;
+
+fn attached_probe() -> Probe {
+    let mut probe = Probe::load_default(MapSizes::default(), Scope::SystemWide).expect("load");
+    probe.attach().expect("attach");
+    probe
+}
+
+fn slots_of(probe: &Probe, tgid: u32) -> Vec<profiler_common::InFlight> {
+    probe
+        .in_flight()
+        .unwrap()
+        .into_iter()
+        .filter(|slot| slot.tgid == tgid)
+        .collect()
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn killed_inside_a_blocking_call_leaves_no_slot() {
+    if skip_unless_root("killed_inside_a_blocking_call_leaves_no_slot") {
+        return;
+    }
+    let probe = attached_probe();
+    let mut sleeper = Command::new(WORKLOAD).args(["sleep", "1", "100000"]).spawn().unwrap();
+    let pid = sleeper.id();
+    wait_for("the sleeper to be inside nanosleep", || {
+        slots_of(&probe, pid).iter().any(|slot| slot.nr == NR_NANOSLEEP)
+    });
+    sleeper.kill().unwrap(); // SIGKILL
+    sleeper.wait().unwrap();
+    assert!(slots_of(&probe, pid).is_empty(), "{:?}", slots_of(&probe, pid));
+}
+
+#[test]
+fn exit_group_never_returns_and_leaves_no_slot() {
+    if skip_unless_root("exit_group_never_returns_and_leaves_no_slot") {
+        return;
+    }
+    let probe = attached_probe();
+    let status = Command::new(WORKLOAD).args(["sleep", "3", "1"]).status().unwrap();
+    assert!(status.success());
+    // The process is gone; its exit_group (and its threads' exit) never reached sys_exit.
+    let stats = probe.read_stats().unwrap();
+    let pids: std::collections::HashSet<u32> = stats.iter().map(|(key, _)| key.tgid).collect();
+    for pid in pids {
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            assert!(slots_of(&probe, pid).is_empty(), "dead process {pid} still has slots");
+        }
+    }
+}
+
+#[test]
+fn exec_from_a_thread_moves_the_call_to_the_new_tid() {
+    if skip_unless_root("exec_from_a_thread_moves_the_call_to_the_new_tid") {
+        return;
+    }
+    let probe = attached_probe();
+    let status = Command::new(WORKLOAD)
+        .args(["exec-thread", "/bin/true"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut child = Command::new(WORKLOAD)
+        .args(["exec-thread", "/bin/sleep"])
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    // The execve ran in a non-leader thread, returned in the leader's tid, and was counted.
+    let execs: u64 = probe
+        .read_stats()
+        .unwrap()
+        .iter()
+        .filter(|(key, _)| key.tgid == pid && key.nr == NR_EXECVE)
+        .map(|(_, stats)| stats.calls)
+        .sum();
+    assert_eq!(execs, 2, "the workload's own execve and the thread's");
+    assert!(slots_of(&probe, pid).is_empty());
+}
+
+#[test]
+fn full_maps_are_counted_and_reported() {
+    if skip_unless_root("full_maps_are_counted_and_reported") {
+        return;
+    }
+    let report = report_json(&["--max-syscalls", "3", "--", WORKLOAD, "getppid", "10"]);
+    assert!(
+        report["overflow"]["stats_full"].as_u64().unwrap() > 0,
+        "{}",
+        report["overflow"]
+    );
+    let output = run(&["report", "--max-syscalls", "3", "--", WORKLOAD, "getppid", "10"]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("WARNING: events lost to full maps"), "{text}");
+}

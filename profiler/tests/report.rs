@@ -1,0 +1,232 @@
+//! `syscall-profiler report` against the repo's workload program, for real: these tests
+//! load the eBPF programs and need root (CI runs them as root).
+mod common;
+
+use common::*;
+
+#[test]
+fn exact_number_of_trivial_syscalls() {
+    if skip_unless_root("exact_number_of_trivial_syscalls") {
+        return;
+    }
+    let report = profile_workload(&["getppid", "123457"]);
+    assert_eq!(report["schema_version"], 1);
+    assert_eq!(report["scope"], "command");
+    assert_eq!(report["command_exit_code"], 0);
+    let process = only_workload(&report);
+    let getppid = syscall(process, "getppid", "x86_64").expect("getppid row");
+    assert_eq!(u64_of(getppid, "calls"), 123_457);
+    assert_eq!(u64_of(getppid, "errors"), 0);
+    assert_eq!(u64_of(getppid, "nr"), 110);
+    // The call that never returns is counted too.
+    assert_eq!(
+        u64_of(
+            syscall(process, "exit_group", "x86_64").expect("exit_group row"),
+            "calls"
+        ),
+        1
+    );
+    // Every row's parts add up to its total, exactly.
+    for row in process["syscalls"].as_array().unwrap().iter().chain([process]) {
+        let parts: u64 = ["entry_ns", "handler_ns", "blocked_ns", "runqueue_ns"]
+            .iter()
+            .map(|f| u64_of(row, f))
+            .sum();
+        assert_eq!(parts, u64_of(row, "total_ns"), "{row}");
+    }
+    assert!(
+        report["boundary_ns_per_call"].as_f64().unwrap() > 0.0,
+        "calibrated boundary cost"
+    );
+    assert_eq!(getppid["class"], "tiny-frequent", "{getppid}");
+}
+
+fn enoent_openat(report: &serde_json::Value) -> (u64, u64) {
+    let process = only_workload(report);
+    let openat = syscall(process, "openat", "x86_64").expect("openat row");
+    (
+        u64_of(openat, "errors"),
+        openat["errno"]["ENOENT"].as_u64().unwrap_or(0),
+    )
+}
+
+#[test]
+fn exact_number_of_failing_openat_under_enoent() {
+    if skip_unless_root("exact_number_of_failing_openat_under_enoent") {
+        return;
+    }
+    // The dynamic loader has its own (constant) failed opens; count ours on top of them.
+    let (base_errors, base_enoent) = enoent_openat(&profile_workload(&["enoent", "0"]));
+    let (errors, enoent) = enoent_openat(&profile_workload(&["enoent", "2500"]));
+    assert_eq!(enoent - base_enoent, 2500);
+    assert_eq!(errors - base_errors, 2500);
+    assert_eq!(errors, enoent, "every failed openat was ENOENT");
+}
+
+#[test]
+fn sleeping_thread_is_blocked_for_the_time_it_slept() {
+    if skip_unless_root("sleeping_thread_is_blocked_for_the_time_it_slept") {
+        return;
+    }
+    let (sleeps, ms) = (20u64, 50u64);
+    let report = profile_workload(&["sleep", &sleeps.to_string(), &ms.to_string()]);
+    let process = only_workload(&report);
+    let nanosleep = syscall(process, "nanosleep", "x86_64").expect("nanosleep row");
+    assert_eq!(u64_of(nanosleep, "calls"), sleeps);
+    let expected = (sleeps * ms * 1_000_000) as f64;
+    let blocked = u64_of(nanosleep, "blocked_ns") as f64;
+    assert!(
+        (blocked - expected).abs() / expected <= 0.05,
+        "blocked {blocked} ns vs {expected} ns slept"
+    );
+    assert_eq!(nanosleep["class"], "blocked");
+    let p50 = nanosleep["latency_ns"]["p50"].as_u64().unwrap() as f64;
+    assert!(
+        (p50 - (ms * 1_000_000) as f64).abs() / ((ms * 1_000_000) as f64) <= 0.25,
+        "p50 {p50}"
+    );
+}
+
+#[test]
+fn large_reads_from_dev_zero_are_handler_heavy() {
+    if skip_unless_root("large_reads_from_dev_zero_are_handler_heavy") {
+        return;
+    }
+    let report = profile_workload(&["zero-read", "300", "1048576"]);
+    let read = syscall(only_workload(&report), "read", "x86_64")
+        .expect("read row")
+        .clone();
+    assert!(u64_of(&read, "calls") >= 300);
+    assert_eq!(read["class"], "handler-heavy", "{read}");
+    assert!(u64_of(&read, "handler_ns") > u64_of(&read, "total_ns") / 2);
+}
+
+#[test]
+fn pipe_ping_pong_with_too_many_runnable_threads_waits_for_cpus() {
+    if skip_unless_root("pipe_ping_pong_with_too_many_runnable_threads_waits_for_cpus") {
+        return;
+    }
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let spinners = (2 * cpus).to_string();
+    let report = profile_workload(&["pingpong", "20000", &spinners]);
+    let process = only_workload(&report);
+    let read = syscall(process, "read", "x86_64").expect("read row");
+    assert!(u64_of(read, "calls") >= 40_000);
+    // Woken readers queue behind the spinners: well over a millisecond in total.
+    assert!(u64_of(read, "runqueue_ns") > 1_000_000, "{read}");
+    assert!(u64_of(process, "runqueue_ns") >= u64_of(read, "runqueue_ns"));
+}
+
+#[test]
+fn ia32_calls_are_named_from_the_i386_table() {
+    if skip_unless_root("ia32_calls_are_named_from_the_i386_table") {
+        return;
+    }
+    let report = profile_workload(&["int80", "777"]);
+    let process = only_workload(&report);
+    let getpid32 = syscall(process, "getpid", "ia32").expect("ia32 getpid row");
+    assert_eq!(u64_of(getpid32, "calls"), 777);
+    assert_eq!(u64_of(getpid32, "nr"), 20);
+    // On x86_64, 20 is writev: an int 0x80 getpid must never show up as that.
+    assert!(syscall(process, "writev", "x86_64").is_none(), "{process}");
+}
+
+#[test]
+fn command_descendants_are_profiled() {
+    if skip_unless_root("command_descendants_are_profiled") {
+        return;
+    }
+    let script = format!("{WORKLOAD} getppid 1111; {WORKLOAD} getppid 2222");
+    let report = report_json(&["--", "sh", "-c", &script]);
+    let mut counts: Vec<u64> = workload_processes(&report)
+        .iter()
+        .map(|p| syscall(p, "getppid", "x86_64").map_or(0, |s| u64_of(s, "calls")))
+        .collect();
+    counts.sort();
+    assert_eq!(counts, vec![1111, 2222], "{report}");
+    assert!(report["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["comm"] == "sh"));
+}
+
+#[test]
+fn system_wide_and_pid_modes_see_a_running_process() {
+    if skip_unless_root("system_wide_and_pid_modes_see_a_running_process") {
+        return;
+    }
+    let mut busy = std::process::Command::new(WORKLOAD)
+        .args(["spin", "120"]) // outlives both reports on a loaded machine; killed below
+        .spawn()
+        .unwrap();
+    let pid = busy.id();
+    let system_wide = report_json(&["--duration", "1.5"]);
+    let by_pid = report_json(&["--duration", "1.5", "--pid", &pid.to_string()]);
+    busy.kill().ok();
+    busy.wait().ok();
+    assert_eq!(system_wide["scope"], "system-wide");
+    let process = system_wide["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["pid"] == pid)
+        .expect("busy pid");
+    assert!(u64_of(syscall(process, "getppid", "x86_64").unwrap(), "calls") > 1000);
+    // The profiler does not report itself.
+    let agent = &system_wide["agent_pid"];
+    assert!(agent.as_u64().unwrap() > 0);
+    assert!(
+        system_wide["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| &p["pid"] != agent),
+        "the agent's own calls are left out"
+    );
+    let pids: Vec<u64> = by_pid["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| u64_of(p, "pid"))
+        .collect();
+    assert_eq!(pids, vec![u64::from(pid)], "{by_pid}");
+    assert!(by_pid["duration_ns"].as_u64().unwrap() >= 1_400_000_000);
+}
+
+#[test]
+fn text_report_to_a_file() {
+    if skip_unless_root("text_report_to_a_file") {
+        return;
+    }
+    let path = std::env::temp_dir().join(format!("report-{}.txt", std::process::id()));
+    let output = run(&["report", "-o", path.to_str().unwrap(), "--", WORKLOAD, "enoent", "10"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.stdout.is_empty());
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_file(&path).ok();
+    assert!(text.contains("syscall-profiler report"), "{text}");
+    assert!(text.contains("openat"), "{text}");
+    assert!(text.contains("ENOENT"), "{text}");
+    assert!(text.contains("split bar: E entry"), "{text}");
+}
+
+#[test]
+fn calibrate_explains_the_boundary_cost() {
+    if skip_unless_root("calibrate_explains_the_boundary_cost") {
+        return;
+    }
+    let output = run(&["calibrate"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.starts_with("boundary cost: "), "{text}");
+    assert!(text.contains("getppid"), "{text}");
+    assert!(text.contains("/sys/devices/system/cpu/vulnerabilities"), "{text}");
+    let cost: f64 = text["boundary cost: ".len()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(cost > 0.0 && cost < 100_000.0, "{cost}");
+}
