@@ -57,7 +57,7 @@ pub fn hist_bucket_bounds(idx: usize) -> (u64, u64) {
     (low, low + width)
 }
 
-/// Key of the per-(process, syscall) statistics map.
+/// A (process, syscall) pair.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StatsKey {
@@ -67,14 +67,44 @@ pub struct StatsKey {
     pub nr: u32,
 }
 
+impl StatsKey {
+    /// The key as one `u64`, the form stored in [`StatsSlot::key`] (compared and claimed
+    /// with single 8-byte atomic operations).
+    #[inline(always)]
+    pub const fn packed(self) -> u64 {
+        (self.tgid as u64) | ((self.nr as u64) << 32)
+    }
+
+    pub const fn unpack(packed: u64) -> StatsKey {
+        StatsKey {
+            tgid: packed as u32,
+            nr: (packed >> 32) as u32,
+        }
+    }
+}
+
+/// [`StatsSlot::key`] of a slot never used. (pid 0, the idle task, makes no syscalls.)
+pub const SLOT_EMPTY: u64 = 0;
+/// [`StatsSlot::key`] of a slot the agent freed (its process exited): reusable, but lookups
+/// probe past it.
+pub const SLOT_FREED: u64 = u32::MAX as u64;
+/// Slots a lookup probes (linear probing from the key's hash) before giving up as full.
+pub const STATS_PROBES: u32 = 16;
+
+/// Start of the probe sequence of a packed key in a table of `mask + 1` slots.
+#[inline(always)]
+pub fn stats_hash(packed: u64, mask: u32) -> u32 {
+    // Fibonacci hashing: multiply by 2^64/phi and keep the high bits.
+    ((packed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as u32) & mask
+}
+
 /// Aggregated statistics of one (process, syscall); updated with atomic adds.
 ///
 /// `entry` time is not here: the tracepoints cannot see it, so the agent charges the
-/// calibrated boundary cost per call.
+/// calibrated boundary cost per call. The number of calls is the sum of the histogram.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct SyscallStats {
-    pub calls: u64,
     /// Calls that returned -4095..=-1.
     pub errors: u64,
     /// On-CPU time between sys_enter and sys_exit: wall time minus blocked and runqueue.
@@ -92,7 +122,6 @@ pub struct SyscallStats {
 
 impl SyscallStats {
     pub const ZERO: SyscallStats = SyscallStats {
-        calls: 0,
         errors: 0,
         handler_ns: 0,
         blocked_ns: 0,
@@ -100,6 +129,22 @@ impl SyscallStats {
         max_ns: 0,
         hist: [0; HIST_BUCKETS],
     };
+
+    /// Calls counted (modulo 2^32 per bucket: see [`SyscallStats::hist`]).
+    pub fn calls(&self) -> u64 {
+        self.hist.iter().map(|&count| count as u64).sum()
+    }
+}
+
+/// One slot of the statistics table: an open-addressing hash table kept in a
+/// memory-mappable array, so the hot path finds its entry with a few inline instructions
+/// instead of a hash map call, and the agent reads it without a syscall per entry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct StatsSlot {
+    /// [`StatsKey::packed`], [`SLOT_EMPTY`] or [`SLOT_FREED`].
+    pub key: u64,
+    pub stats: SyscallStats,
 }
 
 /// Key of the per-(process, syscall, errno) error counters.
@@ -155,7 +200,8 @@ pub mod counter {
     /// A thread's in-flight slot was held by another thread inside a syscall; the call was
     /// not measured.
     pub const SLOT_COLLISION: u32 = 0;
-    /// The statistics map was full: a call of a new (process, syscall) was not counted.
+    /// The statistics table had no free slot within [`STATS_PROBES`](super::STATS_PROBES) of
+    /// a new (process, syscall): its call was not counted.
     pub const STATS_FULL: u32 = 1;
     /// The errno map was full: an error was counted but not its errno.
     pub const ERRNO_FULL: u32 = 2;
@@ -173,6 +219,7 @@ mod pod {
     // bit pattern.
     unsafe impl aya::Pod for super::StatsKey {}
     unsafe impl aya::Pod for super::SyscallStats {}
+    unsafe impl aya::Pod for super::StatsSlot {}
     unsafe impl aya::Pod for super::ErrnoKey {}
     unsafe impl aya::Pod for super::ProcInfo {}
     unsafe impl aya::Pod for super::InFlight {}

@@ -1,6 +1,6 @@
 //! Kernel side of the syscall profiler: aggregates, never streams.
 //!
-//! - `sys_enter`/`sys_exit` (raw tracepoints, no tracefs needed) time every syscall and add it
+//! - `sys_enter`/`sys_exit` time every syscall and add it
 //!   to a per-(process, syscall) entry of `STATS`: calls, errors, the handler/blocked/runqueue
 //!   split and a log-linear latency histogram. Errors go per errno into `ERRNOS`.
 //! - `sched_switch`/`sched_wakeup` split the wall time of an in-flight call into on-CPU
@@ -9,29 +9,30 @@
 //!   in-flight slots from leaking when a thread dies or changes tid inside a syscall.
 //! - `sched_process_fork` follows the children of followed processes (`--pid`, `-- CMD`).
 //!
-//! Kernel struct offsets come from the kernel's BTF at load time (globals below); nothing
-//! is hard-coded. Requires Linux 5.5+ (raw tracepoints, atomic adds, `bpf_probe_read_kernel`).
+//! All programs are BTF-enabled raw tracepoints (`tp_btf`, Linux 5.5+; no tracefs needed): the
+//! kernel hands them typed task pointers, so task fields are plain loads rather than
+//! `bpf_probe_read_kernel` calls, which cost as much as the rest of the hot path together.
+//! Kernel struct offsets come from the kernel's BTF at load time (globals below); nothing is
+//! hard-coded. The empty `floor_*` programs are classic raw tracepoints, for the benchmark.
 #![no_std]
 #![no_main]
 // Atomic adds: core's Atomic* types have no read-modify-write methods on the BPF target.
 #![feature(core_intrinsics)]
 #![allow(internal_features)]
 
-use core::intrinsics::{atomic_xadd, AtomicOrdering};
+use core::intrinsics::{atomic_cxchg, atomic_xadd, AtomicOrdering};
 
 use aya_ebpf::{
-    bindings::BPF_NOEXIST,
-    helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
-    },
-    macros::{map, raw_tracepoint},
+    bindings::{BPF_F_MMAPABLE, BPF_NOEXIST},
+    helpers::{bpf_get_current_comm, bpf_get_current_task_btf, bpf_ktime_get_ns},
+    macros::{btf_tracepoint, map, raw_tracepoint},
     maps::{Array, HashMap, PerCpuArray},
-    programs::RawTracePointContext,
+    programs::{BtfTracePointContext, RawTracePointContext},
     Global,
 };
 use profiler_common::{
-    counter, hist_bucket, thread_state, ErrnoKey, InFlight, ProcInfo, StatsKey, SyscallStats, HIST_BUCKETS,
-    NR_IA32_FLAG, TS_COMPAT,
+    counter, hist_bucket, stats_hash, thread_state, ErrnoKey, InFlight, ProcInfo, StatsKey, StatsSlot, HIST_BUCKETS,
+    NR_IA32_FLAG, SLOT_EMPTY, SLOT_FREED, STATS_PROBES, TS_COMPAT,
 };
 
 // ---- load-time configuration (read-only globals, set by the agent before loading) ----
@@ -48,6 +49,9 @@ static TASK_TGID_OFFSET: Global<u32> = Global::new(0);
 /// `SLOTS` size minus one; the size is a power of two.
 #[no_mangle]
 static SLOT_MASK: Global<u32> = Global::new(0);
+/// `STATS` size minus one; the size is a power of two.
+#[no_mangle]
+static STATS_MASK: Global<u32> = Global::new(0);
 /// Non-zero: only processes in `FOLLOWED` are measured.
 #[no_mangle]
 static FOLLOW_ONLY: Global<u32> = Global::new(0);
@@ -57,10 +61,12 @@ static FOLLOW_FORKS: Global<u32> = Global::new(0);
 
 // ---- maps; the agent sets their sizes at load time ----
 
+// Both arrays can be memory-mapped: the agent reads them without a syscall per entry.
 #[map]
-static SLOTS: Array<InFlight> = Array::with_max_entries(1, 0);
+static SLOTS: Array<InFlight> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+/// Open-addressing hash table of (process, syscall) statistics; see `stats_slot`.
 #[map]
-static STATS: HashMap<StatsKey, SyscallStats> = HashMap::with_max_entries(1, 0);
+static STATS: Array<StatsSlot> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 #[map]
 static ERRNOS: HashMap<ErrnoKey, u64> = HashMap::with_max_entries(1, 0);
 #[map]
@@ -100,9 +106,16 @@ fn in_flight(tid: u32) -> Option<&'static mut InFlight> {
     }
 }
 
+/// A `u32` field of a task the kernel handed us (a trusted BTF pointer): a plain load, which
+/// the verifier checks against the kernel's BTF. `offset` must be a load-time constant.
 #[inline(always)]
-unsafe fn read_task_u32(task: *const u8, offset: u32) -> u32 {
-    bpf_probe_read_kernel(task.add(offset as usize) as *const u32).unwrap_or(0)
+unsafe fn task_u32(task: *const u8, offset: u32) -> u32 {
+    *(task.add(offset as usize) as *const u32)
+}
+
+#[inline(always)]
+fn current_task() -> *const u8 {
+    unsafe { bpf_get_current_task_btf() as *const u8 }
 }
 
 #[inline(always)]
@@ -110,11 +123,12 @@ fn atomic_add<T: Copy>(target: &mut T, value: T) {
     unsafe { atomic_xadd::<T, T, { AtomicOrdering::Relaxed }>(target, value) };
 }
 
-#[raw_tracepoint(tracepoint = "sys_enter")]
-pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let tid = pid_tgid as u32;
-    let tgid = (pid_tgid >> 32) as u32;
+// sys_enter(struct pt_regs *regs, long id)
+#[btf_tracepoint(function = "sys_enter")]
+pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
+    let task = current_task();
+    let tid = unsafe { task_u32(task, TASK_PID_OFFSET.load()) };
+    let tgid = unsafe { task_u32(task, TASK_TGID_OFFSET.load()) };
     if FOLLOW_ONLY.load() != 0 && unsafe { FOLLOWED.get(&tgid) }.is_none() {
         return 0;
     }
@@ -128,11 +142,8 @@ pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
     let id: i64 = ctx.arg(1);
     let mut nr = id as u32;
     let status_offset = TASK_TI_STATUS_OFFSET.load();
-    if status_offset != 0 {
-        let status = unsafe { read_task_u32(bpf_get_current_task() as *const u8, status_offset) };
-        if status & TS_COMPAT != 0 {
-            nr |= NR_IA32_FLAG;
-        }
+    if status_offset != 0 && unsafe { task_u32(task, status_offset) } & TS_COMPAT != 0 {
+        nr |= NR_IA32_FLAG;
     }
     slot.tid = tid;
     slot.tgid = tgid;
@@ -144,9 +155,10 @@ pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
     0
 }
 
-#[raw_tracepoint(tracepoint = "sys_exit")]
-pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
-    let tid = bpf_get_current_pid_tgid() as u32;
+// sys_exit(struct pt_regs *regs, long ret)
+#[btf_tracepoint(function = "sys_exit")]
+pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
+    let tid = unsafe { task_u32(current_task(), TASK_PID_OFFSET.load()) };
     let Some(slot) = in_flight(tid) else {
         return 0;
     };
@@ -170,25 +182,10 @@ fn record(slot: &mut InFlight, now: u64, ret: i64) {
     slot.enter_ns = 0;
     let handler_ns = wall_ns.saturating_sub(blocked_ns + runqueue_ns);
 
-    let stats = match STATS.get_ptr_mut(&key) {
-        Some(stats) => stats,
-        None => {
-            if STATS.insert(&key, &SyscallStats::ZERO, BPF_NOEXIST as u64).is_err() {
-                // Lost a race with another CPU inserting the same key, or the map is full.
-                if STATS.get_ptr_mut(&key).is_none() {
-                    bump(counter::STATS_FULL);
-                    return;
-                }
-            }
-            remember_process(key.tgid);
-            match STATS.get_ptr_mut(&key) {
-                Some(stats) => stats,
-                None => return,
-            }
-        }
+    let Some(entry) = stats_slot(key) else {
+        return;
     };
-    let stats = unsafe { &mut *stats };
-    atomic_add(&mut stats.calls, 1u64);
+    let stats = &mut entry.stats;
     atomic_add(&mut stats.handler_ns, handler_ns);
     if blocked_ns != 0 {
         atomic_add(&mut stats.blocked_ns, blocked_ns);
@@ -209,6 +206,42 @@ fn record(slot: &mut InFlight, now: u64, ret: i64) {
         atomic_add(&mut stats.errors, 1u64);
         count_errno(key, (-ret) as u32);
     }
+}
+
+/// The statistics slot of `key`: linear probing from the key's hash over at most
+/// `STATS_PROBES` slots; a new key claims the first empty or freed slot with a
+/// compare-and-swap, so two CPUs never both take it. (A key may end up in two slots when
+/// it claims a freed slot before reaching its older one; the agent adds slots up by key.)
+#[inline(always)]
+fn stats_slot(key: StatsKey) -> Option<&'static mut StatsSlot> {
+    let packed = key.packed();
+    let mask = STATS_MASK.load();
+    let start = stats_hash(packed, mask);
+    for probe in 0..STATS_PROBES {
+        let slot = unsafe { &mut *STATS.get_ptr_mut((start + probe) & mask)? };
+        let current = unsafe { core::ptr::read_volatile(&slot.key) };
+        if current == packed {
+            return Some(slot);
+        }
+        if current == SLOT_EMPTY || current == SLOT_FREED {
+            let (previous, claimed) = unsafe {
+                atomic_cxchg::<u64, { AtomicOrdering::Relaxed }, { AtomicOrdering::Relaxed }>(
+                    &mut slot.key,
+                    current,
+                    packed,
+                )
+            };
+            if claimed {
+                remember_process(key.tgid);
+                return Some(slot);
+            }
+            if previous == packed {
+                return Some(slot);
+            }
+        }
+    }
+    bump(counter::STATS_FULL);
+    None
 }
 
 #[inline(always)]
@@ -247,17 +280,16 @@ fn remember_process(tgid: u32) {
 }
 
 // sched_switch(bool preempt, struct task_struct *prev, struct task_struct *next,
-//              unsigned int prev_state); runs on the CPU switching, with current == prev.
-#[raw_tracepoint(tracepoint = "sched_switch")]
-pub fn sched_switch(ctx: RawTracePointContext) -> i32 {
+//              unsigned int prev_state); runs on the CPU switching.
+#[btf_tracepoint(function = "sched_switch")]
+pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     let preempt: u64 = ctx.arg(0);
+    let prev: *const u8 = ctx.arg(1);
     let next: *const u8 = ctx.arg(2);
     let prev_state: u64 = ctx.arg(3);
-    let prev_tid = bpf_get_current_pid_tgid() as u32;
-    let next_tid = unsafe { read_task_u32(next, TASK_PID_OFFSET.load()) };
-
-    let prev_slot = in_flight(prev_tid);
-    let next_slot = in_flight(next_tid);
+    let pid_offset = TASK_PID_OFFSET.load();
+    let prev_slot = in_flight(unsafe { task_u32(prev, pid_offset) });
+    let next_slot = in_flight(unsafe { task_u32(next, pid_offset) });
     if prev_slot.is_none() && next_slot.is_none() {
         return 0;
     }
@@ -286,11 +318,10 @@ pub fn sched_switch(ctx: RawTracePointContext) -> i32 {
 }
 
 // sched_wakeup(struct task_struct *p): p was put on a runqueue.
-#[raw_tracepoint(tracepoint = "sched_wakeup")]
-pub fn sched_wakeup(ctx: RawTracePointContext) -> i32 {
+#[btf_tracepoint(function = "sched_wakeup")]
+pub fn sched_wakeup(ctx: BtfTracePointContext) -> i32 {
     let task: *const u8 = ctx.arg(0);
-    let tid = unsafe { read_task_u32(task, TASK_PID_OFFSET.load()) };
-    if let Some(slot) = in_flight(tid) {
+    if let Some(slot) = in_flight(unsafe { task_u32(task, TASK_PID_OFFSET.load()) }) {
         if slot.state == thread_state::SLEEPING {
             let now = unsafe { bpf_ktime_get_ns() };
             slot.blocked_ns += now.saturating_sub(slot.state_since_ns);
@@ -303,11 +334,10 @@ pub fn sched_wakeup(ctx: RawTracePointContext) -> i32 {
 
 // sched_wakeup_new(struct task_struct *p): a new thread starts. Its first sys_exit (the
 // return from clone/fork) has no sys_enter, so whatever its slot holds is stale.
-#[raw_tracepoint(tracepoint = "sched_wakeup_new")]
-pub fn sched_wakeup_new(ctx: RawTracePointContext) -> i32 {
+#[btf_tracepoint(function = "sched_wakeup_new")]
+pub fn sched_wakeup_new(ctx: BtfTracePointContext) -> i32 {
     let task: *const u8 = ctx.arg(0);
-    let tid = unsafe { read_task_u32(task, TASK_PID_OFFSET.load()) };
-    if let Some(slot) = in_flight(tid) {
+    if let Some(slot) = in_flight(unsafe { task_u32(task, TASK_PID_OFFSET.load()) }) {
         slot.enter_ns = 0;
     }
     0
@@ -316,10 +346,10 @@ pub fn sched_wakeup_new(ctx: RawTracePointContext) -> i32 {
 // sched_process_exit(struct task_struct *p): runs in the exiting thread. exit and
 // exit_group never reach sys_exit, so they are counted here; any other call the thread
 // dies in is dropped with its slot.
-#[raw_tracepoint(tracepoint = "sched_process_exit")]
-pub fn sched_process_exit(_ctx: RawTracePointContext) -> i32 {
-    let tid = bpf_get_current_pid_tgid() as u32;
-    if let Some(slot) = in_flight(tid) {
+#[btf_tracepoint(function = "sched_process_exit")]
+pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
+    let task: *const u8 = ctx.arg(0);
+    if let Some(slot) = in_flight(unsafe { task_u32(task, TASK_PID_OFFSET.load()) }) {
         match slot.nr {
             NR_EXIT_64 | NR_EXIT_GROUP_64 | NR_EXIT_32 | NR_EXIT_GROUP_32 => {
                 record(slot, unsafe { bpf_ktime_get_ns() }, 0)
@@ -334,13 +364,13 @@ pub fn sched_process_exit(_ctx: RawTracePointContext) -> i32 {
 // sched_process_exec(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm):
 // the process has its new name; and a non-leader thread that execs takes the leader's tid,
 // so its in-flight execve moves along.
-#[raw_tracepoint(tracepoint = "sched_process_exec")]
-pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
+#[btf_tracepoint(function = "sched_process_exec")]
+pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
+    let task: *const u8 = ctx.arg(0);
     let old_tid: u64 = ctx.arg(1);
     let old_tid = old_tid as u32;
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let tid = pid_tgid as u32;
-    let tgid = (pid_tgid >> 32) as u32;
+    let tid = unsafe { task_u32(task, TASK_PID_OFFSET.load()) };
+    let tgid = unsafe { task_u32(task, TASK_TGID_OFFSET.load()) };
     if let Some(info) = PROCS.get_ptr_mut(&tgid) {
         if let Ok(comm) = bpf_get_current_comm() {
             unsafe { (*info).comm = comm };
@@ -362,17 +392,19 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
 
 // sched_process_fork(struct task_struct *parent, struct task_struct *child): children of a
 // followed process are followed too.
-#[raw_tracepoint(tracepoint = "sched_process_fork")]
-pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
+#[btf_tracepoint(function = "sched_process_fork")]
+pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
     if FOLLOW_FORKS.load() == 0 {
         return 0;
     }
-    let parent_tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let parent: *const u8 = ctx.arg(0);
+    let child: *const u8 = ctx.arg(1);
+    let tgid_offset = TASK_TGID_OFFSET.load();
+    let parent_tgid = unsafe { task_u32(parent, tgid_offset) };
     if unsafe { FOLLOWED.get(&parent_tgid) }.is_none() {
         return 0;
     }
-    let child: *const u8 = ctx.arg(1);
-    let child_tgid = unsafe { read_task_u32(child, TASK_TGID_OFFSET.load()) };
+    let child_tgid = unsafe { task_u32(child, tgid_offset) };
     if child_tgid != parent_tgid && FOLLOWED.insert(&child_tgid, &1, 0).is_err() {
         bump(counter::FOLLOW_FULL);
     }

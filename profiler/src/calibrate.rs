@@ -149,9 +149,7 @@ pub fn calibrate(probe: &mut Probe) -> Result<Calibration, ProbeError> {
     // Mean window time per call of `nr` over one more timed run on the current CPU.
     let window = |probe: &Probe, nr: u32| -> Result<(f64, f64), ProbeError> {
         let key = StatsKey { tgid, nr };
-        let read = |probe: &Probe| -> Result<(u64, u64), ProbeError> {
-            Ok(probe.stats_of(key)?.map_or((0, 0), |s| (s.calls, s.handler_ns)))
-        };
+        let read = |probe: &Probe| -> Result<(u64, u64), ProbeError> { Ok(probe.stats_of(key).unwrap_or((0, 0))) };
         let before = read(probe)?;
         let round_trip = median_round_trip(nr);
         let after = read(probe)?;

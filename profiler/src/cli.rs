@@ -211,7 +211,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let mut probe = Probe::load_default(maps.sizes(), Scope::SystemWide)?;
             match mode {
                 AttachMode::Full => probe.attach()?,
-                AttachMode::Floor => probe.attach_set(&crate::ebpf::FLOOR_PROGRAMS)?,
+                AttachMode::Floor => probe.attach_floor()?,
             }
             println!("attached {} programs", probe.attached_programs());
             io::stdout().flush()?;

@@ -2,21 +2,26 @@
 //! programs to the raw tracepoints, and reads and prunes its maps.
 //!
 //! Requires Linux 5.8+ with BTF (`/sys/kernel/btf/vmlinux`), root or `CAP_BPF` +
-//! `CAP_PERFMON`. No tracefs: only raw tracepoints are used.
-use std::{io, path::Path};
+//! `CAP_PERFMON`. No tracefs: the programs are BTF-enabled raw tracepoints (`tp_btf`); the
+//! two empty floor programs are classic raw tracepoints.
+use std::{collections::HashSet, io, path::Path};
 
 use aya::{
     maps::{HashMap, MapData, MapError, PerCpuArray},
-    programs::{raw_trace_point::RawTracePointLinkId, ProgramError, RawTracePoint},
-    Ebpf, EbpfError, EbpfLoader,
+    programs::{
+        raw_trace_point::RawTracePointLinkId, tp_btf::BtfTracePointLinkId, BtfTracePoint, ProgramError, RawTracePoint,
+    },
+    Btf, Ebpf, EbpfError, EbpfLoader,
 };
-use profiler_common::{counter, ErrnoKey, InFlight, ProcInfo, StatsKey, SyscallStats};
+use profiler_common::{
+    counter, ErrnoKey, InFlight, ProcInfo, StatsKey, StatsSlot, SyscallStats, SLOT_EMPTY, SLOT_FREED,
+};
 
 use crate::btf::{BtfError, TaskOffsets, VMLINUX_BTF};
 
 static PROGRAM_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/profiler"));
 
-/// The profiler's programs, `(program, raw tracepoint)`.
+/// The profiler's programs, `(program, tracepoint)`, all `tp_btf`.
 pub const PROGRAMS: [(&str, &str); 8] = [
     ("sys_enter", "sys_enter"),
     ("sys_exit", "sys_exit"),
@@ -28,8 +33,8 @@ pub const PROGRAMS: [(&str, &str); 8] = [
     ("sched_process_fork", "sched_process_fork"),
 ];
 
-/// Empty programs on the two syscall tracepoints: the cost floor any profiler built on them
-/// pays, measured by `cargo xtask bench`.
+/// Empty classic raw tracepoint programs on the two syscall tracepoints: the cost floor any
+/// profiler built on them pays, measured by `cargo xtask bench`.
 pub const FLOOR_PROGRAMS: [(&str, &str); 2] = [("floor_sys_enter", "sys_enter"), ("floor_sys_exit", "sys_exit")];
 
 #[derive(Debug, thiserror::Error)]
@@ -56,12 +61,14 @@ pub enum ProbeError {
     },
 }
 
-/// Map sizes; together they bound the kernel-side memory (see [`crate::memory`]).
+/// Map sizes; together they bound the kernel-side memory (see [`crate::memory`]). The two
+/// tables indexed by hash (`threads`, `syscalls`) are rounded up to powers of two.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MapSizes {
     /// In-flight slots, one per thread inside a syscall; rounded up to a power of two.
     pub threads: u32,
-    /// (process, syscall) pairs.
+    /// Slots of the (process, syscall) statistics table; lookups probe up to
+    /// `STATS_PROBES` slots, so keep it well above the pairs alive at once.
     pub syscalls: u32,
     /// (process, syscall, errno) triples.
     pub errnos: u32,
@@ -76,6 +83,17 @@ impl Default for MapSizes {
             syscalls: 16_384,
             errnos: 8_192,
             processes: 8_192,
+        }
+    }
+}
+
+impl MapSizes {
+    /// With the hash-indexed tables rounded up to powers of two, as loaded.
+    pub fn rounded(self) -> MapSizes {
+        MapSizes {
+            threads: self.threads.max(1).next_power_of_two(),
+            syscalls: self.syscalls.max(1).next_power_of_two(),
+            ..self
         }
     }
 }
@@ -106,10 +124,18 @@ impl Overflow {
     }
 }
 
+/// An attachment, to detach by.
+enum Link {
+    Btf(BtfTracePointLinkId),
+    Raw(RawTracePointLinkId),
+}
+
 /// Loaded (and possibly attached) eBPF programs with their maps.
 pub struct Probe {
+    stats: MappedArray<StatsSlot>,
+    slots: MappedArray<InFlight>,
     ebpf: Ebpf,
-    links: Vec<(&'static str, RawTracePointLinkId)>,
+    links: Vec<(&'static str, Link)>,
     pub sizes: MapSizes,
 }
 
@@ -147,14 +173,35 @@ fn classify_load_error(err: &(dyn std::error::Error + 'static)) -> ProbeError {
     }
 }
 
+fn program_as<'a, P>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut P, ProbeError>
+where
+    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or_else(|| ProbeError::Load(format!("program {name} missing from the object")))?
+        .try_into()
+        .map_err(|err: ProgramError| ProbeError::Load(err.to_string()))
+}
+
+fn attach_error(program: &'static str, tracepoint: &'static str, err: &ProgramError) -> ProbeError {
+    match classify_load_error(err) {
+        ProbeError::Load(reason) => ProbeError::Attach {
+            program,
+            tracepoint,
+            reason,
+        },
+        other => other,
+    }
+}
+
 impl Probe {
     /// Loads and verifies the programs (not attached yet). `btf_path` is normally
     /// [`VMLINUX_BTF`].
     pub fn load(sizes: MapSizes, scope: Scope, btf_path: &Path) -> Result<Probe, ProbeError> {
         let offsets = TaskOffsets::from_btf_file(btf_path)?;
-        let threads = sizes.threads.max(1).next_power_of_two();
-        let sizes = MapSizes { threads, ..sizes };
-        let slot_mask = threads - 1;
+        let sizes = sizes.rounded();
+        let slot_mask = sizes.threads - 1;
+        let stats_mask = sizes.syscalls - 1;
         let status_offset = offsets.thread_info_status.unwrap_or(0);
         let (follow_only, follow_forks) = match scope {
             Scope::SystemWide => (0u32, 0u32),
@@ -166,9 +213,10 @@ impl Probe {
             .override_global("TASK_PID_OFFSET", &offsets.pid, true)
             .override_global("TASK_TGID_OFFSET", &offsets.tgid, true)
             .override_global("SLOT_MASK", &slot_mask, true)
+            .override_global("STATS_MASK", &stats_mask, true)
             .override_global("FOLLOW_ONLY", &follow_only, true)
             .override_global("FOLLOW_FORKS", &follow_forks, true)
-            .map_max_entries("SLOTS", threads)
+            .map_max_entries("SLOTS", sizes.threads)
             .map_max_entries("STATS", sizes.syscalls)
             .map_max_entries("ERRNOS", sizes.errnos)
             .map_max_entries("PROCS", sizes.processes)
@@ -176,15 +224,23 @@ impl Probe {
         let mut ebpf = loader
             .load(PROGRAM_OBJECT)
             .map_err(|err: EbpfError| classify_load_error(&err))?;
-        for (name, _) in PROGRAMS.iter().chain(&FLOOR_PROGRAMS) {
-            let program: &mut RawTracePoint = ebpf
-                .program_mut(name)
-                .ok_or_else(|| ProbeError::Load(format!("program {name} missing from the object")))?
-                .try_into()
-                .map_err(|err: ProgramError| ProbeError::Load(err.to_string()))?;
+        let kernel_btf = Btf::parse_file(btf_path, aya::Endianness::default()).map_err(|err| BtfError::Parse {
+            path: btf_path.to_owned(),
+            reason: err.to_string(),
+        })?;
+        for (name, tracepoint) in PROGRAMS {
+            let program: &mut BtfTracePoint = program_as(&mut ebpf, name)?;
+            program
+                .load(tracepoint, &kernel_btf)
+                .map_err(|err| classify_load_error(&err))?;
+        }
+        for (name, _) in FLOOR_PROGRAMS {
+            let program: &mut RawTracePoint = program_as(&mut ebpf, name)?;
             program.load().map_err(|err| classify_load_error(&err))?;
         }
         Ok(Probe {
+            stats: MappedArray::new(&ebpf, "STATS", sizes.syscalls)?,
+            slots: MappedArray::new(&ebpf, "SLOTS", sizes.threads)?,
             ebpf,
             links: Vec::new(),
             sizes,
@@ -199,50 +255,48 @@ impl Probe {
 
     /// Attaches the profiler's programs ([`PROGRAMS`]).
     pub fn attach(&mut self) -> Result<(), ProbeError> {
-        self.attach_set(&PROGRAMS)
-    }
-
-    /// Attaches `programs` (`(program, raw tracepoint)` pairs) that are not attached yet.
-    pub fn attach_set(&mut self, programs: &[(&'static str, &'static str)]) -> Result<(), ProbeError> {
-        for &(name, tracepoint) in programs {
-            if self.links.iter().any(|(attached, _)| *attached == name) {
+        for (name, tracepoint) in PROGRAMS {
+            if self.is_attached(name) {
                 continue;
             }
-            let program: &mut RawTracePoint = self.program(name)?;
-            let link = program
-                .attach(tracepoint)
-                .map_err(|err| match classify_load_error(&err) {
-                    ProbeError::Load(reason) => ProbeError::Attach {
-                        program: name,
-                        tracepoint,
-                        reason,
-                    },
-                    other => other,
-                })?;
-            self.links.push((name, link));
+            let link = program_as::<BtfTracePoint>(&mut self.ebpf, name)?
+                .attach()
+                .map_err(|err| attach_error(name, tracepoint, &err))?;
+            self.links.push((name, Link::Btf(link)));
         }
         Ok(())
+    }
+
+    /// Attaches the empty floor programs ([`FLOOR_PROGRAMS`]), for the benchmark.
+    pub fn attach_floor(&mut self) -> Result<(), ProbeError> {
+        for (name, tracepoint) in FLOOR_PROGRAMS {
+            if self.is_attached(name) {
+                continue;
+            }
+            let link = program_as::<RawTracePoint>(&mut self.ebpf, name)?
+                .attach(tracepoint)
+                .map_err(|err| attach_error(name, tracepoint, &err))?;
+            self.links.push((name, Link::Raw(link)));
+        }
+        Ok(())
+    }
+
+    fn is_attached(&self, name: &str) -> bool {
+        self.links.iter().any(|(attached, _)| *attached == name)
     }
 
     /// Detaches every program; the maps keep their contents.
     pub fn detach(&mut self) {
         for (name, link) in std::mem::take(&mut self.links) {
-            if let Ok(program) = self.program(name) {
-                let _ = program.detach(link);
-            }
+            let _ = match link {
+                Link::Btf(link) => program_as::<BtfTracePoint>(&mut self.ebpf, name).map(|p| p.detach(link)),
+                Link::Raw(link) => program_as::<RawTracePoint>(&mut self.ebpf, name).map(|p| p.detach(link)),
+            };
         }
     }
 
     pub fn attached_programs(&self) -> usize {
         self.links.len()
-    }
-
-    fn program(&mut self, name: &'static str) -> Result<&mut RawTracePoint, ProbeError> {
-        self.ebpf
-            .program_mut(name)
-            .ok_or_else(|| ProbeError::Load(format!("program {name} missing")))?
-            .try_into()
-            .map_err(|err: ProgramError| ProbeError::Load(err.to_string()))
     }
 
     fn hash<K: aya::Pod, V: aya::Pod>(&self, map: &'static str) -> Result<HashMap<&MapData, K, V>, ProbeError> {
@@ -284,22 +338,25 @@ impl Probe {
         }
     }
 
-    /// Every (process, syscall) entry. Entries deleted while iterating are skipped.
-    pub fn read_stats(&self) -> Result<Vec<(StatsKey, SyscallStats)>, ProbeError> {
-        Ok(self
-            .hash::<StatsKey, SyscallStats>("STATS")?
-            .iter()
-            .filter_map(Result::ok)
-            .collect())
+    /// Every used slot of the statistics table, by index.
+    pub fn read_stats(&self) -> Vec<(u32, StatsSlot)> {
+        (0..self.stats.entries())
+            .filter_map(|index| {
+                // Look at the key first: most slots are empty, and this reads one cache line.
+                let key = self.stats.key_of(index);
+                (key != SLOT_EMPTY && key != SLOT_FREED).then(|| (index as u32, self.stats.read(index)))
+            })
+            .collect()
     }
 
-    /// The entry of one (process, syscall), if it has one.
-    pub fn stats_of(&self, key: StatsKey) -> Result<Option<SyscallStats>, ProbeError> {
-        match self.hash::<StatsKey, SyscallStats>("STATS")?.get(&key, 0) {
-            Ok(stats) => Ok(Some(stats)),
-            Err(MapError::KeyNotFound) => Ok(None),
-            Err(source) => Err(ProbeError::Map { map: "STATS", source }),
+    /// The statistics of one (process, syscall), added up over its slots.
+    pub fn stats_of(&self, key: StatsKey) -> Option<(u64, u64)> {
+        let mut found = None;
+        for (_, slot) in self.read_stats().iter().filter(|(_, slot)| slot.key == key.packed()) {
+            let (calls, handler_ns) = found.unwrap_or((0, 0));
+            found = Some((calls + slot.stats.calls(), handler_ns + slot.stats.handler_ns));
         }
+        found
     }
 
     pub fn read_errnos(&self) -> Result<Vec<(ErrnoKey, u64)>, ProbeError> {
@@ -327,18 +384,11 @@ impl Probe {
     }
 
     /// Threads inside a syscall right now, with their in-flight state.
-    pub fn in_flight(&self) -> Result<Vec<InFlight>, ProbeError> {
-        let data = self.ebpf.map("SLOTS").ok_or(ProbeError::Map {
-            map: "SLOTS",
-            source: MapError::InvalidName { name: "SLOTS".into() },
-        })?;
-        let slots: aya::maps::Array<&MapData, InFlight> =
-            aya::maps::Array::try_from(data).map_err(|source| ProbeError::Map { map: "SLOTS", source })?;
-        Ok(slots
-            .iter()
-            .filter_map(Result::ok)
+    pub fn in_flight(&self) -> Vec<InFlight> {
+        (0..self.slots.entries())
+            .map(|index| self.slots.read(index))
             .filter(|slot| slot.enter_ns != 0)
-            .collect())
+            .collect()
     }
 
     /// The overflow counters, summed over CPUs.
@@ -369,9 +419,10 @@ impl Probe {
         })
     }
 
-    /// Deletes every map entry of the processes in `tgids` (after the agent has folded them
-    /// into its own totals), so that processes that come and go do not fill the maps.
-    pub fn forget_processes(&mut self, tgids: &std::collections::HashSet<u32>) -> Result<(), ProbeError> {
+    /// Frees these statistics slots and deletes every other map entry of the processes in
+    /// `tgids`, after the agent has folded them into its own totals, so that processes that
+    /// come and go do not fill the maps.
+    pub fn forget(&mut self, slots: &[u32], tgids: &HashSet<u32>) -> Result<(), ProbeError> {
         fn remove_matching<K: aya::Pod + Copy, V: aya::Pod>(
             mut map: HashMap<&mut MapData, K, V>,
             matches: impl Fn(&K) -> bool,
@@ -381,18 +432,116 @@ impl Probe {
                 let _ = map.remove(&key);
             }
         }
+        for &index in slots {
+            self.stats.free(index as usize);
+        }
         if tgids.is_empty() {
             return Ok(());
         }
-        remove_matching(self.hash_mut::<StatsKey, SyscallStats>("STATS")?, |key| {
-            tgids.contains(&key.tgid)
-        });
         remove_matching(self.hash_mut::<ErrnoKey, u64>("ERRNOS")?, |key| {
             tgids.contains(&key.tgid)
         });
         remove_matching(self.hash_mut::<u32, ProcInfo>("PROCS")?, |tgid| tgids.contains(tgid));
         remove_matching(self.hash_mut::<u32, u8>("FOLLOWED")?, |tgid| tgids.contains(tgid));
         Ok(())
+    }
+
+    /// Frees every slot and entry of the processes in `tgids`.
+    pub fn forget_processes(&mut self, tgids: &HashSet<u32>) -> Result<(), ProbeError> {
+        let slots: Vec<u32> = self
+            .read_stats()
+            .iter()
+            .filter(|(_, slot)| tgids.contains(&StatsKey::unpack(slot.key).tgid))
+            .map(|(index, _)| *index)
+            .collect();
+        self.forget(&slots, tgids)
+    }
+}
+
+/// A memory-mapped BPF array (created with `BPF_F_MMAPABLE`): reads and writes without a
+/// syscall per entry.
+struct MappedArray<T> {
+    base: std::ptr::NonNull<T>,
+    entries: usize,
+    bytes: usize,
+}
+
+impl<T: Copy> MappedArray<T> {
+    fn new(ebpf: &Ebpf, map: &'static str, entries: u32) -> Result<MappedArray<T>, ProbeError> {
+        use std::os::fd::{AsFd, AsRawFd};
+        let data = ebpf.map(map).ok_or(ProbeError::Map {
+            map,
+            source: MapError::InvalidName { name: map.into() },
+        })?;
+        let aya::maps::Map::Array(data) = data else {
+            return Err(ProbeError::Load(format!("map {map} is not an array")));
+        };
+        // The kernel lays values out every round_up(size, 8) bytes.
+        assert_eq!(std::mem::size_of::<T>() % 8, 0, "array values must be 8-byte multiples");
+        let page = 4096;
+        let bytes = (entries as usize * std::mem::size_of::<T>()).div_ceil(page) * page;
+        let fd = data.fd().as_fd().as_raw_fd();
+        // SAFETY: mapping a BPF array fd; the kernel keeps the map alive while it is mapped.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(ProbeError::Load(format!(
+                "cannot mmap map {map}: {}",
+                io::Error::last_os_error()
+            )));
+        }
+        Ok(MappedArray {
+            base: std::ptr::NonNull::new(ptr.cast()).expect("mmap returned a pointer"),
+            entries: entries as usize,
+            bytes,
+        })
+    }
+
+    fn entries(&self) -> usize {
+        self.entries
+    }
+
+    /// A copy of entry `index`; fields the kernel is updating come out as of some moment.
+    fn read(&self, index: usize) -> T {
+        assert!(index < self.entries);
+        // SAFETY: in bounds of the mapping; T is plain data valid for any bits.
+        unsafe { std::ptr::read_volatile(self.base.as_ptr().add(index)) }
+    }
+}
+
+impl MappedArray<StatsSlot> {
+    fn key_of(&self, index: usize) -> u64 {
+        assert!(index < self.entries);
+        // SAFETY: in bounds; `key` is the first field, an aligned u64.
+        unsafe { std::ptr::read_volatile(self.base.as_ptr().add(index).cast::<u64>()) }
+    }
+
+    /// Zeroes the slot, then marks it free for the kernel to reuse. Only for slots of
+    /// processes that are gone, which nothing updates any more.
+    fn free(&mut self, index: usize) {
+        assert!(index < self.entries);
+        // SAFETY: in bounds; the statistics are plain data.
+        unsafe {
+            let slot = self.base.as_ptr().add(index);
+            std::ptr::write_volatile(std::ptr::addr_of_mut!((*slot).stats), SyscallStats::ZERO);
+            std::sync::atomic::fence(std::sync::atomic::Ordering::Release);
+            std::ptr::write_volatile(std::ptr::addr_of_mut!((*slot).key), SLOT_FREED);
+        }
+    }
+}
+
+impl<T> Drop for MappedArray<T> {
+    fn drop(&mut self) {
+        // SAFETY: unmapping what `new` mapped.
+        unsafe { libc::munmap(self.base.as_ptr().cast(), self.bytes) };
     }
 }
 

@@ -1,9 +1,10 @@
 //! Kernel-side memory of the maps at given sizes, computed the way the kernel allocates them
 //! (preallocated hash maps: one element per entry plus one spare per CPU, and a power-of-two
-//! bucket array; arrays: one value per entry; per-CPU arrays: one value per entry per CPU).
+//! bucket array; memory-mappable arrays: one value per entry, rounded up to whole pages;
+//! per-CPU arrays: one value per entry per CPU).
 use std::mem::size_of;
 
-use profiler_common::{counter, ErrnoKey, InFlight, ProcInfo, StatsKey, SyscallStats};
+use profiler_common::{counter, ErrnoKey, InFlight, ProcInfo, StatsSlot};
 
 use crate::ebpf::MapSizes;
 
@@ -16,6 +17,10 @@ fn round8(n: usize) -> u64 {
     (n as u64).div_ceil(8) * 8
 }
 
+fn mmapable_array_bytes(entries: u32, value: usize) -> u64 {
+    (u64::from(entries) * round8(value)).div_ceil(4096) * 4096
+}
+
 fn hash_bytes(max_entries: u32, key: usize, value: usize, cpus: u32) -> u64 {
     let element = HTAB_ELEM_HEADER + round8(key) + round8(value);
     let elements = u64::from(max_entries) + u64::from(cpus);
@@ -25,13 +30,10 @@ fn hash_bytes(max_entries: u32, key: usize, value: usize, cpus: u32) -> u64 {
 
 /// Bytes per map, by name, at `sizes` on a machine with `cpus` possible CPUs.
 pub fn map_bytes(sizes: &MapSizes, cpus: u32) -> Vec<(&'static str, u64)> {
-    let threads = sizes.threads.max(1).next_power_of_two();
+    let sizes = sizes.rounded();
     vec![
-        ("SLOTS", u64::from(threads) * round8(size_of::<InFlight>())),
-        (
-            "STATS",
-            hash_bytes(sizes.syscalls, size_of::<StatsKey>(), size_of::<SyscallStats>(), cpus),
-        ),
+        ("SLOTS", mmapable_array_bytes(sizes.threads, size_of::<InFlight>())),
+        ("STATS", mmapable_array_bytes(sizes.syscalls, size_of::<StatsSlot>())),
         (
             "ERRNOS",
             hash_bytes(sizes.errnos, size_of::<ErrnoKey>(), size_of::<u64>(), cpus),
@@ -57,9 +59,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stats_value_is_compact() {
-        // 6 u64 counters and 160 u32 buckets.
-        assert_eq!(size_of::<SyscallStats>(), 6 * 8 + 160 * 4);
+    fn stats_slot_is_compact() {
+        // The key, 5 u64 counters and 160 u32 buckets.
+        assert_eq!(size_of::<StatsSlot>(), 8 + 5 * 8 + 160 * 4);
+    }
+
+    #[test]
+    fn tables_are_rounded_to_powers_of_two_and_pages() {
+        let sizes = MapSizes {
+            threads: 1000,
+            syscalls: 3,
+            errnos: 1,
+            processes: 1,
+        };
+        let bytes: std::collections::HashMap<_, _> = map_bytes(&sizes, 2).into_iter().collect();
+        assert_eq!(bytes["SLOTS"], (1024u64 * 48).div_ceil(4096) * 4096);
+        assert_eq!(bytes["STATS"], 4096);
     }
 
     #[test]

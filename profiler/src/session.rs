@@ -14,6 +14,8 @@ use std::{
     time::Instant,
 };
 
+use profiler_common::StatsKey;
+
 use crate::{
     calibrate::{self, Calibration},
     ebpf::{MapSizes, Overflow, Probe, ProbeError, Scope},
@@ -171,10 +173,10 @@ impl Session {
 
     /// Reads the maps into the store, and moves processes that are gone out of the maps.
     pub fn poll(&mut self) -> Result<(), SessionError> {
-        let mut stats = self.probe.read_stats()?;
-        stats.retain(|(key, _)| key.tgid != self.self_tgid);
+        let mut stats = self.probe.read_stats();
+        stats.retain(|(_, slot)| StatsKey::unpack(slot.key).tgid != self.self_tgid);
         let errnos = self.probe.read_errnos()?;
-        self.store.set_live(&stats, &errnos);
+        self.store.update(&stats, &errnos);
         for (tgid, info) in self.probe.read_processes()? {
             let comm = read_comm(tgid).unwrap_or_else(|| comm_from_kernel(&info.comm));
             self.store.set_comm(tgid, comm);
@@ -185,8 +187,8 @@ impl Session {
             .into_iter()
             .filter(|&tgid| !process_exists(tgid))
             .collect();
-        self.store.retire(&gone);
-        self.probe.forget_processes(&gone)?;
+        let freed = self.store.retire(&gone);
+        self.probe.forget(&freed, &gone)?;
         Ok(())
     }
 

@@ -1,11 +1,13 @@
-//! The agent's running totals per (process, syscall), built from map reads.
+//! The agent's running totals per (process, syscall), built from reads of the kernel's
+//! statistics table.
 //!
-//! Map entries are cumulative since the programs were attached. The store keeps the latest
-//! read of every live entry, plus the folded totals of processes that are gone and whose
-//! entries were deleted from the maps to make room ("retired"). Totals = retired + live.
+//! The kernel's counters are cumulative and its histogram buckets are `u32`, so the store
+//! tracks each table slot's last raw value and adds up the (wrapping) differences. When a
+//! process is gone its slots are folded into "retired" totals and freed in the kernel, so
+//! the table only has to hold what is alive between two reads. Totals = retired + live.
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use profiler_common::{ErrnoKey, StatsKey, SyscallStats};
+use profiler_common::{ErrnoKey, StatsKey, StatsSlot, SyscallStats, HIST_BUCKETS};
 
 use crate::histogram::Latency;
 
@@ -23,18 +25,6 @@ pub struct SyscallTotals {
 }
 
 impl SyscallTotals {
-    pub fn from_kernel(stats: &SyscallStats) -> SyscallTotals {
-        SyscallTotals {
-            calls: stats.calls,
-            errors: stats.errors,
-            handler_ns: stats.handler_ns,
-            blocked_ns: stats.blocked_ns,
-            runqueue_ns: stats.runqueue_ns,
-            latency: Latency::from_kernel(&stats.hist, stats.max_ns),
-            errnos: BTreeMap::new(),
-        }
-    }
-
     pub fn merge(&mut self, other: &SyscallTotals) {
         self.calls += other.calls;
         self.errors += other.errors;
@@ -46,48 +36,120 @@ impl SyscallTotals {
             *self.errnos.entry(*errno).or_default() += count;
         }
     }
+
+    /// Adds what happened between two raw reads of the same slot.
+    fn add_delta(&mut self, before: &SyscallStats, now: &SyscallStats) {
+        self.errors += now.errors.wrapping_sub(before.errors);
+        self.handler_ns += now.handler_ns.wrapping_sub(before.handler_ns);
+        self.blocked_ns += now.blocked_ns.wrapping_sub(before.blocked_ns);
+        self.runqueue_ns += now.runqueue_ns.wrapping_sub(before.runqueue_ns);
+        for bucket in 0..HIST_BUCKETS {
+            let delta = u64::from(now.hist[bucket].wrapping_sub(before.hist[bucket]));
+            self.latency.buckets[bucket] += delta;
+            self.calls += delta;
+        }
+        self.latency.max_ns = self.latency.max_ns.max(now.max_ns);
+    }
+}
+
+/// One slot of the kernel table as last read.
+struct LiveSlot {
+    key: StatsKey,
+    last: SyscallStats,
+    totals: SyscallTotals,
 }
 
 #[derive(Default)]
 pub struct Store {
     retired: BTreeMap<StatsKey, SyscallTotals>,
-    live: BTreeMap<StatsKey, SyscallTotals>,
+    /// By slot index in the kernel table.
+    live: HashMap<u32, LiveSlot>,
+    live_errnos: BTreeMap<ErrnoKey, u64>,
     comms: HashMap<u32, String>,
 }
 
 impl Store {
-    /// Replaces the live entries with a fresh read of the maps.
-    pub fn set_live(&mut self, stats: &[(StatsKey, SyscallStats)], errnos: &[(ErrnoKey, u64)]) {
-        self.live = stats
-            .iter()
-            .map(|(key, value)| (*key, SyscallTotals::from_kernel(value)))
-            .collect();
-        for (key, count) in errnos {
-            let stats_key = StatsKey {
-                tgid: key.tgid,
-                nr: key.nr,
-            };
-            if let Some(totals) = self.live.get_mut(&stats_key) {
-                totals.errnos.insert(key.errno, *count);
+    /// Takes in a fresh read: every used slot of the statistics table (by index) and every
+    /// errno counter.
+    pub fn update(&mut self, slots: &[(u32, StatsSlot)], errnos: &[(ErrnoKey, u64)]) {
+        let mut seen = HashSet::with_capacity(slots.len());
+        for (index, slot) in slots {
+            let key = StatsKey::unpack(slot.key);
+            seen.insert(*index);
+            match self.live.get_mut(index) {
+                Some(live) if live.key == key => {
+                    live.totals.add_delta(&live.last, &slot.stats);
+                    live.last = slot.stats;
+                }
+                _ => {
+                    let mut totals = SyscallTotals::default();
+                    totals.add_delta(&SyscallStats::ZERO, &slot.stats);
+                    if let Some(old) = self.live.insert(
+                        *index,
+                        LiveSlot {
+                            key,
+                            last: slot.stats,
+                            totals,
+                        },
+                    ) {
+                        // The slot was freed and taken by another key since the last read.
+                        self.retired.entry(old.key).or_default().merge(&old.totals);
+                    }
+                }
             }
         }
+        let vanished: Vec<u32> = self
+            .live
+            .keys()
+            .filter(|index| !seen.contains(index))
+            .copied()
+            .collect();
+        for index in vanished {
+            let old = self.live.remove(&index).expect("listed above");
+            self.retired.entry(old.key).or_default().merge(&old.totals);
+        }
+        self.live_errnos = errnos.iter().copied().collect();
     }
 
-    /// Folds the live entries of these processes into the retired totals; the caller then
-    /// deletes them from the maps.
-    pub fn retire(&mut self, tgids: &HashSet<u32>) {
-        let (gone, kept): (BTreeMap<_, _>, BTreeMap<_, _>) = std::mem::take(&mut self.live)
-            .into_iter()
-            .partition(|(key, _)| tgids.contains(&key.tgid));
-        self.live = kept;
-        for (key, totals) in gone {
-            self.retired.entry(key).or_default().merge(&totals);
+    /// Folds everything of these processes into the retired totals and returns the table
+    /// slots to free; the caller frees them and deletes their errno counters in the kernel.
+    pub fn retire(&mut self, tgids: &HashSet<u32>) -> Vec<u32> {
+        let indices: Vec<u32> = self
+            .live
+            .iter()
+            .filter(|(_, live)| tgids.contains(&live.key.tgid))
+            .map(|(index, _)| *index)
+            .collect();
+        for index in &indices {
+            let old = self.live.remove(index).expect("listed above");
+            self.retired.entry(old.key).or_default().merge(&old.totals);
         }
+        let errnos: Vec<ErrnoKey> = self
+            .live_errnos
+            .keys()
+            .filter(|k| tgids.contains(&k.tgid))
+            .copied()
+            .collect();
+        for errno_key in errnos {
+            let count = self.live_errnos.remove(&errno_key).expect("listed above");
+            let key = StatsKey {
+                tgid: errno_key.tgid,
+                nr: errno_key.nr,
+            };
+            *self
+                .retired
+                .entry(key)
+                .or_default()
+                .errnos
+                .entry(errno_key.errno)
+                .or_default() += count;
+        }
+        indices
     }
 
     /// Processes with live entries.
     pub fn live_tgids(&self) -> HashSet<u32> {
-        self.live.keys().map(|key| key.tgid).collect()
+        self.live.values().map(|live| live.key.tgid).collect()
     }
 
     /// Records a process name; the latest one wins.
@@ -102,8 +164,17 @@ impl Store {
     /// Retired plus live totals of every (process, syscall).
     pub fn totals(&self) -> BTreeMap<StatsKey, SyscallTotals> {
         let mut totals = self.retired.clone();
-        for (key, live) in &self.live {
-            totals.entry(*key).or_default().merge(live);
+        for live in self.live.values() {
+            totals.entry(live.key).or_default().merge(&live.totals);
+        }
+        for (errno_key, count) in &self.live_errnos {
+            let key = StatsKey {
+                tgid: errno_key.tgid,
+                nr: errno_key.nr,
+            };
+            if let Some(row) = totals.get_mut(&key) {
+                *row.errnos.entry(errno_key.errno).or_default() += count;
+            }
         }
         totals
     }
@@ -115,51 +186,69 @@ mod tests {
 
     use super::*;
 
-    fn stats(calls: u64, handler_ns: u64) -> SyscallStats {
+    fn slot(key: StatsKey, calls: u32, handler_ns: u64) -> StatsSlot {
         let mut stats = SyscallStats::ZERO;
-        stats.calls = calls;
         stats.handler_ns = handler_ns;
-        stats.hist[hist_bucket(100)] = calls as u32;
+        stats.hist[hist_bucket(100)] = calls;
         stats.max_ns = 100;
-        stats
+        StatsSlot {
+            key: key.packed(),
+            stats,
+        }
     }
 
     const A: StatsKey = StatsKey { tgid: 10, nr: 0 };
     const B: StatsKey = StatsKey { tgid: 20, nr: 1 };
 
     #[test]
-    fn live_reads_replace_rather_than_add() {
+    fn reads_of_a_slot_add_up_their_differences() {
         let mut store = Store::default();
-        store.set_live(&[(A, stats(5, 500))], &[]);
-        store.set_live(&[(A, stats(7, 700))], &[]);
-        assert_eq!(store.totals()[&A].calls, 7);
-        assert_eq!(store.totals()[&A].latency.count(), 7);
+        store.update(&[(3, slot(A, 5, 500))], &[]);
+        store.update(&[(3, slot(A, 7, 700))], &[]);
+        let totals = store.totals();
+        assert_eq!(totals[&A].calls, 7);
+        assert_eq!(totals[&A].handler_ns, 700);
+        assert_eq!(totals[&A].latency.count(), 7);
     }
 
     #[test]
-    fn retired_processes_keep_their_totals_and_a_reused_pid_adds_on() {
+    fn u32_buckets_that_wrap_keep_counting() {
         let mut store = Store::default();
-        store.set_live(
-            &[(A, stats(5, 500)), (B, stats(1, 10))],
-            &[(
-                ErrnoKey {
-                    tgid: 10,
-                    nr: 0,
-                    errno: 2,
-                    _pad: 0,
-                },
-                3,
-            )],
-        );
-        store.retire(&HashSet::from([10]));
+        store.update(&[(0, slot(A, u32::MAX - 1, 0))], &[]);
+        store.update(&[(0, slot(A, 3, 0))], &[]); // wrapped: 5 more calls
+        assert_eq!(store.totals()[&A].calls, u64::from(u32::MAX) - 1 + 5);
+    }
+
+    #[test]
+    fn a_key_in_two_slots_is_added_up() {
+        let mut store = Store::default();
+        store.update(&[(1, slot(A, 2, 20)), (9, slot(A, 3, 30))], &[]);
+        assert_eq!(store.totals()[&A].calls, 5);
+        assert_eq!(store.totals()[&A].handler_ns, 50);
+    }
+
+    #[test]
+    fn retired_processes_keep_their_totals_and_a_reused_slot_starts_fresh() {
+        let mut store = Store::default();
+        let errno = ErrnoKey {
+            tgid: 10,
+            nr: 0,
+            errno: 2,
+            _pad: 0,
+        };
+        store.update(&[(4, slot(A, 5, 500)), (6, slot(B, 1, 10))], &[(errno, 3)]);
+        assert_eq!(store.retire(&HashSet::from([10])), vec![4]);
         assert_eq!(store.live_tgids(), HashSet::from([20]));
-        // The maps were pruned; a new process with the same pid starts from zero there.
-        store.set_live(&[(A, stats(2, 200)), (B, stats(4, 40))], &[]);
+        // The slot was freed in the kernel; another process's key takes it over later, and
+        // a new process with the old pid starts from zero somewhere else.
+        let c = StatsKey { tgid: 30, nr: 2 };
+        store.update(&[(4, slot(c, 1, 1)), (6, slot(B, 4, 40)), (8, slot(A, 2, 200))], &[]);
         let totals = store.totals();
         assert_eq!(totals[&A].calls, 7);
         assert_eq!(totals[&A].handler_ns, 700);
         assert_eq!(totals[&A].errnos[&2], 3);
         assert_eq!(totals[&B].calls, 4);
+        assert_eq!(totals[&c].calls, 1);
     }
 
     #[test]
@@ -184,7 +273,7 @@ mod tests {
                 },
                 1,
             ),
-            // An errno whose stats entry is not there (map full) is dropped, not misfiled.
+            // An errno whose statistics are not there (table full) is dropped, not misfiled.
             (
                 ErrnoKey {
                     tgid: 99,
@@ -195,7 +284,7 @@ mod tests {
                 1,
             ),
         ];
-        store.set_live(&[(A, stats(5, 1))], &errnos);
+        store.update(&[(0, slot(A, 5, 1))], &errnos);
         let totals = store.totals();
         assert_eq!(totals[&A].errnos, BTreeMap::from([(2, 4), (13, 1)]));
         assert_eq!(totals.len(), 1);

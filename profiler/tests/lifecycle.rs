@@ -20,12 +20,7 @@ fn attached_probe() -> Probe {
 }
 
 fn slots_of(probe: &Probe, tgid: u32) -> Vec<profiler_common::InFlight> {
-    probe
-        .in_flight()
-        .unwrap()
-        .into_iter()
-        .filter(|slot| slot.tgid == tgid)
-        .collect()
+    probe.in_flight().into_iter().filter(|slot| slot.tgid == tgid).collect()
 }
 
 fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
@@ -64,8 +59,11 @@ fn exit_group_never_returns_and_leaves_no_slot() {
     let status = Command::new(WORKLOAD).args(["sleep", "3", "1"]).status().unwrap();
     assert!(status.success());
     // The process is gone; its exit_group (and its threads' exit) never reached sys_exit.
-    let stats = probe.read_stats().unwrap();
-    let pids: std::collections::HashSet<u32> = stats.iter().map(|(key, _)| key.tgid).collect();
+    let stats = probe.read_stats();
+    let pids: std::collections::HashSet<u32> = stats
+        .iter()
+        .map(|(_, slot)| profiler_common::StatsKey::unpack(slot.key).tgid)
+        .collect();
     for pid in pids {
         if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
             assert!(slots_of(&probe, pid).is_empty(), "dead process {pid} still has slots");
@@ -91,13 +89,11 @@ fn exec_from_a_thread_moves_the_call_to_the_new_tid() {
     let pid = child.id();
     child.wait().unwrap();
     // The execve ran in a non-leader thread, returned in the leader's tid, and was counted.
-    let execs: u64 = probe
-        .read_stats()
-        .unwrap()
-        .iter()
-        .filter(|(key, _)| key.tgid == pid && key.nr == NR_EXECVE)
-        .map(|(_, stats)| stats.calls)
-        .sum();
+    let key = profiler_common::StatsKey {
+        tgid: pid,
+        nr: NR_EXECVE,
+    };
+    let execs = probe.stats_of(key).map_or(0, |(calls, _)| calls);
     assert_eq!(execs, 2, "the workload's own execve and the thread's");
     assert!(slots_of(&probe, pid).is_empty());
 }
