@@ -12,8 +12,9 @@ pub const NR_IA32_FLAG: u32 = 1 << 31;
 /// Bit the kernel sets in the syscall number of an x32-ABI call (`__X32_SYSCALL_BIT`).
 pub const NR_X32_FLAG: u32 = 0x4000_0000;
 
-/// `TS_COMPAT` in `struct thread_info.status` on x86_64: a 32-bit syscall is active.
-pub const TS_COMPAT: u32 = 0x0002;
+/// `__USER32_CS` on x86_64: the code segment of 32-bit user code. A syscall whose saved
+/// `pt_regs.cs` is this came from a 32-bit (ia32) task.
+pub const USER32_CS: u64 = 0x23;
 
 /// Sub-buckets per power of two in the latency histogram, as a number of bits (4 sub-buckets).
 pub const HIST_SUB_BITS: u32 = 2;
@@ -164,6 +165,16 @@ pub struct ErrnoKey {
 #[derive(Clone, Copy, Debug)]
 pub struct ProcInfo {
     pub comm: [u8; 16],
+}
+
+/// The thread running on a CPU, as the last `sched_switch` there said (per-CPU). Lets the
+/// syscall tracepoints know who is calling without a helper call; `tid == 0` (the idle task,
+/// or nothing seen yet) means unknown.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Current {
+    pub tid: u32,
+    pub tgid: u32,
 }
 
 /// Where a thread that is inside a syscall is, for the time split.

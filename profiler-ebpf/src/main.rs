@@ -10,8 +10,11 @@
 //! - `sched_process_fork` follows the children of followed processes (`--pid`, `-- CMD`).
 //!
 //! All programs are BTF-enabled raw tracepoints (`tp_btf`, Linux 5.5+; no tracefs needed): the
-//! kernel hands them typed task pointers, so task fields are plain loads rather than
-//! `bpf_probe_read_kernel` calls, which cost as much as the rest of the hot path together.
+//! kernel hands them typed pointers, so task and register fields are plain loads rather than
+//! `bpf_probe_read_kernel` calls. Helper calls are the hot path's main cost (each costs about
+//! as much as a tracepoint's dispatch on mitigated CPUs), so the syscall programs make only
+//! the two `bpf_ktime_get_ns` calls they cannot avoid: who is calling comes from a per-CPU
+//! record that `sched_switch` keeps (`CURRENT`).
 //! Kernel struct offsets come from the kernel's BTF at load time (globals below); nothing is
 //! hard-coded. The empty `floor_*` programs are classic raw tracepoints, for the benchmark.
 #![no_std]
@@ -31,15 +34,15 @@ use aya_ebpf::{
     Global,
 };
 use profiler_common::{
-    counter, hist_bucket, stats_hash, thread_state, ErrnoKey, InFlight, ProcInfo, StatsKey, StatsSlot, HIST_BUCKETS,
-    NR_IA32_FLAG, SLOT_EMPTY, SLOT_FREED, STATS_PROBES, TS_COMPAT,
+    counter, hist_bucket, stats_hash, thread_state, Current, ErrnoKey, InFlight, ProcInfo, StatsKey, StatsSlot,
+    HIST_BUCKETS, NR_IA32_FLAG, SLOT_EMPTY, SLOT_FREED, STATS_PROBES, USER32_CS,
 };
 
 // ---- load-time configuration (read-only globals, set by the agent before loading) ----
 
-/// Offset of `thread_info.status` inside `task_struct`; 0 when unknown (no ia32 detection).
+/// Offset of `pt_regs.cs`; 0 when unknown (no ia32 detection).
 #[no_mangle]
-static TASK_TI_STATUS_OFFSET: Global<u32> = Global::new(0);
+static REGS_CS_OFFSET: Global<u32> = Global::new(0);
 /// Offset of `task_struct.pid` (the thread id).
 #[no_mangle]
 static TASK_PID_OFFSET: Global<u32> = Global::new(0);
@@ -75,6 +78,9 @@ static PROCS: HashMap<u32, ProcInfo> = HashMap::with_max_entries(1, 0);
 static FOLLOWED: HashMap<u32, u8> = HashMap::with_max_entries(1, 0);
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+/// Who runs on each CPU, kept by `sched_switch` (see `current_thread`).
+#[map]
+static CURRENT: PerCpuArray<Current> = PerCpuArray::with_max_entries(1, 0);
 
 // x86_64 and i386 numbers of the calls that never return.
 const NR_EXIT_64: u32 = 60;
@@ -113,9 +119,28 @@ unsafe fn task_u32(task: *const u8, offset: u32) -> u32 {
     *(task.add(offset as usize) as *const u32)
 }
 
+/// `(tid, tgid)` of the calling thread. Helper calls cost about as much as the rest of the
+/// hot path together, so this reads the per-CPU record `sched_switch` keeps (an inlined
+/// array access), and asks the kernel only until the CPU's first switch after attaching.
 #[inline(always)]
-fn current_task() -> *const u8 {
-    unsafe { bpf_get_current_task_btf() as *const u8 }
+fn current_thread() -> (u32, u32) {
+    let Some(current) = CURRENT.get_ptr_mut(0) else {
+        return (0, 0);
+    };
+    let current = unsafe { &mut *current };
+    if current.tid == 0 {
+        let task = unsafe { bpf_get_current_task_btf() as *const u8 };
+        current.tid = unsafe { task_u32(task, TASK_PID_OFFSET.load()) };
+        current.tgid = unsafe { task_u32(task, TASK_TGID_OFFSET.load()) };
+    }
+    (current.tid, current.tgid)
+}
+
+#[inline(always)]
+fn set_current(tid: u32, tgid: u32) {
+    if let Some(current) = CURRENT.get_ptr_mut(0) {
+        unsafe { *current = Current { tid, tgid } };
+    }
 }
 
 #[inline(always)]
@@ -126,9 +151,7 @@ fn atomic_add<T: Copy>(target: &mut T, value: T) {
 // sys_enter(struct pt_regs *regs, long id)
 #[btf_tracepoint(function = "sys_enter")]
 pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
-    let task = current_task();
-    let tid = unsafe { task_u32(task, TASK_PID_OFFSET.load()) };
-    let tgid = unsafe { task_u32(task, TASK_TGID_OFFSET.load()) };
+    let (tid, tgid) = current_thread();
     if FOLLOW_ONLY.load() != 0 && unsafe { FOLLOWED.get(&tgid) }.is_none() {
         return 0;
     }
@@ -141,9 +164,14 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
     }
     let id: i64 = ctx.arg(1);
     let mut nr = id as u32;
-    let status_offset = TASK_TI_STATUS_OFFSET.load();
-    if status_offset != 0 && unsafe { task_u32(task, status_offset) } & TS_COMPAT != 0 {
-        nr |= NR_IA32_FLAG;
+    // A 32-bit task's calls index the i386 table. (A 64-bit task issuing `int 0x80` is not
+    // told apart: that would need a helper call on every syscall.)
+    let cs_offset = REGS_CS_OFFSET.load();
+    if cs_offset != 0 {
+        let regs: *const u8 = ctx.arg(0);
+        if unsafe { *(regs.add(cs_offset as usize) as *const u64) } == USER32_CS {
+            nr |= NR_IA32_FLAG;
+        }
     }
     slot.tid = tid;
     slot.tgid = tgid;
@@ -158,7 +186,7 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
 // sys_exit(struct pt_regs *regs, long ret)
 #[btf_tracepoint(function = "sys_exit")]
 pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
-    let tid = unsafe { task_u32(current_task(), TASK_PID_OFFSET.load()) };
+    let (tid, _) = current_thread();
     let Some(slot) = in_flight(tid) else {
         return 0;
     };
@@ -288,8 +316,10 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     let next: *const u8 = ctx.arg(2);
     let prev_state: u64 = ctx.arg(3);
     let pid_offset = TASK_PID_OFFSET.load();
+    let next_tid = unsafe { task_u32(next, pid_offset) };
+    set_current(next_tid, unsafe { task_u32(next, TASK_TGID_OFFSET.load()) });
     let prev_slot = in_flight(unsafe { task_u32(prev, pid_offset) });
-    let next_slot = in_flight(unsafe { task_u32(next, pid_offset) });
+    let next_slot = in_flight(next_tid);
     if prev_slot.is_none() && next_slot.is_none() {
         return 0;
     }
@@ -371,6 +401,8 @@ pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
     let old_tid = old_tid as u32;
     let tid = unsafe { task_u32(task, TASK_PID_OFFSET.load()) };
     let tgid = unsafe { task_u32(task, TASK_TGID_OFFSET.load()) };
+    // A non-leader thread that execs takes the leader's tid: keep the per-CPU record true.
+    set_current(tid, tgid);
     if let Some(info) = PROCS.get_ptr_mut(&tgid) {
         if let Ok(comm) = bpf_get_current_comm() {
             unsafe { (*info).comm = comm };

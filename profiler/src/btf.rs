@@ -1,7 +1,7 @@
 //! Kernel struct offsets from the running kernel's BTF.
 //!
 //! Rust eBPF programs get no CO-RE field relocations, so the few fields they read
-//! (`task_struct.pid`, `.tgid`, `.thread_info.status`) are looked up here at load time and
+//! (`task_struct.pid`, `.tgid`, `pt_regs.cs`) are looked up here at load time and
 //! passed in as read-only globals. Needs a kernel built with `CONFIG_DEBUG_INFO_BTF` (most
 //! distributions since 5.4), which exposes `/sys/kernel/btf/vmlinux`.
 use std::path::{Path, PathBuf};
@@ -21,14 +21,16 @@ pub enum BtfError {
     NoField(String),
 }
 
-/// Byte offsets of the `task_struct` fields the eBPF programs read.
+/// Byte offsets of the kernel struct fields the eBPF programs read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TaskOffsets {
+    /// `task_struct.pid`
     pub pid: u32,
+    /// `task_struct.tgid`
     pub tgid: u32,
-    /// `thread_info.status` (x86 keeps `thread_info` inside `task_struct`); `None` where the
-    /// kernel has no such field, and then no call is recognised as ia32.
-    pub thread_info_status: Option<u32>,
+    /// `pt_regs.cs` (x86_64); `None` where there is no such field, and then no call is
+    /// recognised as ia32.
+    pub regs_cs: Option<u32>,
 }
 
 impl TaskOffsets {
@@ -52,7 +54,7 @@ impl TaskOffsets {
         Ok(TaskOffsets {
             pid: required(&["task_struct", "pid"])?,
             tgid: required(&["task_struct", "tgid"])?,
-            thread_info_status: field(&["task_struct", "thread_info", "status"])?,
+            regs_cs: field(&["pt_regs", "cs"])?,
         })
     }
 }
@@ -151,9 +153,8 @@ mod tests {
         // pid and tgid are adjacent pid_t fields.
         assert_eq!(offsets.tgid, offsets.pid + 4);
         if cfg!(target_arch = "x86_64") {
-            // thread_info is the first member of task_struct on x86_64; status follows
-            // flags (8 bytes) and syscall_work (8 bytes).
-            assert_eq!(offsets.thread_info_status, Some(16));
+            // r15..r8, rbp..rdi, orig_ax, ip, then cs: the 18th of 21 u64 registers.
+            assert_eq!(offsets.regs_cs, Some(17 * 8));
         }
     }
 }

@@ -44,6 +44,10 @@ pub enum Command {
     Attach {
         #[arg(value_enum)]
         mode: AttachMode,
+        /// Turn on the kernel's run-time accounting and print each program's mean run time
+        /// when done.
+        #[arg(long)]
+        run_stats: bool,
         #[command(flatten)]
         maps: MapArgs,
     },
@@ -207,7 +211,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", calibrate::render(&calibration, &vulnerabilities));
             Ok(())
         }
-        Command::Attach { mode, maps } => {
+        Command::Attach { mode, maps, run_stats } => {
+            let _stats_on = run_stats.then(crate::ebpf::enable_run_stats).transpose()?;
             let mut probe = Probe::load_default(maps.sizes(), Scope::SystemWide)?;
             match mode {
                 AttachMode::Full => probe.attach()?,
@@ -217,6 +222,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             io::stdout().flush()?;
             // Hold until stdin closes (the benchmark drops it) or we are killed.
             let _ = io::copy(&mut io::stdin(), &mut io::sink());
+            if run_stats {
+                for (name, runs, time) in probe.run_stats() {
+                    let mean = time.as_nanos() as f64 / runs.max(1) as f64;
+                    println!("{name} {runs} runs {mean:.1} ns/run");
+                }
+            }
             Ok(())
         }
         Command::Memory { maps, cpus } => {

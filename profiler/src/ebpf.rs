@@ -202,14 +202,14 @@ impl Probe {
         let sizes = sizes.rounded();
         let slot_mask = sizes.threads - 1;
         let stats_mask = sizes.syscalls - 1;
-        let status_offset = offsets.thread_info_status.unwrap_or(0);
+        let regs_cs_offset = offsets.regs_cs.unwrap_or(0);
         let (follow_only, follow_forks) = match scope {
             Scope::SystemWide => (0u32, 0u32),
             Scope::Followed { children } => (1, u32::from(children)),
         };
         let mut loader = EbpfLoader::new();
         loader
-            .override_global("TASK_TI_STATUS_OFFSET", &status_offset, true)
+            .override_global("REGS_CS_OFFSET", &regs_cs_offset, true)
             .override_global("TASK_PID_OFFSET", &offsets.pid, true)
             .override_global("TASK_TGID_OFFSET", &offsets.tgid, true)
             .override_global("SLOT_MASK", &slot_mask, true)
@@ -297,6 +297,20 @@ impl Probe {
 
     pub fn attached_programs(&self) -> usize {
         self.links.len()
+    }
+
+    /// Run count and total run time of every attached program, as the kernel accounts them
+    /// while run-time statistics are on (see [`enable_run_stats`]).
+    pub fn run_stats(&mut self) -> Vec<(&'static str, u64, std::time::Duration)> {
+        let names: Vec<&'static str> = self.links.iter().map(|(name, _)| *name).collect();
+        names
+            .into_iter()
+            .filter_map(|name| {
+                let program = self.ebpf.program(name)?;
+                let info = program.info().ok()?;
+                Some((name, info.run_count(), info.run_time()))
+            })
+            .collect()
     }
 
     fn hash<K: aya::Pod, V: aya::Pod>(&self, map: &'static str) -> Result<HashMap<&MapData, K, V>, ProbeError> {
@@ -543,6 +557,12 @@ impl<T> Drop for MappedArray<T> {
         // SAFETY: unmapping what `new` mapped.
         unsafe { libc::munmap(self.base.as_ptr().cast(), self.bytes) };
     }
+}
+
+/// Turns on the kernel's per-program run-time accounting while the returned fd is open. The
+/// accounting itself adds two clock reads per program run.
+pub fn enable_run_stats() -> Result<std::os::fd::OwnedFd, ProbeError> {
+    aya::sys::enable_stats(aya::sys::Stats::RunTime).map_err(|err| classify_load_error(&err))
 }
 
 impl Drop for Probe {

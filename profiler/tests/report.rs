@@ -122,13 +122,32 @@ fn ia32_calls_are_named_from_the_i386_table() {
     if skip_unless_root("ia32_calls_are_named_from_the_i386_table") {
         return;
     }
-    let report = profile_workload(&["int80", "777"]);
-    let process = only_workload(&report);
+    // A real 32-bit program: 777 getpid calls through int 0x80, then exit.
+    let program = std::env::temp_dir().join(format!("getpid32-{}", std::process::id()));
+    let status = std::process::Command::new(WORKLOAD)
+        .args(["write-i386", program.to_str().unwrap(), "777"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let report = report_json(&["--", program.to_str().unwrap()]);
+    std::fs::remove_file(&program).ok();
+    let process = report["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["comm"].as_str().is_some_and(|c| c.starts_with("getpid32")))
+        .expect("the 32-bit process");
     let getpid32 = syscall(process, "getpid", "ia32").expect("ia32 getpid row");
     assert_eq!(u64_of(getpid32, "calls"), 777);
     assert_eq!(u64_of(getpid32, "nr"), 20);
-    // On x86_64, 20 is writev: an int 0x80 getpid must never show up as that.
+    // i386 exit (1) never returns: counted at process exit, named from the i386 table.
+    assert_eq!(
+        u64_of(syscall(process, "exit", "ia32").expect("ia32 exit row"), "calls"),
+        1
+    );
+    // On x86_64, 20 is writev and 1 is write: neither may appear.
     assert!(syscall(process, "writev", "x86_64").is_none(), "{process}");
+    assert!(syscall(process, "write", "x86_64").is_none(), "{process}");
 }
 
 #[test]

@@ -10,7 +10,8 @@
 //!   pingpong ROUNDS SPIN   two threads ping-ponging a byte over pipes ROUNDS times, next to
 //!                          SPIN busy threads (more runnable threads than CPUs: runqueue time)
 //!   spin SECS              getppid in a loop for SECS seconds
-//!   int80 N                N i386 getpid calls through `int 0x80` (the ia32 entry point)
+//!   write-i386 PATH N      writes a static 32-bit (i386) program to PATH that makes N getpid
+//!                          calls through `int 0x80` and exits
 //!   exec-thread PATH       a second thread execs PATH (the thread takes over the leader's tid)
 //!   time-getppid N         N getppid calls; prints the mean ns per call (benchmarks)
 //!   time-pingpong ROUNDS   pipe ping-pong between two threads; prints ns per round trip
@@ -25,7 +26,7 @@ use std::{
 };
 
 fn usage() -> ! {
-    eprintln!("usage: profiler-workload getppid N | enoent N | sleep N MS | zero-read N BYTES | pingpong ROUNDS SPIN | spin SECS | int80 N | exec-thread PATH | time-getppid N | time-pingpong ROUNDS");
+    eprintln!("usage: profiler-workload getppid N | enoent N | sleep N MS | zero-read N BYTES | pingpong ROUNDS SPIN | spin SECS | write-i386 PATH N | exec-thread PATH | time-getppid N | time-pingpong ROUNDS");
     std::process::exit(2);
 }
 
@@ -124,14 +125,44 @@ fn spin(secs: u64) {
     }
 }
 
-/// i386 `getpid` (number 20; on x86_64, 20 is writev) through the 32-bit entry point.
-fn int80(n: u64) {
-    for _ in 0..n {
-        let mut ret: u64 = 20;
-        // SAFETY: i386 getpid takes no arguments and touches no memory.
-        unsafe { std::arch::asm!("int 0x80", inout("rax") ret, options(nostack)) };
-        assert_eq!(ret as u32, std::process::id());
+/// A minimal static i386 ELF executable: `N x getpid(); exit(0)`, all through `int 0x80`.
+fn i386_program(calls: u32) -> Vec<u8> {
+    const BASE: u32 = 0x0804_8000;
+    const HEADERS: u32 = 52 + 32; // ELF header + one program header
+    let mut code = vec![0xB9]; // mov ecx, calls
+    code.extend_from_slice(&calls.max(1).to_le_bytes());
+    code.extend_from_slice(&[
+        0xB8, 0x14, 0x00, 0x00, 0x00, // loop: mov eax, 20 (getpid)
+        0xCD, 0x80, //                         int 0x80
+        0x49, //                               dec ecx
+        0x75, 0xF6, //                         jnz loop
+        0xB8, 0x01, 0x00, 0x00, 0x00, //       mov eax, 1 (exit)
+        0x31, 0xDB, //                         xor ebx, ebx
+        0xCD, 0x80, //                         int 0x80
+    ]);
+    let size = HEADERS + code.len() as u32;
+    let mut elf = Vec::new();
+    elf.extend_from_slice(&[0x7F, b'E', b'L', b'F', 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    for half in [2u16, 3] {
+        elf.extend_from_slice(&half.to_le_bytes()); // e_type EXEC, e_machine 386
     }
+    for word in [1u32, BASE + HEADERS, 52, 0, 0] {
+        elf.extend_from_slice(&word.to_le_bytes()); // version, entry, phoff, shoff, flags
+    }
+    for half in [52u16, 32, 1, 0, 0, 0] {
+        elf.extend_from_slice(&half.to_le_bytes()); // ehsize, phentsize, phnum, sh*
+    }
+    for word in [1u32, 0, BASE, BASE, size, size, 5, 0x1000] {
+        elf.extend_from_slice(&word.to_le_bytes()); // PT_LOAD of the whole file, R+X
+    }
+    elf.extend_from_slice(&code);
+    elf
+}
+
+fn write_i386(path: &str, calls: u64) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, i386_program(calls as u32)).expect("write the program");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
 }
 
 fn exec_thread(path: &str) {
@@ -167,7 +198,7 @@ fn main() {
         Some("zero-read") => zero_read(arg(&args, 2), arg(&args, 3)),
         Some("pingpong") => pingpong(arg(&args, 2), arg(&args, 3)),
         Some("spin") => spin(arg(&args, 2)),
-        Some("int80") => int80(arg(&args, 2)),
+        Some("write-i386") => write_i386(args.get(2).unwrap_or_else(|| usage()), arg(&args, 3)),
         Some("time-getppid") => time_getppid(arg(&args, 2)),
         Some("time-pingpong") => time_pingpong(arg(&args, 2)),
         Some("exec-thread") => exec_thread(args.get(2).unwrap_or_else(|| usage())),
