@@ -6,7 +6,7 @@
 //! distributions since 5.4), which exposes `/sys/kernel/btf/vmlinux`.
 use std::path::{Path, PathBuf};
 
-use btf_rs::{Btf, Type};
+use btf_rs::{Backend, Btf, Type};
 
 /// Where the kernel exposes its BTF.
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -39,10 +39,13 @@ impl TaskOffsets {
         if !path.exists() {
             return Err(BtfError::Missing(path.to_owned()));
         }
-        let btf = Btf::from_file(path).map_err(|err| BtfError::Parse {
-            path: path.to_owned(),
-            reason: err.to_string(),
-        })?;
+        // Mapping the file parses only what we look up: a fraction of the memory of a full parse.
+        let btf = Btf::from_file_with_backend(path, Backend::Mmap)
+            .or_else(|_| Btf::from_file(path))
+            .map_err(|err| BtfError::Parse {
+                path: path.to_owned(),
+                reason: err.to_string(),
+            })?;
         let field = |path: &[&str]| -> Result<Option<u32>, BtfError> {
             field_offset(&btf, path).map_err(|reason| BtfError::Parse {
                 path: VMLINUX_BTF.into(),

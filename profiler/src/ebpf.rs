@@ -238,6 +238,10 @@ impl Probe {
             let program: &mut RawTracePoint = program_as(&mut ebpf, name)?;
             program.load().map_err(|err| classify_load_error(&err))?;
         }
+        drop(kernel_btf);
+        // Parsing the kernel's BTF briefly takes tens of MiB; hand them back to the system.
+        // SAFETY: malloc_trim only releases free heap memory.
+        unsafe { libc::malloc_trim(0) };
         Ok(Probe {
             stats: MappedArray::new(&ebpf, "STATS", sizes.syscalls)?,
             slots: MappedArray::new(&ebpf, "SLOTS", sizes.threads)?,

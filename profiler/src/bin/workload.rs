@@ -13,6 +13,8 @@
 //!   write-i386 PATH N      writes a static 32-bit (i386) program to PATH that makes N getpid
 //!                          calls through `int 0x80` and exits
 //!   exec-thread PATH       a second thread execs PATH (the thread takes over the leader's tid)
+//!   busy SECS              for SECS seconds: a handful of different calls, then a 10 ms
+//!                          sleep, over and over (many of these make a busy machine)
 //!   time-getppid N         N getppid calls; prints the mean ns per call (benchmarks)
 //!   time-pingpong ROUNDS   pipe ping-pong between two threads; prints ns per round trip
 use std::{
@@ -26,7 +28,7 @@ use std::{
 };
 
 fn usage() -> ! {
-    eprintln!("usage: profiler-workload getppid N | enoent N | sleep N MS | zero-read N BYTES | pingpong ROUNDS SPIN | spin SECS | write-i386 PATH N | exec-thread PATH | time-getppid N | time-pingpong ROUNDS");
+    eprintln!("usage: profiler-workload getppid N | enoent N | sleep N MS | zero-read N BYTES | pingpong ROUNDS SPIN | spin SECS | write-i386 PATH N | exec-thread PATH | busy SECS | time-getppid N | time-pingpong ROUNDS");
     std::process::exit(2);
 }
 
@@ -176,6 +178,22 @@ fn exec_thread(path: &str) {
     panic!("exec did not happen");
 }
 
+fn busy(secs: u64) {
+    let end = Instant::now() + Duration::from_secs(secs);
+    let null = CString::new("/dev/null").unwrap();
+    let ts = libc::timespec { tv_sec: 0, tv_nsec: 10_000_000 };
+    while Instant::now() < end {
+        unsafe {
+            libc::syscall(libc::SYS_getppid);
+            libc::syscall(libc::SYS_getuid);
+            let fd = libc::syscall(libc::SYS_openat, libc::AT_FDCWD, null.as_ptr(), libc::O_WRONLY);
+            libc::syscall(libc::SYS_write, fd, null.as_ptr(), 4);
+            libc::syscall(libc::SYS_close, fd);
+            libc::syscall(libc::SYS_nanosleep, &ts, std::ptr::null_mut::<libc::timespec>());
+        }
+    }
+}
+
 fn time_getppid(n: u64) {
     getppid(n / 10); // warm up
     let start = Instant::now();
@@ -199,6 +217,7 @@ fn main() {
         Some("pingpong") => pingpong(arg(&args, 2), arg(&args, 3)),
         Some("spin") => spin(arg(&args, 2)),
         Some("write-i386") => write_i386(args.get(2).unwrap_or_else(|| usage()), arg(&args, 3)),
+        Some("busy") => busy(arg(&args, 2)),
         Some("time-getppid") => time_getppid(arg(&args, 2)),
         Some("time-pingpong") => time_pingpong(arg(&args, 2)),
         Some("exec-thread") => exec_thread(args.get(2).unwrap_or_else(|| usage())),
