@@ -36,6 +36,8 @@ pub struct Cli {
 pub enum Command {
     /// Profile for a while (or while a command runs) and print a report.
     Report(ReportArgs),
+    /// Live terminal view of the whole machine (same as `syscall-top`).
+    Top(crate::top::TopArgs),
     /// Measure the boundary cost charged to every call, and show how it was measured.
     Calibrate(MapArgs),
     /// For benchmarks: attach the full profiler or the empty floor programs, print
@@ -162,7 +164,7 @@ pub fn main() -> i32 {
 }
 
 /// Help and version as clap prints them; usage errors as one line.
-fn clap_error(err: clap::Error) -> i32 {
+pub fn clap_error(err: clap::Error) -> i32 {
     use clap::error::ErrorKind;
     match err.kind() {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
@@ -184,7 +186,7 @@ fn clap_error(err: clap::Error) -> i32 {
 }
 
 /// An error and its causes on one line.
-fn one_line(err: &anyhow::Error) -> String {
+pub fn one_line(err: &anyhow::Error) -> String {
     let mut text = String::new();
     for (i, cause) in err.chain().enumerate() {
         let cause = cause.to_string();
@@ -202,6 +204,7 @@ fn one_line(err: &anyhow::Error) -> String {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Report(args) => run_report(args),
+        Command::Top(args) => crate::top::run(args),
         Command::Calibrate(maps) => {
             let mut probe = Probe::load_default(maps.sizes(), Scope::SystemWide)?;
             let calibration = calibrate::calibrate(&mut probe)?;

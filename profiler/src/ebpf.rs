@@ -22,10 +22,14 @@ use crate::btf::{BtfError, TaskOffsets, VMLINUX_BTF};
 static PROGRAM_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/profiler"));
 
 /// The profiler's programs, `(program, tracepoint)`, all `tp_btf`.
+///
+/// Attached in this order and detached in reverse: `sched_switch` keeps the per-CPU record of
+/// who runs where that the syscall programs trust, so it must be in place before them and
+/// stay until they are gone.
 pub const PROGRAMS: [(&str, &str); 8] = [
+    ("sched_switch", "sched_switch"),
     ("sys_enter", "sys_enter"),
     ("sys_exit", "sys_exit"),
-    ("sched_switch", "sched_switch"),
     ("sched_wakeup", "sched_wakeup"),
     ("sched_wakeup_new", "sched_wakeup_new"),
     ("sched_process_exit", "sched_process_exit"),
@@ -291,7 +295,7 @@ impl Probe {
 
     /// Detaches every program; the maps keep their contents.
     pub fn detach(&mut self) {
-        for (name, link) in std::mem::take(&mut self.links) {
+        for (name, link) in std::mem::take(&mut self.links).into_iter().rev() {
             let _ = match link {
                 Link::Btf(link) => program_as::<BtfTracePoint>(&mut self.ebpf, name).map(|p| p.detach(link)),
                 Link::Raw(link) => program_as::<RawTracePoint>(&mut self.ebpf, name).map(|p| p.detach(link)),

@@ -200,16 +200,17 @@ pub fn format_count(n: u64) -> String {
     out
 }
 
-/// The split as a bar of `width` characters: `E` entry, `H` handler, `B` blocked,
-/// `R` runqueue, each part at least one character if it is at least half a cell.
-pub fn split_bar(split: &Split, width: usize) -> String {
-    let fractions = split.fractions();
+/// How many of `width` cells each part of the split gets (entry, handler, blocked,
+/// runqueue), proportionally, summing to exactly `width` (largest remainders round up).
+pub fn split_cells(split: &Split, width: usize) -> [usize; 4] {
     if split.total_ns() == 0 {
-        return " ".repeat(width);
+        return [0; 4];
     }
-    // Largest-remainder rounding so the bar is always exactly `width` long.
-    let exact: Vec<f64> = fractions.iter().map(|f| f * width as f64).collect();
-    let mut cells: Vec<usize> = exact.iter().map(|x| x.floor() as usize).collect();
+    let exact: Vec<f64> = split.fractions().iter().map(|f| f * width as f64).collect();
+    let mut cells = [0usize; 4];
+    for (cell, x) in cells.iter_mut().zip(&exact) {
+        *cell = x.floor() as usize;
+    }
     let mut order: Vec<usize> = (0..4).collect();
     order.sort_by(|&a, &b| (exact[b] - exact[b].floor()).total_cmp(&(exact[a] - exact[a].floor())));
     let mut missing = width - cells.iter().sum::<usize>();
@@ -220,9 +221,18 @@ pub fn split_bar(split: &Split, width: usize) -> String {
         cells[i] += 1;
         missing -= 1;
     }
+    cells
+}
+
+/// The split as a bar of `width` characters: `E` entry, `H` handler, `B` blocked,
+/// `R` runqueue; blank when there is no time.
+pub fn split_bar(split: &Split, width: usize) -> String {
+    if split.total_ns() == 0 {
+        return " ".repeat(width);
+    }
     ['E', 'H', 'B', 'R']
         .iter()
-        .zip(cells)
+        .zip(split_cells(split, width))
         .map(|(c, n)| c.to_string().repeat(n))
         .collect()
 }

@@ -200,6 +200,13 @@ impl Session {
         }
     }
 
+    /// Threads inside a syscall right now (the agent's own left out).
+    pub fn in_flight(&self) -> Vec<profiler_common::InFlight> {
+        let mut slots = self.probe.in_flight();
+        slots.retain(|slot| slot.tgid != self.self_tgid);
+        slots
+    }
+
     pub fn overflow(&self) -> Result<Overflow, SessionError> {
         Ok(self.probe.overflow()?)
     }

@@ -37,6 +37,40 @@ impl SyscallTotals {
         }
     }
 
+    /// What happened since `earlier` (an older copy of the same totals).
+    pub fn since(&self, earlier: &SyscallTotals) -> SyscallTotals {
+        let mut latency = Latency::default();
+        for (bucket, (now, then)) in latency
+            .buckets
+            .iter_mut()
+            .zip(self.latency.buckets.iter().zip(&earlier.latency.buckets))
+        {
+            *bucket = now.saturating_sub(*then);
+        }
+        // The maximum is since the start; it bounds the interval's values from above.
+        latency.max_ns = self.latency.max_ns;
+        let errnos = self
+            .errnos
+            .iter()
+            .map(|(errno, count)| {
+                (
+                    *errno,
+                    count.saturating_sub(earlier.errnos.get(errno).copied().unwrap_or(0)),
+                )
+            })
+            .filter(|(_, count)| *count > 0)
+            .collect();
+        SyscallTotals {
+            calls: self.calls.saturating_sub(earlier.calls),
+            errors: self.errors.saturating_sub(earlier.errors),
+            handler_ns: self.handler_ns.saturating_sub(earlier.handler_ns),
+            blocked_ns: self.blocked_ns.saturating_sub(earlier.blocked_ns),
+            runqueue_ns: self.runqueue_ns.saturating_sub(earlier.runqueue_ns),
+            latency,
+            errnos,
+        }
+    }
+
     /// Adds what happened between two raw reads of the same slot.
     fn add_delta(&mut self, before: &SyscallStats, now: &SyscallStats) {
         self.errors += now.errors.wrapping_sub(before.errors);
@@ -249,6 +283,26 @@ mod tests {
         assert_eq!(totals[&A].errnos[&2], 3);
         assert_eq!(totals[&B].calls, 4);
         assert_eq!(totals[&c].calls, 1);
+    }
+
+    #[test]
+    fn since_is_the_difference() {
+        let mut store = Store::default();
+        let errno = ErrnoKey {
+            tgid: 10,
+            nr: 0,
+            errno: 2,
+            _pad: 0,
+        };
+        store.update(&[(0, slot(A, 5, 500))], &[(errno, 1)]);
+        let before = store.totals()[&A].clone();
+        store.update(&[(0, slot(A, 8, 900))], &[(errno, 4)]);
+        let delta = store.totals()[&A].since(&before);
+        assert_eq!(delta.calls, 3);
+        assert_eq!(delta.handler_ns, 400);
+        assert_eq!(delta.latency.count(), 3);
+        assert_eq!(delta.errnos, BTreeMap::from([(2, 3)]));
+        assert_eq!(store.totals()[&A].since(&store.totals()[&A]).calls, 0);
     }
 
     #[test]

@@ -69,13 +69,34 @@ struct Config {
 }
 
 const CONFIGS: [Config; 7] = [
-    Config { name: "nothing attached", observer: Observer::Nothing },
-    Config { name: "empty programs on sys_enter/sys_exit (floor)", observer: Observer::Profiler("floor") },
-    Config { name: "syscall-profiler (full: split, histograms, errnos)", observer: Observer::Profiler("full") },
-    Config { name: "bpftrace: count per (pid, syscall)", observer: Observer::Bpftrace(BPFTRACE_COUNT) },
-    Config { name: "bpftrace: latency histogram per (pid, syscall)", observer: Observer::Bpftrace(BPFTRACE_LATENCY) },
-    Config { name: "perf trace -s", observer: Observer::Wrapper(&["perf", "trace", "-s", "-o", "/dev/null", "--"]) },
-    Config { name: "strace -c", observer: Observer::Wrapper(&["strace", "-c", "-f", "-o", "/dev/null"]) },
+    Config {
+        name: "nothing attached",
+        observer: Observer::Nothing,
+    },
+    Config {
+        name: "empty programs on sys_enter/sys_exit (floor)",
+        observer: Observer::Profiler("floor"),
+    },
+    Config {
+        name: "syscall-profiler (full: split, histograms, errnos)",
+        observer: Observer::Profiler("full"),
+    },
+    Config {
+        name: "bpftrace: count per (pid, syscall)",
+        observer: Observer::Bpftrace(BPFTRACE_COUNT),
+    },
+    Config {
+        name: "bpftrace: latency histogram per (pid, syscall)",
+        observer: Observer::Bpftrace(BPFTRACE_LATENCY),
+    },
+    Config {
+        name: "perf trace -s",
+        observer: Observer::Wrapper(&["perf", "trace", "-s", "-o", "/dev/null", "--"]),
+    },
+    Config {
+        name: "strace -c",
+        observer: Observer::Wrapper(&["strace", "-c", "-f", "-o", "/dev/null"]),
+    },
 ];
 
 /// Something running beside the workload while it is measured; stopped on drop.
@@ -100,7 +121,10 @@ impl Beside {
             let _ = child.kill();
             bail!("syscall-profiler attach {args:?} did not attach");
         }
-        Ok(Beside { child, interrupt: false })
+        Ok(Beside {
+            child,
+            interrupt: false,
+        })
     }
 
     fn bpftrace(script: &str) -> Result<Beside> {
@@ -165,11 +189,18 @@ fn measure(wrapper: &[&str], workload: &Path, args: &[&str]) -> Result<f64> {
                 command
             }
         };
-        let out = command.args(args).stderr(Stdio::null()).output().context("running the workload")?;
+        let out = command
+            .args(args)
+            .stderr(Stdio::null())
+            .output()
+            .context("running the workload")?;
         if !out.status.success() {
             bail!("workload {args:?} under {wrapper:?} failed");
         }
-        let value: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().context("workload output")?;
+        let value: f64 = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .context("workload output")?;
         best = best.min(value);
     }
     Ok(best)
@@ -182,17 +213,28 @@ fn median(values: &[f64]) -> Option<f64> {
     let mut values = values.to_vec();
     values.sort_by(|a, b| a.total_cmp(b));
     let mid = values.len() / 2;
-    Some(if values.len() % 2 == 1 { values[mid] } else { (values[mid - 1] + values[mid]) / 2.0 })
+    Some(if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    })
 }
 
 fn have(program: &str) -> bool {
-    Command::new("sh").args(["-c", &format!("command -v {program}")]).output().is_ok_and(|o| o.status.success())
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 /// Installs the peers from Debian's packages when missing; returns notes on what cannot run.
 fn install_peers() -> Vec<String> {
     let wanted = [("bpftrace", "bpftrace"), ("perf", "linux-perf"), ("strace", "strace")];
-    let missing: Vec<&str> = wanted.iter().filter(|(tool, _)| !have(tool)).map(|(_, package)| *package).collect();
+    let missing: Vec<&str> = wanted
+        .iter()
+        .filter(|(tool, _)| !have(tool))
+        .map(|(_, package)| *package)
+        .collect();
     if !missing.is_empty() {
         step(&format!("installing {} from Debian's packages", missing.join(", ")));
         let _ = as_root(Path::new("apt-get")).args(["update", "-qq"]).status();
@@ -205,9 +247,15 @@ fn install_peers() -> Vec<String> {
     // Classic tracepoints (bpftrace, perf trace) need tracefs.
     if !Path::new("/sys/kernel/tracing/events").exists() {
         step("mounting tracefs at /sys/kernel/tracing (bpftrace and perf trace use classic tracepoints)");
-        let _ = as_root(Path::new("mount")).args(["-t", "tracefs", "nodev", "/sys/kernel/tracing"]).status();
+        let _ = as_root(Path::new("mount"))
+            .args(["-t", "tracefs", "nodev", "/sys/kernel/tracing"])
+            .status();
     }
-    wanted.iter().filter(|(tool, _)| !have(tool)).map(|(tool, _)| format!("{tool}: not installed")).collect()
+    wanted
+        .iter()
+        .filter(|(tool, _)| !have(tool))
+        .map(|(tool, _)| format!("{tool}: not installed"))
+        .collect()
 }
 
 struct Row {
@@ -217,11 +265,7 @@ struct Row {
     note: Option<String>,
 }
 
-fn observe<T>(
-    config: &Config,
-    profiler: &Path,
-    run: impl FnOnce(&[&str]) -> Result<T>,
-) -> Result<T> {
+fn observe<T>(config: &Config, profiler: &Path, run: impl FnOnce(&[&str]) -> Result<T>) -> Result<T> {
     match config.observer {
         Observer::Nothing => run(&[]),
         Observer::Profiler(mode) => {
@@ -252,10 +296,21 @@ pub fn run(root: &Path, args: &BenchArgs) -> Result<()> {
         .iter()
         .filter(|c| !args.no_peers || matches!(c.observer, Observer::Nothing | Observer::Profiler(_)))
         .collect();
-    let mut rows: Vec<Row> =
-        configs.iter().map(|c| Row { name: c.name, null_ns: Vec::new(), switch_ns: Vec::new(), note: None }).collect();
+    let mut rows: Vec<Row> = configs
+        .iter()
+        .map(|c| Row {
+            name: c.name,
+            null_ns: Vec::new(),
+            switch_ns: Vec::new(),
+            note: None,
+        })
+        .collect();
     for run in 0..args.runs {
-        step(&format!("null-syscall and ping-pong loops, run {}/{}", run + 1, args.runs));
+        step(&format!(
+            "null-syscall and ping-pong loops, run {}/{}",
+            run + 1,
+            args.runs
+        ));
         for (config, row) in configs.iter().zip(rows.iter_mut()) {
             if row.note.is_some() {
                 continue;
@@ -265,7 +320,11 @@ pub fn run(root: &Path, args: &BenchArgs) -> Result<()> {
             let result = observe(config, &profiler, |wrapper| {
                 let null = measure(wrapper, &workload, &null_args)?;
                 // Context switches only with the in-kernel observers.
-                let switch = if ptrace { None } else { Some(measure(wrapper, &workload, &["time-pingpong", &rounds])?) };
+                let switch = if ptrace {
+                    None
+                } else {
+                    Some(measure(wrapper, &workload, &["time-pingpong", &rounds])?)
+                };
                 Ok((null, switch))
             });
             match result {
@@ -293,10 +352,17 @@ pub fn run(root: &Path, args: &BenchArgs) -> Result<()> {
     let memory: Vec<String> = [2, 64, 256]
         .iter()
         .map(|cpus| {
-            let out = Command::new(&profiler).args(["memory", "--cpus", &cpus.to_string()]).output();
+            let out = Command::new(&profiler)
+                .args(["memory", "--cpus", &cpus.to_string()])
+                .output();
             let total = out
                 .ok()
-                .and_then(|o| String::from_utf8_lossy(&o.stdout).lines().last().map(|l| l.trim().to_owned()))
+                .and_then(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .lines()
+                        .last()
+                        .map(|l| l.trim().to_owned())
+                })
                 .unwrap_or_default();
             format!("| {cpus} | {} |", total.trim_start_matches("total").trim())
         })
@@ -307,8 +373,15 @@ pub fn run(root: &Path, args: &BenchArgs) -> Result<()> {
     let base_null = median(&rows[0].null_ns).unwrap_or(f64::NAN);
     let base_switch = median(&rows[0].switch_ns).unwrap_or(f64::NAN);
     let floor_added = median(&rows[1].null_ns).unwrap_or(f64::NAN) - base_null;
-    let _ = writeln!(out, "### Null-syscall loop and context switches (medians of {} runs)\n", args.runs);
-    let _ = writeln!(out, "| configuration | getppid ns/call | added ns | x floor | ping-pong ns/round trip | added |");
+    let _ = writeln!(
+        out,
+        "### Null-syscall loop and context switches (medians of {} runs)\n",
+        args.runs
+    );
+    let _ = writeln!(
+        out,
+        "| configuration | getppid ns/call | added ns | x floor | ping-pong ns/round trip | added |"
+    );
     let _ = writeln!(out, "|---|---|---|---|---|---|");
     for (i, row) in rows.iter().enumerate() {
         let Some(null) = median(&row.null_ns) else {
@@ -323,7 +396,11 @@ pub fn run(root: &Path, args: &BenchArgs) -> Result<()> {
             row.name,
             null,
             if i == 0 { "-".into() } else { format!("+{added:.0}") },
-            if i < 2 { "-".into() } else { format!("{:.2}x", added / floor_added) },
+            if i < 2 {
+                "-".into()
+            } else {
+                format!("{:.2}x", added / floor_added)
+            },
             switch.map_or("-".into(), |s| format!("{s:.0}")),
             match (i, switch) {
                 (0, _) | (_, None) => "-".into(),
@@ -331,7 +408,10 @@ pub fn run(root: &Path, args: &BenchArgs) -> Result<()> {
             }
         );
     }
-    let _ = writeln!(out, "\n### Per-program cost (kernel run-time accounting, which itself adds two clock reads a run)\n");
+    let _ = writeln!(
+        out,
+        "\n### Per-program cost (kernel run-time accounting, which itself adds two clock reads a run)\n"
+    );
     let _ = writeln!(out, "| program | runs | ns/run |");
     let _ = writeln!(out, "|---|---|---|");
     for line in run_stats.lines().filter(|l| l.contains(" runs ")) {
@@ -340,9 +420,16 @@ pub fn run(root: &Path, args: &BenchArgs) -> Result<()> {
             let _ = writeln!(out, "| {} | {} | {} |", parts[0], parts[1], parts[3]);
         }
     }
-    let _ = writeln!(out, "\n### Agent with {} busy processes, polling every second\n", args.processes);
+    let _ = writeln!(
+        out,
+        "\n### Agent with {} busy processes, polling every second\n",
+        args.processes
+    );
     let _ = writeln!(out, "{agent}");
-    let _ = writeln!(out, "\n### Kernel map memory at the default sizes (computed: `syscall-profiler memory --cpus N`)\n");
+    let _ = writeln!(
+        out,
+        "\n### Kernel map memory at the default sizes (computed: `syscall-profiler memory --cpus N`)\n"
+    );
     let _ = writeln!(out, "| CPUs | total |");
     let _ = writeln!(out, "|---|---|");
     for line in memory {
@@ -366,7 +453,12 @@ pub fn run(root: &Path, args: &BenchArgs) -> Result<()> {
 /// (loading, calibration) and the final report cancel out.
 fn agent_cost(profiler: &Path, workload: &Path, count: usize) -> Result<String> {
     let mut busy: Vec<Child> = (0..count)
-        .map(|_| Command::new(workload).args(["busy", "60"]).stdout(Stdio::null()).spawn())
+        .map(|_| {
+            Command::new(workload)
+                .args(["busy", "60"])
+                .stdout(Stdio::null())
+                .spawn()
+        })
         .collect::<std::io::Result<_>>()
         .context("starting the busy processes")?;
     thread::sleep(Duration::from_secs(2));
@@ -374,7 +466,15 @@ fn agent_cost(profiler: &Path, workload: &Path, count: usize) -> Result<String> 
         let out = as_root(Path::new("/usr/bin/time"))
             .args(["-f", "%e %U %S %M"])
             .arg(profiler)
-            .args(["report", "--format", "json", "-o", "/dev/null", "--duration", &seconds.to_string()])
+            .args([
+                "report",
+                "--format",
+                "json",
+                "-o",
+                "/dev/null",
+                "--duration",
+                &seconds.to_string(),
+            ])
             .stderr(Stdio::piped())
             .output()
             .context("running /usr/bin/time syscall-profiler report")?;
@@ -403,4 +503,3 @@ fn agent_cost(profiler: &Path, workload: &Path, count: usize) -> Result<String> 
         rss_kib as f64 / 1024.0
     ))
 }
-

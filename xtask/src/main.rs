@@ -75,6 +75,7 @@ fn run() -> Result<()> {
         }
         Task::Test => {
             let path = setup::ensure()?;
+            setup::ensure_test_tools()?;
             step("checking formatting");
             cargo(&path, &["fmt", "--all", "--check"])?;
             step("running clippy");

@@ -142,3 +142,32 @@ pub fn ensure() -> Result<OsString> {
     paths.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()));
     Ok(std::env::join_paths(paths)?)
 }
+
+/// Programs the tests drive: tmux for the terminal test of syscall-top, from Debian's
+/// packages when missing.
+pub fn ensure_test_tools() -> Result<()> {
+    let have = |program: &str| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {program}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !have("tmux") {
+        step("installing tmux from Debian's packages (the terminal test of syscall-top runs in it)");
+        let sudo: &[&str] = if crate::is_root() { &[] } else { &["sudo"] };
+        let apt = |args: &[&str]| -> Result<()> {
+            let mut command = Command::new(sudo.first().copied().unwrap_or("apt-get"));
+            if !sudo.is_empty() {
+                command.arg("apt-get");
+            }
+            let status = command.args(args).env("DEBIAN_FRONTEND", "noninteractive").status()?;
+            if !status.success() {
+                bail!("apt-get {} failed", args.join(" "));
+            }
+            Ok(())
+        };
+        apt(&["update", "-qq"])?;
+        apt(&["install", "-y", "-qq", "--no-install-recommends", "tmux"])?;
+    }
+    Ok(())
+}

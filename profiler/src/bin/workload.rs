@@ -181,7 +181,10 @@ fn exec_thread(path: &str) {
 fn busy(secs: u64) {
     let end = Instant::now() + Duration::from_secs(secs);
     let null = CString::new("/dev/null").unwrap();
-    let ts = libc::timespec { tv_sec: 0, tv_nsec: 10_000_000 };
+    let ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 10_000_000,
+    };
     while Instant::now() < end {
         unsafe {
             libc::syscall(libc::SYS_getppid);

@@ -1,0 +1,24 @@
+//! `syscall-top`: the live terminal view (same as `syscall-profiler top`).
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(
+    name = "syscall-top",
+    version,
+    about = "Live view of where processes' time at the kernel boundary goes"
+)]
+struct Cli {
+    #[command(flatten)]
+    top: profiler::top::TopArgs,
+}
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => std::process::exit(profiler::cli::clap_error(err)),
+    };
+    if let Err(err) = profiler::top::run(cli.top) {
+        eprintln!("syscall-top: {}", profiler::cli::one_line(&err));
+        std::process::exit(1);
+    }
+}

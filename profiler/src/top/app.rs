@@ -1,0 +1,671 @@
+//! `syscall-top`'s state: what is shown and how, and how keys change it. No terminal and no
+//! kernel here: [`App::update`] takes plain numbers, [`App::on_event`] takes events, and
+//! rendering (`ui.rs`) is a pure function of the state.
+use std::collections::BTreeMap;
+
+use profiler_common::StatsKey;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use crate::{
+    calibrate::corrected_handler_ns,
+    histogram::{Latency, Percentiles},
+    names::{decode_nr, errno_name, syscall_name},
+    split::{classify, Class, Split},
+    store::SyscallTotals,
+};
+
+/// Everything that can happen to the app.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    Key(KeyEvent),
+    /// The terminal changed size (rendering adapts; nothing to store).
+    Resize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum View {
+    Processes,
+    /// The syscalls of one process.
+    Syscalls {
+        pid: u32,
+    },
+    /// Threads inside a syscall for longer than the threshold.
+    Stuck,
+}
+
+/// Columns the tables can be sorted by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortBy {
+    Pid,
+    Name,
+    Calls,
+    Errors,
+    Time,
+    P99,
+}
+
+impl SortBy {
+    pub const ALL: [SortBy; 6] = [
+        SortBy::Pid,
+        SortBy::Name,
+        SortBy::Calls,
+        SortBy::Errors,
+        SortBy::Time,
+        SortBy::P99,
+    ];
+
+    fn next(self, step: isize) -> SortBy {
+        let index = SortBy::ALL.iter().position(|s| *s == self).unwrap_or(0) as isize;
+        SortBy::ALL[(index + step).rem_euclid(SortBy::ALL.len() as isize) as usize]
+    }
+}
+
+/// Per-second rates over the last interval, or totals since start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Rates,
+    Totals,
+}
+
+/// One line of a table: a process, or a syscall of a process. Numbers are per second in
+/// [`Mode::Rates`], totals in [`Mode::Totals`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    pub pid: u32,
+    /// Process name, or syscall name in the syscalls view.
+    pub name: String,
+    pub calls: f64,
+    pub errors: f64,
+    pub split: Split,
+    /// Syscall time (entry + handler + blocked + runqueue), ns (per second in rates).
+    pub time_ns: f64,
+    pub p99_ns: u64,
+    /// Process rows: the syscall with the most time. Syscall rows: the syscall's ABI.
+    pub detail: String,
+    pub class: Class,
+    /// Syscall rows: the latency distribution and errors by errno name.
+    pub latency: Latency,
+    pub errnos: Vec<(String, u64)>,
+}
+
+/// A thread inside a syscall right now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StuckThread {
+    pub tid: u32,
+    pub pid: u32,
+    pub comm: String,
+    pub syscall: String,
+    pub elapsed_ns: u64,
+    /// Asleep (blocked) rather than runnable or running.
+    pub blocked: bool,
+    /// It was already inside the call when profiling started: `elapsed_ns` is a lower bound.
+    pub before_start: bool,
+}
+
+/// A thread inside a syscall, as the session sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InSyscall {
+    pub tid: u32,
+    pub pid: u32,
+    /// As the kernel side stores it (ABI flag included).
+    pub nr: u32,
+    pub blocked: bool,
+    pub elapsed_ns: u64,
+    pub before_start: bool,
+}
+
+/// Header facts.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Header {
+    pub calls_per_sec: f64,
+    pub boundary_ns_per_call: f64,
+    /// Estimated CPU the profiler's programs take, in % of one CPU.
+    pub overhead_percent: f64,
+    /// Events lost to full maps since start.
+    pub lost_events: u64,
+    pub interval_secs: f64,
+}
+
+/// One refresh worth of numbers, from the session.
+pub struct Update<'a> {
+    pub totals: &'a BTreeMap<StatsKey, SyscallTotals>,
+    pub comm: &'a dyn Fn(u32) -> String,
+    pub interval_secs: f64,
+    pub since_start_secs: f64,
+    pub boundary_ns_per_call: f64,
+    pub instrumentation_ns_per_call: f64,
+    pub overhead_ns_per_call: f64,
+    pub lost_events: u64,
+    /// Threads inside a syscall.
+    pub in_flight: Vec<InSyscall>,
+}
+
+pub struct App {
+    pub view: View,
+    pub mode: Mode,
+    pub sort: SortBy,
+    pub descending: bool,
+    pub filter: String,
+    pub editing_filter: bool,
+    pub paused: bool,
+    pub show_help: bool,
+    pub quit: bool,
+    /// Selected row in the current table.
+    pub selected: usize,
+    pub stuck_threshold_ns: u64,
+    pub header: Header,
+    /// Per-process rows for both modes, and per-(process, syscall) rows.
+    processes: BTreeMap<Mode, Vec<Row>>,
+    syscalls: BTreeMap<Mode, BTreeMap<u32, Vec<Row>>>,
+    pub stuck: Vec<StuckThread>,
+    previous: BTreeMap<StatsKey, SyscallTotals>,
+    /// Set once the first refresh came in.
+    pub ready: bool,
+}
+
+impl PartialOrd for Mode {
+    fn partial_cmp(&self, other: &Mode) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Mode {
+    fn cmp(&self, other: &Mode) -> std::cmp::Ordering {
+        (*self as u8).cmp(&(*other as u8))
+    }
+}
+
+/// Latency percentiles include the boundary cost and leave out the tracing in the window.
+fn latency_offset(update: &Update) -> i64 {
+    (update.boundary_ns_per_call - update.instrumentation_ns_per_call).round() as i64
+}
+
+/// `per` divides the numbers (the interval's seconds for rates, 1 for totals);
+/// `calls_per_sec` is the frequency the class is judged by.
+fn syscall_row(key: &StatsKey, totals: &SyscallTotals, per: f64, calls_per_sec: f64, update: &Update) -> Row {
+    let (abi, nr) = decode_nr(key.nr);
+    let split = Split::charge(
+        totals.calls,
+        update.boundary_ns_per_call,
+        corrected_handler_ns(totals.handler_ns, totals.calls, update.instrumentation_ns_per_call),
+        totals.blocked_ns,
+        totals.runqueue_ns,
+    );
+    let Percentiles { p99, .. } = totals.latency.percentiles(latency_offset(update));
+    let mut errnos: Vec<(String, u64)> = totals
+        .errnos
+        .iter()
+        .map(|(errno, count)| (errno_name(*errno).into_owned(), *count))
+        .collect();
+    errnos.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    Row {
+        pid: key.tgid,
+        name: syscall_name(abi, nr).into_owned(),
+        calls: totals.calls as f64 / per,
+        errors: totals.errors as f64 / per,
+        time_ns: split.total_ns() as f64 / per,
+        split,
+        p99_ns: p99,
+        detail: abi.as_str().to_owned(),
+        class: classify(&split, calls_per_sec),
+        latency: totals.latency.clone(),
+        errnos,
+    }
+}
+
+fn process_row(pid: u32, comm: String, syscalls: &[Row], per: f64, calls_per_sec: f64, offset: i64) -> Row {
+    let mut split = Split::default();
+    let mut latency = Latency::default();
+    for row in syscalls {
+        split.add(&row.split);
+        latency.merge(&row.latency);
+    }
+    let top = syscalls
+        .iter()
+        .max_by(|a, b| a.time_ns.total_cmp(&b.time_ns))
+        .map(|r| r.name.clone());
+    Row {
+        pid,
+        name: comm,
+        calls: syscalls.iter().map(|r| r.calls).sum(),
+        errors: syscalls.iter().map(|r| r.errors).sum(),
+        time_ns: split.total_ns() as f64 / per,
+        split,
+        p99_ns: latency.percentiles(offset).p99,
+        detail: top.unwrap_or_default(),
+        class: classify(&split, calls_per_sec),
+        latency,
+        errnos: Vec::new(),
+    }
+}
+
+impl App {
+    pub fn new(stuck_threshold_ns: u64, filter: String) -> App {
+        App {
+            view: View::Processes,
+            mode: Mode::Rates,
+            sort: SortBy::Time,
+            descending: true,
+            filter,
+            editing_filter: false,
+            paused: false,
+            show_help: false,
+            quit: false,
+            selected: 0,
+            stuck_threshold_ns,
+            header: Header::default(),
+            processes: BTreeMap::new(),
+            syscalls: BTreeMap::new(),
+            stuck: Vec::new(),
+            previous: BTreeMap::new(),
+            ready: false,
+        }
+    }
+
+    /// Takes in a refresh. Ignored while paused, so the screen holds still.
+    pub fn update(&mut self, update: &Update) {
+        if self.paused {
+            return;
+        }
+        for mode in [Mode::Rates, Mode::Totals] {
+            let per = match mode {
+                Mode::Rates => update.interval_secs.max(1e-3),
+                Mode::Totals => 1.0,
+            };
+            let mut by_pid: BTreeMap<u32, Vec<Row>> = BTreeMap::new();
+            for (key, totals) in update.totals {
+                let totals = match mode {
+                    Mode::Rates => totals.since(self.previous.get(key).unwrap_or(&SyscallTotals::default())),
+                    Mode::Totals => totals.clone(),
+                };
+                if totals.calls == 0 {
+                    continue;
+                }
+                // Classes judge frequency per second whatever the display mode.
+                let seconds = match mode {
+                    Mode::Rates => per,
+                    Mode::Totals => update.since_start_secs.max(1e-3),
+                };
+                let row = syscall_row(key, &totals, per, totals.calls as f64 / seconds, update);
+                by_pid.entry(key.tgid).or_default().push(row);
+            }
+            let rows = by_pid
+                .iter()
+                .map(|(pid, rows)| {
+                    let calls: u64 = rows.iter().map(|r| r.latency.count()).sum();
+                    let seconds = match mode {
+                        Mode::Rates => per,
+                        Mode::Totals => update.since_start_secs.max(1e-3),
+                    };
+                    process_row(
+                        *pid,
+                        (update.comm)(*pid),
+                        rows,
+                        per,
+                        calls as f64 / seconds,
+                        latency_offset(update),
+                    )
+                })
+                .collect();
+            self.processes.insert(mode, rows);
+            self.syscalls.insert(mode, by_pid);
+        }
+        self.previous = update.totals.clone();
+        let calls_per_sec: f64 = self.processes[&Mode::Rates].iter().map(|r| r.calls).sum();
+        self.header = Header {
+            calls_per_sec,
+            boundary_ns_per_call: update.boundary_ns_per_call,
+            overhead_percent: calls_per_sec * update.overhead_ns_per_call / 1e9 * 100.0,
+            lost_events: update.lost_events,
+            interval_secs: update.interval_secs,
+        };
+        self.stuck = update
+            .in_flight
+            .iter()
+            .filter(|t| t.elapsed_ns >= self.stuck_threshold_ns)
+            .map(|t| {
+                let (abi, nr) = decode_nr(t.nr);
+                StuckThread {
+                    tid: t.tid,
+                    pid: t.pid,
+                    comm: (update.comm)(t.pid),
+                    syscall: syscall_name(abi, nr).into_owned(),
+                    elapsed_ns: t.elapsed_ns,
+                    blocked: t.blocked,
+                    before_start: t.before_start,
+                }
+            })
+            .collect();
+        self.stuck
+            .sort_by(|a, b| b.elapsed_ns.cmp(&a.elapsed_ns).then(a.tid.cmp(&b.tid)));
+        self.ready = true;
+        self.clamp_selection();
+    }
+
+    fn matches_filter(&self, row: &Row) -> bool {
+        self.filter.is_empty() || row.name.contains(&self.filter) || row.pid.to_string() == self.filter
+    }
+
+    fn sorted(&self, mut rows: Vec<Row>) -> Vec<Row> {
+        rows.sort_by(|a, b| {
+            let order = match self.sort {
+                SortBy::Pid => a.pid.cmp(&b.pid),
+                SortBy::Name => a.name.cmp(&b.name),
+                SortBy::Calls => a.calls.total_cmp(&b.calls),
+                SortBy::Errors => a.errors.total_cmp(&b.errors),
+                SortBy::Time => a.time_ns.total_cmp(&b.time_ns),
+                SortBy::P99 => a.p99_ns.cmp(&b.p99_ns),
+            };
+            let order = if self.descending { order.reverse() } else { order };
+            order.then(a.pid.cmp(&b.pid)).then(a.name.cmp(&b.name))
+        });
+        rows
+    }
+
+    /// The process rows shown: filtered and sorted.
+    pub fn process_rows(&self) -> Vec<Row> {
+        let rows = self.processes.get(&self.mode).cloned().unwrap_or_default();
+        self.sorted(rows.into_iter().filter(|row| self.matches_filter(row)).collect())
+    }
+
+    /// The syscall rows of a process, sorted.
+    pub fn syscall_rows(&self, pid: u32) -> Vec<Row> {
+        let rows = self
+            .syscalls
+            .get(&self.mode)
+            .and_then(|by_pid| by_pid.get(&pid))
+            .cloned()
+            .unwrap_or_default();
+        self.sorted(rows)
+    }
+
+    fn row_count(&self) -> usize {
+        match self.view {
+            View::Processes => self.process_rows().len(),
+            View::Syscalls { pid } => self.syscall_rows(pid).len(),
+            View::Stuck => self.stuck.len(),
+        }
+    }
+
+    fn clamp_selection(&mut self) {
+        self.selected = self.selected.min(self.row_count().saturating_sub(1));
+    }
+
+    pub fn on_event(&mut self, event: Event) {
+        let Event::Key(key) = event else {
+            return;
+        };
+        if key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL) {
+            self.quit = true;
+            return;
+        }
+        if self.editing_filter {
+            match key.code {
+                KeyCode::Enter => self.editing_filter = false,
+                KeyCode::Esc => {
+                    self.editing_filter = false;
+                    self.filter.clear();
+                }
+                KeyCode::Backspace => {
+                    self.filter.pop();
+                }
+                KeyCode::Char(c) => self.filter.push(c),
+                _ => {}
+            }
+            self.selected = 0;
+            return;
+        }
+        if self.show_help {
+            // Any key closes the help; q still quits.
+            self.show_help = false;
+            if key.code != KeyCode::Char('q') {
+                return;
+            }
+        }
+        match key.code {
+            KeyCode::Char('q') => self.quit = true,
+            KeyCode::Char('?') | KeyCode::Char('h') => self.show_help = true,
+            KeyCode::Char('p') | KeyCode::Char(' ') => self.paused = !self.paused,
+            KeyCode::Char('t') => {
+                self.mode = match self.mode {
+                    Mode::Rates => Mode::Totals,
+                    Mode::Totals => Mode::Rates,
+                }
+            }
+            KeyCode::Char('s') | KeyCode::Right => self.sort = self.sort.next(1),
+            KeyCode::Char('S') | KeyCode::Left => self.sort = self.sort.next(-1),
+            KeyCode::Char('r') => self.descending = !self.descending,
+            KeyCode::Char('/') => {
+                self.editing_filter = true;
+                self.view = View::Processes;
+            }
+            KeyCode::Char('k') => {
+                self.view = if self.view == View::Stuck {
+                    View::Processes
+                } else {
+                    View::Stuck
+                };
+                self.selected = 0;
+            }
+            KeyCode::Up => self.selected = self.selected.saturating_sub(1),
+            KeyCode::Down => self.selected += 1,
+            KeyCode::PageUp => self.selected = self.selected.saturating_sub(10),
+            KeyCode::PageDown => self.selected += 10,
+            KeyCode::Home => self.selected = 0,
+            KeyCode::End => self.selected = usize::MAX,
+            KeyCode::Enter if self.view == View::Processes => {
+                if let Some(row) = self.process_rows().get(self.selected) {
+                    self.view = View::Syscalls { pid: row.pid };
+                    self.selected = 0;
+                }
+            }
+            KeyCode::Esc | KeyCode::Backspace => {
+                if self.view != View::Processes {
+                    self.view = View::Processes;
+                    self.selected = 0;
+                } else if !self.filter.is_empty() {
+                    self.filter.clear();
+                }
+            }
+            _ => {}
+        }
+        self.clamp_selection();
+    }
+}
+
+#[cfg(test)]
+pub mod tests {
+    use profiler_common::hist_bucket;
+
+    use super::*;
+
+    pub fn totals(calls: u64, handler_ns: u64, blocked_ns: u64, latency_ns: u64) -> SyscallTotals {
+        let mut t = SyscallTotals {
+            calls,
+            handler_ns,
+            blocked_ns,
+            ..Default::default()
+        };
+        t.latency.buckets[hist_bucket(latency_ns)] = calls;
+        t.latency.max_ns = latency_ns;
+        t
+    }
+
+    /// An app after two refreshes one second apart: pid 100 "busy" (getppid loop),
+    /// pid 200 "sleeper" (nanosleep), pid 300 "opener" (failing openat).
+    pub fn sample_app() -> App {
+        let mut app = App::new(1_000_000_000, String::new());
+        let comm = |pid: u32| match pid {
+            100 => "busy".to_owned(),
+            200 => "sleeper".to_owned(),
+            _ => "opener".to_owned(),
+        };
+        let mut map = BTreeMap::new();
+        for step in 1..=2u64 {
+            map.insert(
+                StatsKey { tgid: 100, nr: 110 },
+                totals(1_000_000 * step, 30_000_000 * step, 0, 30),
+            );
+            map.insert(
+                StatsKey { tgid: 200, nr: 35 },
+                totals(10 * step, 10_000, 500_000_000 * step, 50_000_000),
+            );
+            let mut openat = totals(100 * step, 200_000 * step, 0, 2_000);
+            openat.errors = 100 * step;
+            openat.errnos.insert(2, 100 * step);
+            map.insert(StatsKey { tgid: 300, nr: 257 }, openat);
+            app.update(&Update {
+                totals: &map,
+                comm: &comm,
+                interval_secs: 1.0,
+                since_start_secs: step as f64,
+                boundary_ns_per_call: 50.0,
+                instrumentation_ns_per_call: 0.0,
+                overhead_ns_per_call: 40.0,
+                lost_events: 0,
+                in_flight: vec![
+                    InSyscall {
+                        tid: 201,
+                        pid: 200,
+                        nr: 35,
+                        blocked: true,
+                        elapsed_ns: 3_000_000_000,
+                        before_start: false,
+                    },
+                    InSyscall {
+                        tid: 101,
+                        pid: 100,
+                        nr: 110,
+                        blocked: false,
+                        elapsed_ns: 10,
+                        before_start: false,
+                    },
+                    InSyscall {
+                        tid: 301,
+                        pid: 300,
+                        nr: 0,
+                        blocked: true,
+                        elapsed_ns: 2_000_000_000,
+                        before_start: true,
+                    },
+                ],
+            });
+        }
+        app
+    }
+
+    fn key(code: KeyCode) -> Event {
+        Event::Key(KeyEvent::new(code, KeyModifiers::NONE))
+    }
+
+    #[test]
+    fn rates_are_per_second_over_the_last_interval() {
+        let app = sample_app();
+        let rows = app.process_rows();
+        let busy = rows.iter().find(|r| r.name == "busy").unwrap();
+        assert_eq!(busy.calls, 1_000_000.0);
+        assert_eq!(busy.detail, "getppid");
+        assert_eq!(busy.class, Class::TinyFrequent);
+        let opener = rows.iter().find(|r| r.name == "opener").unwrap();
+        assert_eq!(opener.errors, 100.0);
+        assert!((app.header.calls_per_sec - 1_000_110.0).abs() < 1e-6);
+        // 1M calls/s at 40 ns each: 4% of a CPU.
+        assert!((app.header.overhead_percent - 4.0).abs() < 0.01);
+    }
+
+    #[test]
+    fn totals_mode_counts_since_start() {
+        let mut app = sample_app();
+        app.on_event(key(KeyCode::Char('t')));
+        let busy = app.process_rows().into_iter().find(|r| r.name == "busy").unwrap();
+        assert_eq!(busy.calls, 2_000_000.0);
+    }
+
+    #[test]
+    fn default_sort_is_by_time_and_keys_change_it() {
+        let mut app = sample_app();
+        let names = |app: &App| app.process_rows().iter().map(|r| r.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&app), ["sleeper", "busy", "opener"]);
+        app.on_event(key(KeyCode::Char('s'))); // Time -> P99
+        assert_eq!(app.sort, SortBy::P99);
+        app.on_event(key(KeyCode::Char('s'))); // P99 -> Pid (wraps)
+        assert_eq!(app.sort, SortBy::Pid);
+        app.on_event(key(KeyCode::Char('r')));
+        assert_eq!(names(&app), ["busy", "sleeper", "opener"]);
+        app.on_event(key(KeyCode::Char('S')));
+        assert_eq!(app.sort, SortBy::P99);
+    }
+
+    #[test]
+    fn filter_by_name_or_pid() {
+        let mut app = sample_app();
+        for c in "/slee".chars() {
+            app.on_event(key(KeyCode::Char(c)));
+        }
+        assert!(app.editing_filter);
+        app.on_event(key(KeyCode::Enter));
+        assert_eq!(app.process_rows().len(), 1);
+        app.on_event(key(KeyCode::Esc)); // clears the filter
+        assert_eq!(app.process_rows().len(), 3);
+        app.filter = "300".into();
+        assert_eq!(app.process_rows()[0].name, "opener");
+    }
+
+    #[test]
+    fn enter_drills_in_and_escape_goes_back() {
+        let mut app = sample_app();
+        app.sort = SortBy::Pid;
+        app.descending = false;
+        app.on_event(key(KeyCode::Down));
+        app.on_event(key(KeyCode::Down));
+        app.on_event(key(KeyCode::Enter));
+        assert_eq!(app.view, View::Syscalls { pid: 300 });
+        let rows = app.syscall_rows(300);
+        assert_eq!(rows[0].name, "openat");
+        assert_eq!(rows[0].errnos, vec![("ENOENT".to_owned(), 100)]);
+        app.on_event(key(KeyCode::Backspace));
+        assert_eq!(app.view, View::Processes);
+    }
+
+    #[test]
+    fn stuck_threads_are_those_past_the_threshold() {
+        let mut app = sample_app();
+        app.on_event(key(KeyCode::Char('k')));
+        assert_eq!(app.view, View::Stuck);
+        assert_eq!(app.stuck.len(), 2, "longest first, the short getppid left out");
+        assert_eq!(app.stuck[0].syscall, "nanosleep");
+        assert!(app.stuck[0].blocked && !app.stuck[0].before_start);
+        assert_eq!(app.stuck[0].comm, "sleeper");
+        assert_eq!(app.stuck[1].syscall, "read");
+        assert!(app.stuck[1].before_start);
+    }
+
+    #[test]
+    fn pause_help_and_quit() {
+        let mut app = sample_app();
+        app.on_event(key(KeyCode::Char('p')));
+        assert!(app.paused);
+        let before = app.process_rows();
+        app.update(&Update {
+            totals: &BTreeMap::new(),
+            comm: &|_| String::new(),
+            interval_secs: 1.0,
+            since_start_secs: 3.0,
+            boundary_ns_per_call: 0.0,
+            instrumentation_ns_per_call: 0.0,
+            overhead_ns_per_call: 0.0,
+            lost_events: 0,
+            in_flight: Vec::new(),
+        });
+        assert_eq!(app.process_rows(), before, "paused: the screen holds still");
+        app.on_event(key(KeyCode::Char('?')));
+        assert!(app.show_help);
+        app.on_event(key(KeyCode::Char('x')));
+        assert!(!app.show_help && !app.quit);
+        app.on_event(key(KeyCode::Char('q')));
+        assert!(app.quit);
+        let mut app = sample_app();
+        app.on_event(Event::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)));
+        assert!(app.quit);
+    }
+}

@@ -1,0 +1,132 @@
+//! `syscall-top` for real: in tmux next to a known workload, driven by keys, read back with
+//! capture-pane. Needs root and tmux (`cargo xtask test` installs tmux when missing).
+mod common;
+
+use std::{
+    process::{Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use common::*;
+
+const TOP: &str = env!("CARGO_BIN_EXE_syscall-top");
+
+#[test]
+fn not_a_terminal_is_one_clear_line() {
+    let output = Command::new(TOP).stdin(Stdio::null()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("needs a terminal") && stderr.contains("syscall-profiler report"),
+        "{stderr}"
+    );
+}
+
+struct Tmux {
+    session: String,
+}
+
+impl Tmux {
+    fn start(command: &str) -> Tmux {
+        let session = format!("top-test-{}", std::process::id());
+        let status = Command::new("tmux")
+            .args(["new-session", "-d", "-s", &session, "-x", "120", "-y", "32", command])
+            .status()
+            .expect("tmux (cargo xtask test installs it)");
+        assert!(status.success());
+        Tmux { session }
+    }
+
+    fn screen(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &self.session])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        for key in keys {
+            Command::new("tmux")
+                .args(["send-keys", "-t", &self.session, key])
+                .status()
+                .unwrap();
+            thread::sleep(Duration::from_millis(150));
+        }
+    }
+
+    /// Waits until the screen satisfies `done`; returns it.
+    fn wait_for(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let screen = self.screen();
+            if done(&screen) {
+                return screen;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "timed out waiting for {what}; screen:\n{screen}"
+            );
+            thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.session])
+            .status();
+    }
+}
+
+#[test]
+fn live_view_in_a_real_terminal() {
+    if skip_unless_root("live_view_in_a_real_terminal") {
+        return;
+    }
+    let mut workload = Command::new(WORKLOAD).args(["spin", "120"]).spawn().unwrap();
+    let pid = workload.id();
+    let tmux = Tmux::start(&format!(
+        "sh -c '{TOP} --interval 0.5; echo RESTORED-$?; stty -a; sleep 60'"
+    ));
+
+    // The workload's row, with its top syscall, on one line.
+    let screen = tmux.wait_for("the workload's row", |s| {
+        s.lines()
+            .any(|l| l.contains(&pid.to_string()) && l.contains("profiler-worklo") && l.contains("getppid"))
+    });
+    assert!(screen.contains("syscalls/s") && screen.contains("boundary"), "{screen}");
+    assert!(screen.contains("TIME/s▼"), "sorted by time by default:\n{screen}");
+
+    // Sort by the next column.
+    tmux.keys(&["s"]);
+    tmux.wait_for("sort by p99", |s| s.contains("P99▼"));
+
+    // Filter to the workload and drill into its syscalls.
+    tmux.keys(&["/", "profiler", "Enter"]);
+    tmux.wait_for("the filter", |s| s.contains("filter: profiler"));
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("the syscalls view", |s| s.contains(&format!("syscalls of {pid}")));
+    tmux.wait_for("getppid's histogram", |s| s.contains("getppid latency"));
+    assert!(screen.contains("SYSCALL"), "{screen}");
+
+    // Back, the stuck view, back, and quit.
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the process list", |s| s.contains(" processes "));
+    tmux.keys(&["k"]);
+    tmux.wait_for("the stuck view", |s| s.contains("threads inside a syscall for over"));
+    tmux.keys(&["k", "q"]);
+    let screen = tmux.wait_for("syscall-top to exit", |s| s.contains("RESTORED-"));
+    workload.kill().ok();
+    workload.wait().ok();
+    assert!(screen.contains("RESTORED-0"), "exit code 0:\n{screen}");
+    // The terminal is back in cooked mode with echo: raw mode was undone.
+    let stty = screen.split("RESTORED-0").nth(1).unwrap_or_default();
+    assert!(stty.contains(" icanon") && !stty.contains("-icanon"), "{stty}");
+    assert!(stty.contains(" echo ") && !stty.contains("-echo "), "{stty}");
+    // And the alternate screen was left: the table is gone.
+    assert!(!screen.contains("CALLS/s"), "{screen}");
+}
