@@ -165,6 +165,8 @@ pub struct ErrnoKey {
 #[derive(Clone, Copy, Debug)]
 pub struct ProcInfo {
     pub comm: [u8; 16],
+    /// cgroup v2 id (the inode number of its directory in the cgroup filesystem).
+    pub cgroup_id: u64,
 }
 
 /// The thread running on a CPU, as the last `sched_switch` there said (per-CPU). Lets the

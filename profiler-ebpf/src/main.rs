@@ -301,6 +301,7 @@ fn remember_process(tgid: u32) {
     }
     let info = ProcInfo {
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
+        cgroup_id: unsafe { aya_ebpf::helpers::bpf_get_current_cgroup_id() },
     };
     if PROCS.insert(&tgid, &info, BPF_NOEXIST as u64).is_err() && unsafe { PROCS.get(&tgid) }.is_none() {
         bump(counter::PROC_FULL);

@@ -36,6 +36,8 @@ pub struct Cli {
 pub enum Command {
     /// Profile for a while (or while a command runs) and print a report.
     Report(ReportArgs),
+    /// Serve the measurements as Prometheus metrics on /metrics.
+    Serve(crate::serve::ServeArgs),
     /// Live terminal view of the whole machine (same as `syscall-top`).
     Top(crate::top::TopArgs),
     /// Measure the boundary cost charged to every call, and show how it was measured.
@@ -205,6 +207,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Report(args) => run_report(args),
         Command::Top(args) => crate::top::run(args),
+        Command::Serve(args) => crate::serve::run(args),
         Command::Calibrate(maps) => {
             let mut probe = Probe::load_default(maps.sizes(), Scope::SystemWide)?;
             let calibration = calibrate::calibrate(&mut probe)?;

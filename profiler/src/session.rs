@@ -53,6 +53,10 @@ pub struct Session {
     pub child: Option<tokio::process::Child>,
     started: Instant,
     self_tgid: u32,
+    /// Entries of the statistics table, errno map and process map at the last poll.
+    last_used: (usize, usize, usize),
+    /// cgroup v2 id of each process seen, recorded by the kernel side.
+    pub cgroup_ids: std::collections::HashMap<u32, u64>,
 }
 
 fn process_exists(pid: u32) -> bool {
@@ -163,6 +167,8 @@ impl Session {
             child,
             started: Instant::now(),
             self_tgid,
+            last_used: (0, 0, 0),
+            cgroup_ids: Default::default(),
         })
     }
 
@@ -174,12 +180,17 @@ impl Session {
     /// Reads the maps into the store, and moves processes that are gone out of the maps.
     pub fn poll(&mut self) -> Result<(), SessionError> {
         let mut stats = self.probe.read_stats();
+        self.last_used.0 = stats.len();
         stats.retain(|(_, slot)| StatsKey::unpack(slot.key).tgid != self.self_tgid);
         let errnos = self.probe.read_errnos()?;
+        self.last_used.1 = errnos.len();
         self.store.update(&stats, &errnos);
-        for (tgid, info) in self.probe.read_processes()? {
+        let processes = self.probe.read_processes()?;
+        self.last_used.2 = processes.len();
+        for (tgid, info) in processes {
             let comm = read_comm(tgid).unwrap_or_else(|| comm_from_kernel(&info.comm));
             self.store.set_comm(tgid, comm);
+            self.cgroup_ids.insert(tgid, info.cgroup_id);
         }
         let gone: HashSet<u32> = self
             .store
@@ -198,6 +209,21 @@ impl Session {
             Target::Pids(pids) => pids.iter().all(|&pid| !process_exists(pid)),
             _ => false,
         }
+    }
+
+    pub fn programs_attached(&self) -> usize {
+        self.probe.attached_programs()
+    }
+
+    /// Used share of the kernel tables as of the last poll, `(map, ratio)`.
+    pub fn map_fill(&self) -> Vec<(String, f64)> {
+        let sizes = self.probe.sizes;
+        let ratio = |used: usize, capacity: u32| used as f64 / f64::from(capacity.max(1));
+        vec![
+            ("stats".into(), ratio(self.last_used.0, sizes.syscalls)),
+            ("errnos".into(), ratio(self.last_used.1, sizes.errnos)),
+            ("processes".into(), ratio(self.last_used.2, sizes.processes)),
+        ]
     }
 
     /// Threads inside a syscall right now (the agent's own left out).

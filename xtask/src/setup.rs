@@ -143,8 +143,8 @@ pub fn ensure() -> Result<OsString> {
     Ok(std::env::join_paths(paths)?)
 }
 
-/// Programs the tests drive: tmux for the terminal test of syscall-top, from Debian's
-/// packages when missing.
+/// Programs the tests drive, from Debian's packages when missing: tmux for the terminal test
+/// of syscall-top; prometheus (with promtool) for the metrics endpoint's tests.
 pub fn ensure_test_tools() -> Result<()> {
     let have = |program: &str| {
         Command::new("sh")
@@ -152,8 +152,22 @@ pub fn ensure_test_tools() -> Result<()> {
             .output()
             .is_ok_and(|o| o.status.success())
     };
-    if !have("tmux") {
-        step("installing tmux from Debian's packages (the terminal test of syscall-top runs in it)");
+    let missing: Vec<&str> = [
+        ("tmux", "tmux"),
+        ("promtool", "prometheus"),
+        ("prometheus", "prometheus"),
+    ]
+    .iter()
+    .filter(|(program, _)| !have(program))
+    .map(|(_, package)| *package)
+    .collect::<std::collections::BTreeSet<_>>()
+    .into_iter()
+    .collect();
+    if !missing.is_empty() {
+        step(&format!(
+            "installing {} from Debian's packages (syscall-top's terminal test runs in tmux; the metrics tests use promtool and a real Prometheus)",
+            missing.join(", ")
+        ));
         let sudo: &[&str] = if crate::is_root() { &[] } else { &["sudo"] };
         let apt = |args: &[&str]| -> Result<()> {
             let mut command = Command::new(sudo.first().copied().unwrap_or("apt-get"));
@@ -167,7 +181,9 @@ pub fn ensure_test_tools() -> Result<()> {
             Ok(())
         };
         apt(&["update", "-qq"])?;
-        apt(&["install", "-y", "-qq", "--no-install-recommends", "tmux"])?;
+        let mut install = vec!["install", "-y", "-qq", "--no-install-recommends"];
+        install.extend(&missing);
+        apt(&install)?;
     }
     Ok(())
 }

@@ -1,0 +1,245 @@
+//! `syscall-profiler serve` for real: scraped over loopback, checked by promtool, and scraped
+//! by a real Prometheus server whose query API must return a known workload's call count.
+//! Needs root, promtool and prometheus (`cargo xtask test` installs Debian's prometheus).
+mod common;
+
+use std::{
+    io::{Read, Write},
+    net::{TcpListener, TcpStream},
+    path::Path,
+    process::{Child, Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use common::*;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A plain HTTP/1.1 request over loopback; returns (status line, headers + body).
+fn http(port: u16, method: &str, path: &str, accept: Option<&str>) -> Option<(String, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let accept = accept.map(|a| format!("Accept: {a}\r\n")).unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{accept}Connection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (status, rest) = response.split_once("\r\n")?;
+    Some((status.to_owned(), rest.to_owned()))
+}
+
+fn body_of(response: &str) -> &str {
+    response.split_once("\r\n\r\n").map_or("", |(_, body)| body)
+}
+
+fn wait_for<T>(what: &str, limit: Duration, mut attempt: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = attempt() {
+            return value;
+        }
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(250));
+    }
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[test]
+fn port_in_use_is_one_clear_line() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let output = run(&["serve", "--listen", &address]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {address}: address already in use")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn example_rules_pass_promtool() {
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/prometheus/rules.yml");
+    let output = Command::new("promtool")
+        .arg("check")
+        .arg("rules")
+        .arg(&rules)
+        .output()
+        .expect("promtool");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+}
+
+#[test]
+fn grafana_dashboard_is_valid_json_on_these_metrics() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/grafana/dashboard.json");
+    let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let text = dashboard.to_string();
+    for metric in [
+        "syscall_profiler_time_seconds_total",
+        "syscall_profiler_latency_seconds_bucket",
+        "syscall_profiler_errors_total",
+    ] {
+        assert!(text.contains(metric), "{metric}");
+    }
+}
+
+#[test]
+fn scraped_by_promtool_and_a_real_prometheus() {
+    if skip_unless_root("scraped_by_promtool_and_a_real_prometheus") {
+        return;
+    }
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let _serve = Killed(
+        Command::new(PROFILER)
+            .args(["serve", "--listen", &listen, "--interval", "0.5", "--user", "nobody"])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let serve_pid = _serve.0.id();
+    wait_for("the endpoint", Duration::from_secs(30), || http(port, "GET", "/", None));
+    // It dropped to nobody and keeps serving.
+    let status = std::fs::read_to_string(format!("/proc/{serve_pid}/status")).unwrap();
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap().to_owned();
+    assert!(
+        uid_line.split_whitespace().skip(1).all(|uid| uid == "65534"),
+        "{uid_line}"
+    );
+
+    // A workload with an exact number of calls, then the series that counts them.
+    assert!(Command::new(WORKLOAD)
+        .args(["getppid", "4321"])
+        .status()
+        .unwrap()
+        .success());
+    let series = r#"syscall_profiler_calls_total{group="profiler-worklo",syscall="getppid",abi="x86_64"} 4321"#;
+    let metrics = wait_for("the workload's series", Duration::from_secs(15), || {
+        let (status, response) = http(port, "GET", "/metrics", None)?;
+        (status.contains("200") && body_of(&response).contains(series)).then(|| body_of(&response).to_owned())
+    });
+
+    // promtool accepts the exposition.
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    promtool.stdin.take().unwrap().write_all(metrics.as_bytes()).unwrap();
+    let checked = promtool.wait_with_output().unwrap();
+    assert!(
+        checked.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+
+    // Concurrent scrapes all get a whole, consistent answer.
+    let scrapers: Vec<_> = (0..8)
+        .map(|_| {
+            thread::spawn(move || {
+                http(port, "GET", "/metrics", None).map(|(status, r)| (status, body_of(&r).to_owned()))
+            })
+        })
+        .collect();
+    for scraper in scrapers {
+        let (status, body) = scraper.join().unwrap().expect("an answer");
+        assert!(
+            status.contains("200") && body.contains("syscall_profiler_build_info"),
+            "{status}"
+        );
+    }
+
+    // OpenMetrics when asked; only GET and HEAD; unknown paths are 404.
+    let (_, open) = http(
+        port,
+        "GET",
+        "/metrics",
+        Some("application/openmetrics-text; version=1.0.0"),
+    )
+    .unwrap();
+    assert!(open.contains("application/openmetrics-text") && body_of(&open).trim_end().ends_with("# EOF"));
+    assert!(http(port, "POST", "/metrics", None).unwrap().0.contains("405"));
+    assert!(http(port, "GET", "/secret", None).unwrap().0.contains("404"));
+    let (status, head) = http(port, "HEAD", "/metrics", None).unwrap();
+    assert!(status.contains("200") && body_of(&head).is_empty());
+
+    // A real Prometheus scrapes it and answers for the workload's series.
+    let dir = std::env::temp_dir().join(format!("prometheus-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/prometheus/rules.yml")
+        .canonicalize()
+        .unwrap();
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nrule_files: ['{}']\n\
+             scrape_configs:\n  - job_name: syscall-profiler\n    static_configs: [{{targets: ['{listen}']}}]\n",
+            rules.display()
+        ),
+    )
+    .unwrap();
+    let web_port = free_port();
+    let _prometheus = Killed(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{web_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus"),
+    );
+    let query = percent_encode(r#"syscall_profiler_calls_total{group="profiler-worklo",syscall="getppid"}"#);
+    let answer = wait_for("Prometheus to have the series", Duration::from_secs(60), || {
+        let (_, response) = http(web_port, "GET", &format!("/api/v1/query?query={query}"), None)?;
+        let body = body_of(&response);
+        // Chunked or not, the JSON is in there.
+        let start = body.find('{')?;
+        let end = body.rfind('}')?;
+        let json: serde_json::Value = serde_json::from_str(&body[start..=end]).ok()?;
+        let result = json["data"]["result"].as_array()?.first()?.clone();
+        Some(result)
+    });
+    assert_eq!(answer["value"][1], "4321", "{answer}");
+    // The example rules loaded into the server without errors.
+    let (_, rules_response) = http(web_port, "GET", "/api/v1/rules", None).unwrap();
+    assert!(
+        body_of(&rules_response).contains("SyscallCpuContention"),
+        "{rules_response}"
+    );
+    assert!(
+        !body_of(&rules_response).contains(r#""health":"err""#),
+        "{rules_response}"
+    );
+    drop(_prometheus);
+    std::fs::remove_dir_all(&dir).ok();
+}
