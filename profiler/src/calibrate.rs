@@ -95,6 +95,12 @@ pub fn corrected_handler_ns(measured_handler_ns: u64, calls: u64, instrumentatio
     measured_handler_ns.saturating_sub(instrumentation)
 }
 
+/// What to add to a latency measured between the tracepoints to get the call's latency as
+/// the caller sees it: the boundary cost, less the tracing inside the window.
+pub fn latency_offset_ns(boundary_ns_per_call: f64, instrumentation_ns_per_call: f64) -> i64 {
+    (boundary_ns_per_call - instrumentation_ns_per_call).round() as i64
+}
+
 fn syscall_loop(nr: u32, calls: u64) -> f64 {
     let start = Instant::now();
     for _ in 0..calls {

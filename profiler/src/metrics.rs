@@ -20,7 +20,7 @@ use prometheus_client::{
 };
 
 use crate::{
-    calibrate::corrected_handler_ns,
+    calibrate::latency_offset_ns,
     names::{decode_nr, errno_name, syscall_name},
     split::Split,
     store::SyscallTotals,
@@ -101,15 +101,9 @@ pub fn series_totals(
     boundary_ns_per_call: f64,
     instrumentation_ns_per_call: f64,
 ) -> SeriesTotals {
-    let split = Split::charge(
-        totals.calls,
-        boundary_ns_per_call,
-        corrected_handler_ns(totals.handler_ns, totals.calls, instrumentation_ns_per_call),
-        totals.blocked_ns,
-        totals.runqueue_ns,
-    );
+    let split = totals.split(boundary_ns_per_call, instrumentation_ns_per_call);
     let mut latency_buckets = vec![0u64; LATENCY_BOUNDS.len() + 1];
-    let offset = (boundary_ns_per_call - instrumentation_ns_per_call).round() as i64;
+    let offset = latency_offset_ns(boundary_ns_per_call, instrumentation_ns_per_call);
     for (index, &count) in totals.latency.buckets.iter().enumerate() {
         if count > 0 {
             // A kernel bucket goes where its upper edge (plus the per-call offset) falls.

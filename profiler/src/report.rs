@@ -7,7 +7,7 @@ use profiler_common::StatsKey;
 use serde::Serialize;
 
 use crate::{
-    calibrate::corrected_handler_ns,
+    calibrate::latency_offset_ns,
     ebpf::Overflow,
     histogram::Percentiles,
     names::{decode_nr, errno_name, syscall_name},
@@ -84,13 +84,7 @@ fn per_second(calls: u64, duration_ns: u64) -> f64 {
 
 fn syscall_report(key: &StatsKey, totals: &SyscallTotals, inputs: &Inputs) -> SyscallReport {
     let (abi, nr) = decode_nr(key.nr);
-    let split = Split::charge(
-        totals.calls,
-        inputs.boundary_ns_per_call,
-        corrected_handler_ns(totals.handler_ns, totals.calls, inputs.instrumentation_ns_per_call),
-        totals.blocked_ns,
-        totals.runqueue_ns,
-    );
+    let split = totals.split(inputs.boundary_ns_per_call, inputs.instrumentation_ns_per_call);
     let class = classify(&split, per_second(totals.calls, inputs.duration_ns));
     SyscallReport {
         name: syscall_name(abi, nr).into_owned(),
@@ -105,9 +99,10 @@ fn syscall_report(key: &StatsKey, totals: &SyscallTotals, inputs: &Inputs) -> Sy
             .collect(),
         total_ns: split.total_ns(),
         split,
-        latency_ns: totals
-            .latency
-            .percentiles((inputs.boundary_ns_per_call - inputs.instrumentation_ns_per_call).round() as i64),
+        latency_ns: totals.latency.percentiles(latency_offset_ns(
+            inputs.boundary_ns_per_call,
+            inputs.instrumentation_ns_per_call,
+        )),
         class: class.as_str().to_owned(),
         advice: class.advice().to_owned(),
     }

@@ -7,7 +7,7 @@ use profiler_common::StatsKey;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use crate::{
-    calibrate::corrected_handler_ns,
+    calibrate::latency_offset_ns,
     histogram::{Latency, Percentiles},
     names::{decode_nr, errno_name, syscall_name},
     split::{classify, Class, Split},
@@ -177,20 +177,14 @@ impl Ord for Mode {
 
 /// Latency percentiles include the boundary cost and leave out the tracing in the window.
 fn latency_offset(update: &Update) -> i64 {
-    (update.boundary_ns_per_call - update.instrumentation_ns_per_call).round() as i64
+    latency_offset_ns(update.boundary_ns_per_call, update.instrumentation_ns_per_call)
 }
 
 /// `per` divides the numbers (the interval's seconds for rates, 1 for totals);
 /// `calls_per_sec` is the frequency the class is judged by.
 fn syscall_row(key: &StatsKey, totals: &SyscallTotals, per: f64, calls_per_sec: f64, update: &Update) -> Row {
     let (abi, nr) = decode_nr(key.nr);
-    let split = Split::charge(
-        totals.calls,
-        update.boundary_ns_per_call,
-        corrected_handler_ns(totals.handler_ns, totals.calls, update.instrumentation_ns_per_call),
-        totals.blocked_ns,
-        totals.runqueue_ns,
-    );
+    let split = totals.split(update.boundary_ns_per_call, update.instrumentation_ns_per_call);
     let Percentiles { p99, .. } = totals.latency.percentiles(latency_offset(update));
     let mut errnos: Vec<(String, u64)> = totals
         .errnos
