@@ -187,6 +187,14 @@ where
         .map_err(|err: ProgramError| ProbeError::Load(err.to_string()))
 }
 
+/// A map the object should have but does not.
+fn missing_map(map: &'static str) -> ProbeError {
+    ProbeError::Map {
+        map,
+        source: MapError::InvalidName { name: map.into() },
+    }
+}
+
 fn attach_error(program: &'static str, tracepoint: &'static str, err: &ProgramError) -> ProbeError {
     match classify_load_error(err) {
         ProbeError::Load(reason) => ProbeError::Attach {
@@ -322,10 +330,7 @@ impl Probe {
     }
 
     fn hash<K: aya::Pod, V: aya::Pod>(&self, map: &'static str) -> Result<HashMap<&MapData, K, V>, ProbeError> {
-        let data = self.ebpf.map(map).ok_or(ProbeError::Map {
-            map,
-            source: MapError::InvalidName { name: map.into() },
-        })?;
+        let data = self.ebpf.map(map).ok_or_else(|| missing_map(map))?;
         HashMap::try_from(data).map_err(|source| ProbeError::Map { map, source })
     }
 
@@ -333,10 +338,7 @@ impl Probe {
         &mut self,
         map: &'static str,
     ) -> Result<HashMap<&mut MapData, K, V>, ProbeError> {
-        let data = self.ebpf.map_mut(map).ok_or(ProbeError::Map {
-            map,
-            source: MapError::InvalidName { name: map.into() },
-        })?;
+        let data = self.ebpf.map_mut(map).ok_or_else(|| missing_map(map))?;
         HashMap::try_from(data).map_err(|source| ProbeError::Map { map, source })
     }
 
@@ -347,17 +349,6 @@ impl Probe {
             map: "FOLLOWED",
             source,
         })
-    }
-
-    pub fn unfollow(&mut self, tgid: u32) -> Result<(), ProbeError> {
-        let mut followed = self.hash_mut::<u32, u8>("FOLLOWED")?;
-        match followed.remove(&tgid) {
-            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
-            Err(source) => Err(ProbeError::Map {
-                map: "FOLLOWED",
-                source,
-            }),
-        }
     }
 
     /// Every used slot of the statistics table, by index.
@@ -397,14 +388,6 @@ impl Probe {
             .collect())
     }
 
-    pub fn followed(&self) -> Result<Vec<u32>, ProbeError> {
-        Ok(self
-            .hash::<u32, u8>("FOLLOWED")?
-            .keys()
-            .filter_map(Result::ok)
-            .collect())
-    }
-
     /// Threads inside a syscall right now, with their in-flight state.
     pub fn in_flight(&self) -> Vec<InFlight> {
         (0..self.slots.entries())
@@ -415,12 +398,7 @@ impl Probe {
 
     /// The overflow counters, summed over CPUs.
     pub fn overflow(&self) -> Result<Overflow, ProbeError> {
-        let data = self.ebpf.map("COUNTERS").ok_or(ProbeError::Map {
-            map: "COUNTERS",
-            source: MapError::InvalidName {
-                name: "COUNTERS".into(),
-            },
-        })?;
+        let data = self.ebpf.map("COUNTERS").ok_or_else(|| missing_map("COUNTERS"))?;
         let counters: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(data).map_err(|source| ProbeError::Map {
             map: "COUNTERS",
             source,
@@ -491,10 +469,7 @@ struct MappedArray<T> {
 impl<T: Copy> MappedArray<T> {
     fn new(ebpf: &Ebpf, map: &'static str, entries: u32) -> Result<MappedArray<T>, ProbeError> {
         use std::os::fd::{AsFd, AsRawFd};
-        let data = ebpf.map(map).ok_or(ProbeError::Map {
-            map,
-            source: MapError::InvalidName { name: map.into() },
-        })?;
+        let data = ebpf.map(map).ok_or_else(|| missing_map(map))?;
         let aya::maps::Map::Array(data) = data else {
             return Err(ProbeError::Load(format!("map {map} is not an array")));
         };
