@@ -23,7 +23,11 @@ use std::{
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
-use crate::{as_root, step};
+use crate::{
+    as_root,
+    setup::{apt_install, have},
+    step,
+};
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -220,13 +224,6 @@ fn median(values: &[f64]) -> Option<f64> {
     })
 }
 
-fn have(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 /// Installs the peers from Debian's packages when missing; returns notes on what cannot run.
 fn install_peers() -> Vec<String> {
     let wanted = [("bpftrace", "bpftrace"), ("perf", "linux-perf"), ("strace", "strace")];
@@ -237,12 +234,8 @@ fn install_peers() -> Vec<String> {
         .collect();
     if !missing.is_empty() {
         step(&format!("installing {} from Debian's packages", missing.join(", ")));
-        let _ = as_root(Path::new("apt-get")).args(["update", "-qq"]).status();
-        let _ = as_root(Path::new("apt-get"))
-            .args(["install", "-y", "-qq", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status();
+        // A peer that does not install is skipped with a note below, not fatal.
+        let _ = apt_install(&missing);
     }
     // Classic tracepoints (bpftrace, perf trace) need tracefs.
     if !Path::new("/sys/kernel/tracing/events").exists() {

@@ -143,15 +143,36 @@ pub fn ensure() -> Result<OsString> {
     Ok(std::env::join_paths(paths)?)
 }
 
+/// Whether `program` is on PATH.
+pub fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Installs Debian packages (as root, through sudo when needed).
+pub fn apt_install(packages: &[&str]) -> Result<()> {
+    let apt = |args: &[&str]| -> Result<()> {
+        let status = crate::as_root(std::path::Path::new("apt-get"))
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .context("running apt-get")?;
+        if !status.success() {
+            bail!("apt-get {} failed", args.join(" "));
+        }
+        Ok(())
+    };
+    apt(&["update", "-qq"])?;
+    let mut install = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    install.extend(packages);
+    apt(&install)
+}
+
 /// Programs the tests drive, from Debian's packages when missing: tmux for the terminal test
 /// of syscall-top; prometheus (with promtool) for the metrics endpoint's tests.
 pub fn ensure_test_tools() -> Result<()> {
-    let have = |program: &str| {
-        Command::new("sh")
-            .args(["-c", &format!("command -v {program}")])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
     let missing: Vec<&str> = [
         ("tmux", "tmux"),
         ("promtool", "prometheus"),
@@ -168,22 +189,7 @@ pub fn ensure_test_tools() -> Result<()> {
             "installing {} from Debian's packages (syscall-top's terminal test runs in tmux; the metrics tests use promtool and a real Prometheus)",
             missing.join(", ")
         ));
-        let sudo: &[&str] = if crate::is_root() { &[] } else { &["sudo"] };
-        let apt = |args: &[&str]| -> Result<()> {
-            let mut command = Command::new(sudo.first().copied().unwrap_or("apt-get"));
-            if !sudo.is_empty() {
-                command.arg("apt-get");
-            }
-            let status = command.args(args).env("DEBIAN_FRONTEND", "noninteractive").status()?;
-            if !status.success() {
-                bail!("apt-get {} failed", args.join(" "));
-            }
-            Ok(())
-        };
-        apt(&["update", "-qq"])?;
-        let mut install = vec!["install", "-y", "-qq", "--no-install-recommends"];
-        install.extend(&missing);
-        apt(&install)?;
+        apt_install(&missing)?;
     }
     Ok(())
 }
