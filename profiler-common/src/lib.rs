@@ -76,13 +76,35 @@ impl StatsKey {
         (self.tgid as u64) | ((self.nr as u64) << 32)
     }
 
+    /// The form stored in [`StatsSlot::key`] for the calls made on CPUs of `lane`: see
+    /// [`STATS_LANES`].
+    #[inline(always)]
+    pub const fn packed_in_lane(self, lane: u32) -> u64 {
+        self.packed() | (((lane & (STATS_LANES - 1)) as u64) << (32 + NR_LANE_SHIFT))
+    }
+
+    /// The key of a packed [`StatsSlot::key`], whatever its lane.
     pub const fn unpack(packed: u64) -> StatsKey {
         StatsKey {
             tgid: packed as u32,
-            nr: (packed >> 32) as u32,
+            nr: (packed >> 32) as u32 & !NR_LANE_BITS,
         }
     }
 }
+
+/// Each (process, syscall) has up to this many entries in the statistics table, one per
+/// group of CPUs (a CPU uses lane `cpu % STATS_LANES`), which the agent adds up. Threads of
+/// one process making the same calls on different CPUs then update different cache lines:
+/// one shared entry bounced between CPUs on every call and cost more than the rest of the
+/// hot path. A single-threaded process mostly stays in one lane.
+pub const STATS_LANES: u32 = 8;
+/// Where the lane sits in the `nr` half of a packed key (bits no syscall number uses).
+pub const NR_LANE_SHIFT: u32 = 16;
+/// The bits of [`StatsKey::nr`] a lane may occupy in a packed key.
+pub const NR_LANE_BITS: u32 = 0x3fff << NR_LANE_SHIFT;
+/// Syscall numbers that would overlap the lane bits (no kernel has them; a program can still
+/// pass one) are counted as this number.
+pub const NR_OUT_OF_RANGE: u32 = 0xffff;
 
 /// [`StatsSlot::key`] of a slot never used. (pid 0, the idle task, makes no syscalls.)
 pub const SLOT_EMPTY: u64 = 0;
@@ -102,10 +124,16 @@ pub fn stats_hash(packed: u64, mask: u32) -> u32 {
 /// Aggregated statistics of one (process, syscall); updated with atomic adds.
 ///
 /// `entry` time is not here: the tracepoints cannot see it, so the agent charges the
-/// calibrated boundary cost per call. The number of calls is the sum of the histogram.
+/// calibrated boundary cost per call.
+///
+/// Counts are exact. Times come from the timed calls (see [`TIMED_FIRST_CALLS`] and
+/// [`flight`]): a call timed by sampling 1 in N is added with weight N, so the times and the
+/// histogram are estimates of all calls; with sampling off every call is timed, weight 1.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct SyscallStats {
+    /// Calls that returned (exit and exit_group: that ended the thread).
+    pub calls: u64,
     /// Calls that returned -4095..=-1.
     pub errors: u64,
     /// On-CPU time between sys_enter and sys_exit: wall time minus blocked and runqueue.
@@ -114,28 +142,39 @@ pub struct SyscallStats {
     pub blocked_ns: u64,
     /// Time runnable but not running: after a wakeup or an involuntary preemption.
     pub runqueue_ns: u64,
-    /// Longest wall time between the tracepoints (racy max: good enough for a maximum).
+    /// Longest wall time between the tracepoints of a timed call (racy max: good enough for
+    /// a maximum).
     pub max_ns: u64,
-    /// Counts per [`hist_bucket`] of the wall time between the tracepoints. `u32` keeps the
-    /// value small; the agent reads them often enough to take wrapping deltas.
+    /// Kernel-side bookkeeping: handler time of the timed calls that left the CPU, and their
+    /// number. Their mean stands in for the handler time of the untimed calls that left the
+    /// CPU, whose time off the CPU is measured but not their time on it.
+    pub switched_handler_ns: u64,
+    pub switched_timed_calls: u64,
+    /// Weighted counts per [`hist_bucket`] of the wall time between the tracepoints. `u32`
+    /// keeps the value small; the agent reads them often enough to take wrapping deltas.
     pub hist: [u32; HIST_BUCKETS],
 }
 
 impl SyscallStats {
     pub const ZERO: SyscallStats = SyscallStats {
+        calls: 0,
         errors: 0,
         handler_ns: 0,
         blocked_ns: 0,
         runqueue_ns: 0,
         max_ns: 0,
+        switched_handler_ns: 0,
+        switched_timed_calls: 0,
         hist: [0; HIST_BUCKETS],
     };
-
-    /// Calls counted (modulo 2^32 per bucket: see [`SyscallStats::hist`]).
-    pub fn calls(&self) -> u64 {
-        self.hist.iter().map(|&count| count as u64).sum()
-    }
 }
+
+/// The first calls of every (process, syscall) are all timed, whatever the sampling: rare
+/// calls get exact times, and sampling only thins out the frequent ones.
+pub const TIMED_FIRST_CALLS: u64 = 64;
+
+/// Largest sampling period: one call timed in this many.
+pub const MAX_SAMPLE_EVERY: u32 = 1024;
 
 /// One slot of the statistics table: an open-addressing hash table kept in a
 /// memory-mappable array, so the hot path finds its entry with a few inline instructions
@@ -169,28 +208,59 @@ pub struct ProcInfo {
     pub cgroup_id: u64,
 }
 
-/// The thread running on a CPU, as the last `sched_switch` there said (per-CPU). Lets the
-/// syscall tracepoints know who is calling without a helper call; `tid == 0` (the idle task,
-/// or nothing seen yet) means unknown.
+/// Per-CPU record of the syscall programs. `tid`/`tgid`: the thread running on the CPU, as
+/// the last `sched_switch` there said; lets the syscall tracepoints know who is calling
+/// without a helper call; `tid == 0` (the idle task, or nothing seen yet) means unknown.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Current {
     pub tid: u32,
     pub tgid: u32,
+    /// xorshift32 state of the sampling decision; 0 until seeded.
+    pub rng: u32,
+    /// The CPU's statistics lane plus one ([`STATS_LANES`]); 0 until known.
+    pub lane: u32,
+}
+
+/// One step of the xorshift32 generator (nonzero state in, nonzero state out). Cheap enough
+/// for every syscall, and random enough that sampling does not alias with a program's own
+/// periodic pattern of calls (a fixed stride would).
+#[inline(always)]
+pub fn xorshift32(mut state: u32) -> u32 {
+    state ^= state << 13;
+    state ^= state >> 17;
+    state ^= state << 5;
+    state
 }
 
 /// Where a thread that is inside a syscall is, for the time split.
 pub mod thread_state {
     /// On a CPU.
     pub const RUNNING: u32 = 0;
-    /// Switched out in a sleeping state, waiting for a wakeup.
+    /// Switched out in a sleeping state (until it is back on a CPU: the wakeup itself is
+    /// not traced; the scheduler's own record of when the task was queued splits the time
+    /// off the CPU into blocked and runqueue).
     pub const SLEEPING: u32 = 1;
-    /// Woken or preempted, waiting on a runqueue for a CPU.
+    /// Preempted, waiting on a runqueue for a CPU.
     pub const RUNNABLE: u32 = 2;
 }
 
+/// Bits of [`InFlight::flags`].
+pub mod flight {
+    /// The slot holds a call in progress.
+    pub const IN_FLIGHT: u32 = 1;
+    /// The call is timed from sys_enter ([`InFlight::enter_ns`] is set).
+    pub const TIMED: u32 = 2;
+    /// Timed by sampling (1 in N): counts with weight N if it stays on the CPU.
+    pub const SAMPLED: u32 = 4;
+    /// The call left the CPU at least once. Such calls are always measured and count with
+    /// weight 1, so the long, blocking calls are never sampled away: their time off the CPU
+    /// is exact; when not `TIMED`, their handler time is the mean of the timed ones.
+    pub const SWITCHED: u32 = 8;
+}
+
 /// In-flight state of one thread that is inside a syscall. One slot per thread, in an array
-/// indexed by `tid & (slots - 1)`; `enter_ns == 0` marks a free slot.
+/// indexed by `tid & (slots - 1)`; [`flight::IN_FLIGHT`] in `flags` marks a call in progress.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct InFlight {
@@ -198,13 +268,42 @@ pub struct InFlight {
     pub nr: u32,
     /// Thread-group id of the thread.
     pub tgid: u32,
+    /// Index of the call's entry in the statistics table.
+    pub stats_index: u32,
+    /// [`flight`] bits; the high half holds the sampling period minus one of a sampled call.
+    pub flags: u32,
     /// One of [`thread_state`].
     pub state: u32,
+    /// When the call entered the kernel (CLOCK_MONOTONIC), if [`flight::TIMED`].
     pub enter_ns: u64,
-    /// When the thread entered its current `state` (SLEEPING or RUNNABLE).
-    pub state_since_ns: u64,
+    /// When the call first left the CPU (CLOCK_MONOTONIC), if [`flight::SWITCHED`] and not
+    /// [`flight::TIMED`].
+    pub first_off_ns: u64,
+    /// When it last left the CPU, on the scheduler's clock.
+    pub off_since_ns: u64,
+    /// Time asleep so far.
     pub blocked_ns: u64,
+    /// Time waiting for a CPU so far.
     pub runqueue_ns: u64,
+}
+
+impl InFlight {
+    pub fn in_flight(&self) -> bool {
+        self.flags & flight::IN_FLIGHT != 0
+    }
+
+    /// When the call started (CLOCK_MONOTONIC) as far as it was timed: at sys_enter, or at
+    /// the latest when it first left the CPU; `None` for an untimed call that has not left
+    /// the CPU (a short one).
+    pub fn since_ns(&self) -> Option<u64> {
+        if self.flags & flight::TIMED != 0 {
+            Some(self.enter_ns)
+        } else if self.flags & flight::SWITCHED != 0 {
+            Some(self.first_off_ns)
+        } else {
+            None
+        }
+    }
 }
 
 /// Indices of the per-CPU drop/overflow counters. Nothing is dropped silently: every
@@ -236,4 +335,63 @@ mod pod {
     unsafe impl aya::Pod for super::ErrnoKey {}
     unsafe impl aya::Pod for super::ProcInfo {}
     unsafe impl aya::Pod for super::InFlight {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lane_is_invisible_after_unpacking() {
+        let key = StatsKey {
+            tgid: 4242,
+            nr: 202 | NR_IA32_FLAG,
+        };
+        let mut packed: [u64; STATS_LANES as usize] = [0; STATS_LANES as usize];
+        for lane in 0..STATS_LANES {
+            packed[lane as usize] = key.packed_in_lane(lane);
+            assert_eq!(StatsKey::unpack(packed[lane as usize]), key);
+        }
+        // Distinct keys per lane, and lane 0 is the plain packed key.
+        for (i, a) in packed.iter().enumerate() {
+            assert!(packed[i + 1..].iter().all(|b| b != a));
+        }
+        assert_eq!(packed[0], key.packed());
+        // Lanes wrap rather than spill into the flag bits.
+        assert_eq!(key.packed_in_lane(STATS_LANES + 3), key.packed_in_lane(3));
+        assert_eq!(NR_LANE_BITS & (NR_IA32_FLAG | NR_X32_FLAG | NR_OUT_OF_RANGE), 0);
+    }
+
+    #[test]
+    fn xorshift_samples_one_in_n_without_reaching_zero() {
+        let mask = 15;
+        let mut state = 1u32;
+        let mut sampled = 0u32;
+        let draws = 160_000;
+        for _ in 0..draws {
+            state = xorshift32(state);
+            assert_ne!(state, 0);
+            if (state >> 8) & mask == 0 {
+                sampled += 1;
+            }
+        }
+        // Expected 10,000; binomial sd ~97.
+        assert!((9_500..=10_500).contains(&sampled), "{sampled}");
+    }
+
+    #[test]
+    fn in_flight_start_follows_what_was_timed() {
+        let mut slot = InFlight {
+            enter_ns: 100,
+            first_off_ns: 250,
+            ..InFlight::default()
+        };
+        assert!(!slot.in_flight());
+        slot.flags = flight::IN_FLIGHT;
+        assert_eq!(slot.since_ns(), None, "untimed and on the CPU");
+        slot.flags |= flight::SWITCHED;
+        assert_eq!(slot.since_ns(), Some(250), "untimed, left the CPU");
+        slot.flags |= flight::TIMED;
+        assert_eq!(slot.since_ns(), Some(100), "timed from sys_enter");
+    }
 }

@@ -1,10 +1,16 @@
 //! Kernel side of the syscall profiler: aggregates, never streams.
 //!
-//! - `sys_enter`/`sys_exit` time every syscall and add it
-//!   to a per-(process, syscall) entry of `STATS`: calls, errors, the handler/blocked/runqueue
-//!   split and a log-linear latency histogram. Errors go per errno into `ERRNOS`.
-//! - `sched_switch`/`sched_wakeup` split the wall time of an in-flight call into on-CPU
-//!   (handler), asleep (blocked) and waiting for a CPU (runqueue).
+//! - `sys_enter`/`sys_exit` count every syscall in a per-(process, syscall) entry of `STATS`
+//!   (calls, errors; errors per errno into `ERRNOS`), and time it into the same entry: the
+//!   handler/blocked/runqueue split and a log-linear latency histogram.
+//! - What is timed: every call, or with sampling on (`SAMPLING`), every call that leaves the
+//!   CPU, the first calls of each (process, syscall), and 1 in N of the rest, which count N
+//!   times. Reading the clock is most of the hot path's cost; sampling skips it on the short
+//!   calls that stay on the CPU, where it would cost more than the call itself.
+//! - `sched_switch` tracks the time an in-flight call spends off the CPU, on the scheduler's
+//!   own clock (`rq->clock`, a plain load: no clock read); the time the scheduler records a
+//!   task was queued (`sched_info.last_queued`) says how much of it was spent waiting for a
+//!   CPU (runqueue), the rest was asleep (blocked). No wakeup hook is needed.
 //! - `sched_process_exit`/`sched_wakeup_new`/`sched_process_exec` keep the per-thread
 //!   in-flight slots from leaking when a thread dies or changes tid inside a syscall.
 //! - `sched_process_fork` follows the children of followed processes (`--pid`, `-- CMD`).
@@ -12,9 +18,8 @@
 //! All programs are BTF-enabled raw tracepoints (`tp_btf`, Linux 5.5+; no tracefs needed): the
 //! kernel hands them typed pointers, so task and register fields are plain loads rather than
 //! `bpf_probe_read_kernel` calls. Helper calls are the hot path's main cost (each costs about
-//! as much as a tracepoint's dispatch on mitigated CPUs), so the syscall programs make only
-//! the two `bpf_ktime_get_ns` calls they cannot avoid: who is calling comes from a per-CPU
-//! record that `sched_switch` keeps (`CURRENT`).
+//! as much as a tracepoint's dispatch on mitigated CPUs), so an untimed call makes none: who
+//! is calling comes from a per-CPU record that `sched_switch` keeps (`CURRENT`).
 //! Kernel struct offsets come from the kernel's BTF at load time (globals below); nothing is
 //! hard-coded. The empty `floor_*` programs are classic raw tracepoints, for the benchmark.
 #![no_std]
@@ -27,15 +32,18 @@ use core::intrinsics::{atomic_cxchg, atomic_xadd, AtomicOrdering};
 
 use aya_ebpf::{
     bindings::{BPF_F_MMAPABLE, BPF_NOEXIST},
-    helpers::{bpf_get_current_comm, bpf_get_current_task_btf, bpf_ktime_get_ns},
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_task_btf, bpf_get_prandom_u32, bpf_get_smp_processor_id, bpf_ktime_get_ns,
+    },
     macros::{btf_tracepoint, map, raw_tracepoint},
     maps::{Array, HashMap, PerCpuArray},
     programs::{BtfTracePointContext, RawTracePointContext},
     Global,
 };
 use profiler_common::{
-    counter, hist_bucket, stats_hash, thread_state, Current, ErrnoKey, InFlight, ProcInfo, StatsKey, StatsSlot,
-    HIST_BUCKETS, NR_IA32_FLAG, SLOT_EMPTY, SLOT_FREED, STATS_PROBES, USER32_CS,
+    counter, flight, hist_bucket, stats_hash, thread_state, xorshift32, Current, ErrnoKey, InFlight, ProcInfo,
+    StatsKey, StatsSlot, HIST_BUCKETS, NR_IA32_FLAG, NR_LANE_BITS, NR_OUT_OF_RANGE, NR_X32_FLAG, SLOT_EMPTY,
+    SLOT_FREED, STATS_LANES, STATS_PROBES, TIMED_FIRST_CALLS, USER32_CS,
 };
 
 // ---- load-time configuration (read-only globals, set by the agent before loading) ----
@@ -49,6 +57,19 @@ static TASK_PID_OFFSET: Global<u32> = Global::new(0);
 /// Offset of `task_struct.tgid` (the process id).
 #[no_mangle]
 static TASK_TGID_OFFSET: Global<u32> = Global::new(0);
+/// Offsets of `task_struct.se.cfs_rq`, `cfs_rq.rq` and `rq.clock`: the way from a task to
+/// its CPU's scheduler clock. 0 when unknown (no CONFIG_FAIR_GROUP_SCHED), and then time off
+/// the CPU is timed with `bpf_ktime_get_ns` instead.
+#[no_mangle]
+static TASK_CFS_RQ_OFFSET: Global<u32> = Global::new(0);
+#[no_mangle]
+static CFS_RQ_RQ_OFFSET: Global<u32> = Global::new(0);
+#[no_mangle]
+static RQ_CLOCK_OFFSET: Global<u32> = Global::new(0);
+/// Offset of `task_struct.sched_info.last_queued` (CONFIG_SCHED_INFO), on the scheduler's
+/// clock; 0 when unknown, and then all time off the CPU counts as blocked.
+#[no_mangle]
+static TASK_LAST_QUEUED_OFFSET: Global<u32> = Global::new(0);
 /// `SLOTS` size minus one; the size is a power of two.
 #[no_mangle]
 static SLOT_MASK: Global<u32> = Global::new(0);
@@ -78,9 +99,14 @@ static PROCS: HashMap<u32, ProcInfo> = HashMap::with_max_entries(1, 0);
 static FOLLOWED: HashMap<u32, u8> = HashMap::with_max_entries(1, 0);
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
-/// Who runs on each CPU, kept by `sched_switch` (see `current_thread`).
+/// Who runs on each CPU, kept by `sched_switch` (see `current`).
 #[map]
 static CURRENT: PerCpuArray<Current> = PerCpuArray::with_max_entries(1, 0);
+/// Sampling period minus one (a power of two minus one): 0 times every call. A map, not a
+/// load-time constant, so that the agent calibrates with every call timed and then turns
+/// sampling on.
+#[map]
+static SAMPLING: Array<u32> = Array::with_max_entries(1, 0);
 
 // x86_64 and i386 numbers of the calls that never return.
 const NR_EXIT_64: u32 = 60;
@@ -101,11 +127,11 @@ fn slot_of(tid: u32) -> Option<&'static mut InFlight> {
     Some(unsafe { &mut *slot })
 }
 
-/// The slot of `tid` if that thread is inside a syscall we are timing.
+/// The slot of `tid` if that thread is inside a syscall we are measuring.
 #[inline(always)]
 fn in_flight(tid: u32) -> Option<&'static mut InFlight> {
     let slot = slot_of(tid)?;
-    if slot.enter_ns != 0 && slot.tid == tid {
+    if slot.flags & flight::IN_FLIGHT != 0 && slot.tid == tid {
         Some(slot)
     } else {
         None
@@ -119,27 +145,74 @@ unsafe fn task_u32(task: *const u8, offset: u32) -> u32 {
     *(task.add(offset as usize) as *const u32)
 }
 
-/// `(tid, tgid)` of the calling thread. Helper calls cost about as much as the rest of the
-/// hot path together, so this reads the per-CPU record `sched_switch` keeps (an inlined
-/// array access), and asks the kernel only until the CPU's first switch after attaching.
+/// The per-CPU record, with `tid`/`tgid` of the calling thread. Helper calls cost about as
+/// much as the rest of the hot path together, so this is the record `sched_switch` keeps (an
+/// inlined array access); the kernel is asked only until the CPU's first switch after
+/// attaching.
 #[inline(always)]
-fn current_thread() -> (u32, u32) {
-    let Some(current) = CURRENT.get_ptr_mut(0) else {
-        return (0, 0);
-    };
-    let current = unsafe { &mut *current };
+fn current() -> Option<&'static mut Current> {
+    let current = unsafe { &mut *CURRENT.get_ptr_mut(0)? };
     if current.tid == 0 {
         let task = unsafe { bpf_get_current_task_btf() as *const u8 };
         current.tid = unsafe { task_u32(task, TASK_PID_OFFSET.load()) };
         current.tgid = unsafe { task_u32(task, TASK_TGID_OFFSET.load()) };
     }
-    (current.tid, current.tgid)
+    Some(current)
 }
 
 #[inline(always)]
 fn set_current(tid: u32, tgid: u32) {
     if let Some(current) = CURRENT.get_ptr_mut(0) {
-        unsafe { *current = Current { tid, tgid } };
+        let current = unsafe { &mut *current };
+        current.tid = tid;
+        current.tgid = tgid;
+    }
+}
+
+/// Now, on the scheduler clock of the CPU `task` is on (in `sched_switch`, where the
+/// scheduler has just updated it): three plain loads instead of a clock read, which is a
+/// helper call and then some. Without the offsets, `bpf_ktime_get_ns`.
+#[inline(always)]
+unsafe fn scheduler_clock_ns(task: *const u8) -> u64 {
+    let cfs_rq_offset = TASK_CFS_RQ_OFFSET.load();
+    if cfs_rq_offset == 0 {
+        return bpf_ktime_get_ns();
+    }
+    let cfs_rq = *(task.add(cfs_rq_offset as usize) as *const *const u8);
+    let rq = *(cfs_rq.add(CFS_RQ_RQ_OFFSET.load() as usize) as *const *const u8);
+    *(rq.add(RQ_CLOCK_OFFSET.load() as usize) as *const u64)
+}
+
+/// When `task` was put on a runqueue, on the scheduler clock; 0 if it is not queued or
+/// unknown.
+#[inline(always)]
+unsafe fn last_queued_ns(task: *const u8) -> u64 {
+    let offset = TASK_LAST_QUEUED_OFFSET.load();
+    if offset == 0 || TASK_CFS_RQ_OFFSET.load() == 0 {
+        return 0;
+    }
+    *(task.add(offset as usize) as *const u64)
+}
+
+/// Whether to time a call of the (process, syscall) whose entry has seen `calls` calls, and
+/// with which weight: `(flags, weight - 1)`.
+#[inline(always)]
+fn timing(current: &mut Current, calls: u64) -> u32 {
+    let mask = SAMPLING.get(0).copied().unwrap_or(0);
+    if mask == 0 || calls < TIMED_FIRST_CALLS {
+        return flight::IN_FLIGHT | flight::TIMED;
+    }
+    let mut rng = current.rng;
+    if rng == 0 {
+        rng = unsafe { bpf_get_prandom_u32() } | 1; // once per CPU
+    }
+    rng = xorshift32(rng);
+    current.rng = rng;
+    if (rng >> 8) & mask == 0 {
+        // The weight rides in the high half of the flags: it must be the one sampled with.
+        flight::IN_FLIGHT | flight::TIMED | flight::SAMPLED | (mask << 16)
+    } else {
+        flight::IN_FLIGHT
     }
 }
 
@@ -151,14 +224,17 @@ fn atomic_add<T: Copy>(target: &mut T, value: T) {
 // sys_enter(struct pt_regs *regs, long id)
 #[btf_tracepoint(function = "sys_enter")]
 pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
-    let (tid, tgid) = current_thread();
+    let Some(current) = current() else {
+        return 0;
+    };
+    let (tid, tgid) = (current.tid, current.tgid);
     if FOLLOW_ONLY.load() != 0 && unsafe { FOLLOWED.get(&tgid) }.is_none() {
         return 0;
     }
     let Some(slot) = slot_of(tid) else {
         return 0;
     };
-    if slot.enter_ns != 0 && slot.tid != tid {
+    if slot.flags & flight::IN_FLIGHT != 0 && slot.tid != tid {
         bump(counter::SLOT_COLLISION);
         return 0;
     }
@@ -173,48 +249,97 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
             nr |= NR_IA32_FLAG;
         }
     }
+    if nr & NR_LANE_BITS != 0 {
+        nr = (nr & (NR_IA32_FLAG | NR_X32_FLAG)) | NR_OUT_OF_RANGE;
+    }
+    if current.lane == 0 {
+        current.lane = unsafe { bpf_get_smp_processor_id() } % STATS_LANES + 1; // once per CPU
+    }
+    let key = StatsKey { tgid, nr };
+    let Some((stats_index, entry)) = stats_slot(key.packed_in_lane(current.lane - 1), tgid) else {
+        return 0;
+    };
+    let flags = timing(current, entry.stats.calls);
     slot.tid = tid;
     slot.tgid = tgid;
     slot.nr = nr;
+    slot.stats_index = stats_index;
     slot.state = thread_state::RUNNING;
     slot.blocked_ns = 0;
     slot.runqueue_ns = 0;
-    slot.enter_ns = unsafe { bpf_ktime_get_ns() };
+    slot.flags = flags;
+    if flags & flight::TIMED != 0 {
+        slot.enter_ns = unsafe { bpf_ktime_get_ns() };
+    }
     0
 }
 
 // sys_exit(struct pt_regs *regs, long ret)
 #[btf_tracepoint(function = "sys_exit")]
 pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
-    let (tid, _) = current_thread();
-    let Some(slot) = in_flight(tid) else {
+    let Some(current) = current() else {
         return 0;
     };
-    let now = unsafe { bpf_ktime_get_ns() };
+    let Some(slot) = in_flight(current.tid) else {
+        return 0;
+    };
     let ret: i64 = ctx.arg(1);
-    record(slot, now, ret);
+    record(slot, ret);
     0
 }
 
-/// Adds the call in `slot`, ending at `now` with return value `ret`, to the statistics and
-/// frees the slot.
+/// Adds the call in `slot`, returning `ret` now, to its statistics and frees the slot.
 #[inline(always)]
-fn record(slot: &mut InFlight, now: u64, ret: i64) {
-    let wall_ns = now.saturating_sub(slot.enter_ns);
+fn record(slot: &mut InFlight, ret: i64) {
+    let flags = slot.flags;
+    slot.flags = 0;
+    let Some(entry) = STATS.get_ptr_mut(slot.stats_index) else {
+        return;
+    };
+    let entry = unsafe { &mut *entry };
     let key = StatsKey {
         tgid: slot.tgid,
         nr: slot.nr,
     };
+    // The agent frees the entries of processes that are gone; ours cannot be one of them,
+    // unless its pid was reused in between.
+    if StatsKey::unpack(unsafe { core::ptr::read_volatile(&entry.key) }) != key {
+        return;
+    }
+    let stats = &mut entry.stats;
+    atomic_add(&mut stats.calls, 1u64);
+    if (-4095..0).contains(&ret) {
+        atomic_add(&mut stats.errors, 1u64);
+        count_errno(key, (-ret) as u32);
+    }
+    if flags & (flight::TIMED | flight::SWITCHED) == 0 {
+        return;
+    }
     let blocked_ns = slot.blocked_ns;
     let runqueue_ns = slot.runqueue_ns;
-    slot.enter_ns = 0;
-    let handler_ns = wall_ns.saturating_sub(blocked_ns + runqueue_ns);
-
-    let Some(entry) = stats_slot(key) else {
-        return;
+    let mut weight = 1u32;
+    let handler_ns = if flags & flight::TIMED != 0 {
+        let wall_ns = unsafe { bpf_ktime_get_ns() }.saturating_sub(slot.enter_ns);
+        let handler_ns = wall_ns.saturating_sub(blocked_ns + runqueue_ns);
+        if flags & flight::SWITCHED != 0 {
+            atomic_add(&mut stats.switched_handler_ns, handler_ns);
+            atomic_add(&mut stats.switched_timed_calls, 1u64);
+        } else if flags & flight::SAMPLED != 0 {
+            weight = (flags >> 16) + 1;
+        }
+        handler_ns
+    } else {
+        // Left the CPU, not timed: its time off the CPU is exact; for its time on the CPU
+        // take the mean of the timed calls of the same kind that left the CPU.
+        let timed = stats.switched_timed_calls;
+        if timed != 0 {
+            stats.switched_handler_ns / timed
+        } else {
+            0
+        }
     };
-    let stats = &mut entry.stats;
-    atomic_add(&mut stats.handler_ns, handler_ns);
+    let wall_ns = handler_ns + blocked_ns + runqueue_ns;
+    atomic_add(&mut stats.handler_ns, handler_ns * weight as u64);
     if blocked_ns != 0 {
         atomic_add(&mut stats.blocked_ns, blocked_ns);
     }
@@ -228,28 +353,25 @@ fn record(slot: &mut InFlight, now: u64, ret: i64) {
     // (ctlz is open-coded on BPF); keep an explicit check the verifier sees.
     let bucket = core::hint::black_box(hist_bucket(wall_ns));
     if bucket < HIST_BUCKETS {
-        atomic_add(&mut stats.hist[bucket], 1u32);
-    }
-    if (-4095..0).contains(&ret) {
-        atomic_add(&mut stats.errors, 1u64);
-        count_errno(key, (-ret) as u32);
+        atomic_add(&mut stats.hist[bucket], weight);
     }
 }
 
-/// The statistics slot of `key`: linear probing from the key's hash over at most
-/// `STATS_PROBES` slots; a new key claims the first empty or freed slot with a
-/// compare-and-swap, so two CPUs never both take it. (A key may end up in two slots when
-/// it claims a freed slot before reaching its older one; the agent adds slots up by key.)
+/// The statistics slot of the packed key `packed` (of process `tgid`), and its index: linear
+/// probing from the key's hash over at most `STATS_PROBES` slots; a new key claims the first
+/// empty or freed slot with a compare-and-swap, so two CPUs never both take it. (A key may end
+/// up in two slots when it claims a freed slot before reaching its older one; the agent adds
+/// slots up by key.)
 #[inline(always)]
-fn stats_slot(key: StatsKey) -> Option<&'static mut StatsSlot> {
-    let packed = key.packed();
+fn stats_slot(packed: u64, tgid: u32) -> Option<(u32, &'static mut StatsSlot)> {
     let mask = STATS_MASK.load();
     let start = stats_hash(packed, mask);
     for probe in 0..STATS_PROBES {
-        let slot = unsafe { &mut *STATS.get_ptr_mut((start + probe) & mask)? };
+        let index = (start + probe) & mask;
+        let slot = unsafe { &mut *STATS.get_ptr_mut(index)? };
         let current = unsafe { core::ptr::read_volatile(&slot.key) };
         if current == packed {
-            return Some(slot);
+            return Some((index, slot));
         }
         if current == SLOT_EMPTY || current == SLOT_FREED {
             let (previous, claimed) = unsafe {
@@ -260,11 +382,11 @@ fn stats_slot(key: StatsKey) -> Option<&'static mut StatsSlot> {
                 )
             };
             if claimed {
-                remember_process(key.tgid);
-                return Some(slot);
+                remember_process(tgid);
+                return Some((index, slot));
             }
             if previous == packed {
-                return Some(slot);
+                return Some((index, slot));
             }
         }
     }
@@ -324,8 +446,16 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     if prev_slot.is_none() && next_slot.is_none() {
         return 0;
     }
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = unsafe { scheduler_clock_ns(prev) };
     if let Some(slot) = prev_slot {
+        if slot.flags & flight::SWITCHED == 0 {
+            slot.flags |= flight::SWITCHED;
+            if slot.flags & flight::TIMED == 0 {
+                // For the view of calls in progress only (how long has it been stuck?).
+                slot.first_off_ns = unsafe { bpf_ktime_get_ns() };
+            }
+        }
+        slot.off_since_ns = now;
         // Preempted, or gave up the CPU while still TASK_RUNNING: it waits for a CPU.
         // Any other state means it went to sleep.
         slot.state = if preempt & 1 != 0 || prev_state as u32 == 0 {
@@ -333,31 +463,21 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
         } else {
             thread_state::SLEEPING
         };
-        slot.state_since_ns = now;
     }
     if let Some(slot) = next_slot {
-        let waited_ns = now.saturating_sub(slot.state_since_ns);
-        match slot.state {
-            thread_state::RUNNABLE => slot.runqueue_ns += waited_ns,
-            // No wakeup seen (it happened before we attached): all of it was asleep.
-            thread_state::SLEEPING => slot.blocked_ns += waited_ns,
-            _ => {}
-        }
-        slot.state = thread_state::RUNNING;
-    }
-    0
-}
-
-// sched_wakeup(struct task_struct *p): p was put on a runqueue.
-#[btf_tracepoint(function = "sched_wakeup")]
-pub fn sched_wakeup(ctx: BtfTracePointContext) -> i32 {
-    let task: *const u8 = ctx.arg(0);
-    if let Some(slot) = in_flight(unsafe { task_u32(task, TASK_PID_OFFSET.load()) }) {
-        if slot.state == thread_state::SLEEPING {
-            let now = unsafe { bpf_ktime_get_ns() };
-            slot.blocked_ns += now.saturating_sub(slot.state_since_ns);
-            slot.state = thread_state::RUNNABLE;
-            slot.state_since_ns = now;
+        if slot.state != thread_state::RUNNING {
+            let off_cpu_ns = now.saturating_sub(slot.off_since_ns);
+            // Since it was queued (woken, or preempted) it waited for a CPU; before that it
+            // was asleep. The scheduler clears last_queued after this tracepoint.
+            let queued_ns = unsafe { last_queued_ns(next) };
+            let runqueue_ns = if queued_ns == 0 {
+                0
+            } else {
+                now.saturating_sub(queued_ns.max(slot.off_since_ns)).min(off_cpu_ns)
+            };
+            slot.runqueue_ns += runqueue_ns;
+            slot.blocked_ns += off_cpu_ns - runqueue_ns;
+            slot.state = thread_state::RUNNING;
         }
     }
     0
@@ -369,7 +489,7 @@ pub fn sched_wakeup(ctx: BtfTracePointContext) -> i32 {
 pub fn sched_wakeup_new(ctx: BtfTracePointContext) -> i32 {
     let task: *const u8 = ctx.arg(0);
     if let Some(slot) = in_flight(unsafe { task_u32(task, TASK_PID_OFFSET.load()) }) {
-        slot.enter_ns = 0;
+        slot.flags = 0;
     }
     0
 }
@@ -382,10 +502,8 @@ pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
     let task: *const u8 = ctx.arg(0);
     if let Some(slot) = in_flight(unsafe { task_u32(task, TASK_PID_OFFSET.load()) }) {
         match slot.nr {
-            NR_EXIT_64 | NR_EXIT_GROUP_64 | NR_EXIT_32 | NR_EXIT_GROUP_32 => {
-                record(slot, unsafe { bpf_ktime_get_ns() }, 0)
-            }
-            _ => slot.enter_ns = 0,
+            NR_EXIT_64 | NR_EXIT_GROUP_64 | NR_EXIT_32 | NR_EXIT_GROUP_32 => record(slot, 0),
+            _ => slot.flags = 0,
         }
     }
     // FOLLOWED is pruned by the agent: a leader may exit before its other threads.
@@ -416,7 +534,7 @@ pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
         return 0;
     };
     let moved = InFlight { tid, ..*old_slot };
-    old_slot.enter_ns = 0;
+    old_slot.flags = 0;
     if let Some(slot) = slot_of(tid) {
         *slot = moved;
     }

@@ -31,6 +31,14 @@ pub struct TaskOffsets {
     /// `pt_regs.cs` (x86_64); `None` where there is no such field, and then no call is
     /// recognised as ia32.
     pub regs_cs: Option<u32>,
+    /// `task_struct.se.cfs_rq`, `cfs_rq.rq`, `rq.clock`: the way from a task to its CPU's
+    /// scheduler clock (CONFIG_FAIR_GROUP_SCHED). `None` without it, and then the time off
+    /// the CPU is timed with a clock read instead.
+    pub scheduler_clock: Option<[u32; 3]>,
+    /// `task_struct.sched_info.last_queued`: when the task was put on a runqueue
+    /// (CONFIG_SCHED_INFO, which CONFIG_TASK_DELAY_ACCT and CONFIG_SCHEDSTATS select).
+    /// `None` without it, and then time off the CPU is all counted as blocked.
+    pub last_queued: Option<u32>,
 }
 
 impl TaskOffsets {
@@ -58,6 +66,15 @@ impl TaskOffsets {
             pid: required(&["task_struct", "pid"])?,
             tgid: required(&["task_struct", "tgid"])?,
             regs_cs: field(&["pt_regs", "cs"])?,
+            scheduler_clock: match (
+                field(&["task_struct", "se", "cfs_rq"])?,
+                field(&["cfs_rq", "rq"])?,
+                field(&["rq", "clock"])?,
+            ) {
+                (Some(cfs_rq), Some(rq), Some(clock)) => Some([cfs_rq, rq, clock]),
+                _ => None,
+            },
+            last_queued: field(&["task_struct", "sched_info", "last_queued"])?,
         })
     }
 }
@@ -158,6 +175,18 @@ mod tests {
         if cfg!(target_arch = "x86_64") {
             // r15..r8, rbp..rdi, orig_ax, ip, then cs: the 18th of 21 u64 registers.
             assert_eq!(offsets.regs_cs, Some(17 * 8));
+        }
+        // /proc/PID/schedstat exists exactly when the kernel keeps sched_info.
+        if Path::new("/proc/self/schedstat").exists() {
+            let last_queued = offsets.last_queued.expect("sched_info.last_queued in BTF");
+            assert!(last_queued.is_multiple_of(8), "{last_queued}");
+        }
+        if let Some([cfs_rq, rq, clock]) = offsets.scheduler_clock {
+            // Pointers and a u64: all 8-byte aligned.
+            assert!(
+                cfs_rq % 8 == 0 && rq % 8 == 0 && clock % 8 == 0,
+                "{cfs_rq} {rq} {clock}"
+            );
         }
     }
 }

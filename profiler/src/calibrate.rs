@@ -141,9 +141,11 @@ fn pin_to(cpus: &[usize]) {
     }
 }
 
-/// Calibrates with `probe` loaded but not attached; leaves it attached. The agent's own
-/// entries in the maps then hold the calibration calls: forget them before measuring.
-pub fn calibrate(probe: &mut Probe) -> Result<Calibration, ProbeError> {
+/// Calibrates with `probe` loaded but not attached; leaves it attached, with timing sampled
+/// 1 in `sample_every` (the calibration itself times every call). The agent's own entries in
+/// the maps then hold the calibration calls: forget them before measuring.
+pub fn calibrate(probe: &mut Probe, sample_every: u32) -> Result<Calibration, ProbeError> {
+    probe.set_sample_every(1)?;
     let cpus = allowed_cpus();
     let mut detached = Vec::with_capacity(cpus.len());
     for &cpu in &cpus {
@@ -177,6 +179,14 @@ pub fn calibrate(probe: &mut Probe) -> Result<Calibration, ProbeError> {
             handler_ns,
             entry_ns,
         });
+    }
+    probe.set_sample_every(sample_every)?;
+    if sample_every > 1 {
+        // The profiler's cost per call, as it will run.
+        for calibration in &mut per_cpu {
+            pin_to(&[calibration.cpu]);
+            calibration.round_trip_attached_ns = median_round_trip(NR_GETPPID);
+        }
     }
     pin_to(&cpus);
     let mean = |f: fn(&CpuCalibration) -> f64| per_cpu.iter().map(f).sum::<f64>() / per_cpu.len().max(1) as f64;

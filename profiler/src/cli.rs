@@ -43,7 +43,10 @@ pub enum Command {
     /// Measure the boundary cost charged to every call, and show how it was measured.
     Calibrate(MapArgs),
     /// For benchmarks: attach the full profiler or the empty floor programs, print
-    /// "attached", and hold them until standard input closes or a signal arrives.
+    /// "attached", and hold them until standard input closes or a signal arrives. `control`
+    /// loads once and then switches on lines read from standard input ("nothing", "floor",
+    /// "full N" with N the sampling period), answering "ok" to each, so that a benchmark can
+    /// interleave configurations within milliseconds.
     #[command(hide = true)]
     Attach {
         #[arg(value_enum)]
@@ -65,9 +68,16 @@ pub enum Command {
     },
 }
 
-/// Map sizes: they bound the kernel-side memory (see `syscall-profiler memory`).
+/// Kernel-side settings: the map sizes, which bound the kernel-side memory (see
+/// `syscall-profiler memory`), and the sampling of call timing.
 #[derive(Args, Debug, Clone)]
 pub struct MapArgs {
+    /// Time 1 in N of the short calls that stay on the CPU (N: a power of two up to 1024; 1
+    /// times every call). Counts and errors stay exact; calls that sleep or are preempted, and
+    /// the first 64 calls of each (process, syscall), are always timed; a sampled call counts N
+    /// times in the times and histograms. Reading the clock is most of the cost per call.
+    #[arg(long = "sample", value_name = "N", default_value_t = DEFAULT_SAMPLE_EVERY, value_parser = parse_sample_every)]
+    pub sample_every: u32,
     /// Threads that can be inside a syscall at once (rounded up to a power of two).
     #[arg(long, default_value_t = MapSizes::default().threads, value_parser = clap::value_parser!(u32).range(1..=(1 << 22)))]
     pub max_threads: u32,
@@ -99,6 +109,8 @@ pub enum AttachMode {
     Full,
     /// Empty programs on sys_enter and sys_exit only.
     Floor,
+    /// Switch on commands from standard input.
+    Control,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,6 +143,39 @@ pub struct ReportArgs {
     /// Run this command and profile it and all its descendants until it exits.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
+}
+
+/// `attach control`: switches the attached programs on each line of standard input.
+fn control_attachment(probe: &mut Probe) -> anyhow::Result<()> {
+    for line in io::stdin().lines() {
+        let line = line?;
+        probe.detach();
+        match line.split_whitespace().collect::<Vec<_>>().as_slice() {
+            ["nothing"] => {}
+            ["floor"] => probe.attach_floor()?,
+            ["full", every] => {
+                probe.set_sample_every(parse_sample_every(every).map_err(anyhow::Error::msg)?)?;
+                probe.attach()?;
+            }
+            _ => anyhow::bail!("attach control: unknown command {line:?}"),
+        }
+        println!("ok");
+        io::stdout().flush()?;
+    }
+    Ok(())
+}
+
+/// Default sampling period of call timing (see [`MapArgs::sample_every`]).
+pub const DEFAULT_SAMPLE_EVERY: u32 = 16;
+
+fn parse_sample_every(text: &str) -> Result<u32, String> {
+    match text.parse::<u32>() {
+        Ok(n) if n.is_power_of_two() && n <= profiler_common::MAX_SAMPLE_EVERY => Ok(n),
+        _ => Err(format!(
+            "'{text}' is not a power of two from 1 to {}",
+            profiler_common::MAX_SAMPLE_EVERY
+        )),
+    }
 }
 
 fn parse_duration(text: &str) -> Result<f64, String> {
@@ -210,7 +255,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => crate::serve::run(args),
         Command::Calibrate(maps) => {
             let mut probe = Probe::load_default(maps.sizes(), Scope::SystemWide)?;
-            let calibration = calibrate::calibrate(&mut probe)?;
+            let calibration = calibrate::calibrate(&mut probe, maps.sample_every)?;
             probe.detach();
             let vulnerabilities =
                 calibrate::mitigations(std::path::Path::new("/sys/devices/system/cpu/vulnerabilities"));
@@ -220,14 +265,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Attach { mode, maps, run_stats } => {
             let _stats_on = run_stats.then(crate::ebpf::enable_run_stats).transpose()?;
             let mut probe = Probe::load_default(maps.sizes(), Scope::SystemWide)?;
+            probe.set_sample_every(maps.sample_every)?;
             match mode {
                 AttachMode::Full => probe.attach()?,
                 AttachMode::Floor => probe.attach_floor()?,
+                AttachMode::Control => {}
             }
             println!("attached {} programs", probe.attached_programs());
             io::stdout().flush()?;
-            // Hold until stdin closes (the benchmark drops it) or we are killed.
-            let _ = io::copy(&mut io::stdin(), &mut io::sink());
+            if mode == AttachMode::Control {
+                control_attachment(&mut probe)?;
+            } else {
+                // Hold until stdin closes (the benchmark drops it) or we are killed.
+                let _ = io::copy(&mut io::stdin(), &mut io::sink());
+            }
             if run_stats {
                 for (name, runs, time) in probe.run_stats() {
                     let mean = time.as_nanos() as f64 / runs.max(1) as f64;
@@ -292,6 +343,7 @@ fn run_report(args: ReportArgs) -> anyhow::Result<()> {
         boundary_ns_per_call: session.calibration.boundary_ns_per_call,
         instrumentation_ns_per_call: session.calibration.instrumentation_ns_per_call,
         scope,
+        sample_every: session.sample_every,
         command_exit_code,
         overflow: session.overflow()?,
     });
@@ -317,7 +369,7 @@ fn run_report(args: ReportArgs) -> anyhow::Result<()> {
 
 /// Measures until the duration ends, the command exits, the pids are gone, or Ctrl-C.
 async fn profile(target: Target, args: &ReportArgs) -> anyhow::Result<(Session, Option<i32>)> {
-    let mut session = Session::start(target, args.maps.sizes())?;
+    let mut session = Session::start(target, args.maps.sizes(), args.maps.sample_every)?;
     let mut poll = tokio::time::interval(Duration::from_secs(1));
     poll.tick().await;
     let deadline = tokio::time::sleep(Duration::from_secs_f64(args.duration));

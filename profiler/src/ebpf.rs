@@ -7,14 +7,14 @@
 use std::{collections::HashSet, io, path::Path};
 
 use aya::{
-    maps::{HashMap, MapData, MapError, PerCpuArray},
+    maps::{Array, HashMap, MapData, MapError, PerCpuArray},
     programs::{
         raw_trace_point::RawTracePointLinkId, tp_btf::BtfTracePointLinkId, BtfTracePoint, ProgramError, RawTracePoint,
     },
     Btf, Ebpf, EbpfError, EbpfLoader,
 };
 use profiler_common::{
-    counter, ErrnoKey, InFlight, ProcInfo, StatsKey, StatsSlot, SyscallStats, SLOT_EMPTY, SLOT_FREED,
+    counter, ErrnoKey, InFlight, ProcInfo, StatsKey, StatsSlot, SyscallStats, MAX_SAMPLE_EVERY, SLOT_EMPTY, SLOT_FREED,
 };
 
 use crate::btf::{BtfError, TaskOffsets, VMLINUX_BTF};
@@ -26,11 +26,10 @@ static PROGRAM_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR
 /// Attached in this order and detached in reverse: `sched_switch` keeps the per-CPU record of
 /// who runs where that the syscall programs trust, so it must be in place before them and
 /// stay until they are gone.
-pub const PROGRAMS: [(&str, &str); 8] = [
+pub const PROGRAMS: [(&str, &str); 7] = [
     ("sched_switch", "sched_switch"),
     ("sys_enter", "sys_enter"),
     ("sys_exit", "sys_exit"),
-    ("sched_wakeup", "sched_wakeup"),
     ("sched_wakeup_new", "sched_wakeup_new"),
     ("sched_process_exit", "sched_process_exit"),
     ("sched_process_exec", "sched_process_exec"),
@@ -215,6 +214,8 @@ impl Probe {
         let slot_mask = sizes.threads - 1;
         let stats_mask = sizes.syscalls - 1;
         let regs_cs_offset = offsets.regs_cs.unwrap_or(0);
+        let [cfs_rq_offset, rq_offset, rq_clock_offset] = offsets.scheduler_clock.unwrap_or([0; 3]);
+        let last_queued_offset = offsets.last_queued.unwrap_or(0);
         let (follow_only, follow_forks) = match scope {
             Scope::SystemWide => (0u32, 0u32),
             Scope::Followed { children } => (1, u32::from(children)),
@@ -224,6 +225,10 @@ impl Probe {
             .override_global("REGS_CS_OFFSET", &regs_cs_offset, true)
             .override_global("TASK_PID_OFFSET", &offsets.pid, true)
             .override_global("TASK_TGID_OFFSET", &offsets.tgid, true)
+            .override_global("TASK_CFS_RQ_OFFSET", &cfs_rq_offset, true)
+            .override_global("CFS_RQ_RQ_OFFSET", &rq_offset, true)
+            .override_global("RQ_CLOCK_OFFSET", &rq_clock_offset, true)
+            .override_global("TASK_LAST_QUEUED_OFFSET", &last_queued_offset, true)
             .override_global("SLOT_MASK", &slot_mask, true)
             .override_global("STATS_MASK", &stats_mask, true)
             .override_global("FOLLOW_ONLY", &follow_only, true)
@@ -311,6 +316,24 @@ impl Probe {
         }
     }
 
+    /// Times 1 in `every` of the calls that stay on the CPU (`every` a power of two up to
+    /// [`MAX_SAMPLE_EVERY`]; 1 times every call). Calls that leave the CPU and the first
+    /// calls of each (process, syscall) are always timed; counts are always exact. Takes
+    /// effect at once, attached or not.
+    pub fn set_sample_every(&mut self, every: u32) -> Result<(), ProbeError> {
+        assert!(
+            every.is_power_of_two() && every <= MAX_SAMPLE_EVERY,
+            "bad sampling period {every}"
+        );
+        let map_error = |source| ProbeError::Map {
+            map: "SAMPLING",
+            source,
+        };
+        let data = self.ebpf.map_mut("SAMPLING").ok_or_else(|| missing_map("SAMPLING"))?;
+        let mut sampling: Array<&mut MapData, u32> = Array::try_from(data).map_err(map_error)?;
+        sampling.set(0, every - 1, 0).map_err(map_error)
+    }
+
     pub fn attached_programs(&self) -> usize {
         self.links.len()
     }
@@ -365,9 +388,13 @@ impl Probe {
     /// The statistics of one (process, syscall), added up over its slots.
     pub fn stats_of(&self, key: StatsKey) -> Option<(u64, u64)> {
         let mut found = None;
-        for (_, slot) in self.read_stats().iter().filter(|(_, slot)| slot.key == key.packed()) {
+        for (_, slot) in self
+            .read_stats()
+            .iter()
+            .filter(|(_, slot)| StatsKey::unpack(slot.key) == key)
+        {
             let (calls, handler_ns) = found.unwrap_or((0, 0));
-            found = Some((calls + slot.stats.calls(), handler_ns + slot.stats.handler_ns));
+            found = Some((calls + slot.stats.calls, handler_ns + slot.stats.handler_ns));
         }
         found
     }
@@ -392,7 +419,7 @@ impl Probe {
     pub fn in_flight(&self) -> Vec<InFlight> {
         (0..self.slots.entries())
             .map(|index| self.slots.read(index))
-            .filter(|slot| slot.enter_ns != 0)
+            .filter(InFlight::in_flight)
             .collect()
     }
 

@@ -27,6 +27,9 @@ impl Default for Latency {
 /// Percentiles of a distribution, in nanoseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Percentiles {
+    /// Calls the distribution stands for: the calls counted, or with sampled timing an
+    /// estimate of them (each sampled call stands for N).
+    pub count: u64,
     pub p50: u64,
     pub p90: u64,
     pub p99: u64,
@@ -73,6 +76,7 @@ impl Latency {
         let shift = |ns: u64| ns.saturating_add_signed(offset_ns);
         let at = |q: f64| shift(hdr.value_at_quantile(q).min(self.max_ns.max(1)));
         Percentiles {
+            count: self.count(),
             p50: at(0.50),
             p90: at(0.90),
             p99: at(0.99),
@@ -169,7 +173,13 @@ mod tests {
         assert_eq!(shifted.p99, plain.p99 + 50);
         assert_eq!(shifted.max, 1050);
         // A negative shift (tracing taken out) never goes below zero.
-        assert_eq!(latency.percentiles(-5000), Percentiles::default());
+        assert_eq!(
+            latency.percentiles(-5000),
+            Percentiles {
+                count: 10,
+                ..Percentiles::default()
+            }
+        );
     }
 
     #[test]

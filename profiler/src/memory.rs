@@ -47,6 +47,10 @@ pub fn map_bytes(sizes: &MapSizes, cpus: u32) -> Vec<(&'static str, u64)> {
             hash_bytes(sizes.processes, size_of::<u32>(), size_of::<u8>(), cpus),
         ),
         ("COUNTERS", u64::from(counter::COUNT) * 8 * u64::from(cpus)),
+        (
+            "CURRENT",
+            size_of::<profiler_common::Current>() as u64 * u64::from(cpus),
+        ),
     ]
 }
 
@@ -60,8 +64,8 @@ mod tests {
 
     #[test]
     fn stats_slot_is_compact() {
-        // The key, 5 u64 counters and 160 u32 buckets.
-        assert_eq!(size_of::<StatsSlot>(), 8 + 5 * 8 + 160 * 4);
+        // The key, 8 u64 counters and 160 u32 buckets.
+        assert_eq!(size_of::<StatsSlot>(), 8 + 8 * 8 + 160 * 4);
     }
 
     #[test]
@@ -73,7 +77,7 @@ mod tests {
             processes: 1,
         };
         let bytes: std::collections::HashMap<_, _> = map_bytes(&sizes, 2).into_iter().collect();
-        assert_eq!(bytes["SLOTS"], (1024u64 * 48).div_ceil(4096) * 4096);
+        assert_eq!(bytes["SLOTS"], (1024u64 * 64).div_ceil(4096) * 4096);
         assert_eq!(bytes["STATS"], 4096);
     }
 

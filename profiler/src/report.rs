@@ -27,6 +27,10 @@ pub struct Report {
     pub instrumentation_ns_per_call: f64,
     /// `system-wide`, `pids` or `command`.
     pub scope: String,
+    /// Timing was sampled 1 in this many of the calls that stayed on the CPU (1: every call
+    /// timed). Counts and errors are exact; times, percentiles and the split are estimates
+    /// when it is above 1.
+    pub sample_every: u32,
     /// The profiler's own pid: its calls are never in the report.
     pub agent_pid: u32,
     /// Exit code of the profiled command (`-- COMMAND`), if it exited normally.
@@ -74,6 +78,7 @@ pub struct Inputs<'a> {
     pub boundary_ns_per_call: f64,
     pub instrumentation_ns_per_call: f64,
     pub scope: &'a str,
+    pub sample_every: u32,
     pub command_exit_code: Option<i32>,
     pub overflow: Overflow,
 }
@@ -154,6 +159,7 @@ pub fn build(inputs: &Inputs) -> Report {
         boundary_ns_per_call: inputs.boundary_ns_per_call,
         instrumentation_ns_per_call: inputs.instrumentation_ns_per_call,
         scope: inputs.scope.to_owned(),
+        sample_every: inputs.sample_every,
         agent_pid: std::process::id(),
         command_exit_code: inputs.command_exit_code,
         overflow: inputs.overflow,
@@ -261,6 +267,13 @@ pub fn render_text(report: &Report, options: &TextOptions) -> String {
         report.boundary_ns_per_call,
         report.instrumentation_ns_per_call
     );
+    if report.sample_every > 1 {
+        let _ = writeln!(
+            out,
+            "times sampled: 1 in {} of the short calls that stay on the CPU (counts exact; calls that sleep always timed; --sample 1 times every call)",
+            report.sample_every
+        );
+    }
     if let Some(code) = report.command_exit_code {
         let _ = writeln!(out, "command exited with code {code}");
     }
@@ -407,6 +420,7 @@ mod tests {
             boundary_ns_per_call: 50.0,
             instrumentation_ns_per_call: 0.0,
             scope: "system-wide",
+            sample_every: 1,
             command_exit_code: None,
             overflow: Overflow::default(),
         })

@@ -243,7 +243,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         _ => anyhow::anyhow!("cannot listen on {}: {err}", args.listen),
     })?;
     listener.set_nonblocking(true)?;
-    let mut session = Session::start(Target::SystemWide, args.maps.sizes())?;
+    let mut session = Session::start(Target::SystemWide, args.maps.sizes(), args.maps.sample_every)?;
     if let Some(user) = &args.user {
         drop_privileges(user)?;
     }

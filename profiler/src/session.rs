@@ -48,6 +48,8 @@ pub struct Session {
     probe: Probe,
     pub store: Store,
     pub calibration: Calibration,
+    /// Timing sampling period (1: every call timed).
+    pub sample_every: u32,
     pub target: Target,
     /// The running command of [`Target::Command`].
     pub child: Option<tokio::process::Child>,
@@ -120,7 +122,8 @@ pub fn exec_gate(gate_fd: i32, program: &OsString, args: &[OsString]) -> ! {
 
 impl Session {
     /// Loads and calibrates, then starts measuring `target`.
-    pub fn start(target: Target, sizes: MapSizes) -> Result<Session, SessionError> {
+    /// `sample_every`: see [`Probe::set_sample_every`].
+    pub fn start(target: Target, sizes: MapSizes, sample_every: u32) -> Result<Session, SessionError> {
         // Check what the user gave us before touching the kernel.
         let command_path = match &target {
             Target::Pids(pids) => {
@@ -143,7 +146,7 @@ impl Session {
         if scope != Scope::SystemWide {
             probe.follow(self_tgid)?;
         }
-        let calibration = calibrate::calibrate(&mut probe)?;
+        let calibration = calibrate::calibrate(&mut probe, sample_every)?;
         // Our own calls (the calibration loop) are not part of any report.
         probe.forget_processes(&HashSet::from([self_tgid]))?;
         let mut child = None;
@@ -163,6 +166,7 @@ impl Session {
             probe,
             store: Store::default(),
             calibration,
+            sample_every,
             target,
             child,
             started: Instant::now(),

@@ -85,14 +85,13 @@ impl SyscallTotals {
 
     /// Adds what happened between two raw reads of the same slot.
     fn add_delta(&mut self, before: &SyscallStats, now: &SyscallStats) {
+        self.calls += now.calls.wrapping_sub(before.calls);
         self.errors += now.errors.wrapping_sub(before.errors);
         self.handler_ns += now.handler_ns.wrapping_sub(before.handler_ns);
         self.blocked_ns += now.blocked_ns.wrapping_sub(before.blocked_ns);
         self.runqueue_ns += now.runqueue_ns.wrapping_sub(before.runqueue_ns);
         for bucket in 0..HIST_BUCKETS {
-            let delta = u64::from(now.hist[bucket].wrapping_sub(before.hist[bucket]));
-            self.latency.buckets[bucket] += delta;
-            self.calls += delta;
+            self.latency.buckets[bucket] += u64::from(now.hist[bucket].wrapping_sub(before.hist[bucket]));
         }
         self.latency.max_ns = self.latency.max_ns.max(now.max_ns);
     }
@@ -234,6 +233,7 @@ mod tests {
 
     fn slot(key: StatsKey, calls: u32, handler_ns: u64) -> StatsSlot {
         let mut stats = SyscallStats::ZERO;
+        stats.calls = u64::from(calls);
         stats.handler_ns = handler_ns;
         stats.hist[hist_bucket(100)] = calls;
         stats.max_ns = 100;
@@ -260,9 +260,14 @@ mod tests {
     #[test]
     fn u32_buckets_that_wrap_keep_counting() {
         let mut store = Store::default();
-        store.update(&[(0, slot(A, u32::MAX - 1, 0))], &[]);
-        store.update(&[(0, slot(A, 3, 0))], &[]); // wrapped: 5 more calls
-        assert_eq!(store.totals()[&A].calls, u64::from(u32::MAX) - 1 + 5);
+        let before = slot(A, u32::MAX - 1, 0);
+        store.update(&[(0, before)], &[]);
+        let mut after = slot(A, 3, 0); // the bucket wrapped: 5 more calls
+        after.stats.calls = before.stats.calls + 5;
+        store.update(&[(0, after)], &[]);
+        let totals = &store.totals()[&A];
+        assert_eq!(totals.calls, u64::from(u32::MAX) - 1 + 5);
+        assert_eq!(totals.latency.count(), u64::from(u32::MAX) - 1 + 5);
     }
 
     #[test]

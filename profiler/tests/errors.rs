@@ -31,6 +31,9 @@ fn bad_flag_values() {
     assert_one_clear_line(&run(&["report", "--format", "xml"]), "xml");
     assert_one_clear_line(&run(&["report", "--pid", "abc"]), "abc");
     assert_one_clear_line(&run(&["report", "--pid", "1", "--", "true"]), "--pid");
+    assert_one_clear_line(&run(&["report", "--sample", "3"]), "power of two");
+    assert_one_clear_line(&run(&["top", "--sample", "0"]), "power of two");
+    assert_one_clear_line(&run(&["serve", "--sample", "2048"]), "power of two");
 }
 
 #[test]

@@ -249,3 +249,57 @@ fn calibrate_explains_the_boundary_cost() {
         .unwrap();
     assert!(cost > 0.0 && cost < 100_000.0, "{cost}");
 }
+
+#[test]
+fn sampled_timing_keeps_counts_exact_and_estimates_the_rest() {
+    if skip_unless_root("sampled_timing_keeps_counts_exact_and_estimates_the_rest") {
+        return;
+    }
+    let calls = 200_000u64;
+    let report = report_json(&["--sample", "16", "--", WORKLOAD, "getppid", &calls.to_string()]);
+    assert_eq!(report["sample_every"], 16);
+    let getppid = syscall(only_workload(&report), "getppid", "x86_64").expect("getppid row");
+    assert_eq!(u64_of(getppid, "calls"), calls);
+    // About 12,500 calls timed, each standing for 16: the histogram's estimate of the number
+    // of calls is within a few tenths of a percent (one standard deviation); 5% is > 5 sigma.
+    let estimated = getppid["latency_ns"]["count"].as_u64().unwrap() as f64;
+    assert!(
+        (estimated - calls as f64).abs() / (calls as f64) < 0.05,
+        "histogram stands for {estimated} calls of {calls}"
+    );
+    assert!(u64_of(getppid, "handler_ns") > 0, "{getppid}");
+    assert_eq!(getppid["class"], "tiny-frequent", "{getppid}");
+}
+
+#[test]
+fn calls_that_sleep_are_all_timed_whatever_the_sampling() {
+    if skip_unless_root("calls_that_sleep_are_all_timed_whatever_the_sampling") {
+        return;
+    }
+    // Far more sleeps than the first calls that are always timed, at the sparsest sampling:
+    // almost all of them are untimed at sys_enter, and measured because they leave the CPU.
+    let (sleeps, ms) = (300u64, 2u64);
+    let report = report_json(&[
+        "--sample",
+        "1024",
+        "--",
+        WORKLOAD,
+        "sleep",
+        &sleeps.to_string(),
+        &ms.to_string(),
+    ]);
+    let nanosleep = syscall(only_workload(&report), "nanosleep", "x86_64").expect("nanosleep row");
+    assert_eq!(u64_of(nanosleep, "calls"), sleeps);
+    // Each one stands for itself: the distribution holds exactly the calls.
+    assert_eq!(nanosleep["latency_ns"]["count"].as_u64(), Some(sleeps), "{nanosleep}");
+    let expected = (sleeps * ms * 1_000_000) as f64;
+    let blocked = u64_of(nanosleep, "blocked_ns") as f64;
+    // Timer slack and wakeup latency only ever add.
+    assert!(
+        blocked >= expected * 0.98 && blocked <= expected * 1.25,
+        "blocked {blocked} ns vs {expected} ns slept"
+    );
+    let p50 = nanosleep["latency_ns"]["p50"].as_u64().unwrap() as f64;
+    assert!((p50 / (ms * 1_000_000) as f64 - 1.0).abs() <= 0.25, "p50 {p50}");
+    assert_eq!(nanosleep["class"], "blocked");
+}

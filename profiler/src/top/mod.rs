@@ -92,20 +92,23 @@ fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// Threads inside a syscall: those the kernel side saw enter (exact times), plus those
+/// Threads inside a syscall: those the kernel side saw enter (timed from their entry, or
+/// from when they left the CPU: short untimed calls are left out), plus those
 /// `/proc` shows inside one that were already there when profiling started (what a hang
 /// looks like when the profiler is started after it).
 fn in_syscall(session: &Session, now_ns: u64, started: Instant) -> Vec<InSyscall> {
     let mut threads: Vec<InSyscall> = session
         .in_flight()
         .into_iter()
-        .map(|slot| InSyscall {
-            tid: slot.tid,
-            pid: slot.tgid,
-            nr: slot.nr,
-            blocked: slot.state == profiler_common::thread_state::SLEEPING,
-            elapsed_ns: now_ns.saturating_sub(slot.enter_ns),
-            before_start: false,
+        .filter_map(|slot| {
+            Some(InSyscall {
+                tid: slot.tid,
+                pid: slot.tgid,
+                nr: slot.nr,
+                blocked: slot.state == profiler_common::thread_state::SLEEPING,
+                elapsed_ns: now_ns.saturating_sub(slot.since_ns()?),
+                before_start: false,
+            })
         })
         .collect();
     let seen: std::collections::HashSet<u32> = threads.iter().map(|t| t.tid).collect();
@@ -165,7 +168,7 @@ pub fn run(args: TopArgs) -> anyhow::Result<()> {
         bail!("syscall-top needs a terminal; for output to a file or pipe use `syscall-profiler report`");
     }
     // Loading and calibrating first: their errors print as plain lines.
-    let mut session = Session::start(Target::SystemWide, args.maps.sizes())?;
+    let mut session = Session::start(Target::SystemWide, args.maps.sizes(), args.maps.sample_every)?;
     let filter = args
         .comm
         .clone()
