@@ -1,10 +1,15 @@
 //! `cargo xtask bench`: the profiler's costs, measured side by side in one run.
 //!
 //! - Null-syscall loop (getppid) under each configuration: nothing, empty programs on the two
-//!   syscall tracepoints (the floor), syscall-profiler, bpftrace's count and latency scripts,
-//!   perf trace -s and strace -c. Configurations run round-robin, `--runs` times, so drift on a
-//!   shared machine hits all of them alike; each run takes the best of 3 measurements (noise
-//!   only ever adds time); the table shows medians over runs.
+//!   syscall tracepoints (the floor), syscall-profiler (every call timed, and as it runs by
+//!   default), bpftrace's count and latency scripts, perf trace -s and strace -c.
+//!   Configurations run round-robin, `--runs` times, so drift on a shared machine hits all of
+//!   them alike; each run takes the best of 3 measurements (noise only ever adds time). The
+//!   baseline, the floor and syscall-profiler's modes are switched by one loaded
+//!   `syscall-profiler attach control` process within milliseconds and interleaved
+//!   measurement by measurement: this machine's speed drifts by 20-30% over seconds, and
+//!   ratios taken a second apart were mostly drift. The table shows medians over runs, of
+//!   the values and of each run's own ratios.
 //! - Context switches: two threads ping-ponging a byte over pipes, with and without.
 //! - Per-program cost from the kernel's own run-time accounting.
 //! - The agent's CPU and memory while 1,000 busy processes run, polling every second.
@@ -55,11 +60,14 @@ const BPFTRACE_COUNT: &str = "tracepoint:raw_syscalls:sys_enter { @[pid, args->i
 const BPFTRACE_LATENCY: &str = "tracepoint:raw_syscalls:sys_enter { @start[tid] = nsecs; } \
      tracepoint:raw_syscalls:sys_exit /@start[tid]/ { @lat[pid, args->id] = hist(nsecs - @start[tid]); delete(@start[tid]); }";
 
+/// Sampling period syscall-profiler runs with by default (its `--sample`).
+const DEFAULT_SAMPLE_EVERY: &str = "16";
+
 /// How a configuration observes the workload.
 #[derive(Clone, Copy)]
 enum Observer {
-    Nothing,
-    /// `syscall-profiler attach MODE` running beside the workload.
+    /// A state of the `syscall-profiler attach control` process: "nothing", "floor" or
+    /// "full N" (N: the sampling period).
     Profiler(&'static str),
     /// bpftrace running this script beside the workload.
     Bpftrace(&'static str),
@@ -72,18 +80,22 @@ struct Config {
     observer: Observer,
 }
 
-const CONFIGS: [Config; 7] = [
+const CONFIGS: [Config; 8] = [
     Config {
         name: "nothing attached",
-        observer: Observer::Nothing,
+        observer: Observer::Profiler("nothing"),
     },
     Config {
         name: "empty programs on sys_enter/sys_exit (floor)",
         observer: Observer::Profiler("floor"),
     },
     Config {
-        name: "syscall-profiler (full: split, histograms, errnos)",
-        observer: Observer::Profiler("full"),
+        name: "syscall-profiler, every call timed (`--sample 1`)",
+        observer: Observer::Profiler("full 1"),
+    },
+    Config {
+        name: "syscall-profiler as it runs by default (`--sample 16`)",
+        observer: Observer::Profiler("full 16"),
     },
     Config {
         name: "bpftrace: count per (pid, syscall)",
@@ -182,30 +194,81 @@ impl Drop for Beside {
     }
 }
 
+/// One loaded `syscall-profiler attach control`: switches between nothing attached, the
+/// floor and the profiler's modes in milliseconds, without reloading.
+struct Controller {
+    child: Child,
+    answers: BufReader<std::process::ChildStdout>,
+}
+
+impl Controller {
+    fn start(profiler: &Path) -> Result<Controller> {
+        let mut child = as_root(profiler)
+            .args(["attach", "control"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting syscall-profiler attach control")?;
+        let mut answers = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        answers.read_line(&mut line)?;
+        if !line.starts_with("attached") {
+            let _ = child.kill();
+            bail!("syscall-profiler attach control did not start");
+        }
+        Ok(Controller { child, answers })
+    }
+
+    fn set(&mut self, state: &str) -> Result<()> {
+        use std::io::Write as _;
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{state}")?;
+        stdin.flush()?;
+        let mut line = String::new();
+        self.answers.read_line(&mut line)?;
+        if line.trim() != "ok" {
+            bail!("syscall-profiler attach control: {state}: {}", line.trim());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take()); // EOF: detaches and exits
+        let _ = self.child.wait();
+    }
+}
+
+/// One run of the workload (under `wrapper`, if any): the value it prints.
+fn measure_once(wrapper: &[&str], workload: &Path, args: &[&str]) -> Result<f64> {
+    let mut command = match wrapper.split_first() {
+        None => Command::new(workload),
+        Some((program, rest)) => {
+            let mut command = Command::new(program);
+            command.args(rest).arg(workload);
+            command
+        }
+    };
+    let out = command
+        .args(args)
+        .stderr(Stdio::null())
+        .output()
+        .context("running the workload")?;
+    if !out.status.success() {
+        bail!("workload {args:?} under {wrapper:?} failed");
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .context("workload output")
+}
+
+/// Best of 3 runs: noise on a shared machine only ever adds time.
 fn measure(wrapper: &[&str], workload: &Path, args: &[&str]) -> Result<f64> {
     let mut best = f64::INFINITY;
     for _ in 0..3 {
-        let mut command = match wrapper.split_first() {
-            None => Command::new(workload),
-            Some((program, rest)) => {
-                let mut command = Command::new(program);
-                command.args(rest).arg(workload);
-                command
-            }
-        };
-        let out = command
-            .args(args)
-            .stderr(Stdio::null())
-            .output()
-            .context("running the workload")?;
-        if !out.status.success() {
-            bail!("workload {args:?} under {wrapper:?} failed");
-        }
-        let value: f64 = String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .context("workload output")?;
-        best = best.min(value);
+        best = best.min(measure_once(wrapper, workload, args)?);
     }
     Ok(best)
 }
@@ -258,16 +321,10 @@ struct Row {
     note: Option<String>,
 }
 
-fn observe<T>(config: &Config, profiler: &Path, run: impl FnOnce(&[&str]) -> Result<T>) -> Result<T> {
+/// Runs `run` with a peer observing (the profiler's own states are set by the controller).
+fn observe<T>(config: &Config, run: impl FnOnce(&[&str]) -> Result<T>) -> Result<T> {
     match config.observer {
-        Observer::Nothing => run(&[]),
-        Observer::Profiler(mode) => {
-            let beside = Beside::profiler(profiler, &[mode])?;
-            thread::sleep(Duration::from_millis(200));
-            let value = run(&[]);
-            beside.finish();
-            value
-        }
+        Observer::Profiler(_) => run(&[]),
         Observer::Bpftrace(script) => {
             let beside = Beside::bpftrace(script)?;
             let value = run(&[]);
@@ -276,6 +333,16 @@ fn observe<T>(config: &Config, profiler: &Path, run: impl FnOnce(&[&str]) -> Res
         }
         Observer::Wrapper(wrapper) => run(wrapper),
     }
+}
+
+/// Median over runs of `f(run's value, run's baseline, run's floor)`.
+fn median_per_run(row: &[f64], base: &[f64], floor: &[f64], f: impl Fn(f64, f64, f64) -> f64) -> Option<f64> {
+    let values: Vec<f64> = row
+        .iter()
+        .zip(base.iter().zip(floor))
+        .map(|(&value, (&base, &floor))| f(value, base, floor))
+        .collect();
+    median(&values)
 }
 
 pub fn run(root: &Path, args: &BenchArgs) -> Result<()> {
@@ -287,7 +354,7 @@ pub fn run(root: &Path, args: &BenchArgs) -> Result<()> {
     let rounds = args.rounds.to_string();
     let configs: Vec<&Config> = CONFIGS
         .iter()
-        .filter(|c| !args.no_peers || matches!(c.observer, Observer::Nothing | Observer::Profiler(_)))
+        .filter(|c| !args.no_peers || matches!(c.observer, Observer::Profiler(_)))
         .collect();
     let mut rows: Vec<Row> = configs
         .iter()
@@ -298,19 +365,38 @@ pub fn run(root: &Path, args: &BenchArgs) -> Result<()> {
             note: None,
         })
         .collect();
+    let mut controller = Controller::start(&profiler)?;
     for run in 0..args.runs {
         step(&format!(
             "null-syscall and ping-pong loops, run {}/{}",
             run + 1,
             args.runs
         ));
-        for (config, row) in configs.iter().zip(rows.iter_mut()) {
+        // The profiler's states, interleaved measurement by measurement; best of 3 each.
+        let mut best = vec![(f64::INFINITY, f64::INFINITY); configs.len()];
+        for _ in 0..3 {
+            for (config, best) in configs.iter().zip(best.iter_mut()) {
+                let Observer::Profiler(state) = config.observer else {
+                    continue;
+                };
+                controller.set(state)?;
+                best.0 = best.0.min(measure_once(&[], &workload, &["time-getppid", &calls])?);
+                best.1 = best.1.min(measure_once(&[], &workload, &["time-pingpong", &rounds])?);
+            }
+        }
+        controller.set("nothing")?;
+        for ((config, row), (null, switch)) in configs.iter().zip(rows.iter_mut()).zip(best) {
+            if matches!(config.observer, Observer::Profiler(_)) {
+                row.null_ns.push(null);
+                row.switch_ns.push(switch);
+                continue;
+            }
             if row.note.is_some() {
                 continue;
             }
             let ptrace = matches!(config.observer, Observer::Wrapper(_));
             let null_args = ["time-getppid", if ptrace { &ptrace_calls } else { &calls }];
-            let result = observe(config, &profiler, |wrapper| {
+            let result = observe(config, |wrapper| {
                 let null = measure(wrapper, &workload, &null_args)?;
                 // Context switches only with the in-kernel observers.
                 let switch = if ptrace {
@@ -329,11 +415,12 @@ pub fn run(root: &Path, args: &BenchArgs) -> Result<()> {
             }
         }
     }
+    drop(controller);
     notes.extend(rows.iter().filter_map(|row| row.note.clone()));
 
     step("per-program cost from the kernel's run-time accounting");
     let run_stats = {
-        let beside = Beside::profiler(&profiler, &["full", "--run-stats"])?;
+        let beside = Beside::profiler(&profiler, &["full", "--run-stats", "--sample", DEFAULT_SAMPLE_EVERY])?;
         measure(&[], &workload, &["time-getppid", &calls])?;
         measure(&[], &workload, &["time-pingpong", &rounds])?;
         beside.finish()
@@ -363,9 +450,7 @@ pub fn run(root: &Path, args: &BenchArgs) -> Result<()> {
 
     let mut out = String::new();
     use std::fmt::Write as _;
-    let base_null = median(&rows[0].null_ns).unwrap_or(f64::NAN);
-    let base_switch = median(&rows[0].switch_ns).unwrap_or(f64::NAN);
-    let floor_added = median(&rows[1].null_ns).unwrap_or(f64::NAN) - base_null;
+    let (base, floor) = (&rows[0], &rows[1]);
     let _ = writeln!(
         out,
         "### Null-syscall loop and context switches (medians of {} runs)\n",
@@ -381,23 +466,28 @@ pub fn run(root: &Path, args: &BenchArgs) -> Result<()> {
             let _ = writeln!(out, "| {} | skipped | | | | |", row.name);
             continue;
         };
-        let added = null - base_null;
+        // Each run's own differences and ratios, then their median.
+        let added = median_per_run(&row.null_ns, &base.null_ns, &floor.null_ns, |v, b, _| v - b);
+        let x_floor = median_per_run(&row.null_ns, &base.null_ns, &floor.null_ns, |v, b, f| (v - b) / (f - b));
         let switch = median(&row.switch_ns);
+        let switch_added = median_per_run(&row.switch_ns, &base.switch_ns, &base.switch_ns, |v, b, _| v / b - 1.0);
         let _ = writeln!(
             out,
             "| {} | {:.0} | {} | {} | {} | {} |",
             row.name,
             null,
-            if i == 0 { "-".into() } else { format!("+{added:.0}") },
-            if i < 2 {
-                "-".into()
-            } else {
-                format!("{:.2}x", added / floor_added)
+            match (i, added) {
+                (0, _) | (_, None) => "-".into(),
+                (_, Some(added)) => format!("+{added:.0}"),
+            },
+            match (i, x_floor) {
+                (0 | 1, _) | (_, None) => "-".into(),
+                (_, Some(x)) => format!("{x:.2}x"),
             },
             switch.map_or("-".into(), |s| format!("{s:.0}")),
-            match (i, switch) {
+            match (i, switch_added) {
                 (0, _) | (_, None) => "-".into(),
-                (_, Some(s)) => format!("{:+.1}%", (s / base_switch - 1.0) * 100.0),
+                (_, Some(a)) => format!("{:+.1}%", a * 100.0),
             }
         );
     }
