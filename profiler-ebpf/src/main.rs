@@ -43,7 +43,7 @@ use aya_ebpf::{
 use profiler_common::{
     counter, flight, hist_bucket, stats_hash, thread_state, xorshift32, Current, ErrnoKey, InFlight, ProcInfo,
     StatsKey, StatsSlot, HIST_BUCKETS, NR_IA32_FLAG, NR_LANE_BITS, NR_OUT_OF_RANGE, NR_X32_FLAG, SLOT_EMPTY,
-    SLOT_FREED, STATS_LANES, STATS_PROBES, TIMED_FIRST_CALLS, USER32_CS,
+    SLOT_FREED, STATS_PROBES, TIMED_FIRST_CALLS, USER32_CS,
 };
 
 // ---- load-time configuration (read-only globals, set by the agent before loading) ----
@@ -76,6 +76,10 @@ static SLOT_MASK: Global<u32> = Global::new(0);
 /// `STATS` size minus one; the size is a power of two.
 #[no_mangle]
 static STATS_MASK: Global<u32> = Global::new(0);
+/// Statistics lanes minus one (a power of two minus one; see `STATS_LANES`): a CPU's calls go
+/// to lane `cpu & STATS_LANE_MASK`.
+#[no_mangle]
+static STATS_LANE_MASK: Global<u32> = Global::new(0);
 /// Non-zero: only processes in `FOLLOWED` are measured.
 #[no_mangle]
 static FOLLOW_ONLY: Global<u32> = Global::new(0);
@@ -253,7 +257,8 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
         nr = (nr & (NR_IA32_FLAG | NR_X32_FLAG)) | NR_OUT_OF_RANGE;
     }
     if current.lane == 0 {
-        current.lane = unsafe { bpf_get_smp_processor_id() } % STATS_LANES + 1; // once per CPU
+        current.lane = (unsafe { bpf_get_smp_processor_id() } & STATS_LANE_MASK.load()) + 1;
+        // once per CPU
     }
     let key = StatsKey { tgid, nr };
     let Some((stats_index, entry)) = stats_slot(key.packed_in_lane(current.lane - 1), tgid) else {

@@ -81,12 +81,15 @@ pub struct MapArgs {
     /// Threads that can be inside a syscall at once (rounded up to a power of two).
     #[arg(long, default_value_t = MapSizes::default().threads, value_parser = clap::value_parser!(u32).range(1..=(1 << 22)))]
     pub max_threads: u32,
-    /// Distinct (process, syscall) pairs held in the kernel between reads.
+    /// Slots of the statistics table: one per (process, syscall, group of CPUs) alive between reads.
     #[arg(long, default_value_t = MapSizes::default().syscalls, value_parser = clap::value_parser!(u32).range(1..=(1 << 22)))]
     pub max_syscalls: u32,
     /// Distinct (process, syscall, errno) triples held in the kernel between reads.
     #[arg(long, default_value_t = MapSizes::default().errnos, value_parser = clap::value_parser!(u32).range(1..=(1 << 22)))]
     pub max_errnos: u32,
+    /// Statistics entries per (process, syscall), one per group of CPUs (for benchmarks).
+    #[arg(long, hide = true, default_value_t = profiler_common::STATS_LANES, value_parser = clap::value_parser!(u32).range(1..=i64::from(profiler_common::STATS_LANES)))]
+    pub stats_lanes: u32,
     /// Processes held in the kernel between reads.
     #[arg(long, default_value_t = MapSizes::default().processes, value_parser = clap::value_parser!(u32).range(1..=(1 << 22)))]
     pub max_processes: u32,
@@ -99,6 +102,7 @@ impl MapArgs {
             syscalls: self.max_syscalls,
             errnos: self.max_errnos,
             processes: self.max_processes,
+            lanes: self.stats_lanes,
         }
     }
 }

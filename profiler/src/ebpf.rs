@@ -15,6 +15,7 @@ use aya::{
 };
 use profiler_common::{
     counter, ErrnoKey, InFlight, ProcInfo, StatsKey, StatsSlot, SyscallStats, MAX_SAMPLE_EVERY, SLOT_EMPTY, SLOT_FREED,
+    STATS_LANES,
 };
 
 use crate::btf::{BtfError, TaskOffsets, VMLINUX_BTF};
@@ -70,13 +71,16 @@ pub enum ProbeError {
 pub struct MapSizes {
     /// In-flight slots, one per thread inside a syscall; rounded up to a power of two.
     pub threads: u32,
-    /// Slots of the (process, syscall) statistics table; lookups probe up to
-    /// `STATS_PROBES` slots, so keep it well above the pairs alive at once.
+    /// Slots of the statistics table, one per (process, syscall, group of CPUs) alive between
+    /// reads; lookups probe up to `STATS_PROBES` slots, so keep it well above that.
     pub syscalls: u32,
     /// (process, syscall, errno) triples.
     pub errnos: u32,
     /// Processes (names, and followed processes).
     pub processes: u32,
+    /// Statistics lanes: entries per (process, syscall), one per group of CPUs (a power of
+    /// two up to [`STATS_LANES`]; see there).
+    pub lanes: u32,
 }
 
 impl Default for MapSizes {
@@ -86,6 +90,7 @@ impl Default for MapSizes {
             syscalls: 16_384,
             errnos: 8_192,
             processes: 8_192,
+            lanes: STATS_LANES,
         }
     }
 }
@@ -213,6 +218,7 @@ impl Probe {
         let sizes = sizes.rounded();
         let slot_mask = sizes.threads - 1;
         let stats_mask = sizes.syscalls - 1;
+        let lane_mask = sizes.lanes.clamp(1, STATS_LANES).next_power_of_two() - 1;
         let regs_cs_offset = offsets.regs_cs.unwrap_or(0);
         let [cfs_rq_offset, rq_offset, rq_clock_offset] = offsets.scheduler_clock.unwrap_or([0; 3]);
         let last_queued_offset = offsets.last_queued.unwrap_or(0);
@@ -231,6 +237,7 @@ impl Probe {
             .override_global("TASK_LAST_QUEUED_OFFSET", &last_queued_offset, true)
             .override_global("SLOT_MASK", &slot_mask, true)
             .override_global("STATS_MASK", &stats_mask, true)
+            .override_global("STATS_LANE_MASK", &lane_mask, true)
             .override_global("FOLLOW_ONLY", &follow_only, true)
             .override_global("FOLLOW_FORKS", &follow_forks, true)
             .map_max_entries("SLOTS", sizes.threads)

@@ -75,6 +75,7 @@ mod tests {
             syscalls: 3,
             errnos: 1,
             processes: 1,
+            lanes: 1,
         };
         let bytes: std::collections::HashMap<_, _> = map_bytes(&sizes, 2).into_iter().collect();
         assert_eq!(bytes["SLOTS"], (1024u64 * 64).div_ceil(4096) * 4096);

@@ -283,6 +283,8 @@ pub struct SelfMetrics {
     pub overflow_drops: Vec<(String, u64)>,
     pub map_read_seconds: f64,
     pub boundary_seconds: f64,
+    /// Timing sampling period (`--sample`; 1: every call timed).
+    pub sample_every: u32,
 }
 
 /// One consistent picture of everything exported, taken after a poll.
@@ -413,6 +415,12 @@ impl Collector for Snapshot {
             "syscall_profiler_boundary_seconds",
             "Calibrated boundary (entry) cost charged per syscall.",
             me.boundary_seconds,
+        )?;
+        gauge(
+            &mut encoder,
+            "syscall_profiler_timing_sample_every",
+            "1 in this many short calls that stay on the CPU is timed (1: every call); counts are exact.",
+            f64::from(me.sample_every),
         )?;
         {
             let mut family = encoder.encode_descriptor(
@@ -614,6 +622,7 @@ mod tests {
                 overflow_drops: vec![("stats_full".into(), 0)],
                 map_read_seconds: 0.002,
                 boundary_seconds: 1.5e-7,
+                sample_every: 16,
             },
         }
     }
@@ -622,6 +631,11 @@ mod tests {
     fn open_metrics_output() {
         let text = encode(&sample_snapshot(), Format::OpenMetrics);
         assert!(text.contains("# TYPE syscall_profiler_calls counter"), "{text}");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("syscall_profiler_timing_sample_every 16")),
+            "{text}"
+        );
         assert!(
             text.contains(r#"syscall_profiler_calls_total{group="nginx",syscall="openat",abi="x86_64"} 42"#),
             "{text}"

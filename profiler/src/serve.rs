@@ -316,6 +316,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                     ],
                     map_read_seconds,
                     boundary_seconds: calibration.boundary_ns_per_call / 1e9,
+                    sample_every: session.sample_every,
                 },
             };
             *latest.write().expect("no panics while holding it") = Arc::new(snapshot);

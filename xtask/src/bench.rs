@@ -66,9 +66,9 @@ const DEFAULT_SAMPLE_EVERY: &str = "16";
 /// How a configuration observes the workload.
 #[derive(Clone, Copy)]
 enum Observer {
-    /// A state of the `syscall-profiler attach control` process: "nothing", "floor" or
-    /// "full N" (N: the sampling period).
-    Profiler(&'static str),
+    /// A state of a `syscall-profiler attach control` process loaded with this many
+    /// statistics lanes: "nothing", "floor" or "full N" (N: the sampling period).
+    Profiler { state: &'static str, lanes: &'static str },
     /// bpftrace running this script beside the workload.
     Bpftrace(&'static str),
     /// The workload runs under this command (`perf trace -s --`, `strace -c -o /dev/null`).
@@ -80,22 +80,41 @@ struct Config {
     observer: Observer,
 }
 
-const CONFIGS: [Config; 8] = [
+const CONFIGS: [Config; 9] = [
     Config {
         name: "nothing attached",
-        observer: Observer::Profiler("nothing"),
+        observer: Observer::Profiler {
+            state: "nothing",
+            lanes: "8",
+        },
     },
     Config {
         name: "empty programs on sys_enter/sys_exit (floor)",
-        observer: Observer::Profiler("floor"),
+        observer: Observer::Profiler {
+            state: "floor",
+            lanes: "8",
+        },
     },
     Config {
         name: "syscall-profiler, every call timed (`--sample 1`)",
-        observer: Observer::Profiler("full 1"),
+        observer: Observer::Profiler {
+            state: "full 1",
+            lanes: "8",
+        },
     },
     Config {
         name: "syscall-profiler as it runs by default (`--sample 16`)",
-        observer: Observer::Profiler("full 16"),
+        observer: Observer::Profiler {
+            state: "full 16",
+            lanes: "8",
+        },
+    },
+    Config {
+        name: "the same with one statistics entry per (process, syscall), no CPU lanes",
+        observer: Observer::Profiler {
+            state: "full 16",
+            lanes: "1",
+        },
     },
     Config {
         name: "bpftrace: count per (pid, syscall)",
@@ -202,9 +221,9 @@ struct Controller {
 }
 
 impl Controller {
-    fn start(profiler: &Path) -> Result<Controller> {
+    fn start(profiler: &Path, lanes: &str) -> Result<Controller> {
         let mut child = as_root(profiler)
-            .args(["attach", "control"])
+            .args(["attach", "control", "--stats-lanes", lanes])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -317,6 +336,8 @@ fn install_peers() -> Vec<String> {
 struct Row {
     name: &'static str,
     null_ns: Vec<f64>,
+    /// The null loop in 2 threads of one process at once.
+    threads_ns: Vec<f64>,
     switch_ns: Vec<f64>,
     note: Option<String>,
 }
@@ -324,7 +345,7 @@ struct Row {
 /// Runs `run` with a peer observing (the profiler's own states are set by the controller).
 fn observe<T>(config: &Config, run: impl FnOnce(&[&str]) -> Result<T>) -> Result<T> {
     match config.observer {
-        Observer::Profiler(_) => run(&[]),
+        Observer::Profiler { .. } => run(&[]),
         Observer::Bpftrace(script) => {
             let beside = Beside::bpftrace(script)?;
             let value = run(&[]);
@@ -354,18 +375,29 @@ pub fn run(root: &Path, args: &BenchArgs) -> Result<()> {
     let rounds = args.rounds.to_string();
     let configs: Vec<&Config> = CONFIGS
         .iter()
-        .filter(|c| !args.no_peers || matches!(c.observer, Observer::Profiler(_)))
+        .filter(|c| !args.no_peers || matches!(c.observer, Observer::Profiler { .. }))
         .collect();
     let mut rows: Vec<Row> = configs
         .iter()
         .map(|c| Row {
             name: c.name,
             null_ns: Vec::new(),
+            threads_ns: Vec::new(),
             switch_ns: Vec::new(),
             note: None,
         })
         .collect();
-    let mut controller = Controller::start(&profiler)?;
+    // One loaded controller per lane setting; at most one has anything attached.
+    let mut controllers = std::collections::BTreeMap::new();
+    for config in &configs {
+        if let Observer::Profiler { lanes, .. } = config.observer {
+            if !controllers.contains_key(lanes) {
+                controllers.insert(lanes, Controller::start(&profiler, lanes)?);
+            }
+        }
+    }
+    let threads_args = ["time-getppid-threads", &calls, "2"];
+    let ptrace_threads_args = ["time-getppid-threads", &ptrace_calls, "2"];
     for run in 0..args.runs {
         step(&format!(
             "null-syscall and ping-pong loops, run {}/{}",
@@ -373,21 +405,28 @@ pub fn run(root: &Path, args: &BenchArgs) -> Result<()> {
             args.runs
         ));
         // The profiler's states, interleaved measurement by measurement; best of 3 each.
-        let mut best = vec![(f64::INFINITY, f64::INFINITY); configs.len()];
+        let mut best = vec![(f64::INFINITY, f64::INFINITY, f64::INFINITY); configs.len()];
         for _ in 0..3 {
             for (config, best) in configs.iter().zip(best.iter_mut()) {
-                let Observer::Profiler(state) = config.observer else {
+                let Observer::Profiler { state, lanes } = config.observer else {
                     continue;
                 };
-                controller.set(state)?;
+                for controller in controllers.values_mut() {
+                    controller.set("nothing")?;
+                }
+                controllers.get_mut(lanes).expect("started above").set(state)?;
                 best.0 = best.0.min(measure_once(&[], &workload, &["time-getppid", &calls])?);
-                best.1 = best.1.min(measure_once(&[], &workload, &["time-pingpong", &rounds])?);
+                best.1 = best.1.min(measure_once(&[], &workload, &threads_args)?);
+                best.2 = best.2.min(measure_once(&[], &workload, &["time-pingpong", &rounds])?);
             }
         }
-        controller.set("nothing")?;
-        for ((config, row), (null, switch)) in configs.iter().zip(rows.iter_mut()).zip(best) {
-            if matches!(config.observer, Observer::Profiler(_)) {
+        for controller in controllers.values_mut() {
+            controller.set("nothing")?;
+        }
+        for ((config, row), (null, threads, switch)) in configs.iter().zip(rows.iter_mut()).zip(best) {
+            if matches!(config.observer, Observer::Profiler { .. }) {
                 row.null_ns.push(null);
+                row.threads_ns.push(threads);
                 row.switch_ns.push(switch);
                 continue;
             }
@@ -398,24 +437,30 @@ pub fn run(root: &Path, args: &BenchArgs) -> Result<()> {
             let null_args = ["time-getppid", if ptrace { &ptrace_calls } else { &calls }];
             let result = observe(config, |wrapper| {
                 let null = measure(wrapper, &workload, &null_args)?;
+                let threads = measure(
+                    wrapper,
+                    &workload,
+                    if ptrace { &ptrace_threads_args } else { &threads_args },
+                )?;
                 // Context switches only with the in-kernel observers.
                 let switch = if ptrace {
                     None
                 } else {
                     Some(measure(wrapper, &workload, &["time-pingpong", &rounds])?)
                 };
-                Ok((null, switch))
+                Ok((null, threads, switch))
             });
             match result {
-                Ok((null, switch)) => {
+                Ok((null, threads, switch)) => {
                     row.null_ns.push(null);
+                    row.threads_ns.push(threads);
                     row.switch_ns.extend(switch);
                 }
                 Err(err) => row.note = Some(format!("{}: skipped ({err:#})", config.name)),
             }
         }
     }
-    drop(controller);
+    drop(controllers);
     notes.extend(rows.iter().filter_map(|row| row.note.clone()));
 
     step("per-program cost from the kernel's run-time accounting");
@@ -458,22 +503,26 @@ pub fn run(root: &Path, args: &BenchArgs) -> Result<()> {
     );
     let _ = writeln!(
         out,
-        "| configuration | getppid ns/call | added ns | x floor | ping-pong ns/round trip | added |"
+        "| configuration | getppid ns/call | added ns | x floor | 2 threads: ns/call | x floor | ping-pong ns/round trip | added |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
     for (i, row) in rows.iter().enumerate() {
         let Some(null) = median(&row.null_ns) else {
-            let _ = writeln!(out, "| {} | skipped | | | | |", row.name);
+            let _ = writeln!(out, "| {} | skipped | | | | | | |", row.name);
             continue;
         };
         // Each run's own differences and ratios, then their median.
         let added = median_per_run(&row.null_ns, &base.null_ns, &floor.null_ns, |v, b, _| v - b);
         let x_floor = median_per_run(&row.null_ns, &base.null_ns, &floor.null_ns, |v, b, f| (v - b) / (f - b));
+        let threads = median(&row.threads_ns);
+        let threads_x_floor = median_per_run(&row.threads_ns, &base.threads_ns, &floor.threads_ns, |v, b, f| {
+            (v - b) / (f - b)
+        });
         let switch = median(&row.switch_ns);
         let switch_added = median_per_run(&row.switch_ns, &base.switch_ns, &base.switch_ns, |v, b, _| v / b - 1.0);
         let _ = writeln!(
             out,
-            "| {} | {:.0} | {} | {} | {} | {} |",
+            "| {} | {:.0} | {} | {} | {} | {} | {} | {} |",
             row.name,
             null,
             match (i, added) {
@@ -481,6 +530,11 @@ pub fn run(root: &Path, args: &BenchArgs) -> Result<()> {
                 (_, Some(added)) => format!("+{added:.0}"),
             },
             match (i, x_floor) {
+                (0 | 1, _) | (_, None) => "-".into(),
+                (_, Some(x)) => format!("{x:.2}x"),
+            },
+            threads.map_or("-".into(), |t| format!("{t:.0}")),
+            match (i, threads_x_floor) {
                 (0 | 1, _) | (_, None) => "-".into(),
                 (_, Some(x)) => format!("{x:.2}x"),
             },

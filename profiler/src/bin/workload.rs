@@ -17,6 +17,10 @@
 //!                          sleep, over and over (many of these make a busy machine)
 //!   time-getppid N         N getppid calls; prints the mean ns per call (benchmarks)
 //!   time-pingpong ROUNDS   pipe ping-pong between two threads; prints ns per round trip
+//!   time-getppid-threads N T
+//!                          T threads of this process make N getppid calls each, at once;
+//!                          prints the mean ns per call as each thread sees it (benchmarks:
+//!                          threads of one process making the same call on several CPUs)
 use std::{
     ffi::CString,
     sync::{
@@ -28,7 +32,7 @@ use std::{
 };
 
 fn usage() -> ! {
-    eprintln!("usage: profiler-workload getppid N | enoent N | sleep N MS | zero-read N BYTES | pingpong ROUNDS SPIN | spin SECS | write-i386 PATH N | exec-thread PATH | busy SECS | time-getppid N | time-pingpong ROUNDS");
+    eprintln!("usage: profiler-workload getppid N | enoent N | sleep N MS | zero-read N BYTES | pingpong ROUNDS SPIN | spin SECS | write-i386 PATH N | exec-thread PATH | busy SECS | time-getppid N | time-pingpong ROUNDS | time-getppid-threads N T");
     std::process::exit(2);
 }
 
@@ -204,6 +208,16 @@ fn time_getppid(n: u64) {
     println!("{:.2}", start.elapsed().as_nanos() as f64 / n as f64);
 }
 
+fn time_getppid_threads(n: u64, threads: u64) {
+    getppid(n / 10); // warm up
+    let start = Instant::now();
+    let workers: Vec<_> = (0..threads).map(|_| thread::spawn(move || getppid(n))).collect();
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    println!("{:.2}", start.elapsed().as_nanos() as f64 / n as f64);
+}
+
 fn time_pingpong(rounds: u64) {
     let start = Instant::now();
     pingpong(rounds, 0);
@@ -223,6 +237,7 @@ fn main() {
         Some("busy") => busy(arg(&args, 2)),
         Some("time-getppid") => time_getppid(arg(&args, 2)),
         Some("time-pingpong") => time_pingpong(arg(&args, 2)),
+        Some("time-getppid-threads") => time_getppid_threads(arg(&args, 2), arg(&args, 3)),
         Some("exec-thread") => exec_thread(args.get(2).unwrap_or_else(|| usage())),
         _ => usage(),
     }

@@ -124,6 +124,8 @@ pub struct Header {
     /// Events lost to full maps since start.
     pub lost_events: u64,
     pub interval_secs: f64,
+    /// Timing sampling period (1: every call timed).
+    pub sample_every: u32,
 }
 
 /// One refresh worth of numbers, from the session.
@@ -135,6 +137,7 @@ pub struct Update<'a> {
     pub boundary_ns_per_call: f64,
     pub instrumentation_ns_per_call: f64,
     pub overhead_ns_per_call: f64,
+    pub sample_every: u32,
     pub lost_events: u64,
     /// Threads inside a syscall.
     pub in_flight: Vec<InSyscall>,
@@ -312,6 +315,7 @@ impl App {
             overhead_percent: calls_per_sec * update.overhead_ns_per_call / 1e9 * 100.0,
             lost_events: update.lost_events,
             interval_secs: update.interval_secs,
+            sample_every: update.sample_every,
         };
         self.stuck = update
             .in_flight
@@ -516,6 +520,7 @@ pub mod tests {
                 boundary_ns_per_call: 50.0,
                 instrumentation_ns_per_call: 0.0,
                 overhead_ns_per_call: 40.0,
+                sample_every: 16,
                 lost_events: 0,
                 in_flight: vec![
                     InSyscall {
@@ -648,6 +653,7 @@ pub mod tests {
             boundary_ns_per_call: 0.0,
             instrumentation_ns_per_call: 0.0,
             overhead_ns_per_call: 0.0,
+            sample_every: 1,
             lost_events: 0,
             in_flight: Vec::new(),
         });

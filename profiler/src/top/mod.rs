@@ -211,6 +211,7 @@ pub fn run(args: TopArgs) -> anyhow::Result<()> {
             boundary_ns_per_call: session.calibration.boundary_ns_per_call,
             instrumentation_ns_per_call: session.calibration.instrumentation_ns_per_call,
             overhead_ns_per_call: session.calibration.overhead_ns_per_call,
+            sample_every: session.sample_every,
             lost_events: overflow.slot_collisions + overflow.stats_full + overflow.errno_full,
             in_flight: if app.view == View::Stuck {
                 in_syscall(&session, now, started)

@@ -138,6 +138,12 @@ fn render_legend(frame: &mut Frame, app: &App, area: Rect) {
         spans.push(Span::styled("█", Style::default().fg(color)));
         spans.push(Span::raw(format!("{name} ")));
     }
+    if app.header.sample_every > 1 {
+        spans.push(Span::styled(
+            format!(" timing 1/{}", app.header.sample_every),
+            Style::default().add_modifier(Modifier::DIM),
+        ));
+    }
     if app.editing_filter || !app.filter.is_empty() {
         spans.push(Span::styled(
             format!(" filter: {}{}", app.filter, if app.editing_filter { "_" } else { "" }),
@@ -396,6 +402,7 @@ mod tests {
         assert!(screen.contains("syscall-top"), "{screen}");
         assert!(screen.contains("syscalls/s"), "{screen}");
         assert!(screen.contains("boundary 50 ns/call"), "{screen}");
+        assert!(screen.contains("timing 1/16"), "{screen}");
         for needle in [
             "PID",
             "COMM",
