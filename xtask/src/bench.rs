@@ -60,6 +60,9 @@ const BPFTRACE_COUNT: &str = "tracepoint:raw_syscalls:sys_enter { @[pid, args->i
 const BPFTRACE_LATENCY: &str = "tracepoint:raw_syscalls:sys_enter { @start[tid] = nsecs; } \
      tracepoint:raw_syscalls:sys_exit /@start[tid]/ { @lat[pid, args->id] = hist(nsecs - @start[tid]); delete(@start[tid]); }";
 
+/// Runs the workload with both ping-pong threads on CPU 0.
+const ONE_CPU: &[&str] = &["taskset", "-c", "0"];
+
 /// Sampling period syscall-profiler runs with by default (its `--sample`).
 const DEFAULT_SAMPLE_EVERY: &str = "16";
 
@@ -338,7 +341,10 @@ struct Row {
     null_ns: Vec<f64>,
     /// The null loop in 2 threads of one process at once.
     threads_ns: Vec<f64>,
+    /// Ping-pong with the two threads free to run on any CPU (cross-CPU wakeups).
     switch_ns: Vec<f64>,
+    /// Ping-pong with both threads on CPU 0: every round trip is two context switches.
+    one_cpu_switch_ns: Vec<f64>,
     note: Option<String>,
 }
 
@@ -384,6 +390,7 @@ pub fn run(root: &Path, args: &BenchArgs) -> Result<()> {
             null_ns: Vec::new(),
             threads_ns: Vec::new(),
             switch_ns: Vec::new(),
+            one_cpu_switch_ns: Vec::new(),
             note: None,
         })
         .collect();
@@ -405,7 +412,7 @@ pub fn run(root: &Path, args: &BenchArgs) -> Result<()> {
             args.runs
         ));
         // The profiler's states, interleaved measurement by measurement; best of 3 each.
-        let mut best = vec![(f64::INFINITY, f64::INFINITY, f64::INFINITY); configs.len()];
+        let mut best = vec![[f64::INFINITY; 4]; configs.len()];
         for _ in 0..3 {
             for (config, best) in configs.iter().zip(best.iter_mut()) {
                 let Observer::Profiler { state, lanes } = config.observer else {
@@ -415,19 +422,26 @@ pub fn run(root: &Path, args: &BenchArgs) -> Result<()> {
                     controller.set("nothing")?;
                 }
                 controllers.get_mut(lanes).expect("started above").set(state)?;
-                best.0 = best.0.min(measure_once(&[], &workload, &["time-getppid", &calls])?);
-                best.1 = best.1.min(measure_once(&[], &workload, &threads_args)?);
-                best.2 = best.2.min(measure_once(&[], &workload, &["time-pingpong", &rounds])?);
+                let values = [
+                    measure_once(&[], &workload, &["time-getppid", &calls])?,
+                    measure_once(&[], &workload, &threads_args)?,
+                    measure_once(&[], &workload, &["time-pingpong", &rounds])?,
+                    measure_once(ONE_CPU, &workload, &["time-pingpong", &rounds])?,
+                ];
+                for (best, value) in best.iter_mut().zip(values) {
+                    *best = best.min(value);
+                }
             }
         }
         for controller in controllers.values_mut() {
             controller.set("nothing")?;
         }
-        for ((config, row), (null, threads, switch)) in configs.iter().zip(rows.iter_mut()).zip(best) {
+        for ((config, row), [null, threads, switch, one_cpu_switch]) in configs.iter().zip(rows.iter_mut()).zip(best) {
             if matches!(config.observer, Observer::Profiler { .. }) {
                 row.null_ns.push(null);
                 row.threads_ns.push(threads);
                 row.switch_ns.push(switch);
+                row.one_cpu_switch_ns.push(one_cpu_switch);
                 continue;
             }
             if row.note.is_some() {
@@ -446,7 +460,10 @@ pub fn run(root: &Path, args: &BenchArgs) -> Result<()> {
                 let switch = if ptrace {
                     None
                 } else {
-                    Some(measure(wrapper, &workload, &["time-pingpong", &rounds])?)
+                    Some((
+                        measure(wrapper, &workload, &["time-pingpong", &rounds])?,
+                        measure(ONE_CPU, &workload, &["time-pingpong", &rounds])?,
+                    ))
                 };
                 Ok((null, threads, switch))
             });
@@ -454,7 +471,10 @@ pub fn run(root: &Path, args: &BenchArgs) -> Result<()> {
                 Ok((null, threads, switch)) => {
                     row.null_ns.push(null);
                     row.threads_ns.push(threads);
-                    row.switch_ns.extend(switch);
+                    if let Some((switch, one_cpu_switch)) = switch {
+                        row.switch_ns.push(switch);
+                        row.one_cpu_switch_ns.push(one_cpu_switch);
+                    }
                 }
                 Err(err) => row.note = Some(format!("{}: skipped ({err:#})", config.name)),
             }
@@ -503,12 +523,12 @@ pub fn run(root: &Path, args: &BenchArgs) -> Result<()> {
     );
     let _ = writeln!(
         out,
-        "| configuration | getppid ns/call | added ns | x floor | 2 threads: ns/call | x floor | ping-pong ns/round trip | added |"
+        "| configuration | getppid ns/call | added ns | x floor | 2 threads: ns/call | x floor | ping-pong across CPUs: ns/round trip | added | ping-pong on one CPU: ns/round trip | added |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
     for (i, row) in rows.iter().enumerate() {
         let Some(null) = median(&row.null_ns) else {
-            let _ = writeln!(out, "| {} | skipped | | | | | | |", row.name);
+            let _ = writeln!(out, "| {} | skipped | | | | | | | | |", row.name);
             continue;
         };
         // Each run's own differences and ratios, then their median.
@@ -518,11 +538,21 @@ pub fn run(root: &Path, args: &BenchArgs) -> Result<()> {
         let threads_x_floor = median_per_run(&row.threads_ns, &base.threads_ns, &floor.threads_ns, |v, b, f| {
             (v - b) / (f - b)
         });
-        let switch = median(&row.switch_ns);
-        let switch_added = median_per_run(&row.switch_ns, &base.switch_ns, &base.switch_ns, |v, b, _| v / b - 1.0);
+        let switch_cell = |values: &[f64], base: &[f64]| -> (String, String) {
+            let added = median_per_run(values, base, base, |v, b, _| v / b - 1.0);
+            (
+                median(values).map_or("-".into(), |s| format!("{s:.0}")),
+                match (i, added) {
+                    (0, _) | (_, None) => "-".into(),
+                    (_, Some(a)) => format!("{:+.1}%", a * 100.0),
+                },
+            )
+        };
+        let (switch, switch_added) = switch_cell(&row.switch_ns, &base.switch_ns);
+        let (one_cpu, one_cpu_added) = switch_cell(&row.one_cpu_switch_ns, &base.one_cpu_switch_ns);
         let _ = writeln!(
             out,
-            "| {} | {:.0} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {:.0} | {} | {} | {} | {} | {switch} | {switch_added} | {one_cpu} | {one_cpu_added} |",
             row.name,
             null,
             match (i, added) {
@@ -538,11 +568,6 @@ pub fn run(root: &Path, args: &BenchArgs) -> Result<()> {
                 (0 | 1, _) | (_, None) => "-".into(),
                 (_, Some(x)) => format!("{x:.2}x"),
             },
-            switch.map_or("-".into(), |s| format!("{s:.0}")),
-            match (i, switch_added) {
-                (0, _) | (_, None) => "-".into(),
-                (_, Some(a)) => format!("{:+.1}%", a * 100.0),
-            }
         );
     }
     let _ = writeln!(
