@@ -276,8 +276,8 @@ pub struct InFlight {
     pub state: u32,
     /// When the call entered the kernel (CLOCK_MONOTONIC), if [`flight::TIMED`].
     pub enter_ns: u64,
-    /// When the call first left the CPU (CLOCK_MONOTONIC), if [`flight::SWITCHED`] and not
-    /// [`flight::TIMED`].
+    /// When the call first left the CPU, on the scheduler's clock, if [`flight::SWITCHED`]
+    /// (see [`InFlight::since_ns`]).
     pub first_off_ns: u64,
     /// When it last left the CPU, on the scheduler's clock.
     pub off_since_ns: u64,
@@ -294,12 +294,13 @@ impl InFlight {
 
     /// When the call started (CLOCK_MONOTONIC) as far as it was timed: at sys_enter, or at
     /// the latest when it first left the CPU; `None` for an untimed call that has not left
-    /// the CPU (a short one).
-    pub fn since_ns(&self) -> Option<u64> {
+    /// the CPU (a short one). `monotonic_minus_scheduler_ns`: the difference between the two
+    /// clocks (from a pair of readings the kernel side keeps), `None` if unknown yet.
+    pub fn since_ns(&self, monotonic_minus_scheduler_ns: Option<i64>) -> Option<u64> {
         if self.flags & flight::TIMED != 0 {
             Some(self.enter_ns)
         } else if self.flags & flight::SWITCHED != 0 {
-            Some(self.first_off_ns)
+            Some(self.first_off_ns.saturating_add_signed(monotonic_minus_scheduler_ns?))
         } else {
             None
         }
@@ -388,10 +389,11 @@ mod tests {
         };
         assert!(!slot.in_flight());
         slot.flags = flight::IN_FLIGHT;
-        assert_eq!(slot.since_ns(), None, "untimed and on the CPU");
+        assert_eq!(slot.since_ns(Some(7)), None, "untimed and on the CPU");
         slot.flags |= flight::SWITCHED;
-        assert_eq!(slot.since_ns(), Some(250), "untimed, left the CPU");
+        assert_eq!(slot.since_ns(Some(-50)), Some(200), "untimed, left the CPU");
+        assert_eq!(slot.since_ns(None), None, "clocks not related yet");
         slot.flags |= flight::TIMED;
-        assert_eq!(slot.since_ns(), Some(100), "timed from sys_enter");
+        assert_eq!(slot.since_ns(None), Some(100), "timed from sys_enter");
     }
 }

@@ -106,6 +106,11 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT
 /// Who runs on each CPU, kept by `sched_switch` (see `current`).
 #[map]
 static CURRENT: PerCpuArray<Current> = PerCpuArray::with_max_entries(1, 0);
+/// A recent pair of readings (CLOCK_MONOTONIC, scheduler clock) taken together on one CPU:
+/// lets the agent place the scheduler-clock times of `InFlight::first_off_ns` in monotonic
+/// time. Index 0: monotonic (0 until the first pair), 1: scheduler clock.
+#[map]
+static CLOCK_PAIR: Array<u64> = Array::with_max_entries(2, 0);
 /// Sampling period minus one (a power of two minus one): 0 times every call. A map, not a
 /// load-time constant, so that the agent calibrates with every call timed and then turns
 /// sampling on.
@@ -185,6 +190,17 @@ unsafe fn scheduler_clock_ns(task: *const u8) -> u64 {
     let cfs_rq = *(task.add(cfs_rq_offset as usize) as *const *const u8);
     let rq = *(cfs_rq.add(CFS_RQ_RQ_OFFSET.load() as usize) as *const *const u8);
     *(rq.add(RQ_CLOCK_OFFSET.load() as usize) as *const u64)
+}
+
+/// Records `(monotonic_ns, scheduler_ns)`, read together, in `CLOCK_PAIR`.
+#[inline(always)]
+fn remember_clock_pair(monotonic_ns: u64, scheduler_ns: u64) {
+    if let (Some(monotonic), Some(scheduler)) = (CLOCK_PAIR.get_ptr_mut(0), CLOCK_PAIR.get_ptr_mut(1)) {
+        unsafe {
+            *scheduler = scheduler_ns;
+            *monotonic = monotonic_ns;
+        }
+    }
 }
 
 /// When `task` was put on a runqueue, on the scheduler clock; 0 if it is not queued or
@@ -324,9 +340,13 @@ fn record(slot: &mut InFlight, ret: i64) {
     let runqueue_ns = slot.runqueue_ns;
     let mut weight = 1u32;
     let handler_ns = if flags & flight::TIMED != 0 {
-        let wall_ns = unsafe { bpf_ktime_get_ns() }.saturating_sub(slot.enter_ns);
+        let now = unsafe { bpf_ktime_get_ns() };
+        let wall_ns = now.saturating_sub(slot.enter_ns);
         let handler_ns = wall_ns.saturating_sub(blocked_ns + runqueue_ns);
         if flags & flight::SWITCHED != 0 {
+            // Rare enough (timed calls that slept) to afford the helper call.
+            let task = unsafe { bpf_get_current_task_btf() as *const u8 };
+            remember_clock_pair(now, unsafe { scheduler_clock_ns(task) });
             atomic_add(&mut stats.switched_handler_ns, handler_ns);
             atomic_add(&mut stats.switched_timed_calls, 1u64);
         } else if flags & flight::SAMPLED != 0 {
@@ -455,10 +475,7 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     if let Some(slot) = prev_slot {
         if slot.flags & flight::SWITCHED == 0 {
             slot.flags |= flight::SWITCHED;
-            if slot.flags & flight::TIMED == 0 {
-                // For the view of calls in progress only (how long has it been stuck?).
-                slot.first_off_ns = unsafe { bpf_ktime_get_ns() };
-            }
+            slot.first_off_ns = now;
         }
         slot.off_since_ns = now;
         // Preempted, or gave up the CPU while still TASK_RUNNING: it waits for a CPU.

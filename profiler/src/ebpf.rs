@@ -430,6 +430,16 @@ impl Probe {
             .collect()
     }
 
+    /// CLOCK_MONOTONIC minus the scheduler clock (see [`InFlight::since_ns`]), from the
+    /// latest pair of readings the kernel side took together; `None` before the first.
+    pub fn monotonic_minus_scheduler_ns(&self) -> Option<i64> {
+        let data = self.ebpf.map("CLOCK_PAIR")?;
+        let pair: Array<&MapData, u64> = Array::try_from(data).ok()?;
+        let monotonic = pair.get(&0, 0).ok()?;
+        let scheduler = pair.get(&1, 0).ok()?;
+        (monotonic != 0).then(|| monotonic.wrapping_sub(scheduler) as i64)
+    }
+
     /// The overflow counters, summed over CPUs.
     pub fn overflow(&self) -> Result<Overflow, ProbeError> {
         let data = self.ebpf.map("COUNTERS").ok_or_else(|| missing_map("COUNTERS"))?;

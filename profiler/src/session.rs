@@ -231,6 +231,11 @@ impl Session {
     }
 
     /// Threads inside a syscall right now (the agent's own left out).
+    /// See [`Probe::monotonic_minus_scheduler_ns`].
+    pub fn monotonic_minus_scheduler_ns(&self) -> Option<i64> {
+        self.probe.monotonic_minus_scheduler_ns()
+    }
+
     pub fn in_flight(&self) -> Vec<profiler_common::InFlight> {
         let mut slots = self.probe.in_flight();
         slots.retain(|slot| slot.tgid != self.self_tgid);

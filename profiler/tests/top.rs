@@ -83,6 +83,48 @@ impl Drop for Tmux {
 }
 
 #[test]
+fn stuck_view_times_a_blocking_call_that_was_not_sampled() {
+    if skip_unless_root("stuck_view_times_a_blocking_call_that_was_not_sampled") {
+        return;
+    }
+    // The sparsest sampling: after its first 64 sleeps the hang is almost surely untimed at
+    // sys_enter, and timed from when it left the CPU, on the scheduler's clock.
+    let tmux = Tmux::start(&format!(
+        "sh -c '{TOP} --interval 0.5 --stuck-threshold 1 --sample 1024; sleep 60'"
+    ));
+    tmux.wait_for("syscall-top to start", |s| s.contains("syscalls/s"));
+    let mut workload = Command::new(WORKLOAD)
+        .args(["hang-after", "300", "30"])
+        .spawn()
+        .unwrap();
+    let pid = workload.id().to_string();
+    let started = std::time::Instant::now();
+    tmux.keys(&["k"]);
+    let screen = tmux.wait_for("the hanging sleep in the stuck view", |s| {
+        s.lines()
+            .any(|l| l.contains(&pid) && l.contains("nanosleep") && l.contains("blocked"))
+    });
+    let waited = started.elapsed().as_secs_f64();
+    workload.kill().ok();
+    workload.wait().ok();
+    let row = screen
+        .lines()
+        .find(|l| l.contains(&pid) && l.contains("nanosleep"))
+        .unwrap();
+    // "FOR" is like "1.5s": the hang began after the 300 short sleeps, so it is under the
+    // time since the workload started, and over the threshold.
+    let seconds: f64 = row
+        .split_whitespace()
+        .find_map(|cell| cell.strip_suffix('s')?.parse().ok())
+        .unwrap_or_else(|| panic!("a duration in {row:?}"));
+    assert!(
+        seconds >= 1.0 && seconds <= waited + 1.0,
+        "{seconds} s in {row:?}, {waited} s since start"
+    );
+    assert!(!row.contains('≥'), "measured, not guessed from /proc: {row:?}");
+}
+
+#[test]
 fn live_view_in_a_real_terminal() {
     if skip_unless_root("live_view_in_a_real_terminal") {
         return;

@@ -17,6 +17,8 @@
 //!                          sleep, over and over (many of these make a busy machine)
 //!   time-getppid N         N getppid calls; prints the mean ns per call (benchmarks)
 //!   time-pingpong ROUNDS   pipe ping-pong between two threads; prints ns per round trip
+//!   hang-after N SECS      N sleeps of 1 ms, then one sleep of SECS seconds (with sampled
+//!                          timing, that last call is most likely not timed at sys_enter)
 //!   time-getppid-threads N T
 //!                          T threads of this process make N getppid calls each, at once;
 //!                          prints the mean ns per call as each thread sees it (benchmarks:
@@ -32,7 +34,7 @@ use std::{
 };
 
 fn usage() -> ! {
-    eprintln!("usage: profiler-workload getppid N | enoent N | sleep N MS | zero-read N BYTES | pingpong ROUNDS SPIN | spin SECS | write-i386 PATH N | exec-thread PATH | busy SECS | time-getppid N | time-pingpong ROUNDS | time-getppid-threads N T");
+    eprintln!("usage: profiler-workload getppid N | enoent N | sleep N MS | zero-read N BYTES | pingpong ROUNDS SPIN | spin SECS | write-i386 PATH N | exec-thread PATH | busy SECS | time-getppid N | time-pingpong ROUNDS | hang-after N SECS | time-getppid-threads N T");
     std::process::exit(2);
 }
 
@@ -237,6 +239,10 @@ fn main() {
         Some("busy") => busy(arg(&args, 2)),
         Some("time-getppid") => time_getppid(arg(&args, 2)),
         Some("time-pingpong") => time_pingpong(arg(&args, 2)),
+        Some("hang-after") => {
+            sleep(arg(&args, 2), 1);
+            sleep(1, arg(&args, 3) * 1000);
+        }
         Some("time-getppid-threads") => time_getppid_threads(arg(&args, 2), arg(&args, 3)),
         Some("exec-thread") => exec_thread(args.get(2).unwrap_or_else(|| usage())),
         _ => usage(),

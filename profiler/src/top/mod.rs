@@ -97,8 +97,12 @@ fn monotonic_ns() -> u64 {
 /// `/proc` shows inside one that were already there when profiling started (what a hang
 /// looks like when the profiler is started after it).
 fn in_syscall(session: &Session, now_ns: u64, started: Instant) -> Vec<InSyscall> {
-    let mut threads: Vec<InSyscall> = session
-        .in_flight()
+    let clock_offset = session.monotonic_minus_scheduler_ns();
+    let in_flight = session.in_flight();
+    // Every thread the kernel side has in a call, timed or not, so that /proc does not add it
+    // again below as one that was already there at start.
+    let seen: std::collections::HashSet<u32> = in_flight.iter().map(|slot| slot.tid).collect();
+    let mut threads: Vec<InSyscall> = in_flight
         .into_iter()
         .filter_map(|slot| {
             Some(InSyscall {
@@ -106,12 +110,11 @@ fn in_syscall(session: &Session, now_ns: u64, started: Instant) -> Vec<InSyscall
                 pid: slot.tgid,
                 nr: slot.nr,
                 blocked: slot.state == profiler_common::thread_state::SLEEPING,
-                elapsed_ns: now_ns.saturating_sub(slot.since_ns()?),
+                elapsed_ns: now_ns.saturating_sub(slot.since_ns(clock_offset)?),
                 before_start: false,
             })
         })
         .collect();
-    let seen: std::collections::HashSet<u32> = threads.iter().map(|t| t.tid).collect();
     let since_start = started.elapsed().as_nanos() as u64;
     for (tid, pid, nr, blocked) in proc_threads_in_syscalls() {
         if !seen.contains(&tid) && pid != std::process::id() {
@@ -126,6 +129,18 @@ fn in_syscall(session: &Session, now_ns: u64, started: Instant) -> Vec<InSyscall
         }
     }
     threads
+}
+
+/// The syscall number in a `/proc/PID/task/TID/syscall` line, if the thread is inside one:
+/// "running" and -1 mean it is not, and a kernel thread, which has no user registers, shows
+/// "0" with a zero user stack pointer and program counter (the last two fields).
+fn in_syscall_number(text: &str) -> Option<u32> {
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    let nr = u32::try_from(fields.first()?.parse::<i64>().ok()?).ok()?;
+    match fields.as_slice() {
+        [.., sp, pc] if fields.len() >= 3 && !(*sp == "0x0" && *pc == "0x0") => Some(nr),
+        _ => None,
+    }
 }
 
 /// `(tid, pid, nr, blocked)` of every thread `/proc/PID/task/TID/syscall` shows inside a
@@ -144,8 +159,7 @@ fn proc_threads_in_syscalls() -> Vec<(u32, u32, u32, bool)> {
             let base = format!("/proc/{pid}/task/{tid}");
             let Some(nr) = std::fs::read_to_string(format!("{base}/syscall"))
                 .ok()
-                .and_then(|text| text.split_whitespace().next()?.parse::<i64>().ok())
-                .filter(|nr| *nr >= 0)
+                .and_then(|text| in_syscall_number(&text))
             else {
                 continue;
             };
@@ -157,7 +171,7 @@ fn proc_threads_in_syscalls() -> Vec<(u32, u32, u32, bool)> {
                         .map(|(_, rest)| rest.trim_start().starts_with(['S', 'D']))
                 })
                 .unwrap_or(false);
-            found.push((tid, pid, nr as u32, blocked));
+            found.push((tid, pid, nr, blocked));
         }
     }
     found
@@ -223,4 +237,26 @@ pub fn run(args: TopArgs) -> anyhow::Result<()> {
     }
     drop(guard);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_syscall_number;
+
+    #[test]
+    fn proc_syscall_lines() {
+        // A thread blocked in ppoll (271), a thread in user space, one that is not in a call.
+        let blocked = "271 0x5 0x7ffc 0x0 0x0 0x8 0x0 0x7ffd45e0 0x7f1a7fd40aec";
+        assert_eq!(in_syscall_number(blocked), Some(271));
+        assert_eq!(in_syscall_number("running"), None);
+        assert_eq!(in_syscall_number("-1 0x7ffd45e0 0x7f1a7fd40aec"), None);
+        // A kernel thread: no user registers, not in a syscall at all.
+        assert_eq!(in_syscall_number("0 0x0 0x0 0x0 0x0 0x0 0x0 0x0 0x0"), None);
+        // read (0) from user space is a real one.
+        assert_eq!(
+            in_syscall_number("0 0x3 0x5600 0x1000 0x0 0x0 0x0 0x7ffd45e0 0x7f1a7fd4"),
+            Some(0)
+        );
+        assert_eq!(in_syscall_number(""), None);
+    }
 }
