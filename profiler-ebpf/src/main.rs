@@ -106,9 +106,10 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT
 /// Who runs on each CPU, kept by `sched_switch` (see `current`).
 #[map]
 static CURRENT: PerCpuArray<Current> = PerCpuArray::with_max_entries(1, 0);
-/// A recent pair of readings (CLOCK_MONOTONIC, scheduler clock) taken together on one CPU:
-/// lets the agent place the scheduler-clock times of `InFlight::first_off_ns` in monotonic
-/// time. Index 0: monotonic (0 until the first pair), 1: scheduler clock.
+/// A recent pair of readings (CLOCK_MONOTONIC, scheduler clock) taken together on one CPU at
+/// the end of a timed call that slept: lets the agent place the scheduler-clock times of
+/// `InFlight::first_off_ns` in monotonic time, to within a tick (the scheduler clock read
+/// there may be that old). Index 0: monotonic (0 until the first pair), 1: scheduler clock.
 #[map]
 static CLOCK_PAIR: Array<u64> = Array::with_max_entries(2, 0);
 /// Sampling period minus one (a power of two minus one): 0 times every call. A map, not a
@@ -178,9 +179,10 @@ fn set_current(tid: u32, tgid: u32) {
     }
 }
 
-/// Now, on the scheduler clock of the CPU `task` is on (in `sched_switch`, where the
-/// scheduler has just updated it): three plain loads instead of a clock read, which is a
-/// helper call and then some. Without the offsets, `bpf_ktime_get_ns`.
+/// The scheduler clock of the CPU `task` is on: three plain loads instead of a clock read,
+/// which is a helper call and then some. In `sched_switch` the scheduler has just updated it:
+/// it is now. Elsewhere it is as of the CPU's last scheduler event or tick (at most a tick
+/// old). Without the offsets, `bpf_ktime_get_ns`.
 #[inline(always)]
 unsafe fn scheduler_clock_ns(task: *const u8) -> u64 {
     let cfs_rq_offset = TASK_CFS_RQ_OFFSET.load();
@@ -214,8 +216,9 @@ unsafe fn last_queued_ns(task: *const u8) -> u64 {
     *(task.add(offset as usize) as *const u64)
 }
 
-/// Whether to time a call of the (process, syscall) whose entry has seen `calls` calls, and
-/// with which weight: `(flags, weight - 1)`.
+/// The in-flight flags of a new call of the (process, syscall) whose entry has seen `calls`
+/// calls: whether it is timed, and if it was sampled, the sampling period minus one (its
+/// weight minus one) in the high half.
 #[inline(always)]
 fn timing(current: &mut Current, calls: u64) -> u32 {
     let mask = SAMPLING.get(0).copied().unwrap_or(0);
