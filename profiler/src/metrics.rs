@@ -361,7 +361,7 @@ impl Collector for Snapshot {
         {
             let mut family = encoder.encode_descriptor(
                 "syscall_profiler_latency_seconds",
-                "Syscall latency, entry cost included.",
+                "Syscall latency, entry cost included; with timing sampling an estimate (calls_total is exact).",
                 None,
                 MetricType::Histogram,
             )?;
