@@ -495,10 +495,14 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
             // Since it was queued (woken, or preempted) it waited for a CPU; before that it
             // was asleep. The scheduler clears last_queued after this tracepoint.
             let queued_ns = unsafe { last_queued_ns(next) };
-            let runqueue_ns = if queued_ns == 0 {
-                0
-            } else {
+            let runqueue_ns = if queued_ns != 0 {
                 now.saturating_sub(queued_ns.max(slot.off_since_ns)).min(off_cpu_ns)
+            } else if slot.state == thread_state::RUNNABLE {
+                // Preempted, and the scheduler's queue time unknown (no CONFIG_SCHED_INFO or
+                // no way to its clock): all of it was a wait for a CPU.
+                off_cpu_ns
+            } else {
+                0
             };
             slot.runqueue_ns += runqueue_ns;
             slot.blocked_ns += off_cpu_ns - runqueue_ns;

@@ -290,8 +290,11 @@ fn calls_that_sleep_are_all_timed_whatever_the_sampling() {
     ]);
     let nanosleep = syscall(only_workload(&report), "nanosleep", "x86_64").expect("nanosleep row");
     assert_eq!(u64_of(nanosleep, "calls"), sleeps);
-    // Each one stands for itself: the distribution holds exactly the calls.
-    assert_eq!(nanosleep["latency_ns"]["count"].as_u64(), Some(sleeps), "{nanosleep}");
+    // Each one stands for itself: the distribution holds the calls (untimed calls that stayed
+    // on the CPU would each stand for 1024). A sleep whose timer expired before it got to
+    // sleep (the hypervisor took the CPU for 2 ms) never left the CPU; allow one in a hundred.
+    let timed = nanosleep["latency_ns"]["count"].as_u64().unwrap();
+    assert!((sleeps - sleeps / 100..=sleeps).contains(&timed), "{nanosleep}");
     let expected = (sleeps * ms * 1_000_000) as f64;
     let blocked = u64_of(nanosleep, "blocked_ns") as f64;
     // Timer slack and wakeup latency only ever add.
