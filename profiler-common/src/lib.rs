@@ -208,9 +208,8 @@ pub struct ProcInfo {
     pub cgroup_id: u64,
 }
 
-/// Per-CPU record of the syscall programs. `tid`/`tgid`: the thread running on the CPU, as
-/// the last `sched_switch` there said; lets the syscall tracepoints know who is calling
-/// without a helper call; `tid == 0` (the idle task, or nothing seen yet) means unknown.
+/// Per-CPU record of the syscall programs: who is calling (filled in on every call), the
+/// sampling generator and the CPU's statistics lane.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Current {

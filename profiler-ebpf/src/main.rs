@@ -18,8 +18,8 @@
 //! All programs are BTF-enabled raw tracepoints (`tp_btf`, Linux 5.5+; no tracefs needed): the
 //! kernel hands them typed pointers, so task and register fields are plain loads rather than
 //! `bpf_probe_read_kernel` calls. Helper calls are the hot path's main cost (each costs about
-//! as much as a tracepoint's dispatch on mitigated CPUs), so an untimed call makes none: who
-//! is calling comes from a per-CPU record that `sched_switch` keeps (`CURRENT`).
+//! as much as a tracepoint's dispatch on mitigated CPUs), so an untimed call makes one: who
+//! is calling (`bpf_get_current_pid_tgid`; see `current`).
 //! Kernel struct offsets come from the kernel's BTF at load time (globals below); nothing is
 //! hard-coded. The empty `floor_*` programs are classic raw tracepoints, for the benchmark.
 #![no_std]
@@ -33,7 +33,8 @@ use core::intrinsics::{atomic_cxchg, atomic_xadd, AtomicOrdering};
 use aya_ebpf::{
     bindings::{BPF_F_MMAPABLE, BPF_NOEXIST},
     helpers::{
-        bpf_get_current_comm, bpf_get_current_task_btf, bpf_get_prandom_u32, bpf_get_smp_processor_id, bpf_ktime_get_ns,
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_get_prandom_u32,
+        bpf_get_smp_processor_id, bpf_ktime_get_ns,
     },
     macros::{btf_tracepoint, map, raw_tracepoint},
     maps::{Array, HashMap, PerCpuArray},
@@ -103,7 +104,7 @@ static PROCS: HashMap<u32, ProcInfo> = HashMap::with_max_entries(1, 0);
 static FOLLOWED: HashMap<u32, u8> = HashMap::with_max_entries(1, 0);
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
-/// Who runs on each CPU, kept by `sched_switch` (see `current`).
+/// Per-CPU state of the syscall programs (see `current`).
 #[map]
 static CURRENT: PerCpuArray<Current> = PerCpuArray::with_max_entries(1, 0);
 /// A recent pair of readings (CLOCK_MONOTONIC, scheduler clock) taken together on one CPU at
@@ -155,28 +156,20 @@ unsafe fn task_u32(task: *const u8, offset: u32) -> u32 {
     *(task.add(offset as usize) as *const u32)
 }
 
-/// The per-CPU record, with `tid`/`tgid` of the calling thread. Helper calls cost about as
-/// much as the rest of the hot path together, so this is the record `sched_switch` keeps (an
-/// inlined array access); the kernel is asked only until the CPU's first switch after
-/// attaching.
+/// The per-CPU record, with `tid`/`tgid` of the calling thread filled in.
+///
+/// Who is calling is asked of the kernel on every call (one helper call). A record of who
+/// runs on each CPU kept by `sched_switch` would save it, and did for a while, but on this
+/// kernel it was seen to go stale while a thread kept making calls (thousands of calls in a
+/// row attributed to another thread, found by an exact-count test failing one run in ~20
+/// under load); exact counts come first.
 #[inline(always)]
 fn current() -> Option<&'static mut Current> {
     let current = unsafe { &mut *CURRENT.get_ptr_mut(0)? };
-    if current.tid == 0 {
-        let task = unsafe { bpf_get_current_task_btf() as *const u8 };
-        current.tid = unsafe { task_u32(task, TASK_PID_OFFSET.load()) };
-        current.tgid = unsafe { task_u32(task, TASK_TGID_OFFSET.load()) };
-    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    current.tid = pid_tgid as u32;
+    current.tgid = (pid_tgid >> 32) as u32;
     Some(current)
-}
-
-#[inline(always)]
-fn set_current(tid: u32, tgid: u32) {
-    if let Some(current) = CURRENT.get_ptr_mut(0) {
-        let current = unsafe { &mut *current };
-        current.tid = tid;
-        current.tgid = tgid;
-    }
 }
 
 /// The scheduler clock of the CPU `task` is on: three plain loads instead of a clock read,
@@ -468,7 +461,6 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     let prev_state: u64 = ctx.arg(3);
     let pid_offset = TASK_PID_OFFSET.load();
     let next_tid = unsafe { task_u32(next, pid_offset) };
-    set_current(next_tid, unsafe { task_u32(next, TASK_TGID_OFFSET.load()) });
     let prev_slot = in_flight(unsafe { task_u32(prev, pid_offset) });
     let next_slot = in_flight(next_tid);
     if prev_slot.is_none() && next_slot.is_none() {
@@ -549,8 +541,6 @@ pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
     let old_tid = old_tid as u32;
     let tid = unsafe { task_u32(task, TASK_PID_OFFSET.load()) };
     let tgid = unsafe { task_u32(task, TASK_TGID_OFFSET.load()) };
-    // A non-leader thread that execs takes the leader's tid: keep the per-CPU record true.
-    set_current(tid, tgid);
     if let Some(info) = PROCS.get_ptr_mut(&tgid) {
         if let Ok(comm) = bpf_get_current_comm() {
             unsafe { (*info).comm = comm };

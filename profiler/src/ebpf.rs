@@ -24,9 +24,8 @@ static PROGRAM_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR
 
 /// The profiler's programs, `(program, tracepoint)`, all `tp_btf`.
 ///
-/// Attached in this order and detached in reverse: `sched_switch` keeps the per-CPU record of
-/// who runs where that the syscall programs trust, so it must be in place before them and
-/// stay until they are gone.
+/// Attached in this order and detached in reverse: `sched_switch` first, so that a call in
+/// progress never leaves the CPU unseen.
 pub const PROGRAMS: [(&str, &str); 7] = [
     ("sched_switch", "sched_switch"),
     ("sys_enter", "sys_enter"),
