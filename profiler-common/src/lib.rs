@@ -219,6 +219,8 @@ pub struct Current {
     pub rng: u32,
     /// The CPU's statistics lane plus one ([`STATS_LANES`]); 0 until known.
     pub lane: u32,
+    /// The `pt_regs` pointer of the call `tid` last entered on this CPU.
+    pub regs: u64,
 }
 
 /// One step of the xorshift32 generator (nonzero state in, nonzero state out). Cheap enough

@@ -185,6 +185,19 @@ impl Beside {
     /// Stops and returns what the observer printed after the workload.
     fn finish(mut self) -> String {
         self.stop();
+        if self.interrupt {
+            // bpftrace has been seen to miss a SIGINT that came right after it attached:
+            // ask again, then insist.
+            for _ in 0..50 {
+                if matches!(self.child.try_wait(), Ok(Some(_))) {
+                    break;
+                }
+                thread::sleep(Duration::from_millis(100));
+                // SAFETY: plain kill(2) of our own child.
+                unsafe { libc_kill(self.child.id() as i32, 2) };
+            }
+            let _ = self.child.kill();
+        }
         let mut out = String::new();
         if let Some(mut stdout) = self.child.stdout.take() {
             let _ = std::io::Read::read_to_string(&mut stdout, &mut out);
