@@ -208,19 +208,58 @@ pub struct ProcInfo {
     pub cgroup_id: u64,
 }
 
-/// Per-CPU record of the syscall programs: who is calling (filled in on every call), the
-/// sampling generator and the CPU's statistics lane.
+/// Per-CPU record of the syscall programs: the identities of the tasks that called last on
+/// this CPU, the sampling generator and the CPU's statistics lane.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Current {
-    pub tid: u32,
-    pub tgid: u32,
     /// xorshift32 state of the sampling decision; 0 until seeded.
     pub rng: u32,
     /// The CPU's statistics lane plus one ([`STATS_LANES`]); 0 until known.
     pub lane: u32,
-    /// The `pt_regs` pointer of the call `tid` last entered on this CPU.
+    /// Indexed by [`known_task_index`] of the task's `pt_regs` pointer.
+    pub known: [KnownTask; KNOWN_TASKS],
+}
+
+/// How many callers one CPU remembers (a power of two): enough for a few tasks taking turns
+/// on a CPU (a ping-pong, a pipeline) to keep hitting.
+pub const KNOWN_TASKS: usize = 8;
+
+/// Who is calling, remembered by the address of the caller's `pt_regs`: the kernel hands the
+/// syscall tracepoints that pointer, and it sits at the top of the task's own kernel stack, so
+/// no two live tasks share one. A stack is reused only after its task exits, and a task's ids
+/// change only when it execs (a non-leader thread takes the leader's tid), so a record is
+/// valid while no task has exited or exec'd since it was made ([`Epochs`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KnownTask {
+    /// The task's `pt_regs` address, less a fixed address (the verifier allows no other
+    /// arithmetic on a kernel pointer). 0: no record.
     pub regs: u64,
+    /// [`Epochs`] when the record was made.
+    pub exits: u64,
+    pub attaches: u64,
+    pub tid: u32,
+    pub tgid: u32,
+}
+
+/// Counters whose change invalidates every [`KnownTask`] record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Epochs {
+    /// Task exits and execs, counted by the kernel side (atomic adds).
+    pub exits: u64,
+    /// Attaches, counted by the agent (its only writer): tasks may exit while the programs are
+    /// detached, unseen.
+    pub attaches: u64,
+}
+
+/// The [`Current::known`] index of the task whose `pt_regs` are at `regs`.
+#[inline(always)]
+pub fn known_task_index(regs: u64) -> usize {
+    // Kernel stacks are 16 KiB, 16 KiB-aligned, with a guard page after each: tasks' pt_regs
+    // are a multiple of 32 KiB apart, and neighbours get different records.
+    ((regs >> 15).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 61) as usize & (KNOWN_TASKS - 1)
 }
 
 /// One step of the xorshift32 generator (nonzero state in, nonzero state out). Cheap enough
@@ -337,6 +376,7 @@ mod pod {
     unsafe impl aya::Pod for super::ErrnoKey {}
     unsafe impl aya::Pod for super::ProcInfo {}
     unsafe impl aya::Pod for super::InFlight {}
+    unsafe impl aya::Pod for super::Epochs {}
 }
 
 #[cfg(test)]
@@ -379,6 +419,22 @@ mod tests {
         }
         // Expected 10,000; binomial sd ~97.
         assert!((9_500..=10_500).contains(&sampled), "{sampled}");
+    }
+
+    #[test]
+    fn neighbouring_kernel_stacks_take_different_known_task_records() {
+        // vmalloc'ed stacks: 16 KiB plus a guard page, so at least 32 KiB apart; pt_regs
+        // (168 bytes) at the top of each.
+        let base = 0xffff_c900_0040_0000u64;
+        let regs = |stack: u64| base + stack * 0x8000 + 0x4000 - 168;
+        let mut taken = [false; KNOWN_TASKS];
+        for stack in 0..8 {
+            taken[known_task_index(regs(stack))] = true;
+        }
+        let distinct = taken.iter().filter(|&&t| t).count();
+        assert_eq!(distinct, 8, "8 neighbouring stacks in {distinct} records");
+        assert!((0..10_000).all(|i| known_task_index(regs(i)) < KNOWN_TASKS));
+        assert_eq!(KNOWN_TASKS.count_ones(), 1);
     }
 
     #[test]

@@ -17,9 +17,9 @@
 //!
 //! All programs are BTF-enabled raw tracepoints (`tp_btf`, Linux 5.5+; no tracefs needed): the
 //! kernel hands them typed pointers, so task and register fields are plain loads rather than
-//! `bpf_probe_read_kernel` calls. Helper calls are the hot path's main cost (each costs about
-//! as much as a tracepoint's dispatch on mitigated CPUs), so an untimed call makes one: who
-//! is calling (`bpf_get_current_pid_tgid`; see `current`).
+//! `bpf_probe_read_kernel` calls. Helper calls are much of the hot path's cost on mitigated
+//! CPUs (a call and a return each pay for the mitigations), so an untimed call of a task its
+//! CPU has seen before makes none (see `caller`).
 //! Kernel struct offsets come from the kernel's BTF at load time (globals below); nothing is
 //! hard-coded. The empty `floor_*` programs are classic raw tracepoints, for the benchmark.
 #![no_std]
@@ -42,9 +42,9 @@ use aya_ebpf::{
     Global,
 };
 use profiler_common::{
-    counter, flight, hist_bucket, stats_hash, thread_state, xorshift32, Current, ErrnoKey, InFlight, ProcInfo,
-    StatsKey, StatsSlot, HIST_BUCKETS, NR_IA32_FLAG, NR_LANE_BITS, NR_OUT_OF_RANGE, NR_X32_FLAG, SLOT_EMPTY,
-    SLOT_FREED, STATS_PROBES, TIMED_FIRST_CALLS, USER32_CS,
+    counter, flight, hist_bucket, known_task_index, stats_hash, thread_state, xorshift32, Current, Epochs, ErrnoKey,
+    InFlight, KnownTask, ProcInfo, StatsKey, StatsSlot, HIST_BUCKETS, KNOWN_TASKS, NR_IA32_FLAG, NR_LANE_BITS,
+    NR_OUT_OF_RANGE, NR_X32_FLAG, SLOT_EMPTY, SLOT_FREED, STATS_PROBES, TIMED_FIRST_CALLS, USER32_CS,
 };
 
 // ---- load-time configuration (read-only globals, set by the agent before loading) ----
@@ -108,11 +108,15 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT
 #[map]
 static CURRENT: PerCpuArray<Current> = PerCpuArray::with_max_entries(1, 0);
 /// A recent pair of readings (CLOCK_MONOTONIC, scheduler clock) taken together on one CPU at
-/// the end of a timed call that slept: lets the agent place the scheduler-clock times of
-/// `InFlight::first_off_ns` in monotonic time, to within a tick (the scheduler clock read
-/// there may be that old). Index 0: monotonic (0 until the first pair), 1: scheduler clock.
+/// the end of a timed call that slept (refreshed every 50 ms at most): lets the agent place
+/// the scheduler-clock times of `InFlight::first_off_ns` in monotonic time, to within a tick
+/// (the scheduler clock read there may be that old). Index 0: monotonic (0 until the first
+/// pair), 1: scheduler clock.
 #[map]
 static CLOCK_PAIR: Array<u64> = Array::with_max_entries(2, 0);
+/// Invalidation counters of the per-CPU records of who is calling (see `caller`).
+#[map]
+static EPOCHS: Array<Epochs> = Array::with_max_entries(1, 0);
 /// Sampling period minus one (a power of two minus one): 0 times every call. A map, not a
 /// load-time constant, so that the agent calibrates with every call timed and then turns
 /// sampling on.
@@ -156,27 +160,55 @@ unsafe fn task_u32(task: *const u8, offset: u32) -> u32 {
     *(task.add(offset as usize) as *const u32)
 }
 
-/// The per-CPU record, with `tid`/`tgid` of the calling thread filled in.
-///
-/// Who is calling is asked of the kernel on every call (one helper call). A record of who
-/// runs on each CPU kept by `sched_switch` would save it, and did for a while, but on this
-/// kernel it was seen to go stale while a thread kept making calls (thousands of calls in a
-/// row attributed to another thread, found by an exact-count test failing one run in ~20
-/// under load); exact counts come first.
-///
-/// `sys_exit` reuses what the last `sys_enter` on this CPU asked when it sees the same
-/// `pt_regs` (each task's are at the top of its own kernel stack): the same task, still on
-/// this CPU, returning from the call it entered - the common case. Otherwise it asks again.
+/// The per-CPU record of the syscall programs.
 #[inline(always)]
-fn current(regs: u64, at_exit: bool) -> Option<&'static mut Current> {
-    let current = unsafe { &mut *CURRENT.get_ptr_mut(0)? };
-    if !(at_exit && regs != 0 && current.regs == regs) {
-        let pid_tgid = bpf_get_current_pid_tgid();
-        current.tid = pid_tgid as u32;
-        current.tgid = (pid_tgid >> 32) as u32;
-        current.regs = regs;
+fn current() -> Option<&'static mut Current> {
+    Some(unsafe { &mut *CURRENT.get_ptr_mut(0)? })
+}
+
+/// Who is calling: (tid, tgid) of the task whose syscall has its `pt_regs` at `regs`.
+///
+/// Asking the kernel (`bpf_get_current_pid_tgid`) is a helper call, a fifth of what an
+/// untimed call costs on mitigated CPUs; each CPU remembers its last few callers by their
+/// `pt_regs` address instead ([`KnownTask`]: an address no two live tasks share), and asks
+/// only for a task it has not seen since the last task exit or exec anywhere ([`Epochs`]).
+/// (An earlier record of who runs where, kept by `sched_switch`, was seen to go stale on this
+/// kernel, attributing thousands of calls in a row to another thread; this one does not
+/// depend on seeing every switch.)
+#[inline(always)]
+fn caller(current: &mut Current, regs: u64) -> (u32, u32) {
+    let Some(epochs) = EPOCHS.get_ptr(0) else {
+        return (0, 0);
+    };
+    // The verifier refuses arithmetic on a kernel pointer (the hash below) but lets a
+    // privileged program subtract two pointers: the distance from a fixed address names the
+    // pt_regs as well as their address does.
+    let regs_key = regs.wrapping_sub(epochs as u64);
+    let epochs = unsafe { *epochs };
+    let known = &mut current.known[known_task_index(regs_key) & (KNOWN_TASKS - 1)];
+    if regs != 0 && known.regs == regs_key && known.exits == epochs.exits && known.attaches == epochs.attaches {
+        return (known.tid, known.tgid);
     }
-    Some(current)
+    // The epochs were read before asking: an exit in between makes this record stale at
+    // once, never valid for too long.
+    let pid_tgid = bpf_get_current_pid_tgid();
+    *known = KnownTask {
+        regs: regs_key,
+        exits: epochs.exits,
+        attaches: epochs.attaches,
+        tid: pid_tgid as u32,
+        tgid: (pid_tgid >> 32) as u32,
+    };
+    (known.tid, known.tgid)
+}
+
+/// Invalidates every CPU's [`KnownTask`] records: a task exited (its stack may be reused) or
+/// exec'd (its tid may have changed).
+#[inline(always)]
+fn forget_known_tasks() {
+    if let Some(epochs) = EPOCHS.get_ptr_mut(0) {
+        atomic_add(unsafe { &mut (*epochs).exits }, 1u64);
+    }
 }
 
 /// The scheduler clock of the CPU `task` is on: three plain loads instead of a clock read,
@@ -194,14 +226,26 @@ unsafe fn scheduler_clock_ns(task: *const u8) -> u64 {
     *(rq.add(RQ_CLOCK_OFFSET.load() as usize) as *const u64)
 }
 
-/// Records `(monotonic_ns, scheduler_ns)`, read together, in `CLOCK_PAIR`.
+/// How old the pair in `CLOCK_PAIR` may get. The two clocks drift apart only slowly (NTP
+/// slews the monotonic clock, not the scheduler's); rewriting one cache line shared by all
+/// CPUs on every timed call that slept would cost more than it buys.
+const CLOCK_PAIR_REFRESH_NS: u64 = 50_000_000;
+
+/// Records `(monotonic_ns, the scheduler clock now)` in `CLOCK_PAIR`, unless the pair there
+/// is recent.
 #[inline(always)]
-fn remember_clock_pair(monotonic_ns: u64, scheduler_ns: u64) {
-    if let (Some(monotonic), Some(scheduler)) = (CLOCK_PAIR.get_ptr_mut(0), CLOCK_PAIR.get_ptr_mut(1)) {
-        unsafe {
-            *scheduler = scheduler_ns;
-            *monotonic = monotonic_ns;
+fn remember_clock_pair(monotonic_ns: u64) {
+    let (Some(monotonic), Some(scheduler)) = (CLOCK_PAIR.get_ptr_mut(0), CLOCK_PAIR.get_ptr_mut(1)) else {
+        return;
+    };
+    unsafe {
+        // saturating: another CPU may have just written a slightly later reading.
+        if monotonic_ns.saturating_sub(*monotonic) < CLOCK_PAIR_REFRESH_NS {
+            return;
         }
+        let task = bpf_get_current_task_btf() as *const u8;
+        *scheduler = scheduler_clock_ns(task);
+        *monotonic = monotonic_ns;
     }
 }
 
@@ -247,10 +291,10 @@ fn atomic_add<T: Copy>(target: &mut T, value: T) {
 // sys_enter(struct pt_regs *regs, long id)
 #[btf_tracepoint(function = "sys_enter")]
 pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
-    let Some(current) = current(ctx.arg(0), false) else {
+    let Some(current) = current() else {
         return 0;
     };
-    let (tid, tgid) = (current.tid, current.tgid);
+    let (tid, tgid) = caller(current, ctx.arg(0));
     if FOLLOW_ONLY.load() != 0 && unsafe { FOLLOWED.get(&tgid) }.is_none() {
         return 0;
     }
@@ -301,10 +345,11 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
 // sys_exit(struct pt_regs *regs, long ret)
 #[btf_tracepoint(function = "sys_exit")]
 pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
-    let Some(current) = current(ctx.arg(0), true) else {
+    let Some(current) = current() else {
         return 0;
     };
-    let Some(slot) = in_flight(current.tid) else {
+    let (tid, _) = caller(current, ctx.arg(0));
+    let Some(slot) = in_flight(tid) else {
         return 0;
     };
     let ret: i64 = ctx.arg(1);
@@ -347,9 +392,7 @@ fn record(slot: &mut InFlight, ret: i64) {
         let wall_ns = now.saturating_sub(slot.enter_ns);
         let handler_ns = wall_ns.saturating_sub(blocked_ns + runqueue_ns);
         if flags & flight::SWITCHED != 0 {
-            // Rare enough (timed calls that slept) to afford the helper call.
-            let task = unsafe { bpf_get_current_task_btf() as *const u8 };
-            remember_clock_pair(now, unsafe { scheduler_clock_ns(task) });
+            remember_clock_pair(now);
             atomic_add(&mut stats.switched_handler_ns, handler_ns);
             atomic_add(&mut stats.switched_timed_calls, 1u64);
         } else if flags & flight::SAMPLED != 0 {
@@ -527,6 +570,7 @@ pub fn sched_wakeup_new(ctx: BtfTracePointContext) -> i32 {
 // dies in is dropped with its slot.
 #[btf_tracepoint(function = "sched_process_exit")]
 pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
+    forget_known_tasks();
     let task: *const u8 = ctx.arg(0);
     if let Some(slot) = in_flight(unsafe { task_u32(task, TASK_PID_OFFSET.load()) }) {
         match slot.nr {
@@ -543,6 +587,7 @@ pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
 // so its in-flight execve moves along.
 #[btf_tracepoint(function = "sched_process_exec")]
 pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
+    forget_known_tasks();
     let task: *const u8 = ctx.arg(0);
     let old_tid: u64 = ctx.arg(1);
     let old_tid = old_tid as u32;

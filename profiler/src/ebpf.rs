@@ -14,8 +14,8 @@ use aya::{
     Btf, Ebpf, EbpfError, EbpfLoader,
 };
 use profiler_common::{
-    counter, ErrnoKey, InFlight, ProcInfo, StatsKey, StatsSlot, SyscallStats, MAX_SAMPLE_EVERY, SLOT_EMPTY, SLOT_FREED,
-    STATS_LANES,
+    counter, Epochs, ErrnoKey, InFlight, ProcInfo, StatsKey, StatsSlot, SyscallStats, MAX_SAMPLE_EVERY, SLOT_EMPTY,
+    SLOT_FREED, STATS_LANES,
 };
 
 use crate::btf::{BtfError, TaskOffsets, VMLINUX_BTF};
@@ -159,8 +159,21 @@ fn is_errno(err: &(dyn std::error::Error + 'static), errno: i32) -> bool {
     false
 }
 
+/// Whether `err` is the verifier turning a program down (it says why in its log; the errno,
+/// often EACCES, says nothing about the caller's permissions).
+fn is_verifier_rejection(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(err);
+    while let Some(err) = source {
+        if let Some(ProgramError::LoadError { verifier_log, .. }) = err.downcast_ref::<ProgramError>() {
+            return !verifier_log.to_string().trim().is_empty();
+        }
+        source = err.source();
+    }
+    false
+}
+
 fn classify_load_error(err: &(dyn std::error::Error + 'static)) -> ProbeError {
-    if is_errno(err, libc::EPERM) || is_errno(err, libc::EACCES) {
+    if (is_errno(err, libc::EPERM) || is_errno(err, libc::EACCES)) && !is_verifier_rejection(err) {
         ProbeError::NotPermitted
     } else if is_errno(err, libc::ENOSYS) {
         ProbeError::NoBpf
@@ -282,6 +295,12 @@ impl Probe {
 
     /// Attaches the profiler's programs ([`PROGRAMS`]).
     pub fn attach(&mut self) -> Result<(), ProbeError> {
+        if PROGRAMS.iter().all(|(name, _)| self.is_attached(name)) {
+            return Ok(());
+        }
+        // Tasks may have exited unseen while detached: what the syscall programs remember
+        // about who is calling must not outlive that (see `profiler_common::KnownTask`).
+        self.count_attach()?;
         for (name, tracepoint) in PROGRAMS {
             if self.is_attached(name) {
                 continue;
@@ -292,6 +311,18 @@ impl Probe {
             self.links.push((name, Link::Btf(link)));
         }
         Ok(())
+    }
+
+    /// Bumps `Epochs::attaches`, which invalidates every record of who is calling. The
+    /// write of the pair may undo an `exits` bump the kernel side makes at the same time;
+    /// harmless, as no record was ever made with the new `attaches`.
+    fn count_attach(&mut self) -> Result<(), ProbeError> {
+        let map_error = |source| ProbeError::Map { map: "EPOCHS", source };
+        let data = self.ebpf.map_mut("EPOCHS").ok_or_else(|| missing_map("EPOCHS"))?;
+        let mut epochs: Array<&mut MapData, Epochs> = Array::try_from(data).map_err(map_error)?;
+        let mut value = epochs.get(&0, 0).map_err(map_error)?;
+        value.attaches += 1;
+        epochs.set(0, value, 0).map_err(map_error)
     }
 
     /// Attaches the empty floor programs ([`FLOOR_PROGRAMS`]), for the benchmark.
@@ -594,5 +625,42 @@ pub fn enable_run_stats() -> Result<std::os::fd::OwnedFd, ProbeError> {
 impl Drop for Probe {
     fn drop(&mut self) {
         self.detach();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_error(errno: i32, log: &str) -> ProgramError {
+        ProgramError::LoadError {
+            io_error: io::Error::from_raw_os_error(errno),
+            verifier_log: aya_obj::VerifierLog::new(log.to_owned()),
+        }
+    }
+
+    #[test]
+    fn a_verifier_rejection_is_not_a_permission_problem() {
+        // The verifier says EACCES for most rejections; its log says why.
+        let rejected = load_error(libc::EACCES, "23: (77) r1 >>= 15\nR1 pointer arithmetic prohibited\n");
+        match classify_load_error(&rejected) {
+            ProbeError::Load(text) => assert!(text.contains("pointer arithmetic prohibited"), "{text}"),
+            other => panic!("{other:?}"),
+        }
+        // No log: the kernel refused the caller.
+        for errno in [libc::EPERM, libc::EACCES] {
+            assert!(matches!(
+                classify_load_error(&load_error(errno, "")),
+                ProbeError::NotPermitted
+            ));
+        }
+        assert!(matches!(
+            classify_load_error(&io::Error::from_raw_os_error(libc::EPERM)),
+            ProbeError::NotPermitted
+        ));
+        assert!(matches!(
+            classify_load_error(&load_error(libc::ENOSYS, "")),
+            ProbeError::NoBpf
+        ));
     }
 }

@@ -335,3 +335,23 @@ fn counts_stay_exact_on_a_busy_machine() {
     }
     assert!(counts.iter().all(|&c| c == 123_457), "{counts:?}");
 }
+
+#[test]
+fn new_tasks_on_reused_kernel_stacks_are_told_apart() {
+    if skip_unless_root("new_tasks_on_reused_kernel_stacks_are_told_apart") {
+        return;
+    }
+    // Each CPU remembers its recent callers by the address of their registers on the kernel
+    // stack; a new task soon gets the stack of one that just exited. A thread and a child
+    // process, one after another, 200 times: the leader makes no getppid calls itself.
+    let (rounds, calls) = (200u64, 1000u64);
+    let report = profile_workload(&["churn", &rounds.to_string(), &calls.to_string()]);
+    let mut counts: Vec<u64> = workload_processes(&report)
+        .iter()
+        .map(|p| syscall(p, "getppid", "x86_64").map_or(0, |s| u64_of(s, "calls")))
+        .collect();
+    counts.sort();
+    let mut expected = vec![calls; rounds as usize];
+    expected.push(rounds * calls);
+    assert_eq!(counts, expected);
+}

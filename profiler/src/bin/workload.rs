@@ -23,6 +23,10 @@
 //!                          T threads of this process make N getppid calls each, at once;
 //!                          prints the mean ns per call as each thread sees it (benchmarks:
 //!                          threads of one process making the same call on several CPUs)
+//!   churn ROUNDS N         ROUNDS times, one after another: a thread that makes N getppid
+//!                          calls and exits, then a child process that does the same; the
+//!                          leader itself makes none (new tasks reuse the kernel stacks of
+//!                          those that just exited: who is calling must not be mistaken)
 use std::{
     ffi::CString,
     sync::{
@@ -34,7 +38,7 @@ use std::{
 };
 
 fn usage() -> ! {
-    eprintln!("usage: profiler-workload getppid N | enoent N | sleep N MS | zero-read N BYTES | pingpong ROUNDS SPIN | spin SECS | write-i386 PATH N | exec-thread PATH | busy SECS | time-getppid N | time-pingpong ROUNDS | hang-after N SECS | time-getppid-threads N T");
+    eprintln!("usage: profiler-workload getppid N | enoent N | sleep N MS | zero-read N BYTES | pingpong ROUNDS SPIN | spin SECS | write-i386 PATH N | exec-thread PATH | busy SECS | time-getppid N | time-pingpong ROUNDS | hang-after N SECS | time-getppid-threads N T | churn ROUNDS N");
     std::process::exit(2);
 }
 
@@ -220,6 +224,24 @@ fn time_getppid_threads(n: u64, threads: u64) {
     println!("{:.2}", start.elapsed().as_nanos() as f64 / n as f64);
 }
 
+fn churn(rounds: u64, n: u64) {
+    for _ in 0..rounds {
+        thread::spawn(move || getppid(n)).join().unwrap();
+        // SAFETY: the process has one thread here; the child only makes raw syscalls.
+        match unsafe { libc::fork() } {
+            -1 => panic!("fork: {}", std::io::Error::last_os_error()),
+            0 => {
+                getppid(n);
+                unsafe { libc::_exit(0) };
+            }
+            child => {
+                let mut status = 0;
+                unsafe { libc::waitpid(child, &mut status, 0) };
+            }
+        }
+    }
+}
+
 fn time_pingpong(rounds: u64) {
     let start = Instant::now();
     pingpong(rounds, 0);
@@ -244,6 +266,7 @@ fn main() {
             sleep(1, arg(&args, 3) * 1000);
         }
         Some("time-getppid-threads") => time_getppid_threads(arg(&args, 2), arg(&args, 3)),
+        Some("churn") => churn(arg(&args, 2), arg(&args, 3)),
         Some("exec-thread") => exec_thread(args.get(2).unwrap_or_else(|| usage())),
         _ => usage(),
     }
