@@ -231,7 +231,7 @@ pub const KNOWN_TASKS: usize = 8;
 /// change only when it execs (a non-leader thread takes the leader's tid), so a record is
 /// valid while no task has exited or exec'd since it was made ([`Epochs`]).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KnownTask {
     /// The task's `pt_regs` address, less a fixed address (the verifier allows no other
     /// arithmetic on a kernel pointer). 0: no record.
@@ -241,6 +241,45 @@ pub struct KnownTask {
     pub attaches: u64,
     pub tid: u32,
     pub tgid: u32,
+    /// Binds `regs` to the ids ([`KnownTask::check_of`]). Where the kernel lets a program be
+    /// preempted (PREEMPT_FULL/LAZY kernels), two programs on one CPU can interleave their
+    /// writes of a record; a record that mixes two tasks' fields fails the check.
+    pub check: u64,
+}
+
+impl KnownTask {
+    /// The record of task (`tid`, `tgid`) whose `pt_regs` are at `regs` (see
+    /// [`KnownTask::regs`]), made at `epochs`.
+    #[inline(always)]
+    pub fn new(regs: u64, epochs: Epochs, tid: u32, tgid: u32) -> KnownTask {
+        KnownTask {
+            regs,
+            exits: epochs.exits,
+            attaches: epochs.attaches,
+            tid,
+            tgid,
+            check: Self::check_of(regs, tid, tgid),
+        }
+    }
+
+    /// The ids of the task at `regs` if this record, whole, names it and is valid at `epochs`.
+    #[inline(always)]
+    pub fn ids_of(&self, regs: u64, epochs: Epochs) -> Option<(u32, u32)> {
+        let valid = regs != 0
+            && self.regs == regs
+            && self.exits == epochs.exits
+            && self.attaches == epochs.attaches
+            && self.check == Self::check_of(regs, self.tid, self.tgid);
+        valid.then_some((self.tid, self.tgid))
+    }
+
+    /// `regs` xor a bijective mix of the ids: a record with the `regs` of one task and the ids
+    /// of another never passes (equal checks would need equal `regs` or equal ids).
+    #[inline(always)]
+    pub fn check_of(regs: u64, tid: u32, tgid: u32) -> u64 {
+        let ids = (tgid as u64) << 32 | tid as u64;
+        regs ^ ids.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
 }
 
 /// Counters whose change invalidates every [`KnownTask`] record.
@@ -435,6 +474,42 @@ mod tests {
         assert_eq!(distinct, 8, "8 neighbouring stacks in {distinct} records");
         assert!((0..10_000).all(|i| known_task_index(regs(i)) < KNOWN_TASKS));
         assert_eq!(KNOWN_TASKS.count_ones(), 1);
+    }
+
+    #[test]
+    fn a_record_names_its_task_whole_and_only_until_the_epochs_move() {
+        let epochs = Epochs { exits: 7, attaches: 1 };
+        let a = KnownTask::new(0x1_0000_8000, epochs, 100, 100);
+        let b = KnownTask::new(0x1_0001_0000, epochs, 4321, 4000);
+        assert_eq!(a.ids_of(a.regs, epochs), Some((100, 100)));
+        assert_eq!(a.ids_of(b.regs, epochs), None, "another task's pt_regs");
+        assert_eq!(
+            a.ids_of(a.regs, Epochs { exits: 8, ..epochs }),
+            None,
+            "a task exited since"
+        );
+        assert_eq!(
+            a.ids_of(a.regs, Epochs { attaches: 2, ..epochs }),
+            None,
+            "re-attached since"
+        );
+        assert_eq!(KnownTask::default().ids_of(0, Epochs::default()), None, "no record");
+        // Two programs interleaving their writes of one record: every mix of the two tasks'
+        // fields that pairs one task's pt_regs with the other's ids is refused.
+        for mask in 0u32..16 {
+            let pick = |bit: u32| mask & (1 << bit) != 0;
+            let torn = KnownTask {
+                regs: if pick(0) { b.regs } else { a.regs },
+                exits: epochs.exits,
+                attaches: epochs.attaches,
+                tid: if pick(1) { b.tid } else { a.tid },
+                tgid: if pick(2) { b.tgid } else { a.tgid },
+                check: if pick(3) { b.check } else { a.check },
+            };
+            let named = torn.ids_of(torn.regs, epochs);
+            let whole = torn == a || torn == b;
+            assert_eq!(named.is_some(), whole, "{torn:?}");
+        }
     }
 
     #[test]

@@ -168,38 +168,31 @@ fn current() -> Option<&'static mut Current> {
 
 /// Who is calling: (tid, tgid) of the task whose syscall has its `pt_regs` at `regs`.
 ///
-/// Asking the kernel (`bpf_get_current_pid_tgid`) is a helper call, a fifth of what an
-/// untimed call costs on mitigated CPUs; each CPU remembers its last few callers by their
+/// Asking the kernel (`bpf_get_current_pid_tgid`) is a helper call (~20 ns with this CPU's
+/// mitigations, on every syscall twice); each CPU remembers its last few callers by their
 /// `pt_regs` address instead ([`KnownTask`]: an address no two live tasks share), and asks
 /// only for a task it has not seen since the last task exit or exec anywhere ([`Epochs`]).
 /// (An earlier record of who runs where, kept by `sched_switch`, was seen to go stale on this
 /// kernel, attributing thousands of calls in a row to another thread; this one does not
 /// depend on seeing every switch.)
 #[inline(always)]
-fn caller(current: &mut Current, regs: u64) -> (u32, u32) {
-    let Some(epochs) = EPOCHS.get_ptr(0) else {
-        return (0, 0);
-    };
+fn caller(current: &mut Current, regs: u64) -> Option<(u32, u32)> {
+    let epochs = EPOCHS.get_ptr(0)?;
     // The verifier refuses arithmetic on a kernel pointer (the hash below) but lets a
     // privileged program subtract two pointers: the distance from a fixed address names the
     // pt_regs as well as their address does.
     let regs_key = regs.wrapping_sub(epochs as u64);
     let epochs = unsafe { *epochs };
     let known = &mut current.known[known_task_index(regs_key) & (KNOWN_TASKS - 1)];
-    if regs != 0 && known.regs == regs_key && known.exits == epochs.exits && known.attaches == epochs.attaches {
-        return (known.tid, known.tgid);
+    if let Some(ids) = known.ids_of(regs_key, epochs) {
+        return Some(ids);
     }
     // The epochs were read before asking: an exit in between makes this record stale at
     // once, never valid for too long.
     let pid_tgid = bpf_get_current_pid_tgid();
-    *known = KnownTask {
-        regs: regs_key,
-        exits: epochs.exits,
-        attaches: epochs.attaches,
-        tid: pid_tgid as u32,
-        tgid: (pid_tgid >> 32) as u32,
-    };
-    (known.tid, known.tgid)
+    let (tid, tgid) = (pid_tgid as u32, (pid_tgid >> 32) as u32);
+    *known = KnownTask::new(regs_key, epochs, tid, tgid);
+    Some((tid, tgid))
 }
 
 /// Invalidates every CPU's [`KnownTask`] records: a task exited (its stack may be reused) or
@@ -294,7 +287,9 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
     let Some(current) = current() else {
         return 0;
     };
-    let (tid, tgid) = caller(current, ctx.arg(0));
+    let Some((tid, tgid)) = caller(current, ctx.arg(0)) else {
+        return 0;
+    };
     if FOLLOW_ONLY.load() != 0 && unsafe { FOLLOWED.get(&tgid) }.is_none() {
         return 0;
     }
@@ -348,7 +343,9 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
     let Some(current) = current() else {
         return 0;
     };
-    let (tid, _) = caller(current, ctx.arg(0));
+    let Some((tid, _)) = caller(current, ctx.arg(0)) else {
+        return 0;
+    };
     let Some(slot) = in_flight(tid) else {
         return 0;
     };
