@@ -9,7 +9,8 @@
 //!   `syscall-profiler attach control` process within milliseconds and interleaved
 //!   measurement by measurement: this machine's speed drifts by 20-30% over seconds, and
 //!   ratios taken a second apart were mostly drift. The table shows medians over runs, of
-//!   the values and of each run's own ratios.
+//!   the values and of each run's own ratios. `--against REV` adds syscall-profiler as built
+//!   from another revision, interleaved the same way: what a change bought.
 //! - Context switches: two threads ping-ponging a byte over pipes, with and without.
 //! - Per-program cost from the kernel's own run-time accounting.
 //! - The agent's CPU and memory while 1,000 busy processes run, polling every second.
@@ -18,8 +19,9 @@
 //! Peers come from Debian's packages, installed here when missing; one that cannot run is
 //! skipped with a note. Nothing here is part of CI's pass/fail.
 use std::{
+    ffi::OsString,
     io::{BufRead, BufReader},
-    path::Path,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     thread,
     time::Duration,
@@ -29,7 +31,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use crate::{
-    as_root,
+    as_root, cargo_command,
     setup::{apt_install, have},
     step,
 };
@@ -54,6 +56,11 @@ pub struct BenchArgs {
     /// Skip the peers (bpftrace, perf, strace).
     #[arg(long)]
     pub no_peers: bool,
+    /// Also measure syscall-profiler as built from this git revision (as it runs by default),
+    /// interleaved with the current build: what a change bought, free of the machine's drift.
+    /// The revision needs `syscall-profiler attach control` (commit 41ac9eb or later).
+    #[arg(long, value_name = "REV")]
+    pub against: Option<String>,
 }
 
 const BPFTRACE_COUNT: &str = "tracepoint:raw_syscalls:sys_enter { @[pid, args->id] = count(); }";
@@ -71,11 +78,24 @@ const DEFAULT_SAMPLE_EVERY: &str = "16";
 enum Observer {
     /// A state of a `syscall-profiler attach control` process loaded with this many
     /// statistics lanes: "nothing", "floor" or "full N" (N: the sampling period).
-    Profiler { state: &'static str, lanes: &'static str },
+    Profiler {
+        state: &'static str,
+        lanes: &'static str,
+        build: Build,
+    },
     /// bpftrace running this script beside the workload.
     Bpftrace(&'static str),
     /// The workload runs under this command (`perf trace -s --`, `strace -c -o /dev/null`).
     Wrapper(&'static [&'static str]),
+}
+
+/// Which syscall-profiler binary a configuration runs.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Build {
+    /// The working tree's.
+    Current,
+    /// The `--against` revision's.
+    Against,
 }
 
 struct Config {
@@ -89,6 +109,7 @@ const CONFIGS: [Config; 9] = [
         observer: Observer::Profiler {
             state: "nothing",
             lanes: "8",
+            build: Build::Current,
         },
     },
     Config {
@@ -96,6 +117,7 @@ const CONFIGS: [Config; 9] = [
         observer: Observer::Profiler {
             state: "floor",
             lanes: "8",
+            build: Build::Current,
         },
     },
     Config {
@@ -103,6 +125,7 @@ const CONFIGS: [Config; 9] = [
         observer: Observer::Profiler {
             state: "full 1",
             lanes: "8",
+            build: Build::Current,
         },
     },
     Config {
@@ -110,6 +133,7 @@ const CONFIGS: [Config; 9] = [
         observer: Observer::Profiler {
             state: "full 16",
             lanes: "8",
+            build: Build::Current,
         },
     },
     Config {
@@ -117,6 +141,7 @@ const CONFIGS: [Config; 9] = [
         observer: Observer::Profiler {
             state: "full 16",
             lanes: "1",
+            build: Build::Current,
         },
     },
     Config {
@@ -385,17 +410,39 @@ fn median_per_run(row: &[f64], base: &[f64], floor: &[f64], f: impl Fn(f64, f64,
     median(&values)
 }
 
-pub fn run(root: &Path, args: &BenchArgs) -> Result<()> {
+/// `path`: `PATH` with the tools setup installed (for building `--against`).
+pub fn run(root: &Path, path: &OsString, args: &BenchArgs) -> Result<()> {
     let profiler = root.join("target/release/syscall-profiler");
     let workload = root.join("target/release/profiler-workload");
     let mut notes = if args.no_peers { Vec::new() } else { install_peers() };
     let calls = args.calls.to_string();
     let ptrace_calls = args.ptrace_calls.to_string();
     let rounds = args.rounds.to_string();
-    let configs: Vec<&Config> = CONFIGS
+    let against = match &args.against {
+        Some(rev) => Some(build_revision(root, path, rev)?),
+        None => None,
+    };
+    let against_config = args.against.as_ref().map(|rev| Config {
+        // Leaked: one short string for the life of the benchmark.
+        name: Box::leak(format!("syscall-profiler at `{rev}`, as it ran by default").into_boxed_str()),
+        observer: Observer::Profiler {
+            state: "full 16",
+            lanes: "8",
+            build: Build::Against,
+        },
+    });
+    let mut configs: Vec<&Config> = CONFIGS
         .iter()
         .filter(|c| !args.no_peers || matches!(c.observer, Observer::Profiler { .. }))
         .collect();
+    if let Some(config) = &against_config {
+        // Right below the current build's default row.
+        let default_row = configs
+            .iter()
+            .position(|c| matches!(c.observer, Observer::Profiler { state: "full 16", .. }))
+            .expect("a default row");
+        configs.insert(default_row + 1, config);
+    }
     let mut rows: Vec<Row> = configs
         .iter()
         .map(|c| Row {
@@ -407,12 +454,16 @@ pub fn run(root: &Path, args: &BenchArgs) -> Result<()> {
             note: None,
         })
         .collect();
-    // One loaded controller per lane setting; at most one has anything attached.
+    // One loaded controller per (build, lane setting); at most one has anything attached.
     let mut controllers = std::collections::BTreeMap::new();
     for config in &configs {
-        if let Observer::Profiler { lanes, .. } = config.observer {
-            if !controllers.contains_key(lanes) {
-                controllers.insert(lanes, Controller::start(&profiler, lanes)?);
+        if let Observer::Profiler { lanes, build, .. } = config.observer {
+            if !controllers.contains_key(&(build, lanes)) {
+                let binary = match build {
+                    Build::Current => &profiler,
+                    Build::Against => against.as_ref().expect("built above"),
+                };
+                controllers.insert((build, lanes), Controller::start(binary, lanes)?);
             }
         }
     }
@@ -428,13 +479,16 @@ pub fn run(root: &Path, args: &BenchArgs) -> Result<()> {
         let mut best = vec![[f64::INFINITY; 4]; configs.len()];
         for _ in 0..3 {
             for (config, best) in configs.iter().zip(best.iter_mut()) {
-                let Observer::Profiler { state, lanes } = config.observer else {
+                let Observer::Profiler { state, lanes, build } = config.observer else {
                     continue;
                 };
                 for controller in controllers.values_mut() {
                     controller.set("nothing")?;
                 }
-                controllers.get_mut(lanes).expect("started above").set(state)?;
+                controllers
+                    .get_mut(&(build, lanes))
+                    .expect("started above")
+                    .set(state)?;
                 let values = [
                     measure_once(&[], &workload, &["time-getppid", &calls])?,
                     measure_once(&[], &workload, &threads_args)?,
@@ -621,6 +675,41 @@ pub fn run(root: &Path, args: &BenchArgs) -> Result<()> {
     std::fs::write(&results, &out)?;
     step(&format!("also written to {}", results.display()));
     Ok(())
+}
+
+/// Builds syscall-profiler as of git revision `rev` (in a worktree under `target/`, with
+/// its own target directory, kept between runs for incremental builds) and returns the
+/// binary.
+fn build_revision(root: &Path, path: &OsString, rev: &str) -> Result<PathBuf> {
+    step(&format!("building syscall-profiler at {rev}"));
+    let tree = root.join("target/bench-against/tree");
+    let git = |args: &[&str]| -> Result<bool> {
+        Ok(Command::new("git")
+            .arg("-C")
+            .arg(root)
+            .args(args)
+            .stdout(Stdio::null())
+            .status()
+            .context("running git")?
+            .success())
+    };
+    if tree.exists() {
+        git(&["worktree", "remove", "--force", &tree.to_string_lossy()])?;
+    }
+    git(&["worktree", "prune"])?;
+    if !git(&["worktree", "add", "--detach", &tree.to_string_lossy(), rev])? {
+        bail!("--against {rev}: not a revision of this repository");
+    }
+    let target_dir = root.join("target/bench-against/target");
+    let status = cargo_command(path, &["build", "--release", "--package", "profiler"])
+        .current_dir(&tree)
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .status()
+        .context("running cargo build")?;
+    if !status.success() {
+        bail!("--against {rev}: the build failed");
+    }
+    Ok(target_dir.join("release/syscall-profiler"))
 }
 
 /// CPU share and peak RSS of `syscall-profiler report` beside `count` busy processes. The

@@ -98,7 +98,7 @@ fn run() -> Result<()> {
         Task::Bench(args) => {
             let path = setup::ensure()?;
             cargo(&path, &["build", "--release", "--package", "profiler"])?;
-            bench::run(&root, &args)?;
+            bench::run(&root, &path, &args)?;
         }
     }
     Ok(())
@@ -167,7 +167,7 @@ pub fn as_root(program: &Path) -> Command {
     }
 }
 
-fn cargo_command(path: &OsString, args: &[&str]) -> Command {
+pub fn cargo_command(path: &OsString, args: &[&str]) -> Command {
     let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     command.args(args).env("PATH", path);
     command
