@@ -324,6 +324,20 @@ fn measure_once(wrapper: &[&str], workload: &Path, args: &[&str]) -> Result<f64>
         .context("workload output")
 }
 
+/// `0..len` in an order that depends on `seed` (Fisher-Yates with a xorshift generator:
+/// reproducible, and no dependency for it).
+fn shuffled(len: usize, seed: u32) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..len).collect();
+    let mut state = seed.wrapping_mul(0x9E37_79B9) | 1;
+    for i in (1..len).rev() {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        order.swap(i, state as usize % (i + 1));
+    }
+    order
+}
+
 /// Best of 3 runs: noise on a shared machine only ever adds time.
 fn measure(wrapper: &[&str], workload: &Path, args: &[&str]) -> Result<f64> {
     let mut best = f64::INFINITY;
@@ -477,8 +491,13 @@ pub fn run(root: &Path, path: &OsString, args: &BenchArgs) -> Result<()> {
         ));
         // The profiler's states, interleaved measurement by measurement; best of 3 each.
         let mut best = vec![[f64::INFINITY; 4]; configs.len()];
-        for _ in 0..3 {
-            for (config, best) in configs.iter().zip(best.iter_mut()) {
+        for repetition in 0..3 {
+            // A new order each time: in a fixed order each configuration follows the same
+            // neighbour every time, and that neighbour's after-effects (or drift in step with
+            // the order) land on it alone. A fixed order once put the default build at 1.86x
+            // the floor, where a shuffled comparison minutes later put it at 1.43x.
+            for index in shuffled(configs.len(), (run * 3 + repetition) as u32) {
+                let (config, best) = (configs[index], &mut best[index]);
                 let Observer::Profiler { state, lanes, build } = config.observer else {
                     continue;
                 };
@@ -766,4 +785,28 @@ fn agent_cost(profiler: &Path, workload: &Path, count: usize) -> Result<String> 
         long_cpu / long_wall * 100.0,
         rss_kib as f64 / 1024.0
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shuffled_orders_are_permutations_and_vary() {
+        let orders: Vec<Vec<usize>> = (0..33).map(|seed| shuffled(6, seed)).collect();
+        for order in &orders {
+            let mut sorted = order.clone();
+            sorted.sort();
+            assert_eq!(sorted, (0..6).collect::<Vec<_>>());
+        }
+        // Every configuration goes first at some point, and after different neighbours.
+        for config in 0..6 {
+            assert!(orders.iter().any(|o| o[0] == config), "{config} never first");
+            let before: std::collections::BTreeSet<usize> = orders
+                .iter()
+                .filter_map(|o| o.iter().position(|&c| c == config).filter(|&p| p > 0).map(|p| o[p - 1]))
+                .collect();
+            assert!(before.len() >= 3, "{config} follows only {before:?}");
+        }
+    }
 }
