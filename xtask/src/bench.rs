@@ -324,6 +324,54 @@ fn measure_once(wrapper: &[&str], workload: &Path, args: &[&str]) -> Result<f64>
         .context("workload output")
 }
 
+/// Per-program mean run times of one build over several runs, from the lines
+/// `syscall-profiler attach --run-stats` prints: `NAME RUNS runs NS ns/run`.
+#[derive(Clone, Default)]
+struct ProgramCosts {
+    /// Program name, its run count in the last run, and its ns/run in each run.
+    programs: Vec<(String, u64, Vec<f64>)>,
+}
+
+impl ProgramCosts {
+    fn add_run(&mut self, printed: &str) {
+        for line in printed.lines() {
+            let parts: Vec<&str> = line.split_whitespace().collect();
+            let [name, runs, "runs", ns, "ns/run"] = parts.as_slice() else {
+                continue;
+            };
+            let (Ok(runs), Ok(ns)) = (runs.parse::<u64>(), ns.parse::<f64>()) else {
+                continue;
+            };
+            match self.programs.iter_mut().find(|(known, ..)| known == name) {
+                Some((_, last_runs, values)) => {
+                    *last_runs = runs;
+                    values.push(ns);
+                }
+                None => self.programs.push((name.to_string(), runs, vec![ns])),
+            }
+        }
+    }
+
+    fn medians(&self) -> Vec<(String, u64, f64)> {
+        self.programs
+            .iter()
+            .filter_map(|(name, runs, values)| Some((name.clone(), *runs, median(values)?)))
+            .collect()
+    }
+
+    fn median_of(&self, name: &str) -> Option<f64> {
+        median(&self.programs.iter().find(|(known, ..)| known == name)?.2)
+    }
+
+    /// Median over runs of (this build's ns/run - `other`'s ns/run in the same run).
+    fn median_difference(&self, other: &ProgramCosts, name: &str) -> Option<f64> {
+        let ours = &self.programs.iter().find(|(known, ..)| known == name)?.2;
+        let theirs = &other.programs.iter().find(|(known, ..)| known == name)?.2;
+        let differences: Vec<f64> = ours.iter().zip(theirs).map(|(a, b)| a - b).collect();
+        median(&differences)
+    }
+}
+
 /// `0..len` in an order that depends on `seed` (Fisher-Yates with a xorshift generator:
 /// reproducible, and no dependency for it).
 fn shuffled(len: usize, seed: u32) -> Vec<usize> {
@@ -472,12 +520,12 @@ pub fn run(root: &Path, path: &OsString, args: &BenchArgs) -> Result<()> {
     let mut controllers = std::collections::BTreeMap::new();
     for config in &configs {
         if let Observer::Profiler { lanes, build, .. } = config.observer {
-            if !controllers.contains_key(&(build, lanes)) {
+            if let std::collections::btree_map::Entry::Vacant(entry) = controllers.entry((build, lanes)) {
                 let binary = match build {
                     Build::Current => &profiler,
                     Build::Against => against.as_ref().expect("built above"),
                 };
-                controllers.insert((build, lanes), Controller::start(binary, lanes)?);
+                entry.insert(Controller::start(binary, lanes)?);
             }
         }
     }
@@ -570,12 +618,25 @@ pub fn run(root: &Path, path: &OsString, args: &BenchArgs) -> Result<()> {
     notes.extend(rows.iter().filter_map(|row| row.note.clone()));
 
     step("per-program cost from the kernel's run-time accounting");
-    let run_stats = {
-        let beside = Beside::profiler(&profiler, &["full", "--run-stats", "--sample", DEFAULT_SAMPLE_EVERY])?;
-        measure(&[], &workload, &["time-getppid", &calls])?;
-        measure(&[], &workload, &["time-pingpong", &rounds])?;
-        beside.finish()
-    };
+    // Each build loaded in turn, `--runs` times, in a new order each time. The accounting
+    // times the programs alone (not the tracepoints' dispatch), which makes it the finer
+    // measure of a change to them.
+    let mut builds = vec![("current", profiler.as_path())];
+    if let Some(against) = &against {
+        builds.push(("against", against.as_path()));
+    }
+    let mut program_costs = vec![ProgramCosts::default(); builds.len()];
+    for run in 0..args.runs {
+        for index in shuffled(builds.len(), run as u32) {
+            let beside = Beside::profiler(
+                builds[index].1,
+                &["full", "--run-stats", "--sample", DEFAULT_SAMPLE_EVERY],
+            )?;
+            measure_once(&[], &workload, &["time-getppid", &calls])?;
+            measure_once(&[], &workload, &["time-pingpong", &rounds])?;
+            program_costs[index].add_run(&beside.finish());
+        }
+    }
 
     step(&format!("agent CPU and memory with {} busy processes", args.processes));
     let agent = agent_cost(&profiler, &workload, args.processes)?;
@@ -658,14 +719,30 @@ pub fn run(root: &Path, path: &OsString, args: &BenchArgs) -> Result<()> {
     }
     let _ = writeln!(
         out,
-        "\n### Per-program cost (kernel run-time accounting, which itself adds two clock reads a run)\n"
+        "\n### Per-program cost (kernel run-time accounting, which itself adds two clock reads a run; medians of {} runs)\n",
+        args.runs
     );
-    let _ = writeln!(out, "| program | runs | ns/run |");
-    let _ = writeln!(out, "|---|---|---|");
-    for line in run_stats.lines().filter(|l| l.contains(" runs ")) {
-        let parts: Vec<&str> = line.split_whitespace().collect();
-        if parts.len() >= 4 {
-            let _ = writeln!(out, "| {} | {} | {} |", parts[0], parts[1], parts[3]);
+    match (&args.against, program_costs.as_slice()) {
+        (Some(rev), [current, against]) => {
+            let _ = writeln!(
+                out,
+                "| program | runs (one run) | ns/run (median) | at `{rev}` | difference (median of per-run differences) |"
+            );
+            let _ = writeln!(out, "|---|---|---|---|---|");
+            for (name, runs, ns) in current.medians() {
+                let theirs = against.median_of(&name).map_or("-".into(), |n| format!("{n:.1}"));
+                let difference = current
+                    .median_difference(against, &name)
+                    .map_or("-".into(), |d| format!("{d:+.1}"));
+                let _ = writeln!(out, "| {name} | {runs} | {ns:.1} | {theirs} | {difference} |");
+            }
+        }
+        _ => {
+            let _ = writeln!(out, "| program | runs (one run) | ns/run (median) |");
+            let _ = writeln!(out, "|---|---|---|");
+            for (name, runs, ns) in program_costs[0].medians() {
+                let _ = writeln!(out, "| {name} | {runs} | {ns:.1} |");
+            }
         }
     }
     let _ = writeln!(
@@ -790,6 +867,25 @@ fn agent_cost(profiler: &Path, workload: &Path, count: usize) -> Result<String> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn program_costs_are_read_from_run_stats_lines() {
+        let mut current = ProgramCosts::default();
+        let mut against = ProgramCosts::default();
+        for (ours, theirs) in [(100.0, 110.0), (90.0, 130.0), (300.0, 305.0)] {
+            current.add_run(&format!(
+                "attached 7 programs\nsys_enter 1000 runs {ours:.1} ns/run\nbogus line\n"
+            ));
+            against.add_run(&format!(
+                "sys_enter 999 runs {theirs:.1} ns/run\nsys_exit 999 runs 5.0 ns/run\n"
+            ));
+        }
+        assert_eq!(current.medians(), vec![("sys_enter".to_string(), 1000, 100.0)]);
+        assert_eq!(against.median_of("sys_exit"), Some(5.0));
+        // Per-run differences -10, -40, -5: median -10 (the difference of medians would be -20).
+        assert_eq!(current.median_difference(&against, "sys_enter"), Some(-10.0));
+        assert_eq!(current.median_difference(&against, "sys_exit"), None);
+    }
 
     #[test]
     fn shuffled_orders_are_permutations_and_vary() {
