@@ -351,7 +351,8 @@ pub struct InFlight {
     pub stats_index: u32,
     /// [`flight`] bits; the high half holds the sampling period minus one of a sampled call.
     pub flags: u32,
-    /// One of [`thread_state`].
+    /// One of [`thread_state`]; this and the times off the CPU below are set from the first
+    /// time the call leaves the CPU ([`flight::SWITCHED`]) and stale before.
     pub state: u32,
     /// When the call entered the kernel (CLOCK_MONOTONIC), if [`flight::TIMED`].
     pub enter_ns: u64,
@@ -369,6 +370,11 @@ pub struct InFlight {
 impl InFlight {
     pub fn in_flight(&self) -> bool {
         self.flags & flight::IN_FLIGHT != 0
+    }
+
+    /// Whether the thread is asleep in the call (it left the CPU and has not been woken).
+    pub fn sleeping(&self) -> bool {
+        self.flags & flight::SWITCHED != 0 && self.state == thread_state::SLEEPING
     }
 
     /// When the call started (CLOCK_MONOTONIC) as far as it was timed: at sys_enter, or at
@@ -510,6 +516,21 @@ mod tests {
             let whole = torn == a || torn == b;
             assert_eq!(named.is_some(), whole, "{torn:?}");
         }
+    }
+
+    #[test]
+    fn a_call_sleeps_only_once_it_has_left_the_cpu() {
+        // The state left over from the slot's previous call means nothing.
+        let mut slot = InFlight {
+            flags: flight::IN_FLIGHT,
+            state: thread_state::SLEEPING,
+            ..InFlight::default()
+        };
+        assert!(!slot.sleeping());
+        slot.flags |= flight::SWITCHED;
+        assert!(slot.sleeping());
+        slot.state = thread_state::RUNNABLE;
+        assert!(!slot.sleeping());
     }
 
     #[test]

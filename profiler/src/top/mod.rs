@@ -109,7 +109,7 @@ fn in_syscall(session: &Session, now_ns: u64, started: Instant) -> Vec<InSyscall
                 tid: slot.tid,
                 pid: slot.tgid,
                 nr: slot.nr,
-                blocked: slot.state == profiler_common::thread_state::SLEEPING,
+                blocked: slot.sleeping(),
                 elapsed_ns: now_ns.saturating_sub(slot.since_ns(clock_offset)?),
                 before_start: false,
             })
