@@ -324,6 +324,27 @@ fn measure_once(wrapper: &[&str], workload: &Path, args: &[&str]) -> Result<f64>
         .context("workload output")
 }
 
+/// One loaded `attach control` process per (build, lane setting) among `configs`.
+fn start_controllers(
+    configs: &[&Config],
+    profiler: &Path,
+    against: Option<&Path>,
+) -> Result<std::collections::BTreeMap<(Build, &'static str), Controller>> {
+    let mut controllers = std::collections::BTreeMap::new();
+    for config in configs {
+        if let Observer::Profiler { lanes, build, .. } = config.observer {
+            if let std::collections::btree_map::Entry::Vacant(entry) = controllers.entry((build, lanes)) {
+                let binary = match build {
+                    Build::Current => profiler,
+                    Build::Against => against.expect("built before"),
+                };
+                entry.insert(Controller::start(binary, lanes)?);
+            }
+        }
+    }
+    Ok(controllers)
+}
+
 /// Per-program mean run times of one build over several runs, from the lines
 /// `syscall-profiler attach --run-stats` prints: `NAME RUNS runs NS ns/run`.
 #[derive(Clone, Default)]
@@ -516,19 +537,6 @@ pub fn run(root: &Path, path: &OsString, args: &BenchArgs) -> Result<()> {
             note: None,
         })
         .collect();
-    // One loaded controller per (build, lane setting); at most one has anything attached.
-    let mut controllers = std::collections::BTreeMap::new();
-    for config in &configs {
-        if let Observer::Profiler { lanes, build, .. } = config.observer {
-            if let std::collections::btree_map::Entry::Vacant(entry) = controllers.entry((build, lanes)) {
-                let binary = match build {
-                    Build::Current => &profiler,
-                    Build::Against => against.as_ref().expect("built above"),
-                };
-                entry.insert(Controller::start(binary, lanes)?);
-            }
-        }
-    }
     let threads_args = ["time-getppid-threads", &calls, "2"];
     let ptrace_threads_args = ["time-getppid-threads", &ptrace_calls, "2"];
     for run in 0..args.runs {
@@ -537,6 +545,11 @@ pub fn run(root: &Path, path: &OsString, args: &BenchArgs) -> Result<()> {
             run + 1,
             args.runs
         ));
+        // Loaded afresh every run: one load can be lucky or unlucky for as long as it stays
+        // loaded (probably where its programs and maps land; once, the controller with lanes
+        // off measured 100 ns/call below the default one through a whole benchmark, far more
+        // than lanes cost), so a comparison needs many loads.
+        let mut controllers = start_controllers(&configs, &profiler, against.as_deref())?;
         // The profiler's states, interleaved measurement by measurement; best of 3 each.
         let mut best = vec![[f64::INFINITY; 4]; configs.len()];
         for repetition in 0..3 {
@@ -567,9 +580,7 @@ pub fn run(root: &Path, path: &OsString, args: &BenchArgs) -> Result<()> {
                 }
             }
         }
-        for controller in controllers.values_mut() {
-            controller.set("nothing")?;
-        }
+        drop(controllers);
         for ((config, row), [null, threads, switch, one_cpu_switch]) in configs.iter().zip(rows.iter_mut()).zip(best) {
             if matches!(config.observer, Observer::Profiler { .. }) {
                 row.null_ns.push(null);
@@ -614,7 +625,6 @@ pub fn run(root: &Path, path: &OsString, args: &BenchArgs) -> Result<()> {
             }
         }
     }
-    drop(controllers);
     notes.extend(rows.iter().filter_map(|row| row.note.clone()));
 
     step("per-program cost from the kernel's run-time accounting");
