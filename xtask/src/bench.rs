@@ -5,14 +5,16 @@
 //!   default), bpftrace's count and latency scripts, perf trace -s and strace -c.
 //!   Configurations run round-robin, `--runs` times, so drift on a shared machine hits all of
 //!   them alike; each run takes the best of 3 measurements (noise only ever adds time). The
-//!   baseline, the floor and syscall-profiler's modes are switched by one loaded
-//!   `syscall-profiler attach control` process within milliseconds and interleaved
-//!   measurement by measurement: this machine's speed drifts by 20-30% over seconds, and
-//!   ratios taken a second apart were mostly drift. The table shows medians over runs, of
+//!   baseline, the floor and syscall-profiler's modes are switched by loaded
+//!   `syscall-profiler attach control` processes (one per build and lane setting, loaded
+//!   afresh every run) within milliseconds and interleaved measurement by measurement, in a
+//!   new order each time: this machine's speed drifts by 20-30% over seconds, and ratios
+//!   taken a second apart were mostly drift. The table shows medians over runs, of
 //!   the values and of each run's own ratios. `--against REV` adds syscall-profiler as built
 //!   from another revision, interleaved the same way: what a change bought.
 //! - Context switches: two threads ping-ponging a byte over pipes, with and without.
-//! - Per-program cost from the kernel's own run-time accounting.
+//! - Per-program cost from the kernel's own run-time accounting: each build loaded in turn,
+//!   `--runs` times; medians, and with `--against` the median of the per-run differences.
 //! - The agent's CPU and memory while 1,000 busy processes run, polling every second.
 //! - Kernel map memory at the default sizes (computed).
 //!
@@ -556,7 +558,7 @@ pub fn run(root: &Path, path: &OsString, args: &BenchArgs) -> Result<()> {
             // A new order each time: in a fixed order each configuration follows the same
             // neighbour every time, and that neighbour's after-effects (or drift in step with
             // the order) land on it alone. A fixed order once put the default build at 1.86x
-            // the floor, where a shuffled comparison minutes later put it at 1.43x.
+            // the floor, the next two runs, shuffled, at 1.55x and 1.60x.
             for index in shuffled(configs.len(), (run * 3 + repetition) as u32) {
                 let (config, best) = (configs[index], &mut best[index]);
                 let Observer::Profiler { state, lanes, build } = config.observer else {
