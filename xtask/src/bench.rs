@@ -382,14 +382,18 @@ impl ProgramCosts {
             .collect()
     }
 
+    /// ns/run of program `name`, one value per run.
+    fn values(&self, name: &str) -> Option<&[f64]> {
+        Some(&self.programs.iter().find(|(known, ..)| known == name)?.2)
+    }
+
     fn median_of(&self, name: &str) -> Option<f64> {
-        median(&self.programs.iter().find(|(known, ..)| known == name)?.2)
+        median(self.values(name)?)
     }
 
     /// Median over runs of (this build's ns/run - `other`'s ns/run in the same run).
     fn median_difference(&self, other: &ProgramCosts, name: &str) -> Option<f64> {
-        let ours = &self.programs.iter().find(|(known, ..)| known == name)?.2;
-        let theirs = &other.programs.iter().find(|(known, ..)| known == name)?.2;
+        let (ours, theirs) = (self.values(name)?, other.values(name)?);
         let differences: Vec<f64> = ours.iter().zip(theirs).map(|(a, b)| a - b).collect();
         median(&differences)
     }
@@ -633,15 +637,15 @@ pub fn run(root: &Path, path: &OsString, args: &BenchArgs) -> Result<()> {
     // Each build loaded in turn, `--runs` times, in a new order each time. The accounting
     // times the programs alone (not the tracepoints' dispatch), which makes it the finer
     // measure of a change to them.
-    let mut builds = vec![("current", profiler.as_path())];
+    let mut builds = vec![profiler.as_path()];
     if let Some(against) = &against {
-        builds.push(("against", against.as_path()));
+        builds.push(against.as_path());
     }
     let mut program_costs = vec![ProgramCosts::default(); builds.len()];
     for run in 0..args.runs {
         for index in shuffled(builds.len(), run as u32) {
             let beside = Beside::profiler(
-                builds[index].1,
+                builds[index],
                 &["full", "--run-stats", "--sample", DEFAULT_SAMPLE_EVERY],
             )?;
             measure_once(&[], &workload, &["time-getppid", &calls])?;
