@@ -359,6 +359,15 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
 fn record(slot: &mut InFlight, ret: i64) {
     let flags = slot.flags;
     slot.flags = 0;
+    // The clock first: what follows is the profiler's own work, and the errno count (a
+    // hash-map call, failed calls only) would otherwise sit inside the window of failed calls
+    // alone - among them the calibration's call without a handler, whose window is
+    // subtracted from every call's handler time.
+    let now_ns = if flags & flight::TIMED != 0 {
+        unsafe { bpf_ktime_get_ns() }
+    } else {
+        0
+    };
     let Some(entry) = STATS.get_ptr_mut(slot.stats_index) else {
         return;
     };
@@ -388,11 +397,10 @@ fn record(slot: &mut InFlight, ret: i64) {
     };
     let mut weight = 1u32;
     let handler_ns = if flags & flight::TIMED != 0 {
-        let now = unsafe { bpf_ktime_get_ns() };
-        let wall_ns = now.saturating_sub(slot.enter_ns);
+        let wall_ns = now_ns.saturating_sub(slot.enter_ns);
         let handler_ns = wall_ns.saturating_sub(blocked_ns + runqueue_ns);
         if flags & flight::SWITCHED != 0 {
-            remember_clock_pair(now);
+            remember_clock_pair(now_ns);
             atomic_add(&mut stats.switched_handler_ns, handler_ns);
             atomic_add(&mut stats.switched_timed_calls, 1u64);
         } else if flags & flight::SAMPLED != 0 {
