@@ -74,6 +74,9 @@ const ONE_CPU: &[&str] = &["taskset", "-c", "0"];
 
 /// Sampling period syscall-profiler runs with by default (its `--sample`).
 const DEFAULT_SAMPLE_EVERY: &str = "16";
+/// The `attach control` state of syscall-profiler as it runs by default (`full` and
+/// [`DEFAULT_SAMPLE_EVERY`]).
+const DEFAULT_STATE: &str = "full 16";
 
 /// How a configuration observes the workload.
 #[derive(Clone, Copy)]
@@ -133,7 +136,7 @@ const CONFIGS: [Config; 9] = [
     Config {
         name: "syscall-profiler as it runs by default (`--sample 16`)",
         observer: Observer::Profiler {
-            state: "full 16",
+            state: DEFAULT_STATE,
             lanes: "8",
             build: Build::Current,
         },
@@ -141,7 +144,7 @@ const CONFIGS: [Config; 9] = [
     Config {
         name: "the same with one statistics entry per (process, syscall), no CPU lanes",
         observer: Observer::Profiler {
-            state: "full 16",
+            state: DEFAULT_STATE,
             lanes: "1",
             build: Build::Current,
         },
@@ -515,7 +518,7 @@ pub fn run(root: &Path, path: &OsString, args: &BenchArgs) -> Result<()> {
         // Leaked: one short string for the life of the benchmark.
         name: Box::leak(format!("syscall-profiler at `{rev}`, as it ran by default").into_boxed_str()),
         observer: Observer::Profiler {
-            state: "full 16",
+            state: DEFAULT_STATE,
             lanes: "8",
             build: Build::Against,
         },
@@ -528,7 +531,15 @@ pub fn run(root: &Path, path: &OsString, args: &BenchArgs) -> Result<()> {
         // Right below the current build's default row.
         let default_row = configs
             .iter()
-            .position(|c| matches!(c.observer, Observer::Profiler { state: "full 16", .. }))
+            .position(|c| {
+                matches!(
+                    c.observer,
+                    Observer::Profiler {
+                        state: DEFAULT_STATE,
+                        ..
+                    }
+                )
+            })
             .expect("a default row");
         configs.insert(default_row + 1, config);
     }
