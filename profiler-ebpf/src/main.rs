@@ -43,8 +43,8 @@ use aya_ebpf::{
 };
 use profiler_common::{
     counter, flight, hist_bucket, known_task_index, stats_hash, thread_state, xorshift32, Current, Epochs, ErrnoKey,
-    InFlight, KnownTask, ProcInfo, StatsKey, StatsSlot, HIST_BUCKETS, KNOWN_TASKS, NR_IA32_FLAG, NR_LANE_BITS,
-    NR_OUT_OF_RANGE, NR_X32_FLAG, SLOT_EMPTY, SLOT_FREED, STATS_PROBES, TIMED_FIRST_CALLS, USER32_CS,
+    InFlight, KnownTask, ProcInfo, StatsKey, StatsSlot, HIST_BUCKETS, NR_IA32_FLAG, NR_LANE_BITS, NR_OUT_OF_RANGE,
+    NR_X32_FLAG, SLOT_EMPTY, SLOT_FREED, STATS_PROBES, TIMED_FIRST_CALLS, USER32_CS,
 };
 
 // ---- load-time configuration (read-only globals, set by the agent before loading) ----
@@ -183,7 +183,7 @@ fn caller(current: &mut Current, regs: u64) -> Option<(u32, u32)> {
     // pt_regs as well as their address does.
     let regs_key = regs.wrapping_sub(epochs as u64);
     let epochs = unsafe { *epochs };
-    let known = &mut current.known[known_task_index(regs_key) & (KNOWN_TASKS - 1)];
+    let known = &mut current.known[known_task_index(regs_key)];
     if let Some(ids) = known.ids_of(regs_key, epochs) {
         return Some(ids);
     }
