@@ -9,16 +9,16 @@ use clap::Parser;
 )]
 struct Cli {
     #[command(flatten)]
-    top: profiler::top::TopArgs,
+    top: profiler::commands::top::TopArgs,
 }
 
 fn main() {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(err) => std::process::exit(profiler::cli::clap_error(err)),
+        Err(err) => std::process::exit(profiler::commands::clap_error(err)),
     };
-    if let Err(err) = profiler::top::run(cli.top) {
-        eprintln!("syscall-top: {}", profiler::cli::one_line(&err));
+    if let Err(err) = profiler::commands::top::run(cli.top) {
+        eprintln!("syscall-top: {}", profiler::commands::one_line(&err));
         std::process::exit(1);
     }
 }

@@ -7,11 +7,13 @@ use profiler_common::StatsKey;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use crate::{
-    calibrate::latency_offset_ns,
-    histogram::{Latency, Percentiles},
-    names::{decode_nr, errno_name, syscall_name},
-    split::{classify, Class, Split},
-    store::SyscallTotals,
+    model::{
+        histogram::{Latency, Percentiles},
+        names::{decode_nr, errno_name, syscall_name},
+        split::{classify, Class, Split},
+        store::SyscallTotals,
+    },
+    session::calibrate::latency_offset_ns,
 };
 
 /// Everything that can happen to the app.

@@ -8,7 +8,10 @@ use ratatui::{
 };
 
 use super::app::{App, Mode, Row, SortBy, View};
-use crate::{histogram::Latency, report::split_cells, split::Split};
+use crate::{
+    model::{histogram::Latency, split::Split},
+    report::split_cells,
+};
 use profiler_common::{hist_bucket_bounds, HIST_BUCKETS, HIST_SUB_BITS};
 
 /// Colours of entry, handler, blocked, runqueue.

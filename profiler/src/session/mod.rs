@@ -1,6 +1,8 @@
 //! A profiling session: load, calibrate, pick the processes to measure, then poll the maps
 //! into a [`Store`] until told to stop. The surfaces (report, and later top and serve) drive
 //! it; it owns the [`Probe`] and, for `-- COMMAND`, the command's process.
+pub mod calibrate;
+
 use std::{
     collections::HashSet,
     ffi::{CString, OsString},
@@ -16,10 +18,10 @@ use std::{
 
 use profiler_common::StatsKey;
 
+use self::calibrate::Calibration;
 use crate::{
-    calibrate::{self, Calibration},
-    ebpf::{MapSizes, Overflow, Probe, ProbeError, Scope},
-    store::Store,
+    kernel::probe::{MapSizes, Overflow, Probe, ProbeError, Scope},
+    model::store::Store,
 };
 
 /// What to measure.

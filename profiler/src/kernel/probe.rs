@@ -18,7 +18,7 @@ use profiler_common::{
     SLOT_FREED, STATS_LANES,
 };
 
-use crate::btf::{BtfError, TaskOffsets, VMLINUX_BTF};
+use crate::kernel::btf::{BtfError, TaskOffsets, VMLINUX_BTF};
 
 static PROGRAM_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/profiler"));
 
@@ -64,7 +64,7 @@ pub enum ProbeError {
     },
 }
 
-/// Map sizes; together they bound the kernel-side memory (see [`crate::memory`]). The two
+/// Map sizes; together they bound the kernel-side memory (see [`crate::kernel::memory`]). The two
 /// tables indexed by hash (`threads`, `syscalls`) are rounded up to powers of two.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MapSizes {

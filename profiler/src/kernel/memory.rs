@@ -6,7 +6,7 @@ use std::mem::size_of;
 
 use profiler_common::{counter, ErrnoKey, InFlight, ProcInfo, StatsSlot};
 
-use crate::ebpf::MapSizes;
+use crate::kernel::probe::MapSizes;
 
 /// `sizeof(struct htab_elem)` before the key on 64-bit kernels.
 const HTAB_ELEM_HEADER: u64 = 48;

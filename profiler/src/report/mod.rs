@@ -7,12 +7,14 @@ use profiler_common::StatsKey;
 use serde::Serialize;
 
 use crate::{
-    calibrate::latency_offset_ns,
-    ebpf::Overflow,
-    histogram::Percentiles,
-    names::{decode_nr, errno_name, syscall_name},
-    split::{classify, Split},
-    store::SyscallTotals,
+    kernel::probe::Overflow,
+    model::{
+        histogram::Percentiles,
+        names::{decode_nr, errno_name, syscall_name},
+        split::{classify, Split},
+        store::SyscallTotals,
+    },
+    session::calibrate::latency_offset_ns,
 };
 
 pub const SCHEMA_VERSION: u32 = 1;

@@ -1,5 +1,8 @@
 //! Command line: parsing, running the subcommands, and turning every error a user can cause
 //! into one clear line and a non-zero exit code.
+pub mod serve;
+pub mod top;
+
 use std::{
     ffi::OsString,
     fs::File,
@@ -11,11 +14,12 @@ use std::{
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::{
-    calibrate,
-    ebpf::{MapSizes, Probe, Scope},
-    memory,
+    kernel::{
+        memory,
+        probe::{MapSizes, Probe, Scope},
+    },
     report::{self, TextOptions},
-    session::{self, Session, Target},
+    session::{self, calibrate, Session, Target},
 };
 
 #[derive(Parser, Debug)]
@@ -37,9 +41,9 @@ pub enum Command {
     /// Profile for a while (or while a command runs) and print a report.
     Report(ReportArgs),
     /// Serve the measurements as Prometheus metrics on /metrics.
-    Serve(crate::serve::ServeArgs),
+    Serve(serve::ServeArgs),
     /// Live terminal view of the whole machine (same as `syscall-top`).
-    Top(crate::top::TopArgs),
+    Top(top::TopArgs),
     /// Measure the boundary cost charged to every call, and show how it was measured.
     Calibrate(MapArgs),
     /// For benchmarks: attach the full profiler or the empty floor programs, print
@@ -255,8 +259,8 @@ pub fn one_line(err: &anyhow::Error) -> String {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Report(args) => run_report(args),
-        Command::Top(args) => crate::top::run(args),
-        Command::Serve(args) => crate::serve::run(args),
+        Command::Top(args) => top::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::Calibrate(maps) => {
             let mut probe = Probe::load_default(maps.sizes(), Scope::SystemWide)?;
             let calibration = calibrate::calibrate(&mut probe, maps.sample_every)?;
@@ -267,7 +271,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Attach { mode, maps, run_stats } => {
-            let _stats_on = run_stats.then(crate::ebpf::enable_run_stats).transpose()?;
+            let _stats_on = run_stats.then(crate::kernel::probe::enable_run_stats).transpose()?;
             let mut probe = Probe::load_default(maps.sizes(), Scope::SystemWide)?;
             probe.set_sample_every(maps.sample_every)?;
             match mode {

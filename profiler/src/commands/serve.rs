@@ -23,7 +23,7 @@ use hyper::{
 use hyper_util::rt::TokioIo;
 
 use crate::{
-    cli::MapArgs,
+    commands::MapArgs,
     metrics::{self, Format, GroupBy, Grouper, SelfMetrics, Snapshot},
     session::{Session, Target},
 };

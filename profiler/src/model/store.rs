@@ -9,7 +9,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use profiler_common::{ErrnoKey, StatsKey, StatsSlot, SyscallStats, HIST_BUCKETS};
 
-use crate::{calibrate::corrected_handler_ns, histogram::Latency, split::Split};
+use crate::{
+    model::{histogram::Latency, split::Split},
+    session::calibrate::corrected_handler_ns,
+};
 
 /// Totals of one (process, syscall).
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -20,10 +20,12 @@ use prometheus_client::{
 };
 
 use crate::{
-    calibrate::latency_offset_ns,
-    names::{decode_nr, errno_name, syscall_name},
-    split::Split,
-    store::SyscallTotals,
+    model::{
+        names::{decode_nr, errno_name, syscall_name},
+        split::Split,
+        store::SyscallTotals,
+    },
+    session::calibrate::latency_offset_ns,
 };
 
 /// The group a process's series are labelled with.

@@ -1,0 +1,262 @@
+//! `syscall-top`: the live view. Which processes are hammering the kernel right now, and is
+//! it boundary cost, handler work, blocking or CPU contention?
+//!
+//! The [`app`] holds the state and handles keys, [`ui`] draws it; this module owns the
+//! terminal (restored on every exit path, panics included) and the refresh loop.
+use std::{
+    io::{self, IsTerminal},
+    time::{Duration, Instant},
+};
+
+use anyhow::bail;
+use clap::Args;
+use ratatui::{
+    crossterm::{
+        event::{self, Event as TermEvent, KeyEventKind},
+        execute,
+        terminal::{disable_raw_mode, enable_raw_mode, EnterAlternateScreen, LeaveAlternateScreen},
+    },
+    prelude::CrosstermBackend,
+    Terminal,
+};
+
+use crate::top::{
+    app::{App, Event, InSyscall, Update, View},
+    ui,
+};
+use crate::{
+    commands::MapArgs,
+    session::{Session, Target},
+};
+
+#[derive(Args, Debug)]
+pub struct TopArgs {
+    /// Seconds between refreshes; rates are over the last interval.
+    #[arg(long, default_value_t = 1.0, value_parser = positive_seconds)]
+    pub interval: f64,
+    /// Start filtered to this process id.
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// Start filtered to process names containing this.
+    #[arg(long)]
+    pub comm: Option<String>,
+    /// The stuck view lists threads inside one syscall for longer than this (seconds).
+    #[arg(long, default_value_t = 1.0, value_parser = positive_seconds)]
+    pub stuck_threshold: f64,
+    #[command(flatten)]
+    pub maps: MapArgs,
+}
+
+fn positive_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(secs) if secs > 0.0 && secs.is_finite() && secs <= 3600.0 => Ok(secs),
+        _ => Err(format!("'{text}' is not a number of seconds between 0 and 3600")),
+    }
+}
+
+/// Raw mode and the alternate screen for as long as it lives.
+struct TerminalGuard {
+    terminal: Terminal<CrosstermBackend<io::Stdout>>,
+}
+
+fn restore_terminal() {
+    let _ = disable_raw_mode();
+    let _ = execute!(io::stdout(), LeaveAlternateScreen, ratatui::crossterm::cursor::Show);
+}
+
+impl TerminalGuard {
+    fn enter() -> anyhow::Result<TerminalGuard> {
+        // A panic leaves the terminal usable before the message is printed.
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            restore_terminal();
+            previous(info);
+        }));
+        enable_raw_mode()?;
+        execute!(io::stdout(), EnterAlternateScreen)?;
+        let terminal = Terminal::new(CrosstermBackend::new(io::stdout()))?;
+        Ok(TerminalGuard { terminal })
+    }
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        restore_terminal();
+    }
+}
+
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime fills the struct; CLOCK_MONOTONIC is bpf_ktime_get_ns's clock.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Threads inside a syscall: those the kernel side saw enter (timed from their entry, or
+/// from when they left the CPU: short untimed calls are left out), plus those
+/// `/proc` shows inside one that were already there when profiling started (what a hang
+/// looks like when the profiler is started after it).
+fn in_syscall(session: &Session, now_ns: u64, started: Instant) -> Vec<InSyscall> {
+    let clock_offset = session.monotonic_minus_scheduler_ns();
+    let in_flight = session.in_flight();
+    // Every thread the kernel side has in a call, timed or not, so that /proc does not add it
+    // again below as one that was already there at start.
+    let seen: std::collections::HashSet<u32> = in_flight.iter().map(|slot| slot.tid).collect();
+    let mut threads: Vec<InSyscall> = in_flight
+        .into_iter()
+        .filter_map(|slot| {
+            Some(InSyscall {
+                tid: slot.tid,
+                pid: slot.tgid,
+                nr: slot.nr,
+                blocked: slot.sleeping(),
+                elapsed_ns: now_ns.saturating_sub(slot.since_ns(clock_offset)?),
+                before_start: false,
+            })
+        })
+        .collect();
+    let since_start = started.elapsed().as_nanos() as u64;
+    for (tid, pid, nr, blocked) in proc_threads_in_syscalls() {
+        if !seen.contains(&tid) && pid != std::process::id() {
+            threads.push(InSyscall {
+                tid,
+                pid,
+                nr,
+                blocked,
+                elapsed_ns: since_start,
+                before_start: true,
+            });
+        }
+    }
+    threads
+}
+
+/// The syscall number in a `/proc/PID/task/TID/syscall` line, if the thread is inside one:
+/// "running" and -1 mean it is not, and a kernel thread, which has no user registers, shows
+/// "0" with a zero user stack pointer and program counter (the last two fields).
+fn in_syscall_number(text: &str) -> Option<u32> {
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    let nr = u32::try_from(fields.first()?.parse::<i64>().ok()?).ok()?;
+    match fields.as_slice() {
+        [.., sp, pc] if fields.len() >= 3 && !(*sp == "0x0" && *pc == "0x0") => Some(nr),
+        _ => None,
+    }
+}
+
+/// `(tid, pid, nr, blocked)` of every thread `/proc/PID/task/TID/syscall` shows inside a
+/// syscall ("running" and -1 mean it is not).
+fn proc_threads_in_syscalls() -> Vec<(u32, u32, u32, bool)> {
+    let numeric = |entry: std::fs::DirEntry| entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok());
+    let mut found = Vec::new();
+    let Ok(processes) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for pid in processes.filter_map(Result::ok).filter_map(numeric) {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for tid in tasks.filter_map(Result::ok).filter_map(numeric) {
+            let base = format!("/proc/{pid}/task/{tid}");
+            let Some(nr) = std::fs::read_to_string(format!("{base}/syscall"))
+                .ok()
+                .and_then(|text| in_syscall_number(&text))
+            else {
+                continue;
+            };
+            // Field 3 of stat, after the parenthesised name: S and D are asleep.
+            let blocked = std::fs::read_to_string(format!("{base}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    stat.rsplit_once(')')
+                        .map(|(_, rest)| rest.trim_start().starts_with(['S', 'D']))
+                })
+                .unwrap_or(false);
+            found.push((tid, pid, nr, blocked));
+        }
+    }
+    found
+}
+
+pub fn run(args: TopArgs) -> anyhow::Result<()> {
+    if !io::stdout().is_terminal() {
+        bail!("syscall-top needs a terminal; for output to a file or pipe use `syscall-profiler report`");
+    }
+    // Loading and calibrating first: their errors print as plain lines.
+    let mut session = Session::start(Target::SystemWide, args.maps.sizes(), args.maps.sample_every)?;
+    let filter = args
+        .comm
+        .clone()
+        .or(args.pid.map(|pid| pid.to_string()))
+        .unwrap_or_default();
+    let mut app = App::new((args.stuck_threshold * 1e9) as u64, filter);
+    let mut guard = TerminalGuard::enter()?;
+    let interval = Duration::from_secs_f64(args.interval);
+    let started = Instant::now();
+    let mut last_refresh = Instant::now();
+    let mut next_refresh = Instant::now() + interval;
+    while !app.quit {
+        guard.terminal.draw(|frame| ui::render(frame, &app))?;
+        let timeout = next_refresh.saturating_duration_since(Instant::now());
+        if event::poll(timeout)? {
+            match event::read()? {
+                TermEvent::Key(key) if key.kind != KeyEventKind::Release => app.on_event(Event::Key(key)),
+                TermEvent::Resize(_, _) => app.on_event(Event::Resize),
+                _ => {}
+            }
+            continue;
+        }
+        next_refresh += interval;
+        session.poll()?;
+        let now = monotonic_ns();
+        let totals = session.store.totals();
+        let comm = |pid: u32| {
+            session
+                .store
+                .comm(pid)
+                .map(str::to_owned)
+                .unwrap_or_else(|| pid.to_string())
+        };
+        let overflow = session.overflow()?;
+        app.update(&Update {
+            totals: &totals,
+            comm: &comm,
+            interval_secs: last_refresh.elapsed().as_secs_f64(),
+            since_start_secs: started.elapsed().as_secs_f64(),
+            boundary_ns_per_call: session.calibration.boundary_ns_per_call,
+            instrumentation_ns_per_call: session.calibration.instrumentation_ns_per_call,
+            overhead_ns_per_call: session.calibration.overhead_ns_per_call,
+            sample_every: session.sample_every,
+            lost_events: overflow.slot_collisions + overflow.stats_full + overflow.errno_full,
+            in_flight: if app.view == View::Stuck {
+                in_syscall(&session, now, started)
+            } else {
+                Vec::new()
+            },
+        });
+        last_refresh = Instant::now();
+    }
+    drop(guard);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_syscall_number;
+
+    #[test]
+    fn proc_syscall_lines() {
+        // A thread blocked in ppoll (271), a thread in user space, one that is not in a call.
+        let blocked = "271 0x5 0x7ffc 0x0 0x0 0x8 0x0 0x7ffd45e0 0x7f1a7fd40aec";
+        assert_eq!(in_syscall_number(blocked), Some(271));
+        assert_eq!(in_syscall_number("running"), None);
+        assert_eq!(in_syscall_number("-1 0x7ffd45e0 0x7f1a7fd40aec"), None);
+        // A kernel thread: no user registers, not in a syscall at all.
+        assert_eq!(in_syscall_number("0 0x0 0x0 0x0 0x0 0x0 0x0 0x0 0x0"), None);
+        // read (0) from user space is a real one.
+        assert_eq!(
+            in_syscall_number("0 0x3 0x5600 0x1000 0x0 0x0 0x0 0x7ffd45e0 0x7f1a7fd4"),
+            Some(0)
+        );
+        assert_eq!(in_syscall_number(""), None);
+    }
+}
