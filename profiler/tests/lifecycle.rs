@@ -8,7 +8,7 @@ use std::{
 };
 
 use common::*;
-use profiler::kernel::probe::{MapSizes, Probe, Scope};
+use profiler::kernel::{MapSizes, Probe, Scope};
 
 const NR_NANOSLEEP: u32 = 35;
 const NR_EXECVE: u32 = 59;

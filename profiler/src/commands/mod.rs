@@ -14,10 +14,7 @@ use std::{
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::{
-    kernel::{
-        memory,
-        probe::{MapSizes, Probe, Scope},
-    },
+    kernel::{sizes, MapSizes, Probe, Scope},
     report::{self, TextOptions},
     session::{self, calibrate, Session, Target},
 };
@@ -271,7 +268,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Attach { mode, maps, run_stats } => {
-            let _stats_on = run_stats.then(crate::kernel::probe::enable_run_stats).transpose()?;
+            let _stats_on = run_stats.then(crate::kernel::enable_run_stats).transpose()?;
             let mut probe = Probe::load_default(maps.sizes(), Scope::SystemWide)?;
             probe.set_sample_every(maps.sample_every)?;
             match mode {
@@ -299,13 +296,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let cpus = cpus.unwrap_or_else(possible_cpus);
             let sizes = maps.sizes();
             println!("kernel map memory at {cpus} CPUs (approx., preallocated):");
-            for (name, bytes) in memory::map_bytes(&sizes, cpus) {
+            for (name, bytes) in sizes::map_bytes(&sizes, cpus) {
                 println!("  {name:<9} {:>9.2} MiB", bytes as f64 / (1 << 20) as f64);
             }
             println!(
                 "  {:<9} {:>9.2} MiB",
                 "total",
-                memory::total_bytes(&sizes, cpus) as f64 / (1 << 20) as f64
+                sizes::total_bytes(&sizes, cpus) as f64 / (1 << 20) as f64
             );
             Ok(())
         }

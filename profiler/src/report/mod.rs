@@ -7,7 +7,7 @@ use profiler_common::StatsKey;
 use serde::Serialize;
 
 use crate::{
-    kernel::probe::Overflow,
+    kernel::Overflow,
     model::{
         histogram::Percentiles,
         names::{decode_nr, errno_name, syscall_name},

@@ -15,7 +15,7 @@ use std::{fs, path::Path, time::Instant};
 use profiler_common::StatsKey;
 use serde::Serialize;
 
-use crate::kernel::probe::{Probe, ProbeError};
+use crate::kernel::{Probe, ProbeError};
 
 /// x86_64 `getppid`: no arguments, no locks, the cheapest real syscall.
 const NR_GETPPID: u32 = 110;

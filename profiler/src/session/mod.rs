@@ -20,7 +20,7 @@ use profiler_common::StatsKey;
 
 use self::calibrate::Calibration;
 use crate::{
-    kernel::probe::{MapSizes, Overflow, Probe, ProbeError, Scope},
+    kernel::{MapSizes, Overflow, Probe, ProbeError, Scope},
     model::store::Store,
 };
 

@@ -1,12 +1,51 @@
-//! Kernel-side memory of the maps at given sizes, computed the way the kernel allocates them
-//! (preallocated hash maps: one element per entry plus one spare per CPU, and a power-of-two
-//! bucket array; memory-mappable arrays: one value per entry, rounded up to whole pages;
-//! per-CPU arrays: one value per entry per CPU).
+//! The sizes of the maps, set at load time, and the kernel-side memory they take, computed the
+//! way the kernel allocates them (preallocated hash maps: one element per entry plus one spare
+//! per CPU, and a power-of-two bucket array; memory-mappable arrays: one value per entry,
+//! rounded up to whole pages; per-CPU arrays: one value per entry per CPU).
 use std::mem::size_of;
 
-use profiler_common::{counter, ErrnoKey, InFlight, ProcInfo, StatsSlot};
+use profiler_common::{counter, ErrnoKey, InFlight, ProcInfo, StatsSlot, STATS_LANES};
 
-use crate::kernel::probe::MapSizes;
+/// Map sizes; together they bound the kernel-side memory (see [`map_bytes`]). The two
+/// tables indexed by hash (`threads`, `syscalls`) are rounded up to powers of two.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapSizes {
+    /// In-flight slots, one per thread inside a syscall; rounded up to a power of two.
+    pub threads: u32,
+    /// Slots of the statistics table, one per (process, syscall, group of CPUs) alive between
+    /// reads; lookups probe up to `STATS_PROBES` slots, so keep it well above that.
+    pub syscalls: u32,
+    /// (process, syscall, errno) triples.
+    pub errnos: u32,
+    /// Processes (names, and followed processes).
+    pub processes: u32,
+    /// Statistics lanes: entries per (process, syscall), one per group of CPUs (a power of
+    /// two up to [`STATS_LANES`]; see there).
+    pub lanes: u32,
+}
+
+impl Default for MapSizes {
+    fn default() -> Self {
+        MapSizes {
+            threads: 32_768,
+            syscalls: 16_384,
+            errnos: 8_192,
+            processes: 8_192,
+            lanes: STATS_LANES,
+        }
+    }
+}
+
+impl MapSizes {
+    /// With the hash-indexed tables rounded up to powers of two, as loaded.
+    pub fn rounded(self) -> MapSizes {
+        MapSizes {
+            threads: self.threads.max(1).next_power_of_two(),
+            syscalls: self.syscalls.max(1).next_power_of_two(),
+            ..self
+        }
+    }
+}
 
 /// `sizeof(struct htab_elem)` before the key on 64-bit kernels.
 const HTAB_ELEM_HEADER: u64 = 48;
