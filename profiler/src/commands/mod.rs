@@ -200,7 +200,7 @@ pub fn main() -> i32 {
             eprintln!("syscall-profiler: __exec-gate FD PATH ARGV...");
             return 2;
         }
-        session::exec_gate(fd, &args[3], &args[4..]);
+        session::launch::exec_gate(fd, &args[3], &args[4..]);
     }
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,

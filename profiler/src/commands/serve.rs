@@ -25,7 +25,10 @@ use hyper_util::rt::TokioIo;
 use crate::{
     commands::MapArgs,
     metrics::{self, Format, GroupBy, Grouper, SelfMetrics, Snapshot},
-    session::{Session, Target},
+    session::{
+        cgroups::{proc_cgroup, CgroupPaths},
+        Session, Target,
+    },
 };
 
 #[derive(Args, Debug)]
@@ -117,66 +120,6 @@ pub fn handle(
             "not found: try /metrics\n".into(),
             head,
         ),
-    }
-}
-
-/// Paths of cgroup v2 directories by id (their inode number), found by walking
-/// `/sys/fs/cgroup`; walked again when an id is not known yet.
-#[derive(Default)]
-struct CgroupPaths {
-    by_id: HashMap<u64, String>,
-}
-
-impl CgroupPaths {
-    fn path(&mut self, id: u64) -> Option<String> {
-        if !self.by_id.contains_key(&id) {
-            self.by_id.clear();
-            // Inode numbers are unique only within one filesystem: walk only a cgroup2 mount.
-            if let Some(root) = cgroup2_mount() {
-                walk_cgroups(std::path::Path::new(root), "", &mut self.by_id);
-            }
-        }
-        self.by_id.get(&id).cloned()
-    }
-}
-
-/// Where the cgroup v2 hierarchy is mounted (unified, or hybrid's `unified`), if it is.
-fn cgroup2_mount() -> Option<&'static str> {
-    const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
-    ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"].into_iter().find(|path| {
-        let path = std::ffi::CString::new(*path).expect("no NUL");
-        let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
-        // SAFETY: statfs fills the struct for a valid path.
-        unsafe { libc::statfs(path.as_ptr(), &mut stat) == 0 && stat.f_type as i64 == CGROUP2_SUPER_MAGIC }
-    })
-}
-
-/// The cgroup v2 path of a live process, from `/proc/PID/cgroup` ("0::/path").
-fn proc_cgroup(pid: u32) -> Option<String> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    Some(text.lines().find_map(|line| line.strip_prefix("0::"))?.to_owned())
-}
-
-fn walk_cgroups(dir: &std::path::Path, relative: &str, found: &mut HashMap<u64, String>) {
-    use std::os::unix::fs::MetadataExt;
-    if let Ok(meta) = std::fs::metadata(dir) {
-        found.insert(
-            meta.ino(),
-            if relative.is_empty() {
-                "/".to_owned()
-            } else {
-                relative.to_owned()
-            },
-        );
-    }
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.filter_map(Result::ok) {
-        if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            walk_cgroups(&entry.path(), &format!("{relative}/{name}"), found);
-        }
     }
 }
 
@@ -408,17 +351,6 @@ mod tests {
         let (status, text) = body(handle(&Method::GET, "/", None, 0, &snapshot));
         assert_eq!(status, StatusCode::OK);
         assert!(text.contains("href=\"/metrics\""));
-    }
-
-    #[test]
-    fn cgroup_paths_come_from_proc_or_the_cgroup2_mount() {
-        let own = proc_cgroup(std::process::id()).expect("every process is in a cgroup v2 path");
-        assert!(own.starts_with('/'), "{own}");
-        if let Some(root) = cgroup2_mount() {
-            use std::os::unix::fs::MetadataExt;
-            let root_id = std::fs::metadata(root).unwrap().ino();
-            assert_eq!(CgroupPaths::default().path(root_id).as_deref(), Some("/"));
-        }
     }
 
     #[test]
