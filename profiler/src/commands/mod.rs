@@ -1,5 +1,6 @@
 //! Command line: parsing, running the subcommands, and turning every error a user can cause
 //! into one clear line and a non-zero exit code.
+mod privileges;
 pub mod serve;
 pub mod top;
 

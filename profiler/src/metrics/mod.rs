@@ -5,6 +5,8 @@
 //! series; everything else is added into the group `other`. Counters stay monotonic: a group
 //! keeps its own series until it has been idle for the grace period (then its series go
 //! away), and when a group moves out of `other` what it had added there stays there.
+pub mod http;
+
 use std::{
     collections::{BTreeMap, HashMap},
     fmt::Write as _,
