@@ -1,8 +1,8 @@
 //! `syscall-top`: the live view. Which processes are hammering the kernel right now, and is
 //! it boundary cost, handler work, blocking or CPU contention?
 //!
-//! The [`app`] holds the state and handles keys, [`ui`] draws it; this module owns the
-//! terminal (restored on every exit path, panics included) and the refresh loop.
+//! The refresh loop: polls the session every interval into the [`App`] (state and keys),
+//! which [`ui`] draws on the terminal [`TerminalGuard`] holds.
 use std::{
     io::{self, IsTerminal},
     time::{Duration, Instant},
@@ -10,23 +10,16 @@ use std::{
 
 use anyhow::bail;
 use clap::Args;
-use ratatui::{
-    crossterm::{
-        event::{self, Event as TermEvent, KeyEventKind},
-        execute,
-        terminal::{disable_raw_mode, enable_raw_mode, EnterAlternateScreen, LeaveAlternateScreen},
-    },
-    prelude::CrosstermBackend,
-    Terminal,
-};
+use ratatui::crossterm::event::{self, Event as TermEvent, KeyEventKind};
 
-use crate::top::{
-    app::{App, Event, InSyscall, Update, View},
-    ui,
-};
 use crate::{
-    commands::MapArgs,
+    commands::args::{positive_seconds, MapArgs},
     session::{procfs::proc_threads_in_syscalls, Session, Target},
+    top::{
+        app::{App, Event, InSyscall, Update, View},
+        terminal::TerminalGuard,
+        ui,
+    },
 };
 
 #[derive(Args, Debug)]
@@ -45,44 +38,6 @@ pub struct TopArgs {
     pub stuck_threshold: f64,
     #[command(flatten)]
     pub maps: MapArgs,
-}
-
-fn positive_seconds(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(secs) if secs > 0.0 && secs.is_finite() && secs <= 3600.0 => Ok(secs),
-        _ => Err(format!("'{text}' is not a number of seconds between 0 and 3600")),
-    }
-}
-
-/// Raw mode and the alternate screen for as long as it lives.
-struct TerminalGuard {
-    terminal: Terminal<CrosstermBackend<io::Stdout>>,
-}
-
-fn restore_terminal() {
-    let _ = disable_raw_mode();
-    let _ = execute!(io::stdout(), LeaveAlternateScreen, ratatui::crossterm::cursor::Show);
-}
-
-impl TerminalGuard {
-    fn enter() -> anyhow::Result<TerminalGuard> {
-        // A panic leaves the terminal usable before the message is printed.
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            restore_terminal();
-            previous(info);
-        }));
-        enable_raw_mode()?;
-        execute!(io::stdout(), EnterAlternateScreen)?;
-        let terminal = Terminal::new(CrosstermBackend::new(io::stdout()))?;
-        Ok(TerminalGuard { terminal })
-    }
-}
-
-impl Drop for TerminalGuard {
-    fn drop(&mut self) {
-        restore_terminal();
-    }
 }
 
 fn monotonic_ns() -> u64 {

@@ -1,3 +1,4 @@
-//! `syscall-top`'s state ([`app`]) and rendering ([`ui`]).
+//! `syscall-top`'s state ([`app`]), rendering ([`ui`]) and terminal ([`terminal`]).
 pub mod app;
+pub mod terminal;
 pub mod ui;

@@ -1,0 +1,70 @@
+//! Arguments several commands share, and the parsers of their values.
+use clap::Args;
+
+use crate::kernel::MapSizes;
+
+/// Kernel-side settings: the map sizes, which bound the kernel-side memory (see
+/// `syscall-profiler memory`), and the sampling of call timing.
+#[derive(Args, Debug, Clone)]
+pub struct MapArgs {
+    /// Time 1 in N of the short calls that stay on the CPU (N: a power of two up to 1024; 1
+    /// times every call). Counts and errors stay exact; calls that sleep or are preempted, and
+    /// the first 64 calls of each (process, syscall), are always timed; a sampled call counts N
+    /// times in the times and histograms. Reading the clock is most of the cost per call.
+    #[arg(long = "sample", value_name = "N", default_value_t = DEFAULT_SAMPLE_EVERY, value_parser = parse_sample_every)]
+    pub sample_every: u32,
+    /// Threads that can be inside a syscall at once (rounded up to a power of two).
+    #[arg(long, default_value_t = MapSizes::default().threads, value_parser = clap::value_parser!(u32).range(1..=(1 << 22)))]
+    pub max_threads: u32,
+    /// Slots of the statistics table: one per (process, syscall, group of CPUs) alive between reads.
+    #[arg(long, default_value_t = MapSizes::default().syscalls, value_parser = clap::value_parser!(u32).range(1..=(1 << 22)))]
+    pub max_syscalls: u32,
+    /// Distinct (process, syscall, errno) triples held in the kernel between reads.
+    #[arg(long, default_value_t = MapSizes::default().errnos, value_parser = clap::value_parser!(u32).range(1..=(1 << 22)))]
+    pub max_errnos: u32,
+    /// Statistics entries per (process, syscall), one per group of CPUs (for benchmarks).
+    #[arg(long, hide = true, default_value_t = profiler_common::STATS_LANES, value_parser = clap::value_parser!(u32).range(1..=i64::from(profiler_common::STATS_LANES)))]
+    pub stats_lanes: u32,
+    /// Processes held in the kernel between reads.
+    #[arg(long, default_value_t = MapSizes::default().processes, value_parser = clap::value_parser!(u32).range(1..=(1 << 22)))]
+    pub max_processes: u32,
+}
+
+impl MapArgs {
+    pub fn sizes(&self) -> MapSizes {
+        MapSizes {
+            threads: self.max_threads,
+            syscalls: self.max_syscalls,
+            errnos: self.max_errnos,
+            processes: self.max_processes,
+            lanes: self.stats_lanes,
+        }
+    }
+}
+
+/// Default sampling period of call timing (see [`MapArgs::sample_every`]).
+pub const DEFAULT_SAMPLE_EVERY: u32 = 16;
+
+pub fn parse_sample_every(text: &str) -> Result<u32, String> {
+    match text.parse::<u32>() {
+        Ok(n) if n.is_power_of_two() && n <= profiler_common::MAX_SAMPLE_EVERY => Ok(n),
+        _ => Err(format!(
+            "'{text}' is not a power of two from 1 to {}",
+            profiler_common::MAX_SAMPLE_EVERY
+        )),
+    }
+}
+
+pub fn parse_duration(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(secs) if secs > 0.0 && secs.is_finite() && secs <= 365.0 * 86400.0 => Ok(secs),
+        _ => Err(format!("'{text}' is not a number of seconds greater than 0")),
+    }
+}
+
+pub fn positive_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(secs) if secs > 0.0 && secs.is_finite() && secs <= 3600.0 => Ok(secs),
+        _ => Err(format!("'{text}' is not a number of seconds between 0 and 3600")),
+    }
+}

@@ -1,0 +1,141 @@
+//! `syscall-profiler report`: profile for a while, a set of processes, or a command and its
+//! descendants, then print the report as text or JSON.
+use std::{
+    ffi::OsString,
+    fs::File,
+    io::{self, Write},
+    path::PathBuf,
+    time::Duration,
+};
+
+use clap::{Args, ValueEnum};
+
+use crate::{
+    commands::args::{parse_duration, MapArgs},
+    report::{self, TextOptions},
+    session::{Session, Target},
+};
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// How long to profile, in seconds (ignored with a COMMAND, which is profiled until it exits).
+    #[arg(long, default_value_t = 10.0, value_parser = parse_duration, allow_negative_numbers = true)]
+    pub duration: f64,
+    /// Profile only this process (repeatable); stops early when all of them have exited.
+    #[arg(long = "pid", value_name = "PID", conflicts_with = "command")]
+    pub pids: Vec<u32>,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Write the report here instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Processes shown in the text report.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// Syscalls shown per process in the text report.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+    #[command(flatten)]
+    pub maps: MapArgs,
+    /// Run this command and profile it and all its descendants until it exits.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+}
+
+pub fn run(args: ReportArgs) -> anyhow::Result<()> {
+    // Open the output first: a typo in the path should not cost a whole profiling run.
+    let mut output: Box<dyn Write> = match &args.output {
+        Some(path) => {
+            Box::new(File::create(path).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?)
+        }
+        None => Box::new(io::stdout()),
+    };
+    let target = if !args.command.is_empty() {
+        Target::Command(args.command.clone())
+    } else if !args.pids.is_empty() {
+        Target::Pids(args.pids.clone())
+    } else {
+        Target::SystemWide
+    };
+    let scope = match target {
+        Target::SystemWide => "system-wide",
+        Target::Pids(_) => "pids",
+        Target::Command(_) => "command",
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (session, command_exit_code) = runtime.block_on(profile(target, &args))?;
+    let totals = session.store.totals();
+    let comm = |pid: u32| session.store.comm(pid).unwrap_or("?").to_owned();
+    let report = report::build(&report::Inputs {
+        totals: &totals,
+        comm: &comm,
+        duration_ns: session.elapsed_ns(),
+        boundary_ns_per_call: session.calibration.boundary_ns_per_call,
+        instrumentation_ns_per_call: session.calibration.instrumentation_ns_per_call,
+        scope,
+        sample_every: session.sample_every,
+        command_exit_code,
+        overflow: session.overflow()?,
+    });
+    let text = match args.format {
+        Format::Json => serde_json::to_string_pretty(&report)? + "\n",
+        Format::Text => report::render_text(
+            &report,
+            &TextOptions {
+                processes: args.limit,
+                syscalls: args.top,
+            },
+        ),
+    };
+    output
+        .write_all(text.as_bytes())
+        .and_then(|()| output.flush())
+        .map_err(|e| match &args.output {
+            Some(path) => anyhow::anyhow!("cannot write {}: {e}", path.display()),
+            None => anyhow::anyhow!("cannot write the report: {e}"),
+        })?;
+    Ok(())
+}
+
+/// Measures until the duration ends, the command exits, the pids are gone, or Ctrl-C.
+async fn profile(target: Target, args: &ReportArgs) -> anyhow::Result<(Session, Option<i32>)> {
+    let mut session = Session::start(target, args.maps.sizes(), args.maps.sample_every)?;
+    let mut poll = tokio::time::interval(Duration::from_secs(1));
+    poll.tick().await;
+    let deadline = tokio::time::sleep(Duration::from_secs_f64(args.duration));
+    tokio::pin!(deadline);
+    let mut command_exit_code = None;
+    let mut interrupts = 0;
+    loop {
+        let has_child = session.child.is_some();
+        tokio::select! {
+            _ = poll.tick() => {
+                session.poll()?;
+                if session.targets_gone() {
+                    break;
+                }
+            }
+            _ = &mut deadline, if !has_child => break,
+            status = async { session.child.as_mut().expect("has_child").wait().await }, if has_child => {
+                command_exit_code = status?.code();
+                session.child = None;
+                break;
+            }
+            _ = tokio::signal::ctrl_c() => {
+                // The command got the same Ctrl-C; give it a chance to exit, stop at the second.
+                interrupts += 1;
+                if !has_child || interrupts > 1 {
+                    break;
+                }
+            }
+        }
+    }
+    session.stop()?;
+    Ok((session, command_exit_code))
+}
