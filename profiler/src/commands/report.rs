@@ -12,7 +12,10 @@ use clap::{Args, ValueEnum};
 
 use crate::{
     commands::args::{parse_duration, MapArgs},
-    report::{self, TextOptions},
+    report::{
+        self,
+        text::{render_text, TextOptions},
+    },
     session::{Session, Target},
 };
 
@@ -85,7 +88,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
     });
     let text = match args.format {
         Format::Json => serde_json::to_string_pretty(&report)? + "\n",
-        Format::Text => report::render_text(
+        Format::Text => render_text(
             &report,
             &TextOptions {
                 processes: args.limit,

@@ -134,6 +134,30 @@ impl Class {
     }
 }
 
+/// How many of `width` cells each part of the split gets (entry, handler, blocked,
+/// runqueue), proportionally, summing to exactly `width` (largest remainders round up).
+pub fn split_cells(split: &Split, width: usize) -> [usize; 4] {
+    if split.total_ns() == 0 {
+        return [0; 4];
+    }
+    let exact: Vec<f64> = split.fractions().iter().map(|f| f * width as f64).collect();
+    let mut cells = [0usize; 4];
+    for (cell, x) in cells.iter_mut().zip(&exact) {
+        *cell = x.floor() as usize;
+    }
+    let mut order: Vec<usize> = (0..4).collect();
+    order.sort_by(|&a, &b| (exact[b] - exact[b].floor()).total_cmp(&(exact[a] - exact[a].floor())));
+    let mut missing = width - cells.iter().sum::<usize>();
+    for i in order {
+        if missing == 0 {
+            break;
+        }
+        cells[i] += 1;
+        missing -= 1;
+    }
+    cells
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

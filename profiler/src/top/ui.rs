@@ -8,9 +8,9 @@ use ratatui::{
 };
 
 use super::app::{App, Mode, Row, SortBy, View};
-use crate::{
-    model::{histogram::Latency, split::Split},
-    report::split_cells,
+use crate::model::{
+    histogram::Latency,
+    split::{split_cells, Split},
 };
 use profiler_common::{hist_bucket_bounds, HIST_BUCKETS, HIST_SUB_BITS};
 
