@@ -409,6 +409,89 @@ pub mod counter {
     pub const FOLLOW_FULL: u32 = 4;
     /// Number of counters.
     pub const COUNT: u32 = 5;
+    /// Each counter's name, by index: what every output calls it (the JSON report's
+    /// `overflow` keys, the metrics' `reason` label).
+    pub const NAMES: [&str; COUNT as usize] = [
+        "slot_collision",
+        "stats_full",
+        "errno_full",
+        "process_full",
+        "follow_full",
+    ];
+}
+
+/// Names the eBPF object and the agent share. The kernel side defines its maps, load-time
+/// globals and programs under these names (as statics named so: aya's macros take the name
+/// from the static); the agent looks them up by them. The agent's unit tests check every
+/// list against the built object.
+pub mod object {
+    /// Maps.
+    pub mod map {
+        pub const SLOTS: &str = "SLOTS";
+        pub const STATS: &str = "STATS";
+        pub const ERRNOS: &str = "ERRNOS";
+        pub const PROCS: &str = "PROCS";
+        pub const FOLLOWED: &str = "FOLLOWED";
+        pub const COUNTERS: &str = "COUNTERS";
+        pub const CURRENT: &str = "CURRENT";
+        pub const CLOCK_PAIR: &str = "CLOCK_PAIR";
+        pub const EPOCHS: &str = "EPOCHS";
+        pub const SAMPLING: &str = "SAMPLING";
+        /// Every map of the object.
+        pub const ALL: [&str; 10] = [
+            SLOTS, STATS, ERRNOS, PROCS, FOLLOWED, COUNTERS, CURRENT, CLOCK_PAIR, EPOCHS, SAMPLING,
+        ];
+    }
+
+    /// Read-only globals the agent sets before loading (all `u32`).
+    pub mod global {
+        pub const REGS_CS_OFFSET: &str = "REGS_CS_OFFSET";
+        pub const TASK_PID_OFFSET: &str = "TASK_PID_OFFSET";
+        pub const TASK_TGID_OFFSET: &str = "TASK_TGID_OFFSET";
+        pub const TASK_CFS_RQ_OFFSET: &str = "TASK_CFS_RQ_OFFSET";
+        pub const CFS_RQ_RQ_OFFSET: &str = "CFS_RQ_RQ_OFFSET";
+        pub const RQ_CLOCK_OFFSET: &str = "RQ_CLOCK_OFFSET";
+        pub const TASK_LAST_QUEUED_OFFSET: &str = "TASK_LAST_QUEUED_OFFSET";
+        pub const SLOT_MASK: &str = "SLOT_MASK";
+        pub const STATS_MASK: &str = "STATS_MASK";
+        pub const STATS_LANE_MASK: &str = "STATS_LANE_MASK";
+        pub const FOLLOW_ONLY: &str = "FOLLOW_ONLY";
+        pub const FOLLOW_FORKS: &str = "FOLLOW_FORKS";
+        /// Every global of the object.
+        pub const ALL: [&str; 12] = [
+            REGS_CS_OFFSET,
+            TASK_PID_OFFSET,
+            TASK_TGID_OFFSET,
+            TASK_CFS_RQ_OFFSET,
+            CFS_RQ_RQ_OFFSET,
+            RQ_CLOCK_OFFSET,
+            TASK_LAST_QUEUED_OFFSET,
+            SLOT_MASK,
+            STATS_MASK,
+            STATS_LANE_MASK,
+            FOLLOW_ONLY,
+            FOLLOW_FORKS,
+        ];
+    }
+
+    /// Programs, `(program, tracepoint)`.
+    pub mod program {
+        /// The profiler's programs, all BTF-enabled raw tracepoints (`tp_btf`). Attached in
+        /// this order and detached in reverse: `sched_switch` first, so that a call in
+        /// progress never leaves the CPU unseen.
+        pub const PROFILER: [(&str, &str); 7] = [
+            ("sched_switch", "sched_switch"),
+            ("sys_enter", "sys_enter"),
+            ("sys_exit", "sys_exit"),
+            ("sched_wakeup_new", "sched_wakeup_new"),
+            ("sched_process_exit", "sched_process_exit"),
+            ("sched_process_exec", "sched_process_exec"),
+            ("sched_process_fork", "sched_process_fork"),
+        ];
+        /// Empty classic raw tracepoint programs on the two syscall tracepoints: the cost
+        /// floor any profiler built on them pays, measured by `cargo xtask bench`.
+        pub const FLOOR: [(&str, &str); 2] = [("floor_sys_enter", "sys_enter"), ("floor_sys_exit", "sys_exit")];
+    }
 }
 
 #[cfg(feature = "user")]

@@ -10,7 +10,7 @@ fn exact_number_of_trivial_syscalls() {
         return;
     }
     let report = profile_workload(&["getppid", "123457"]);
-    assert_eq!(report["schema_version"], 1);
+    assert_eq!(report["schema_version"], 2);
     assert_eq!(report["scope"], "command");
     assert_eq!(report["command_exit_code"], 0);
     let process = only_workload(&report);

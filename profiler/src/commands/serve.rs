@@ -125,12 +125,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 me: SelfMetrics {
                     programs_attached: session.programs_attached() as u64,
                     map_fill: session.map_fill(),
-                    overflow_drops: vec![
-                        ("slot_collision".into(), overflow.slot_collisions),
-                        ("stats_full".into(), overflow.stats_full),
-                        ("errno_full".into(), overflow.errno_full),
-                        ("process_full".into(), overflow.process_full),
-                    ],
+                    overflow,
                     map_read_seconds,
                     boundary_seconds: calibration.boundary_ns_per_call / 1e9,
                     sample_every: session.sample_every,

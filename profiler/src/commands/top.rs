@@ -135,7 +135,7 @@ pub fn run(args: TopArgs) -> anyhow::Result<()> {
             instrumentation_ns_per_call: session.calibration.instrumentation_ns_per_call,
             overhead_ns_per_call: session.calibration.overhead_ns_per_call,
             sample_every: session.sample_every,
-            lost_events: overflow.slot_collisions + overflow.stats_full + overflow.errno_full,
+            lost_events: overflow.total(),
             in_flight: if app.view == View::Stuck {
                 in_syscall(&session, now, started)
             } else {

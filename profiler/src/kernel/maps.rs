@@ -2,11 +2,13 @@
 use std::collections::HashSet;
 
 use aya::maps::{Array, HashMap, MapData, PerCpuArray};
-use profiler_common::{counter, ErrnoKey, InFlight, ProcInfo, StatsKey, StatsSlot, SLOT_EMPTY, SLOT_FREED};
+use profiler_common::{
+    counter, object::map, ErrnoKey, InFlight, ProcInfo, StatsKey, StatsSlot, SLOT_EMPTY, SLOT_FREED,
+};
 
 use crate::kernel::{
     error::{missing_map, ProbeError},
-    probe::{Overflow, Probe},
+    probe::Probe,
 };
 
 impl Probe {
@@ -50,7 +52,7 @@ impl Probe {
 
     pub fn read_errnos(&self) -> Result<Vec<(ErrnoKey, u64)>, ProbeError> {
         Ok(self
-            .hash::<ErrnoKey, u64>("ERRNOS")?
+            .hash::<ErrnoKey, u64>(map::ERRNOS)?
             .iter()
             .filter_map(Result::ok)
             .collect())
@@ -58,7 +60,7 @@ impl Probe {
 
     pub fn read_processes(&self) -> Result<Vec<(u32, ProcInfo)>, ProbeError> {
         Ok(self
-            .hash::<u32, ProcInfo>("PROCS")?
+            .hash::<u32, ProcInfo>(map::PROCS)?
             .iter()
             .filter_map(Result::ok)
             .collect())
@@ -75,34 +77,26 @@ impl Probe {
     /// CLOCK_MONOTONIC minus the scheduler clock (see [`InFlight::since_ns`]), from the
     /// latest pair of readings the kernel side took together; `None` before the first.
     pub fn monotonic_minus_scheduler_ns(&self) -> Option<i64> {
-        let data = self.ebpf.map("CLOCK_PAIR")?;
+        let data = self.ebpf.map(map::CLOCK_PAIR)?;
         let pair: Array<&MapData, u64> = Array::try_from(data).ok()?;
         let monotonic = pair.get(&0, 0).ok()?;
         let scheduler = pair.get(&1, 0).ok()?;
         (monotonic != 0).then(|| monotonic.wrapping_sub(scheduler) as i64)
     }
 
-    /// The overflow counters, summed over CPUs.
-    pub fn overflow(&self) -> Result<Overflow, ProbeError> {
-        let data = self.ebpf.map("COUNTERS").ok_or_else(|| missing_map("COUNTERS"))?;
-        let counters: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(data).map_err(|source| ProbeError::Map {
-            map: "COUNTERS",
+    /// The overflow counters (by `profiler_common::counter` index), summed over CPUs.
+    pub fn counters(&self) -> Result<[u64; counter::COUNT as usize], ProbeError> {
+        let map_error = |source| ProbeError::Map {
+            map: map::COUNTERS,
             source,
-        })?;
-        let read = |index: u32| -> Result<u64, ProbeError> {
-            let values = counters.get(&index, 0).map_err(|source| ProbeError::Map {
-                map: "COUNTERS",
-                source,
-            })?;
-            Ok(values.iter().sum())
         };
-        Ok(Overflow {
-            slot_collisions: read(counter::SLOT_COLLISION)?,
-            stats_full: read(counter::STATS_FULL)?,
-            errno_full: read(counter::ERRNO_FULL)?,
-            process_full: read(counter::PROC_FULL)?,
-            follow_full: read(counter::FOLLOW_FULL)?,
-        })
+        let data = self.ebpf.map(map::COUNTERS).ok_or_else(|| missing_map(map::COUNTERS))?;
+        let counters: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(data).map_err(map_error)?;
+        let mut sums = [0; counter::COUNT as usize];
+        for (index, sum) in (0..).zip(sums.iter_mut()) {
+            *sum = counters.get(&index, 0).map_err(map_error)?.iter().sum();
+        }
+        Ok(sums)
     }
 
     /// Frees these statistics slots and deletes every other map entry of the processes in
@@ -124,11 +118,11 @@ impl Probe {
         if tgids.is_empty() {
             return Ok(());
         }
-        remove_matching(self.hash_mut::<ErrnoKey, u64>("ERRNOS")?, |key| {
+        remove_matching(self.hash_mut::<ErrnoKey, u64>(map::ERRNOS)?, |key| {
             tgids.contains(&key.tgid)
         });
-        remove_matching(self.hash_mut::<u32, ProcInfo>("PROCS")?, |tgid| tgids.contains(tgid));
-        remove_matching(self.hash_mut::<u32, u8>("FOLLOWED")?, |tgid| tgids.contains(tgid));
+        remove_matching(self.hash_mut::<u32, ProcInfo>(map::PROCS)?, |tgid| tgids.contains(tgid));
+        remove_matching(self.hash_mut::<u32, u8>(map::FOLLOWED)?, |tgid| tgids.contains(tgid));
         Ok(())
     }
 

@@ -12,5 +12,5 @@ pub mod probe;
 pub mod sizes;
 
 pub use error::ProbeError;
-pub use probe::{enable_run_stats, Overflow, Probe, Scope};
+pub use probe::{enable_run_stats, Probe, Scope};
 pub use sizes::MapSizes;

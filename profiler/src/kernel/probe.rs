@@ -10,7 +10,10 @@ use aya::{
     },
     Btf, Ebpf, EbpfError, EbpfLoader,
 };
-use profiler_common::{Epochs, InFlight, StatsSlot, MAX_SAMPLE_EVERY, STATS_LANES};
+use profiler_common::{
+    object::{global, map, program},
+    Epochs, InFlight, StatsSlot, MAX_SAMPLE_EVERY, STATS_LANES,
+};
 
 use crate::kernel::{
     btf::{BtfError, TaskOffsets, VMLINUX_BTF},
@@ -21,24 +24,6 @@ use crate::kernel::{
 
 static PROGRAM_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/profiler"));
 
-/// The profiler's programs, `(program, tracepoint)`, all `tp_btf`.
-///
-/// Attached in this order and detached in reverse: `sched_switch` first, so that a call in
-/// progress never leaves the CPU unseen.
-pub const PROGRAMS: [(&str, &str); 7] = [
-    ("sched_switch", "sched_switch"),
-    ("sys_enter", "sys_enter"),
-    ("sys_exit", "sys_exit"),
-    ("sched_wakeup_new", "sched_wakeup_new"),
-    ("sched_process_exit", "sched_process_exit"),
-    ("sched_process_exec", "sched_process_exec"),
-    ("sched_process_fork", "sched_process_fork"),
-];
-
-/// Empty classic raw tracepoint programs on the two syscall tracepoints: the cost floor any
-/// profiler built on them pays, measured by `cargo xtask bench`.
-pub const FLOOR_PROGRAMS: [(&str, &str); 2] = [("floor_sys_enter", "sys_enter"), ("floor_sys_exit", "sys_exit")];
-
 /// Which processes are measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scope {
@@ -47,22 +32,6 @@ pub enum Scope {
     /// Only processes added with [`Probe::follow`]; with `children`, also everything they
     /// fork from then on.
     Followed { children: bool },
-}
-
-/// Snapshot of the overflow counters, summed over CPUs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Overflow {
-    pub slot_collisions: u64,
-    pub stats_full: u64,
-    pub errno_full: u64,
-    pub process_full: u64,
-    pub follow_full: u64,
-}
-
-impl Overflow {
-    pub fn any(&self) -> bool {
-        *self != Overflow::default()
-    }
 }
 
 /// An attachment, to detach by.
@@ -108,23 +77,23 @@ impl Probe {
         };
         let mut loader = EbpfLoader::new();
         loader
-            .override_global("REGS_CS_OFFSET", &regs_cs_offset, true)
-            .override_global("TASK_PID_OFFSET", &offsets.pid, true)
-            .override_global("TASK_TGID_OFFSET", &offsets.tgid, true)
-            .override_global("TASK_CFS_RQ_OFFSET", &cfs_rq_offset, true)
-            .override_global("CFS_RQ_RQ_OFFSET", &rq_offset, true)
-            .override_global("RQ_CLOCK_OFFSET", &rq_clock_offset, true)
-            .override_global("TASK_LAST_QUEUED_OFFSET", &last_queued_offset, true)
-            .override_global("SLOT_MASK", &slot_mask, true)
-            .override_global("STATS_MASK", &stats_mask, true)
-            .override_global("STATS_LANE_MASK", &lane_mask, true)
-            .override_global("FOLLOW_ONLY", &follow_only, true)
-            .override_global("FOLLOW_FORKS", &follow_forks, true)
-            .map_max_entries("SLOTS", sizes.threads)
-            .map_max_entries("STATS", sizes.syscalls)
-            .map_max_entries("ERRNOS", sizes.errnos)
-            .map_max_entries("PROCS", sizes.processes)
-            .map_max_entries("FOLLOWED", sizes.processes);
+            .override_global(global::REGS_CS_OFFSET, &regs_cs_offset, true)
+            .override_global(global::TASK_PID_OFFSET, &offsets.pid, true)
+            .override_global(global::TASK_TGID_OFFSET, &offsets.tgid, true)
+            .override_global(global::TASK_CFS_RQ_OFFSET, &cfs_rq_offset, true)
+            .override_global(global::CFS_RQ_RQ_OFFSET, &rq_offset, true)
+            .override_global(global::RQ_CLOCK_OFFSET, &rq_clock_offset, true)
+            .override_global(global::TASK_LAST_QUEUED_OFFSET, &last_queued_offset, true)
+            .override_global(global::SLOT_MASK, &slot_mask, true)
+            .override_global(global::STATS_MASK, &stats_mask, true)
+            .override_global(global::STATS_LANE_MASK, &lane_mask, true)
+            .override_global(global::FOLLOW_ONLY, &follow_only, true)
+            .override_global(global::FOLLOW_FORKS, &follow_forks, true)
+            .map_max_entries(map::SLOTS, sizes.threads)
+            .map_max_entries(map::STATS, sizes.syscalls)
+            .map_max_entries(map::ERRNOS, sizes.errnos)
+            .map_max_entries(map::PROCS, sizes.processes)
+            .map_max_entries(map::FOLLOWED, sizes.processes);
         let mut ebpf = loader
             .load(PROGRAM_OBJECT)
             .map_err(|err: EbpfError| classify_load_error(&err))?;
@@ -132,13 +101,13 @@ impl Probe {
             path: btf_path.to_owned(),
             reason: err.to_string(),
         })?;
-        for (name, tracepoint) in PROGRAMS {
+        for (name, tracepoint) in program::PROFILER {
             let program: &mut BtfTracePoint = program_as(&mut ebpf, name)?;
             program
                 .load(tracepoint, &kernel_btf)
                 .map_err(|err| classify_load_error(&err))?;
         }
-        for (name, _) in FLOOR_PROGRAMS {
+        for (name, _) in program::FLOOR {
             let program: &mut RawTracePoint = program_as(&mut ebpf, name)?;
             program.load().map_err(|err| classify_load_error(&err))?;
         }
@@ -147,8 +116,8 @@ impl Probe {
         // SAFETY: malloc_trim only releases free heap memory.
         unsafe { libc::malloc_trim(0) };
         Ok(Probe {
-            stats: MappedArray::new(&ebpf, "STATS", sizes.syscalls)?,
-            slots: MappedArray::new(&ebpf, "SLOTS", sizes.threads)?,
+            stats: MappedArray::new(&ebpf, map::STATS, sizes.syscalls)?,
+            slots: MappedArray::new(&ebpf, map::SLOTS, sizes.threads)?,
             ebpf,
             links: Vec::new(),
             sizes,
@@ -161,15 +130,15 @@ impl Probe {
         Probe::load(sizes, scope, Path::new(&btf))
     }
 
-    /// Attaches the profiler's programs ([`PROGRAMS`]).
+    /// Attaches the profiler's programs ([`program::PROFILER`]).
     pub fn attach(&mut self) -> Result<(), ProbeError> {
-        if PROGRAMS.iter().all(|(name, _)| self.is_attached(name)) {
+        if program::PROFILER.iter().all(|(name, _)| self.is_attached(name)) {
             return Ok(());
         }
         // Tasks may have exited unseen while detached: what the syscall programs remember
         // about who is calling must not outlive that (see `profiler_common::KnownTask`).
         self.count_attach()?;
-        for (name, tracepoint) in PROGRAMS {
+        for (name, tracepoint) in program::PROFILER {
             if self.is_attached(name) {
                 continue;
             }
@@ -185,17 +154,20 @@ impl Probe {
     /// write of the pair may undo an `exits` bump the kernel side makes at the same time;
     /// harmless, as no record was ever made with the new `attaches`.
     fn count_attach(&mut self) -> Result<(), ProbeError> {
-        let map_error = |source| ProbeError::Map { map: "EPOCHS", source };
-        let data = self.ebpf.map_mut("EPOCHS").ok_or_else(|| missing_map("EPOCHS"))?;
+        let map_error = |source| ProbeError::Map {
+            map: map::EPOCHS,
+            source,
+        };
+        let data = self.ebpf.map_mut(map::EPOCHS).ok_or_else(|| missing_map(map::EPOCHS))?;
         let mut epochs: Array<&mut MapData, Epochs> = Array::try_from(data).map_err(map_error)?;
         let mut value = epochs.get(&0, 0).map_err(map_error)?;
         value.attaches += 1;
         epochs.set(0, value, 0).map_err(map_error)
     }
 
-    /// Attaches the empty floor programs ([`FLOOR_PROGRAMS`]), for the benchmark.
+    /// Attaches the empty floor programs ([`program::FLOOR`]), for the benchmark.
     pub fn attach_floor(&mut self) -> Result<(), ProbeError> {
-        for (name, tracepoint) in FLOOR_PROGRAMS {
+        for (name, tracepoint) in program::FLOOR {
             if self.is_attached(name) {
                 continue;
             }
@@ -231,10 +203,13 @@ impl Probe {
             "bad sampling period {every}"
         );
         let map_error = |source| ProbeError::Map {
-            map: "SAMPLING",
+            map: map::SAMPLING,
             source,
         };
-        let data = self.ebpf.map_mut("SAMPLING").ok_or_else(|| missing_map("SAMPLING"))?;
+        let data = self
+            .ebpf
+            .map_mut(map::SAMPLING)
+            .ok_or_else(|| missing_map(map::SAMPLING))?;
         let mut sampling: Array<&mut MapData, u32> = Array::try_from(data).map_err(map_error)?;
         sampling.set(0, every - 1, 0).map_err(map_error)
     }
@@ -258,9 +233,9 @@ impl Probe {
     }
     /// Measures the processes with these tgids (in [`Scope::Followed`]).
     pub fn follow(&mut self, tgid: u32) -> Result<(), ProbeError> {
-        let mut followed = self.hash_mut::<u32, u8>("FOLLOWED")?;
+        let mut followed = self.hash_mut::<u32, u8>(map::FOLLOWED)?;
         followed.insert(tgid, 1, 0).map_err(|source| ProbeError::Map {
-            map: "FOLLOWED",
+            map: map::FOLLOWED,
             source,
         })
     }
@@ -275,5 +250,38 @@ pub fn enable_run_stats() -> Result<std::os::fd::OwnedFd, ProbeError> {
 impl Drop for Probe {
     fn drop(&mut self) {
         self.detach();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeSet, HashMap};
+
+    use super::*;
+
+    /// The names the agent uses are the object's: every map and program, and every global
+    /// (patching one that does not exist fails).
+    #[test]
+    fn the_shared_names_are_the_objects() {
+        let mut object = aya_obj::Object::parse(PROGRAM_OBJECT).expect("the embedded object parses");
+        let maps: BTreeSet<&str> = object
+            .maps
+            .keys()
+            .map(String::as_str)
+            .filter(|name| !name.starts_with('.'))
+            .collect();
+        assert_eq!(maps, map::ALL.into_iter().collect());
+        let programs: BTreeSet<&str> = object.programs.keys().map(String::as_str).collect();
+        let named: BTreeSet<&str> = program::PROFILER
+            .iter()
+            .chain(&program::FLOOR)
+            .map(|(name, _)| *name)
+            .collect();
+        assert_eq!(programs, named);
+        let zero = 0u32.to_ne_bytes();
+        let globals: HashMap<&str, (&[u8], bool)> = global::ALL.iter().map(|name| (*name, (&zero[..], true))).collect();
+        object.patch_map_data(globals).expect("every global exists, a u32");
+        let missing = HashMap::from([("NO_SUCH_GLOBAL", (&zero[..], true))]);
+        assert!(object.patch_map_data(missing).is_err());
     }
 }

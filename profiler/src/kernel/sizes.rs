@@ -4,7 +4,7 @@
 //! rounded up to whole pages; per-CPU arrays: one value per entry per CPU).
 use std::mem::size_of;
 
-use profiler_common::{counter, ErrnoKey, InFlight, ProcInfo, StatsSlot, STATS_LANES};
+use profiler_common::{counter, object::map, Epochs, ErrnoKey, InFlight, ProcInfo, StatsSlot, STATS_LANES};
 
 /// Map sizes; together they bound the kernel-side memory (see [`map_bytes`]). The two
 /// tables indexed by hash (`threads`, `syscalls`) are rounded up to powers of two.
@@ -60,6 +60,11 @@ fn mmapable_array_bytes(entries: u32, value: usize) -> u64 {
     (u64::from(entries) * round8(value)).div_ceil(4096) * 4096
 }
 
+/// A plain (not memory-mapped) array: one value per entry, each rounded up to 8 bytes.
+fn array_bytes(entries: u32, value: usize) -> u64 {
+    u64::from(entries) * round8(value)
+}
+
 fn hash_bytes(max_entries: u32, key: usize, value: usize, cpus: u32) -> u64 {
     let element = HTAB_ELEM_HEADER + round8(key) + round8(value);
     let elements = u64::from(max_entries) + u64::from(cpus);
@@ -71,25 +76,28 @@ fn hash_bytes(max_entries: u32, key: usize, value: usize, cpus: u32) -> u64 {
 pub fn map_bytes(sizes: &MapSizes, cpus: u32) -> Vec<(&'static str, u64)> {
     let sizes = sizes.rounded();
     vec![
-        ("SLOTS", mmapable_array_bytes(sizes.threads, size_of::<InFlight>())),
-        ("STATS", mmapable_array_bytes(sizes.syscalls, size_of::<StatsSlot>())),
+        (map::SLOTS, mmapable_array_bytes(sizes.threads, size_of::<InFlight>())),
+        (map::STATS, mmapable_array_bytes(sizes.syscalls, size_of::<StatsSlot>())),
         (
-            "ERRNOS",
+            map::ERRNOS,
             hash_bytes(sizes.errnos, size_of::<ErrnoKey>(), size_of::<u64>(), cpus),
         ),
         (
-            "PROCS",
+            map::PROCS,
             hash_bytes(sizes.processes, size_of::<u32>(), size_of::<ProcInfo>(), cpus),
         ),
         (
-            "FOLLOWED",
+            map::FOLLOWED,
             hash_bytes(sizes.processes, size_of::<u32>(), size_of::<u8>(), cpus),
         ),
-        ("COUNTERS", u64::from(counter::COUNT) * 8 * u64::from(cpus)),
+        (map::COUNTERS, u64::from(counter::COUNT) * 8 * u64::from(cpus)),
         (
-            "CURRENT",
+            map::CURRENT,
             size_of::<profiler_common::Current>() as u64 * u64::from(cpus),
         ),
+        (map::CLOCK_PAIR, array_bytes(2, size_of::<u64>())),
+        (map::EPOCHS, array_bytes(1, size_of::<Epochs>())),
+        (map::SAMPLING, array_bytes(1, size_of::<u32>())),
     ]
 }
 
@@ -117,8 +125,8 @@ mod tests {
             lanes: 1,
         };
         let bytes: std::collections::HashMap<_, _> = map_bytes(&sizes, 2).into_iter().collect();
-        assert_eq!(bytes["SLOTS"], (1024u64 * 64).div_ceil(4096) * 4096);
-        assert_eq!(bytes["STATS"], 4096);
+        assert_eq!(bytes[map::SLOTS], (1024u64 * 64).div_ceil(4096) * 4096);
+        assert_eq!(bytes[map::STATS], 4096);
     }
 
     #[test]
@@ -134,5 +142,17 @@ mod tests {
     fn hash_memory_follows_the_kernel_formula() {
         // 100 entries of 8-byte keys and values: (100 + 2 spare) * (48 + 8 + 8) + 128 buckets * 16.
         assert_eq!(hash_bytes(100, 8, 8, 2), 102 * 64 + 128 * 16);
+    }
+
+    #[test]
+    fn every_map_of_the_object_is_counted() {
+        let mut counted: Vec<&str> = map_bytes(&MapSizes::default(), 2)
+            .iter()
+            .map(|(name, _)| *name)
+            .collect();
+        let mut all = map::ALL.to_vec();
+        counted.sort();
+        all.sort();
+        assert_eq!(counted, all);
     }
 }

@@ -159,10 +159,10 @@ impl Collector for Snapshot {
                 None,
                 MetricType::Counter,
             )?;
-            for (reason, count) in &me.overflow_drops {
+            for (reason, count) in me.overflow.by_name() {
                 family
-                    .encode_family(&vec![("reason".to_owned(), reason.clone())])?
-                    .encode_counter::<NoLabelSet, _, u64>(count, None)?;
+                    .encode_family(&vec![("reason".to_owned(), reason.to_owned())])?
+                    .encode_counter::<NoLabelSet, _, u64>(&count, None)?;
             }
         }
         Ok(())
@@ -238,7 +238,10 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::metrics::{series::SeriesTotals, SelfMetrics};
+    use crate::{
+        metrics::{series::SeriesTotals, SelfMetrics},
+        model::overflow::Overflow,
+    };
 
     fn sample_snapshot() -> Snapshot {
         let mut totals = SeriesTotals::handler_only(42, 1_000_000_000);
@@ -249,7 +252,7 @@ mod tests {
             me: SelfMetrics {
                 programs_attached: 8,
                 map_fill: vec![("stats".into(), 0.25)],
-                overflow_drops: vec![("stats_full".into(), 0)],
+                overflow: Overflow::default(),
                 map_read_seconds: 0.002,
                 boundary_seconds: 1.5e-7,
                 sample_every: 16,

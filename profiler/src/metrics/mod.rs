@@ -14,14 +14,16 @@ pub use encode::{encode, Format};
 pub use grouping::{GroupBy, Grouper, Series};
 pub use series::by_group;
 
+use crate::model::overflow::Overflow;
+
 /// Facts about the profiler itself.
 #[derive(Clone, Debug, Default)]
 pub struct SelfMetrics {
     pub programs_attached: u64,
     /// `(map, fill ratio)`.
     pub map_fill: Vec<(String, f64)>,
-    /// `(reason, events)`.
-    pub overflow_drops: Vec<(String, u64)>,
+    /// Events lost to full maps, by reason.
+    pub overflow: Overflow,
     pub map_read_seconds: f64,
     pub boundary_seconds: f64,
     /// Timing sampling period (`--sample`; 1: every call timed).

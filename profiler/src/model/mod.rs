@@ -1,5 +1,6 @@
 //! The pure model: numbers read from the maps in, totals, splits, classes and names out.
 pub mod histogram;
 pub mod names;
+pub mod overflow;
 pub mod split;
 pub mod store;

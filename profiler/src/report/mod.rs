@@ -9,17 +9,18 @@ use profiler_common::StatsKey;
 use serde::Serialize;
 
 use crate::{
-    kernel::Overflow,
     model::{
         histogram::Percentiles,
         names::{decode_nr, errno_name, syscall_name},
+        overflow::Overflow,
         split::{classify, Split},
         store::SyscallTotals,
     },
     session::calibrate::latency_offset_ns,
 };
 
-pub const SCHEMA_VERSION: u32 = 1;
+/// 2: `overflow` is keyed by the counters' names (`slot_collision`, was `slot_collisions`).
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
@@ -276,7 +277,7 @@ pub mod tests {
     #[test]
     fn json_has_the_schema_fields() {
         let value = serde_json::to_value(sample()).unwrap();
-        assert_eq!(value["schema_version"], 1);
+        assert_eq!(value["schema_version"], SCHEMA_VERSION);
         for field in ["duration_ns", "boundary_ns_per_call", "processes"] {
             assert!(!value[field].is_null(), "{field}");
         }

@@ -93,12 +93,17 @@ pub fn render_text(report: &Report, options: &TextOptions) -> String {
     if let Some(code) = report.command_exit_code {
         let _ = writeln!(out, "command exited with code {code}");
     }
-    let o = &report.overflow;
-    if o.any() {
+    if report.overflow.any() {
+        let lost: Vec<String> = report
+            .overflow
+            .by_name()
+            .filter(|(_, count)| *count > 0)
+            .map(|(name, count)| format!("{name} {count}"))
+            .collect();
         let _ = writeln!(
             out,
-            "WARNING: events lost to full maps: {} slot collisions, {} stats-map full, {} errno-map full, {} process-map full, {} follow-map full (raise the --max-* flags)",
-            o.slot_collisions, o.stats_full, o.errno_full, o.process_full, o.follow_full
+            "WARNING: events lost to full maps: {} (raise the --max-* flags)",
+            lost.join(", ")
         );
     }
     let _ = writeln!(out, "split bar: E entry (boundary crossing)  H handler (on-CPU in kernel)  B blocked (asleep)  R runqueue (waiting for a CPU)");

@@ -16,8 +16,8 @@ use self::{
     procfs::{process_exists, read_comm},
 };
 use crate::{
-    kernel::{MapSizes, Overflow, Probe, ProbeError, Scope},
-    model::store::Store,
+    kernel::{MapSizes, Probe, ProbeError, Scope},
+    model::{overflow::Overflow, store::Store},
 };
 
 /// What to measure.
@@ -182,7 +182,7 @@ impl Session {
     }
 
     pub fn overflow(&self) -> Result<Overflow, SessionError> {
-        Ok(self.probe.overflow()?)
+        Ok(Overflow(self.probe.counters()?))
     }
 
     /// Stops measuring and takes a last read.
