@@ -10,7 +10,8 @@ use crate::{
 
 pub fn run(maps: MapArgs) -> anyhow::Result<()> {
     let mut probe = Probe::load_default(maps.sizes(), Scope::SystemWide)?;
-    let calibration = calibrate::calibrate(&mut probe, maps.sample_every)?;
+    let mut calibration = calibrate::calibrate(&mut probe)?;
+    calibrate::start_sampling(&mut probe, &mut calibration, maps.sample_every)?;
     probe.detach();
     let vulnerabilities = mitigations(std::path::Path::new("/sys/devices/system/cpu/vulnerabilities"));
     print!("{}", render(&calibration, &vulnerabilities));
@@ -44,12 +45,12 @@ fn render(calibration: &Calibration, mitigations: &[(String, String)]) -> String
     let _ = writeln!(
         out,
         "boundary cost: {:.1} ns per syscall",
-        calibration.boundary_ns_per_call
+        calibration.charges.boundary_ns_per_call
     );
     let _ = writeln!(
         out,
         "tracing inside the measured window: {:.1} ns per syscall (subtracted from handler times)",
-        calibration.instrumentation_ns_per_call
+        calibration.charges.instrumentation_ns_per_call
     );
     let _ = writeln!(
         out,
@@ -101,7 +102,7 @@ fn render(calibration: &Calibration, mitigations: &[(String, String)]) -> String
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::calibrate::CpuCalibration;
+    use crate::{model::charges::Charges, session::calibrate::CpuCalibration};
 
     #[test]
     fn mitigations_are_read_sorted() {
@@ -133,8 +134,10 @@ mod tests {
                 handler_ns: 30.0,
                 entry_ns: 50.0,
             }],
-            boundary_ns_per_call: 50.0,
-            instrumentation_ns_per_call: 15.0,
+            charges: Charges {
+                boundary_ns_per_call: 50.0,
+                instrumentation_ns_per_call: 15.0,
+            },
             overhead_ns_per_call: 45.0,
             calls_per_run: 10,
             runs: 3,

@@ -105,12 +105,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 }
             };
             let calibration = &session.calibration;
-            let per_group = metrics::by_group(
-                &totals,
-                &group_of,
-                calibration.boundary_ns_per_call,
-                calibration.instrumentation_ns_per_call,
-            );
+            let per_group = metrics::by_group(&totals, &group_of, &calibration.charges);
             let mut series = grouper.update(per_group, started.elapsed().as_secs_f64());
             if args.group_by == GroupBy::None {
                 // One group for the machine: no group label.
@@ -127,7 +122,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                     map_fill: session.map_fill(),
                     overflow,
                     map_read_seconds,
-                    boundary_seconds: calibration.boundary_ns_per_call / 1e9,
+                    boundary_seconds: calibration.charges.boundary_ns_per_call / 1e9,
                     sample_every: session.sample_every,
                 },
             };

@@ -4,13 +4,11 @@ use std::collections::BTreeMap;
 
 use profiler_common::{hist_bucket_bounds, StatsKey};
 
-use crate::{
-    model::{
-        names::{decode_nr, errno_name, syscall_name},
-        split::Split,
-        store::SyscallTotals,
-    },
-    session::calibrate::latency_offset_ns,
+use crate::model::{
+    charges::Charges,
+    names::{decode_nr, errno_name, syscall_name},
+    split::Split,
+    store::SyscallTotals,
 };
 
 /// Upper bounds (seconds) of the exported latency histogram: powers of 4 from 1 µs to 16 s.
@@ -69,14 +67,10 @@ impl SeriesTotals {
 }
 
 /// The totals of one syscall of one process, as exported: split charged, buckets coarsened.
-pub fn series_totals(
-    totals: &SyscallTotals,
-    boundary_ns_per_call: f64,
-    instrumentation_ns_per_call: f64,
-) -> SeriesTotals {
-    let split = totals.split(boundary_ns_per_call, instrumentation_ns_per_call);
+pub fn series_totals(totals: &SyscallTotals, charges: &Charges) -> SeriesTotals {
+    let split = totals.split(charges);
     let mut latency_buckets = vec![0u64; LATENCY_BOUNDS.len() + 1];
-    let offset = latency_offset_ns(boundary_ns_per_call, instrumentation_ns_per_call);
+    let offset = charges.latency_offset_ns();
     for (index, &count) in totals.latency.buckets.iter().enumerate() {
         if count > 0 {
             // A kernel bucket goes where its upper edge (plus the per-call offset) falls.
@@ -105,8 +99,7 @@ pub fn series_totals(
 pub fn by_group(
     totals: &BTreeMap<StatsKey, SyscallTotals>,
     group_of: &dyn Fn(u32) -> String,
-    boundary_ns_per_call: f64,
-    instrumentation_ns_per_call: f64,
+    charges: &Charges,
 ) -> BTreeMap<String, BTreeMap<(String, String), SeriesTotals>> {
     let mut groups: BTreeMap<String, BTreeMap<(String, String), SeriesTotals>> = BTreeMap::new();
     for (key, row) in totals {
@@ -115,7 +108,7 @@ pub fn by_group(
         }
         let (abi, nr) = decode_nr(key.nr);
         let label = (syscall_name(abi, nr).into_owned(), abi.as_str().to_owned());
-        let series = series_totals(row, boundary_ns_per_call, instrumentation_ns_per_call);
+        let series = series_totals(row, charges);
         groups
             .entry(group_of(key.tgid))
             .or_default()
@@ -157,7 +150,7 @@ mod tests {
         totals.latency.buckets[hist_bucket(500)] = 1; // 0.5 µs -> <= 1 µs
         totals.latency.buckets[hist_bucket(3_000)] = 1; // 3 µs -> <= 4 µs
         totals.latency.buckets[hist_bucket(100_000_000_000)] = 1; // 100 s -> +Inf
-        let series = series_totals(&totals, 0.0, 0.0);
+        let series = series_totals(&totals, &Charges::default());
         assert_eq!(series.latency_buckets[0], 1);
         assert_eq!(series.latency_buckets[1], 1);
         assert_eq!(series.latency_buckets[LATENCY_BOUNDS.len()], 1);

@@ -1,4 +1,5 @@
 //! The pure model: numbers read from the maps in, totals, splits, classes and names out.
+pub mod charges;
 pub mod histogram;
 pub mod names;
 pub mod overflow;

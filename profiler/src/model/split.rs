@@ -14,17 +14,6 @@ pub struct Split {
 }
 
 impl Split {
-    /// Split of `calls` calls whose measured parts are given, charging `boundary_ns_per_call`
-    /// of entry cost to each call.
-    pub fn charge(calls: u64, boundary_ns_per_call: f64, handler_ns: u64, blocked_ns: u64, runqueue_ns: u64) -> Split {
-        Split {
-            entry_ns: (calls as f64 * boundary_ns_per_call).round() as u64,
-            handler_ns,
-            blocked_ns,
-            runqueue_ns,
-        }
-    }
-
     pub fn total_ns(&self) -> u64 {
         self.entry_ns + self.handler_ns + self.blocked_ns + self.runqueue_ns
     }
@@ -173,9 +162,8 @@ mod tests {
 
     #[test]
     fn total_is_exactly_the_sum_of_the_parts() {
-        let s = Split::charge(1000, 52.4, 30_000, 7, 11);
-        assert_eq!(s.entry_ns, 52_400);
-        assert_eq!(s.total_ns(), s.entry_ns + s.handler_ns + s.blocked_ns + s.runqueue_ns);
+        let s = split(52_400, 30_000, 7, 11);
+        assert_eq!(s.total_ns(), 82_418);
         let mut sum = s;
         sum.add(&s);
         assert_eq!(sum.total_ns(), 2 * s.total_ns());

@@ -9,10 +9,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use profiler_common::{ErrnoKey, StatsKey, StatsSlot, SyscallStats, HIST_BUCKETS};
 
-use crate::{
-    model::{histogram::Latency, split::Split},
-    session::calibrate::corrected_handler_ns,
-};
+use crate::model::{charges::Charges, histogram::Latency, split::Split};
 
 /// Totals of one (process, syscall).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -28,16 +25,9 @@ pub struct SyscallTotals {
 }
 
 impl SyscallTotals {
-    /// The four-part split: the calibrated boundary cost charged per call, and the tracing
-    /// inside the measured window taken out of the handler time.
-    pub fn split(&self, boundary_ns_per_call: f64, instrumentation_ns_per_call: f64) -> Split {
-        Split::charge(
-            self.calls,
-            boundary_ns_per_call,
-            corrected_handler_ns(self.handler_ns, self.calls, instrumentation_ns_per_call),
-            self.blocked_ns,
-            self.runqueue_ns,
-        )
+    /// The four-part split, with the calibrated `charges` applied.
+    pub fn split(&self, charges: &Charges) -> Split {
+        charges.split(self.calls, self.handler_ns, self.blocked_ns, self.runqueue_ns)
     }
 
     pub fn merge(&mut self, other: &SyscallTotals) {

@@ -8,15 +8,13 @@ use std::collections::BTreeMap;
 use profiler_common::StatsKey;
 use serde::Serialize;
 
-use crate::{
-    model::{
-        histogram::Percentiles,
-        names::{decode_nr, errno_name, syscall_name},
-        overflow::Overflow,
-        split::{classify, Split},
-        store::SyscallTotals,
-    },
-    session::calibrate::latency_offset_ns,
+use crate::model::{
+    charges::Charges,
+    histogram::Percentiles,
+    names::{decode_nr, errno_name, syscall_name},
+    overflow::Overflow,
+    split::{classify, Split},
+    store::SyscallTotals,
 };
 
 /// 2: `overflow` is keyed by the counters' names (`slot_collision`, was `slot_collisions`).
@@ -26,10 +24,11 @@ pub const SCHEMA_VERSION: u32 = 2;
 pub struct Report {
     pub schema_version: u32,
     pub duration_ns: u64,
-    pub boundary_ns_per_call: f64,
-    /// Tracing time inside the window between the tracepoints, per call, already taken out
-    /// of every handler time (see `syscall-profiler calibrate`).
-    pub instrumentation_ns_per_call: f64,
+    /// The boundary cost charged per call, and the tracing inside the window between the
+    /// tracepoints, already taken out of every handler time (see `syscall-profiler
+    /// calibrate`).
+    #[serde(flatten)]
+    pub charges: Charges,
     /// `system-wide`, `pids` or `command`.
     pub scope: String,
     /// Timing was sampled 1 in this many of the calls that stayed on the CPU (1: every call
@@ -80,8 +79,7 @@ pub struct Inputs<'a> {
     pub totals: &'a BTreeMap<StatsKey, SyscallTotals>,
     pub comm: &'a dyn Fn(u32) -> String,
     pub duration_ns: u64,
-    pub boundary_ns_per_call: f64,
-    pub instrumentation_ns_per_call: f64,
+    pub charges: Charges,
     pub scope: &'a str,
     pub sample_every: u32,
     pub command_exit_code: Option<i32>,
@@ -94,7 +92,7 @@ fn per_second(calls: u64, duration_ns: u64) -> f64 {
 
 fn syscall_report(key: &StatsKey, totals: &SyscallTotals, inputs: &Inputs) -> SyscallReport {
     let (abi, nr) = decode_nr(key.nr);
-    let split = totals.split(inputs.boundary_ns_per_call, inputs.instrumentation_ns_per_call);
+    let split = totals.split(&inputs.charges);
     let class = classify(&split, per_second(totals.calls, inputs.duration_ns));
     SyscallReport {
         name: syscall_name(abi, nr).into_owned(),
@@ -109,10 +107,7 @@ fn syscall_report(key: &StatsKey, totals: &SyscallTotals, inputs: &Inputs) -> Sy
             .collect(),
         total_ns: split.total_ns(),
         split,
-        latency_ns: totals.latency.percentiles(latency_offset_ns(
-            inputs.boundary_ns_per_call,
-            inputs.instrumentation_ns_per_call,
-        )),
+        latency_ns: totals.latency.percentiles(inputs.charges.latency_offset_ns()),
         class: class.as_str().to_owned(),
         advice: class.advice().to_owned(),
     }
@@ -161,8 +156,7 @@ pub fn build(inputs: &Inputs) -> Report {
     Report {
         schema_version: SCHEMA_VERSION,
         duration_ns: inputs.duration_ns,
-        boundary_ns_per_call: inputs.boundary_ns_per_call,
-        instrumentation_ns_per_call: inputs.instrumentation_ns_per_call,
+        charges: inputs.charges,
         scope: inputs.scope.to_owned(),
         sample_every: inputs.sample_every,
         agent_pid: std::process::id(),
@@ -215,8 +209,10 @@ pub mod tests {
             totals: &map,
             comm: &comm,
             duration_ns: 1_000_000_000,
-            boundary_ns_per_call: 50.0,
-            instrumentation_ns_per_call: 0.0,
+            charges: Charges {
+                boundary_ns_per_call: 50.0,
+                instrumentation_ns_per_call: 0.0,
+            },
             scope: "system-wide",
             sample_every: 1,
             command_exit_code: None,

@@ -80,8 +80,8 @@ pub fn render_text(report: &Report, options: &TextOptions) -> String {
         report.scope,
         format_count(total_calls),
         report.processes.len(),
-        report.boundary_ns_per_call,
-        report.instrumentation_ns_per_call
+        report.charges.boundary_ns_per_call,
+        report.charges.instrumentation_ns_per_call
     );
     if report.sample_every > 1 {
         let _ = writeln!(

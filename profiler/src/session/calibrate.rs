@@ -15,7 +15,10 @@ use std::time::Instant;
 use profiler_common::StatsKey;
 use serde::Serialize;
 
-use crate::kernel::{Probe, ProbeError};
+use crate::{
+    kernel::{Probe, ProbeError},
+    model::charges::{entry_cost, median, Charges},
+};
 
 /// x86_64 `getppid`: no arguments, no locks, the cheapest real syscall.
 const NR_GETPPID: u32 = 110;
@@ -45,60 +48,14 @@ pub struct CpuCalibration {
 #[derive(Clone, Debug, Serialize)]
 pub struct Calibration {
     pub per_cpu: Vec<CpuCalibration>,
-    /// Mean of the per-CPU entry costs: what every call is charged.
-    pub boundary_ns_per_call: f64,
-    /// Mean tracing time inside the window between the tracepoints, per call: subtracted
-    /// from every call's handler time.
-    pub instrumentation_ns_per_call: f64,
+    /// The means over CPUs of the entry costs (what every call is charged) and of the
+    /// tracing inside the window (taken out of every call's handler time).
+    #[serde(flatten)]
+    pub charges: Charges,
     /// Mean added cost of the attached programs on a syscall (attached - detached).
     pub overhead_ns_per_call: f64,
     pub calls_per_run: u64,
     pub runs: usize,
-}
-
-impl Calibration {
-    /// A calibration that charges nothing and corrects nothing (for tests).
-    pub fn none() -> Calibration {
-        Calibration {
-            per_cpu: Vec::new(),
-            boundary_ns_per_call: 0.0,
-            instrumentation_ns_per_call: 0.0,
-            overhead_ns_per_call: 0.0,
-            calls_per_run: 0,
-            runs: 0,
-        }
-    }
-}
-
-/// Median of a non-empty list.
-pub fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(|a, b| a.total_cmp(b));
-    let mid = values.len() / 2;
-    if values.len() % 2 == 1 {
-        values[mid]
-    } else {
-        (values[mid - 1] + values[mid]) / 2.0
-    }
-}
-
-/// `(handler, entry)` of the calibration call from its detached round trip, its measured
-/// handler time and the instrumentation inside the window; neither is ever negative (noise
-/// can make a part look longer than the whole).
-pub fn entry_cost(round_trip_ns: f64, measured_handler_ns: f64, instrumentation_ns: f64) -> (f64, f64) {
-    let handler = (measured_handler_ns - instrumentation_ns).max(0.0);
-    (handler, (round_trip_ns - handler).max(0.0))
-}
-
-/// Handler time of `calls` calls with the instrumentation inside the window taken out.
-pub fn corrected_handler_ns(measured_handler_ns: u64, calls: u64, instrumentation_ns_per_call: f64) -> u64 {
-    let instrumentation = (calls as f64 * instrumentation_ns_per_call).round() as u64;
-    measured_handler_ns.saturating_sub(instrumentation)
-}
-
-/// What to add to a latency measured between the tracepoints to get the call's latency as
-/// the caller sees it: the boundary cost, less the tracing inside the window.
-pub fn latency_offset_ns(boundary_ns_per_call: f64, instrumentation_ns_per_call: f64) -> i64 {
-    (boundary_ns_per_call - instrumentation_ns_per_call).round() as i64
 }
 
 fn syscall_loop(nr: u32, calls: u64) -> f64 {
@@ -141,10 +98,10 @@ fn pin_to(cpus: &[usize]) {
     }
 }
 
-/// Calibrates with `probe` loaded but not attached; leaves it attached, with timing sampled
-/// 1 in `sample_every` (the calibration itself times every call). The agent's own entries in
-/// the maps then hold the calibration calls: forget them before measuring.
-pub fn calibrate(probe: &mut Probe, sample_every: u32) -> Result<Calibration, ProbeError> {
+/// Calibrates with `probe` loaded but not attached; leaves it attached with every call timed
+/// (sampling off), which is how the calibration measures. The agent's own entries in the
+/// maps then hold the calibration calls: forget them before measuring.
+pub fn calibrate(probe: &mut Probe) -> Result<Calibration, ProbeError> {
     probe.set_sample_every(1)?;
     let cpus = allowed_cpus();
     let mut detached = Vec::with_capacity(cpus.len());
@@ -180,19 +137,13 @@ pub fn calibrate(probe: &mut Probe, sample_every: u32) -> Result<Calibration, Pr
             entry_ns,
         });
     }
-    probe.set_sample_every(sample_every)?;
-    if sample_every > 1 {
-        // The profiler's cost per call, as it will run.
-        for calibration in &mut per_cpu {
-            pin_to(&[calibration.cpu]);
-            calibration.round_trip_attached_ns = median_round_trip(NR_GETPPID);
-        }
-    }
     pin_to(&cpus);
-    let mean = |f: fn(&CpuCalibration) -> f64| per_cpu.iter().map(f).sum::<f64>() / per_cpu.len().max(1) as f64;
+    let mean = |f: fn(&CpuCalibration) -> f64| mean_over(&per_cpu, f);
     Ok(Calibration {
-        boundary_ns_per_call: mean(|c| c.entry_ns),
-        instrumentation_ns_per_call: mean(|c| c.instrumentation_ns),
+        charges: Charges {
+            boundary_ns_per_call: mean(|c| c.entry_ns),
+            instrumentation_ns_per_call: mean(|c| c.instrumentation_ns),
+        },
         overhead_ns_per_call: mean(|c| c.round_trip_attached_ns - c.round_trip_ns).max(0.0),
         per_cpu,
         calls_per_run: CALLS_PER_RUN,
@@ -200,29 +151,25 @@ pub fn calibrate(probe: &mut Probe, sample_every: u32) -> Result<Calibration, Pr
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn median_of_odd_and_even_lists() {
-        assert_eq!(median(&mut [5.0, 1.0, 3.0]), 3.0);
-        assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), 2.5);
+/// Sets the timing sampling the profile runs with (the calibration times every call) and,
+/// when it samples, measures the attached round trip again on each CPU: the profiler's own
+/// cost per call as it will run.
+pub fn start_sampling(probe: &mut Probe, calibration: &mut Calibration, sample_every: u32) -> Result<(), ProbeError> {
+    probe.set_sample_every(sample_every)?;
+    if sample_every == 1 {
+        return Ok(());
     }
-
-    #[test]
-    fn entry_cost_is_round_trip_minus_the_corrected_handler() {
-        // 80 ns round trip; the window saw 45 ns, 15 of them tracing: handler 30, entry 50.
-        assert_eq!(entry_cost(80.0, 45.0, 15.0), (30.0, 50.0));
-        // Noise never makes a part negative.
-        assert_eq!(entry_cost(30.0, 61.0, 0.0), (61.0, 0.0));
-        assert_eq!(entry_cost(80.0, 10.0, 15.0), (0.0, 80.0));
+    let cpus = allowed_cpus();
+    for cpu in &mut calibration.per_cpu {
+        pin_to(&[cpu.cpu]);
+        cpu.round_trip_attached_ns = median_round_trip(NR_GETPPID);
     }
+    pin_to(&cpus);
+    calibration.overhead_ns_per_call =
+        mean_over(&calibration.per_cpu, |c| c.round_trip_attached_ns - c.round_trip_ns).max(0.0);
+    Ok(())
+}
 
-    #[test]
-    fn handler_correction_takes_the_tracing_out_per_call() {
-        assert_eq!(corrected_handler_ns(10_000, 100, 20.0), 8_000);
-        assert_eq!(corrected_handler_ns(1_000, 100, 20.0), 0);
-        assert_eq!(corrected_handler_ns(1_000, 3, 0.4), 999);
-    }
+fn mean_over(per_cpu: &[CpuCalibration], f: fn(&CpuCalibration) -> f64) -> f64 {
+    per_cpu.iter().map(f).sum::<f64>() / per_cpu.len().max(1) as f64
 }

@@ -85,7 +85,8 @@ impl Session {
         if scope != Scope::SystemWide {
             probe.follow(self_tgid)?;
         }
-        let calibration = calibrate::calibrate(&mut probe, sample_every)?;
+        let mut calibration = calibrate::calibrate(&mut probe)?;
+        calibrate::start_sampling(&mut probe, &mut calibration, sample_every)?;
         // Our own calls (the calibration loop) are not part of any report.
         probe.forget_processes(&HashSet::from([self_tgid]))?;
         let mut child = None;

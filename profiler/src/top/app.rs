@@ -6,14 +6,12 @@ use std::collections::BTreeMap;
 use profiler_common::StatsKey;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use crate::{
-    model::{
-        histogram::{Latency, Percentiles},
-        names::{decode_nr, errno_name, syscall_name},
-        split::{classify, Class, Split},
-        store::SyscallTotals,
-    },
-    session::calibrate::latency_offset_ns,
+use crate::model::{
+    charges::Charges,
+    histogram::{Latency, Percentiles},
+    names::{decode_nr, errno_name, syscall_name},
+    split::{classify, Class, Split},
+    store::SyscallTotals,
 };
 
 /// Everything that can happen to the app.
@@ -136,8 +134,7 @@ pub struct Update<'a> {
     pub comm: &'a dyn Fn(u32) -> String,
     pub interval_secs: f64,
     pub since_start_secs: f64,
-    pub boundary_ns_per_call: f64,
-    pub instrumentation_ns_per_call: f64,
+    pub charges: Charges,
     pub overhead_ns_per_call: f64,
     pub sample_every: u32,
     pub lost_events: u64,
@@ -182,14 +179,14 @@ impl Ord for Mode {
 
 /// Latency percentiles include the boundary cost and leave out the tracing in the window.
 fn latency_offset(update: &Update) -> i64 {
-    latency_offset_ns(update.boundary_ns_per_call, update.instrumentation_ns_per_call)
+    update.charges.latency_offset_ns()
 }
 
 /// `per` divides the numbers (the interval's seconds for rates, 1 for totals);
 /// `calls_per_sec` is the frequency the class is judged by.
 fn syscall_row(key: &StatsKey, totals: &SyscallTotals, per: f64, calls_per_sec: f64, update: &Update) -> Row {
     let (abi, nr) = decode_nr(key.nr);
-    let split = totals.split(update.boundary_ns_per_call, update.instrumentation_ns_per_call);
+    let split = totals.split(&update.charges);
     let Percentiles { p99, .. } = totals.latency.percentiles(latency_offset(update));
     let mut errnos: Vec<(String, u64)> = totals
         .errnos
@@ -313,7 +310,7 @@ impl App {
         let calls_per_sec: f64 = self.processes[&Mode::Rates].iter().map(|r| r.calls).sum();
         self.header = Header {
             calls_per_sec,
-            boundary_ns_per_call: update.boundary_ns_per_call,
+            boundary_ns_per_call: update.charges.boundary_ns_per_call,
             overhead_percent: calls_per_sec * update.overhead_ns_per_call / 1e9 * 100.0,
             lost_events: update.lost_events,
             interval_secs: update.interval_secs,
@@ -519,8 +516,10 @@ pub mod tests {
                 comm: &comm,
                 interval_secs: 1.0,
                 since_start_secs: step as f64,
-                boundary_ns_per_call: 50.0,
-                instrumentation_ns_per_call: 0.0,
+                charges: Charges {
+                    boundary_ns_per_call: 50.0,
+                    instrumentation_ns_per_call: 0.0,
+                },
                 overhead_ns_per_call: 40.0,
                 sample_every: 16,
                 lost_events: 0,
@@ -652,8 +651,7 @@ pub mod tests {
             comm: &|_| String::new(),
             interval_secs: 1.0,
             since_start_secs: 3.0,
-            boundary_ns_per_call: 0.0,
-            instrumentation_ns_per_call: 0.0,
+            charges: Charges::default(),
             overhead_ns_per_call: 0.0,
             sample_every: 1,
             lost_events: 0,
