@@ -12,6 +12,7 @@ use clap::{Args, ValueEnum};
 
 use crate::{
     commands::args::{parse_duration, MapArgs},
+    model::view,
     report::{
         self,
         text::{render_text, TextOptions},
@@ -73,10 +74,10 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let (session, command_exit_code) = runtime.block_on(profile(target, &args))?;
-    let totals = session.store.totals();
+    let processes = view::by_process(&session.store.totals(), &session.calibration.charges);
     let comm = |pid: u32| session.store.comm(pid).unwrap_or("?").to_owned();
     let report = report::build(&report::Inputs {
-        totals: &totals,
+        processes: &processes,
         comm: &comm,
         duration_ns: session.elapsed_ns(),
         charges: session.calibration.charges,

@@ -17,6 +17,7 @@ use clap::Args;
 use crate::{
     commands::{privileges::drop_privileges, MapArgs},
     metrics::{self, http::accept_loop, GroupBy, Grouper, SelfMetrics, Snapshot},
+    model::view,
     session::{
         cgroups::{proc_cgroup, CgroupPaths},
         Session, Target,
@@ -105,7 +106,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 }
             };
             let calibration = &session.calibration;
-            let per_group = metrics::by_group(&totals, &group_of, &calibration.charges);
+            let processes = view::by_process(&totals, &calibration.charges);
+            let per_group = metrics::by_group(&processes, &group_of);
             let mut series = grouper.update(per_group, started.elapsed().as_secs_f64());
             if args.group_by == GroupBy::None {
                 // One group for the machine: no group label.

@@ -2,13 +2,11 @@
 //! histogram coarsened to the exported buckets.
 use std::collections::BTreeMap;
 
-use profiler_common::{hist_bucket_bounds, StatsKey};
+use profiler_common::hist_bucket_bounds;
 
 use crate::model::{
-    charges::Charges,
-    names::{decode_nr, errno_name, syscall_name},
     split::Split,
-    store::SyscallTotals,
+    view::{ProcessView, SyscallView},
 };
 
 /// Upper bounds (seconds) of the exported latency histogram: powers of 4 from 1 µs to 16 s.
@@ -66,55 +64,45 @@ impl SeriesTotals {
     }
 }
 
-/// The totals of one syscall of one process, as exported: split charged, buckets coarsened.
-pub fn series_totals(totals: &SyscallTotals, charges: &Charges) -> SeriesTotals {
-    let split = totals.split(charges);
-    let mut latency_buckets = vec![0u64; LATENCY_BOUNDS.len() + 1];
-    let offset = charges.latency_offset_ns();
-    for (index, &count) in totals.latency.buckets.iter().enumerate() {
-        if count > 0 {
-            // A kernel bucket goes where its upper edge (plus the per-call offset) falls.
-            let upper_ns = hist_bucket_bounds(index).1.saturating_add_signed(offset);
-            let seconds = upper_ns as f64 / 1e9;
-            let slot = LATENCY_BOUNDS
-                .iter()
-                .position(|b| seconds <= *b)
-                .unwrap_or(LATENCY_BOUNDS.len());
-            latency_buckets[slot] += count;
+impl SeriesTotals {
+    /// One syscall of one process, as exported: the latency coarsened to [`LATENCY_BOUNDS`].
+    pub fn of(view: &SyscallView) -> SeriesTotals {
+        let mut latency_buckets = vec![0u64; LATENCY_BOUNDS.len() + 1];
+        for (index, &count) in view.latency.buckets.iter().enumerate() {
+            if count > 0 {
+                // A kernel bucket goes where its upper edge (as the caller sees it) falls.
+                let upper_ns = hist_bucket_bounds(index)
+                    .1
+                    .saturating_add_signed(view.latency_offset_ns);
+                let seconds = upper_ns as f64 / 1e9;
+                let slot = LATENCY_BOUNDS
+                    .iter()
+                    .position(|b| seconds <= *b)
+                    .unwrap_or(LATENCY_BOUNDS.len());
+                latency_buckets[slot] += count;
+            }
         }
-    }
-    SeriesTotals {
-        calls: totals.calls,
-        errors: totals
-            .errnos
-            .iter()
-            .map(|(errno, count)| (errno_name(*errno).into_owned(), *count))
-            .collect(),
-        split,
-        latency_buckets,
+        SeriesTotals {
+            calls: view.calls,
+            errors: view.errnos.iter().cloned().collect(),
+            split: view.split,
+            latency_buckets,
+        }
     }
 }
 
-/// Sums per-(process, syscall) totals into per-(group, syscall) ones.
+/// Sums per-(process, syscall) views into per-(group, syscall) totals.
 pub fn by_group(
-    totals: &BTreeMap<StatsKey, SyscallTotals>,
+    processes: &[ProcessView],
     group_of: &dyn Fn(u32) -> String,
-    charges: &Charges,
 ) -> BTreeMap<String, BTreeMap<(String, String), SeriesTotals>> {
     let mut groups: BTreeMap<String, BTreeMap<(String, String), SeriesTotals>> = BTreeMap::new();
-    for (key, row) in totals {
-        if row.calls == 0 {
-            continue;
+    for process in processes {
+        let group = groups.entry(group_of(process.pid)).or_default();
+        for syscall in &process.syscalls {
+            let label = (syscall.name.clone(), syscall.abi.as_str().to_owned());
+            group.entry(label).or_default().add(&SeriesTotals::of(syscall));
         }
-        let (abi, nr) = decode_nr(key.nr);
-        let label = (syscall_name(abi, nr).into_owned(), abi.as_str().to_owned());
-        let series = series_totals(row, charges);
-        groups
-            .entry(group_of(key.tgid))
-            .or_default()
-            .entry(label)
-            .or_default()
-            .add(&series);
     }
     groups
 }
@@ -137,9 +125,10 @@ impl SeriesTotals {
 
 #[cfg(test)]
 mod tests {
-    use profiler_common::hist_bucket;
+    use profiler_common::{hist_bucket, StatsKey};
 
     use super::*;
+    use crate::model::{charges::Charges, store::SyscallTotals};
 
     #[test]
     fn kernel_buckets_land_in_the_exported_bounds() {
@@ -150,7 +139,8 @@ mod tests {
         totals.latency.buckets[hist_bucket(500)] = 1; // 0.5 µs -> <= 1 µs
         totals.latency.buckets[hist_bucket(3_000)] = 1; // 3 µs -> <= 4 µs
         totals.latency.buckets[hist_bucket(100_000_000_000)] = 1; // 100 s -> +Inf
-        let series = series_totals(&totals, &Charges::default());
+        let key = StatsKey { tgid: 1, nr: 0 };
+        let series = SeriesTotals::of(&SyscallView::new(key, &totals, &Charges::default()));
         assert_eq!(series.latency_buckets[0], 1);
         assert_eq!(series.latency_buckets[1], 1);
         assert_eq!(series.latency_buckets[LATENCY_BOUNDS.len()], 1);

@@ -5,3 +5,4 @@ pub mod names;
 pub mod overflow;
 pub mod split;
 pub mod store;
+pub mod view;

@@ -5,16 +5,14 @@ pub mod text;
 
 use std::collections::BTreeMap;
 
-use profiler_common::StatsKey;
 use serde::Serialize;
 
 use crate::model::{
     charges::Charges,
     histogram::Percentiles,
-    names::{decode_nr, errno_name, syscall_name},
     overflow::Overflow,
-    split::{classify, Split},
-    store::SyscallTotals,
+    split::Split,
+    view::{ProcessView, SyscallView},
 };
 
 /// 2: `overflow` is keyed by the counters' names (`slot_collision`, was `slot_collisions`).
@@ -76,7 +74,7 @@ pub struct SyscallReport {
 
 /// What the report is built from.
 pub struct Inputs<'a> {
-    pub totals: &'a BTreeMap<StatsKey, SyscallTotals>,
+    pub processes: &'a [ProcessView],
     pub comm: &'a dyn Fn(u32) -> String,
     pub duration_ns: u64,
     pub charges: Charges,
@@ -86,70 +84,44 @@ pub struct Inputs<'a> {
     pub overflow: Overflow,
 }
 
-fn per_second(calls: u64, duration_ns: u64) -> f64 {
-    calls as f64 * 1e9 / duration_ns.max(1) as f64
-}
-
-fn syscall_report(key: &StatsKey, totals: &SyscallTotals, inputs: &Inputs) -> SyscallReport {
-    let (abi, nr) = decode_nr(key.nr);
-    let split = totals.split(&inputs.charges);
-    let class = classify(&split, per_second(totals.calls, inputs.duration_ns));
-    SyscallReport {
-        name: syscall_name(abi, nr).into_owned(),
-        nr,
-        abi: abi.as_str().to_owned(),
-        calls: totals.calls,
-        errors: totals.errors,
-        errno: totals
-            .errnos
-            .iter()
-            .map(|(errno, count)| (errno_name(*errno).into_owned(), *count))
-            .collect(),
-        total_ns: split.total_ns(),
-        split,
-        latency_ns: totals.latency.percentiles(inputs.charges.latency_offset_ns()),
-        class: class.as_str().to_owned(),
-        advice: class.advice().to_owned(),
+impl SyscallReport {
+    fn new(view: &SyscallView, seconds: f64) -> SyscallReport {
+        let class = view.class(seconds);
+        SyscallReport {
+            name: view.name.clone(),
+            nr: view.nr,
+            abi: view.abi.as_str().to_owned(),
+            calls: view.calls,
+            errors: view.errors,
+            errno: view.errnos.iter().cloned().collect(),
+            total_ns: view.total_ns(),
+            split: view.split,
+            latency_ns: view.percentiles(),
+            class: class.as_str().to_owned(),
+            advice: class.advice().to_owned(),
+        }
     }
 }
 
 /// Builds the report: processes by total syscall time (descending), their syscalls likewise.
 pub fn build(inputs: &Inputs) -> Report {
-    let mut by_process: BTreeMap<u32, Vec<SyscallReport>> = BTreeMap::new();
-    for (key, totals) in inputs.totals {
-        if totals.calls > 0 {
-            by_process
-                .entry(key.tgid)
-                .or_default()
-                .push(syscall_report(key, totals, inputs));
-        }
-    }
-    let mut processes: Vec<ProcessReport> = by_process
-        .into_iter()
-        .map(|(pid, mut syscalls)| {
-            syscalls.sort_by(|a, b| {
-                b.total_ns
-                    .cmp(&a.total_ns)
-                    .then(b.calls.cmp(&a.calls))
-                    .then(a.name.cmp(&b.name))
-            });
-            let mut split = Split::default();
-            for syscall in &syscalls {
-                split.add(&syscall.split);
-            }
-            let calls = syscalls.iter().map(|s| s.calls).sum();
-            ProcessReport {
-                pid,
-                comm: (inputs.comm)(pid),
-                calls,
-                errors: syscalls.iter().map(|s| s.errors).sum(),
-                total_ns: split.total_ns(),
-                split,
-                class: classify(&split, per_second(calls, inputs.duration_ns))
-                    .as_str()
-                    .to_owned(),
-                syscalls,
-            }
+    let seconds = inputs.duration_ns as f64 / 1e9;
+    let mut processes: Vec<ProcessReport> = inputs
+        .processes
+        .iter()
+        .map(|process| ProcessReport {
+            pid: process.pid,
+            comm: (inputs.comm)(process.pid),
+            calls: process.calls,
+            errors: process.errors,
+            total_ns: process.total_ns(),
+            split: process.split,
+            class: process.class(seconds).as_str().to_owned(),
+            syscalls: process
+                .syscalls
+                .iter()
+                .map(|syscall| SyscallReport::new(syscall, seconds))
+                .collect(),
         })
         .collect();
     processes.sort_by(|a, b| b.total_ns.cmp(&a.total_ns).then(a.pid.cmp(&b.pid)));
@@ -168,9 +140,12 @@ pub fn build(inputs: &Inputs) -> Report {
 
 #[cfg(test)]
 pub mod tests {
-    use profiler_common::{hist_bucket, NR_IA32_FLAG};
+    use std::collections::BTreeMap;
+
+    use profiler_common::{hist_bucket, StatsKey, NR_IA32_FLAG};
 
     use super::*;
+    use crate::model::{store::SyscallTotals, view::by_process};
 
     fn totals(calls: u64, handler_ns: u64, blocked_ns: u64, runqueue_ns: u64, latency_ns: u64) -> SyscallTotals {
         let mut t = SyscallTotals {
@@ -205,14 +180,15 @@ pub mod tests {
         );
         map.insert(StatsKey { tgid: 300, nr: 0 }, totals(0, 0, 0, 0, 0));
         let comm = |pid: u32| format!("proc{pid}");
+        let charges = Charges {
+            boundary_ns_per_call: 50.0,
+            instrumentation_ns_per_call: 0.0,
+        };
         build(&Inputs {
-            totals: &map,
+            processes: &by_process(&map, &charges),
             comm: &comm,
             duration_ns: 1_000_000_000,
-            charges: Charges {
-                boundary_ns_per_call: 50.0,
-                instrumentation_ns_per_call: 0.0,
-            },
+            charges,
             scope: "system-wide",
             sample_every: 1,
             command_exit_code: None,

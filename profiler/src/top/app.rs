@@ -8,10 +8,11 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use crate::model::{
     charges::Charges,
-    histogram::{Latency, Percentiles},
-    names::{decode_nr, errno_name, syscall_name},
-    split::{classify, Class, Split},
+    histogram::Latency,
+    names::{decode_nr, syscall_name},
+    split::{Class, Split},
     store::SyscallTotals,
+    view::{self, ProcessView, SyscallView},
 };
 
 /// Everything that can happen to the app.
@@ -177,61 +178,39 @@ impl Ord for Mode {
     }
 }
 
-/// Latency percentiles include the boundary cost and leave out the tracing in the window.
-fn latency_offset(update: &Update) -> i64 {
-    update.charges.latency_offset_ns()
-}
-
-/// `per` divides the numbers (the interval's seconds for rates, 1 for totals);
-/// `calls_per_sec` is the frequency the class is judged by.
-fn syscall_row(key: &StatsKey, totals: &SyscallTotals, per: f64, calls_per_sec: f64, update: &Update) -> Row {
-    let (abi, nr) = decode_nr(key.nr);
-    let split = totals.split(&update.charges);
-    let Percentiles { p99, .. } = totals.latency.percentiles(latency_offset(update));
-    let mut errnos: Vec<(String, u64)> = totals
-        .errnos
-        .iter()
-        .map(|(errno, count)| (errno_name(*errno).into_owned(), *count))
-        .collect();
-    errnos.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    Row {
-        pid: key.tgid,
-        name: syscall_name(abi, nr).into_owned(),
-        calls: totals.calls as f64 / per,
-        errors: totals.errors as f64 / per,
-        time_ns: split.total_ns() as f64 / per,
-        split,
-        p99_ns: p99,
-        detail: abi.as_str().to_owned(),
-        class: classify(&split, calls_per_sec),
-        latency: totals.latency.clone(),
-        errnos,
+impl Row {
+    /// `per` divides the numbers (the interval's seconds for rates, 1 for totals); `seconds`
+    /// is the time the class judges the calls' frequency over.
+    fn syscall(view: &SyscallView, per: f64, seconds: f64) -> Row {
+        Row {
+            pid: view.pid,
+            name: view.name.clone(),
+            calls: view.calls as f64 / per,
+            errors: view.errors as f64 / per,
+            time_ns: view.total_ns() as f64 / per,
+            split: view.split,
+            p99_ns: view.percentiles().p99,
+            detail: view.abi.as_str().to_owned(),
+            class: view.class(seconds),
+            latency: view.latency.clone(),
+            errnos: view.errnos.clone(),
+        }
     }
-}
 
-fn process_row(pid: u32, comm: String, syscalls: &[Row], per: f64, calls_per_sec: f64, offset: i64) -> Row {
-    let mut split = Split::default();
-    let mut latency = Latency::default();
-    for row in syscalls {
-        split.add(&row.split);
-        latency.merge(&row.latency);
-    }
-    let top = syscalls
-        .iter()
-        .max_by(|a, b| a.time_ns.total_cmp(&b.time_ns))
-        .map(|r| r.name.clone());
-    Row {
-        pid,
-        name: comm,
-        calls: syscalls.iter().map(|r| r.calls).sum(),
-        errors: syscalls.iter().map(|r| r.errors).sum(),
-        time_ns: split.total_ns() as f64 / per,
-        split,
-        p99_ns: latency.percentiles(offset).p99,
-        detail: top.unwrap_or_default(),
-        class: classify(&split, calls_per_sec),
-        latency,
-        errnos: Vec::new(),
+    fn process(view: &ProcessView, comm: String, per: f64, seconds: f64) -> Row {
+        Row {
+            pid: view.pid,
+            name: comm,
+            calls: view.calls as f64 / per,
+            errors: view.errors as f64 / per,
+            time_ns: view.total_ns() as f64 / per,
+            split: view.split,
+            p99_ns: view.percentiles().p99,
+            detail: view.syscalls.first().map(|s| s.name.clone()).unwrap_or_default(),
+            class: view.class(seconds),
+            latency: Latency::default(),
+            errnos: Vec::new(),
+        }
     }
 }
 
@@ -263,48 +242,36 @@ impl App {
         if self.paused {
             return;
         }
-        for mode in [Mode::Rates, Mode::Totals] {
-            let per = match mode {
-                Mode::Rates => update.interval_secs.max(1e-3),
-                Mode::Totals => 1.0,
-            };
-            let mut by_pid: BTreeMap<u32, Vec<Row>> = BTreeMap::new();
-            for (key, totals) in update.totals {
-                let totals = match mode {
-                    Mode::Rates => totals.since(self.previous.get(key).unwrap_or(&SyscallTotals::default())),
-                    Mode::Totals => totals.clone(),
-                };
-                if totals.calls == 0 {
-                    continue;
-                }
-                // Classes judge frequency per second whatever the display mode.
-                let seconds = match mode {
-                    Mode::Rates => per,
-                    Mode::Totals => update.since_start_secs.max(1e-3),
-                };
-                let row = syscall_row(key, &totals, per, totals.calls as f64 / seconds, update);
-                by_pid.entry(key.tgid).or_default().push(row);
-            }
-            let rows = by_pid
+        let since_start = update.since_start_secs.max(1e-3);
+        let interval = update.interval_secs.max(1e-3);
+        let deltas: BTreeMap<StatsKey, SyscallTotals> = update
+            .totals
+            .iter()
+            .map(|(key, totals)| {
+                (
+                    *key,
+                    totals.since(self.previous.get(key).unwrap_or(&SyscallTotals::default())),
+                )
+            })
+            .collect();
+        for (mode, totals, per, seconds) in [
+            (Mode::Rates, &deltas, interval, interval),
+            (Mode::Totals, update.totals, 1.0, since_start),
+        ] {
+            let views = view::by_process(totals, &update.charges);
+            let processes = views
                 .iter()
-                .map(|(pid, rows)| {
-                    let calls: u64 = rows.iter().map(|r| r.latency.count()).sum();
-                    let seconds = match mode {
-                        Mode::Rates => per,
-                        Mode::Totals => update.since_start_secs.max(1e-3),
-                    };
-                    process_row(
-                        *pid,
-                        (update.comm)(*pid),
-                        rows,
-                        per,
-                        calls as f64 / seconds,
-                        latency_offset(update),
-                    )
+                .map(|process| Row::process(process, (update.comm)(process.pid), per, seconds))
+                .collect();
+            let syscalls = views
+                .iter()
+                .map(|process| {
+                    let rows = process.syscalls.iter().map(|s| Row::syscall(s, per, seconds));
+                    (process.pid, rows.collect())
                 })
                 .collect();
-            self.processes.insert(mode, rows);
-            self.syscalls.insert(mode, by_pid);
+            self.processes.insert(mode, processes);
+            self.syscalls.insert(mode, syscalls);
         }
         self.previous = update.totals.clone();
         let calls_per_sec: f64 = self.processes[&Mode::Rates].iter().map(|r| r.calls).sum();
