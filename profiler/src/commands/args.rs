@@ -6,7 +6,7 @@ use crate::kernel::MapSizes;
 /// Kernel-side settings: the map sizes, which bound the kernel-side memory (see
 /// `syscall-profiler memory`), and the sampling of call timing.
 #[derive(Args, Debug, Clone)]
-pub struct MapArgs {
+pub struct KernelArgs {
     /// Time 1 in N of the short calls that stay on the CPU (N: a power of two up to 1024; 1
     /// times every call). Counts and errors stay exact; calls that sleep or are preempted, and
     /// the first 64 calls of each (process, syscall), are always timed; a sampled call counts N
@@ -30,7 +30,7 @@ pub struct MapArgs {
     pub max_processes: u32,
 }
 
-impl MapArgs {
+impl KernelArgs {
     pub fn sizes(&self) -> MapSizes {
         MapSizes {
             threads: self.max_threads,
@@ -42,7 +42,7 @@ impl MapArgs {
     }
 }
 
-/// Default sampling period of call timing (see [`MapArgs::sample_every`]).
+/// Default sampling period of call timing (see [`KernelArgs::sample_every`]).
 pub const DEFAULT_SAMPLE_EVERY: u32 = 16;
 
 pub fn parse_sample_every(text: &str) -> Result<u32, String> {

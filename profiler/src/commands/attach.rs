@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use clap::{Args, ValueEnum};
 
 use crate::{
-    commands::args::{parse_sample_every, MapArgs},
+    commands::args::{parse_sample_every, KernelArgs},
     kernel::{Probe, Scope},
 };
 
@@ -23,7 +23,7 @@ pub struct AttachArgs {
     #[arg(long)]
     run_stats: bool,
     #[command(flatten)]
-    maps: MapArgs,
+    maps: KernelArgs,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,12 +3,12 @@
 use std::{fs, path::Path};
 
 use crate::{
-    commands::args::MapArgs,
+    commands::args::KernelArgs,
     kernel::{Probe, Scope},
     session::calibrate::{self, Calibration, NR_NO_HANDLER},
 };
 
-pub fn run(maps: MapArgs) -> anyhow::Result<()> {
+pub fn run(maps: KernelArgs) -> anyhow::Result<()> {
     let mut probe = Probe::load_default(maps.sizes(), Scope::SystemWide)?;
     let mut calibration = calibrate::calibrate(&mut probe)?;
     calibrate::start_sampling(&mut probe, &mut calibration, maps.sample_every)?;

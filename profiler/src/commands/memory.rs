@@ -2,12 +2,12 @@
 //! needed).
 use clap::Args;
 
-use crate::{commands::args::MapArgs, kernel::sizes};
+use crate::{commands::args::KernelArgs, kernel::sizes};
 
 #[derive(Args, Debug)]
 pub struct MemoryArgs {
     #[command(flatten)]
-    maps: MapArgs,
+    maps: KernelArgs,
     /// Number of possible CPUs to compute for (default: this machine's).
     #[arg(long)]
     cpus: Option<u32>,

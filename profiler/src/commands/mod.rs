@@ -6,10 +6,8 @@ mod calibrate;
 mod memory;
 mod privileges;
 mod report;
-pub mod serve;
-pub mod top;
-
-pub use args::MapArgs;
+mod serve;
+mod top;
 
 use std::ffi::OsString;
 
@@ -40,7 +38,7 @@ pub enum Command {
     /// Live terminal view of the whole machine (same as `syscall-top`).
     Top(top::TopArgs),
     /// Measure the boundary cost charged to every call, and show how it was measured.
-    Calibrate(MapArgs),
+    Calibrate(args::KernelArgs),
     /// For benchmarks: attach the full profiler or the empty floor programs, print
     /// "attached", and hold them until standard input closes or a signal arrives. `control`
     /// loads once and then switches on lines read from standard input ("nothing", "floor",
@@ -77,8 +75,35 @@ pub fn main() -> i32 {
     }
 }
 
+/// `syscall-top` on its own: the same as `syscall-profiler top`.
+#[derive(Parser)]
+#[command(
+    name = "syscall-top",
+    version,
+    about = "Live view of where processes' time at the kernel boundary goes"
+)]
+struct TopCli {
+    #[command(flatten)]
+    top: top::TopArgs,
+}
+
+/// Runs `syscall-top`; returns the process exit code.
+pub fn syscall_top_main() -> i32 {
+    let cli = match TopCli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return clap_error(err),
+    };
+    match top::run(cli.top) {
+        Ok(()) => 0,
+        Err(err) => {
+            eprintln!("syscall-top: {}", one_line(&err));
+            1
+        }
+    }
+}
+
 /// Help and version as clap prints them; usage errors as one line.
-pub fn clap_error(err: clap::Error) -> i32 {
+fn clap_error(err: clap::Error) -> i32 {
     use clap::error::ErrorKind;
     match err.kind() {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
@@ -100,7 +125,7 @@ pub fn clap_error(err: clap::Error) -> i32 {
 }
 
 /// An error and its causes on one line.
-pub fn one_line(err: &anyhow::Error) -> String {
+fn one_line(err: &anyhow::Error) -> String {
     let mut text = String::new();
     for (i, cause) in err.chain().enumerate() {
         let cause = cause.to_string();

@@ -11,7 +11,7 @@ use std::{
 use clap::{Args, ValueEnum};
 
 use crate::{
-    commands::args::{parse_duration, MapArgs},
+    commands::args::{parse_duration, KernelArgs},
     model::view,
     report::{
         self,
@@ -46,7 +46,7 @@ pub struct ReportArgs {
     #[arg(long, default_value_t = 10)]
     pub top: usize,
     #[command(flatten)]
-    pub maps: MapArgs,
+    pub maps: KernelArgs,
     /// Run this command and profile it and all its descendants until it exits.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,

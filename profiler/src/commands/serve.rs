@@ -15,7 +15,7 @@ use anyhow::bail;
 use clap::Args;
 
 use crate::{
-    commands::{privileges::drop_privileges, MapArgs},
+    commands::{args::KernelArgs, privileges::drop_privileges},
     metrics::{self, http::accept_loop, GroupBy, Grouper, SelfMetrics, Snapshot},
     model::view,
     session::{
@@ -48,7 +48,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 16)]
     pub max_connections: usize,
     #[command(flatten)]
-    pub maps: MapArgs,
+    pub maps: KernelArgs,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {

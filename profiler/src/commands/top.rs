@@ -13,7 +13,7 @@ use clap::Args;
 use ratatui::crossterm::event::{self, Event as TermEvent, KeyEventKind};
 
 use crate::{
-    commands::args::{positive_seconds, MapArgs},
+    commands::args::{positive_seconds, KernelArgs},
     session::{procfs::proc_threads_in_syscalls, Session, Target},
     top::{
         app::{App, Event, InSyscall, Update, View},
@@ -37,7 +37,7 @@ pub struct TopArgs {
     #[arg(long, default_value_t = 1.0, value_parser = positive_seconds)]
     pub stuck_threshold: f64,
     #[command(flatten)]
-    pub maps: MapArgs,
+    pub maps: KernelArgs,
 }
 
 fn monotonic_ns() -> u64 {

@@ -50,7 +50,7 @@ impl Probe {
         found
     }
 
-    pub fn read_errnos(&self) -> Result<Vec<(ErrnoKey, u64)>, ProbeError> {
+    pub(crate) fn read_errnos(&self) -> Result<Vec<(ErrnoKey, u64)>, ProbeError> {
         Ok(self
             .hash::<ErrnoKey, u64>(map::ERRNOS)?
             .iter()
@@ -58,7 +58,7 @@ impl Probe {
             .collect())
     }
 
-    pub fn read_processes(&self) -> Result<Vec<(u32, ProcInfo)>, ProbeError> {
+    pub(crate) fn read_processes(&self) -> Result<Vec<(u32, ProcInfo)>, ProbeError> {
         Ok(self
             .hash::<u32, ProcInfo>(map::PROCS)?
             .iter()
@@ -76,7 +76,7 @@ impl Probe {
 
     /// CLOCK_MONOTONIC minus the scheduler clock (see [`InFlight::since_ns`]), from the
     /// latest pair of readings the kernel side took together; `None` before the first.
-    pub fn monotonic_minus_scheduler_ns(&self) -> Option<i64> {
+    pub(crate) fn monotonic_minus_scheduler_ns(&self) -> Option<i64> {
         let data = self.ebpf.map(map::CLOCK_PAIR)?;
         let pair: Array<&MapData, u64> = Array::try_from(data).ok()?;
         let monotonic = pair.get(&0, 0).ok()?;
@@ -85,7 +85,7 @@ impl Probe {
     }
 
     /// The overflow counters (by `profiler_common::counter` index), summed over CPUs.
-    pub fn counters(&self) -> Result<[u64; counter::COUNT as usize], ProbeError> {
+    pub(crate) fn counters(&self) -> Result<[u64; counter::COUNT as usize], ProbeError> {
         let map_error = |source| ProbeError::Map {
             map: map::COUNTERS,
             source,
@@ -102,7 +102,7 @@ impl Probe {
     /// Frees these statistics slots and deletes every other map entry of the processes in
     /// `tgids`, after the agent has folded them into its own totals, so that processes that
     /// come and go do not fill the maps.
-    pub fn forget(&mut self, slots: &[u32], tgids: &HashSet<u32>) -> Result<(), ProbeError> {
+    pub(crate) fn forget(&mut self, slots: &[u32], tgids: &HashSet<u32>) -> Result<(), ProbeError> {
         fn remove_matching<K: aya::Pod + Copy, V: aya::Pod>(
             mut map: HashMap<&mut MapData, K, V>,
             matches: impl Fn(&K) -> bool,
@@ -127,7 +127,7 @@ impl Probe {
     }
 
     /// Frees every slot and entry of the processes in `tgids`.
-    pub fn forget_processes(&mut self, tgids: &HashSet<u32>) -> Result<(), ProbeError> {
+    pub(crate) fn forget_processes(&mut self, tgids: &HashSet<u32>) -> Result<(), ProbeError> {
         let slots: Vec<u32> = self
             .read_stats()
             .iter()

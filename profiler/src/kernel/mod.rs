@@ -4,13 +4,15 @@
 //! Requires Linux 5.8+ with BTF (`/sys/kernel/btf/vmlinux`), root or `CAP_BPF` +
 //! `CAP_PERFMON`. No tracefs: the programs are BTF-enabled raw tracepoints (`tp_btf`); the
 //! two empty floor programs are classic raw tracepoints.
-pub mod btf;
-pub mod error;
+mod btf;
+mod error;
 mod mapped;
 mod maps;
-pub mod probe;
-pub mod sizes;
+mod probe;
+pub(crate) mod sizes;
 
+pub use btf::BtfError;
 pub use error::ProbeError;
-pub use probe::{enable_run_stats, Probe, Scope};
+pub(crate) use probe::enable_run_stats;
+pub use probe::{Probe, Scope};
 pub use sizes::MapSizes;

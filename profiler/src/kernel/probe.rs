@@ -62,7 +62,7 @@ where
 impl Probe {
     /// Loads and verifies the programs (not attached yet). `btf_path` is normally
     /// [`VMLINUX_BTF`].
-    pub fn load(sizes: MapSizes, scope: Scope, btf_path: &Path) -> Result<Probe, ProbeError> {
+    pub(crate) fn load(sizes: MapSizes, scope: Scope, btf_path: &Path) -> Result<Probe, ProbeError> {
         let offsets = TaskOffsets::from_btf_file(btf_path)?;
         let sizes = sizes.rounded();
         let slot_mask = sizes.threads - 1;
@@ -166,7 +166,7 @@ impl Probe {
     }
 
     /// Attaches the empty floor programs ([`program::FLOOR`]), for the benchmark.
-    pub fn attach_floor(&mut self) -> Result<(), ProbeError> {
+    pub(crate) fn attach_floor(&mut self) -> Result<(), ProbeError> {
         for (name, tracepoint) in program::FLOOR {
             if self.is_attached(name) {
                 continue;
@@ -197,7 +197,7 @@ impl Probe {
     /// [`MAX_SAMPLE_EVERY`]; 1 times every call). Calls that leave the CPU and the first
     /// calls of each (process, syscall) are always timed; counts are always exact. Takes
     /// effect at once, attached or not.
-    pub fn set_sample_every(&mut self, every: u32) -> Result<(), ProbeError> {
+    pub(crate) fn set_sample_every(&mut self, every: u32) -> Result<(), ProbeError> {
         assert!(
             every.is_power_of_two() && every <= MAX_SAMPLE_EVERY,
             "bad sampling period {every}"
@@ -214,13 +214,13 @@ impl Probe {
         sampling.set(0, every - 1, 0).map_err(map_error)
     }
 
-    pub fn attached_programs(&self) -> usize {
+    pub(crate) fn attached_programs(&self) -> usize {
         self.links.len()
     }
 
     /// Run count and total run time of every attached program, as the kernel accounts them
     /// while run-time statistics are on (see [`enable_run_stats`]).
-    pub fn run_stats(&mut self) -> Vec<(&'static str, u64, std::time::Duration)> {
+    pub(crate) fn run_stats(&mut self) -> Vec<(&'static str, u64, std::time::Duration)> {
         let names: Vec<&'static str> = self.links.iter().map(|(name, _)| *name).collect();
         names
             .into_iter()
@@ -232,7 +232,7 @@ impl Probe {
             .collect()
     }
     /// Measures the processes with these tgids (in [`Scope::Followed`]).
-    pub fn follow(&mut self, tgid: u32) -> Result<(), ProbeError> {
+    pub(crate) fn follow(&mut self, tgid: u32) -> Result<(), ProbeError> {
         let mut followed = self.hash_mut::<u32, u8>(map::FOLLOWED)?;
         followed.insert(tgid, 1, 0).map_err(|source| ProbeError::Map {
             map: map::FOLLOWED,
@@ -243,7 +243,7 @@ impl Probe {
 
 /// Turns on the kernel's per-program run-time accounting while the returned fd is open. The
 /// accounting itself adds two clock reads per program run.
-pub fn enable_run_stats() -> Result<std::os::fd::OwnedFd, ProbeError> {
+pub(crate) fn enable_run_stats() -> Result<std::os::fd::OwnedFd, ProbeError> {
     aya::sys::enable_stats(aya::sys::Stats::RunTime).map_err(|err| classify_load_error(&err))
 }
 

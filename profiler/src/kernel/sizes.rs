@@ -38,7 +38,7 @@ impl Default for MapSizes {
 
 impl MapSizes {
     /// With the hash-indexed tables rounded up to powers of two, as loaded.
-    pub fn rounded(self) -> MapSizes {
+    pub(crate) fn rounded(self) -> MapSizes {
         MapSizes {
             threads: self.threads.max(1).next_power_of_two(),
             syscalls: self.syscalls.max(1).next_power_of_two(),
@@ -73,7 +73,7 @@ fn hash_bytes(max_entries: u32, key: usize, value: usize, cpus: u32) -> u64 {
 }
 
 /// Bytes per map, by name, at `sizes` on a machine with `cpus` possible CPUs.
-pub fn map_bytes(sizes: &MapSizes, cpus: u32) -> Vec<(&'static str, u64)> {
+pub(crate) fn map_bytes(sizes: &MapSizes, cpus: u32) -> Vec<(&'static str, u64)> {
     let sizes = sizes.rounded();
     vec![
         (map::SLOTS, mmapable_array_bytes(sizes.threads, size_of::<InFlight>())),
@@ -101,7 +101,7 @@ pub fn map_bytes(sizes: &MapSizes, cpus: u32) -> Vec<(&'static str, u64)> {
     ]
 }
 
-pub fn total_bytes(sizes: &MapSizes, cpus: u32) -> u64 {
+pub(crate) fn total_bytes(sizes: &MapSizes, cpus: u32) -> u64 {
     map_bytes(sizes, cpus).iter().map(|(_, bytes)| bytes).sum()
 }
 

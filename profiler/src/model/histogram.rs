@@ -37,14 +37,6 @@ pub struct Percentiles {
 }
 
 impl Latency {
-    /// From the kernel's `u32` counters.
-    pub fn from_kernel(hist: &[u32], max_ns: u64) -> Latency {
-        Latency {
-            buckets: hist.iter().map(|&count| u64::from(count)).collect(),
-            max_ns,
-        }
-    }
-
     pub fn count(&self) -> u64 {
         self.buckets.iter().sum()
     }

@@ -69,15 +69,6 @@ impl SyscallView {
     pub fn class(&self, seconds: f64) -> Class {
         classify(&self.split, per_second(self.calls, seconds))
     }
-
-    /// The name, with the ABI when it is not the native one: `read (ia32)`.
-    pub fn label(&self) -> String {
-        if self.abi == Abi::X86_64 {
-            self.name.clone()
-        } else {
-            format!("{} ({})", self.name, self.abi.as_str())
-        }
-    }
 }
 
 /// A process: its syscalls and their sums.
@@ -197,8 +188,7 @@ mod tests {
             &totals(1, 1, 0, 1),
             &CHARGES,
         );
-        assert_eq!(ia32.label(), "read (ia32)");
-        assert_eq!(view.label(), "openat");
+        assert_eq!((ia32.name.as_str(), ia32.abi), ("read", Abi::Ia32));
     }
 
     #[test]
