@@ -11,16 +11,6 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Skips (returns true) a test that loads eBPF when not root; CI runs as root, so these
-/// run there.
-pub fn skip_unless_root(test: &str) -> bool {
-    if is_root() {
-        return false;
-    }
-    eprintln!("{test}: skipped, needs root to load eBPF programs");
-    true
-}
-
 pub fn run(args: &[&str]) -> Output {
     Command::new(PROFILER)
         .args(args)

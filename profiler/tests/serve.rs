@@ -108,10 +108,8 @@ fn grafana_dashboard_is_valid_json_on_these_metrics() {
 }
 
 #[test]
+#[ignore = "needs root: loads eBPF programs (cargo xtask test runs it as root)"]
 fn scraped_by_promtool_and_a_real_prometheus() {
-    if skip_unless_root("scraped_by_promtool_and_a_real_prometheus") {
-        return;
-    }
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let _serve = Killed(

@@ -83,10 +83,8 @@ impl Drop for Tmux {
 }
 
 #[test]
+#[ignore = "needs root: loads eBPF programs (cargo xtask test runs it as root)"]
 fn stuck_view_times_a_blocking_call_that_was_not_sampled() {
-    if skip_unless_root("stuck_view_times_a_blocking_call_that_was_not_sampled") {
-        return;
-    }
     // The sparsest sampling: after its first 64 sleeps the hang is almost surely untimed at
     // sys_enter, and timed from when it left the CPU, on the scheduler's clock.
     let tmux = Tmux::start(&format!(
@@ -125,10 +123,8 @@ fn stuck_view_times_a_blocking_call_that_was_not_sampled() {
 }
 
 #[test]
+#[ignore = "needs root: loads eBPF programs (cargo xtask test runs it as root)"]
 fn live_view_in_a_real_terminal() {
-    if skip_unless_root("live_view_in_a_real_terminal") {
-        return;
-    }
     let mut workload = Command::new(WORKLOAD).args(["spin", "120"]).spawn().unwrap();
     let pid = workload.id();
     let tmux = Tmux::start(&format!(

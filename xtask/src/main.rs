@@ -82,8 +82,13 @@ fn run() -> Result<()> {
             cargo(&path, &["clippy", "--release", "--all-targets", "--", "-D", "warnings"])?;
             step("running every test (the ones that load eBPF programs run as root, one at a time)");
             // One test at a time: the kernel tests check time splits and classes, which other
-            // tests' spinning threads would turn into CPU contention.
-            let mut test = cargo_command(&path, &["test", "--release", "--", "--test-threads=1"]);
+            // tests' spinning threads would turn into CPU contention. The tests that load eBPF
+            // are marked ignored (a plain `cargo test` without root lists them as skipped);
+            // here they run, as root.
+            let mut test = cargo_command(
+                &path,
+                &["test", "--release", "--", "--test-threads=1", "--include-ignored"],
+            );
             if !is_root() {
                 // Cargo runs each test binary through this runner.
                 test.env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER", "sudo -E");
