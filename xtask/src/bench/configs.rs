@@ -41,6 +41,7 @@ pub(super) enum Build {
     Against,
 }
 
+#[derive(Clone, Copy)]
 pub(super) struct Config {
     pub(super) name: &'static str,
     pub(super) observer: Observer,

@@ -56,6 +56,19 @@ pub(super) struct Row {
     pub(super) note: Option<String>,
 }
 
+impl Row {
+    pub(super) fn new(name: &'static str) -> Row {
+        Row {
+            name,
+            null_ns: Vec::new(),
+            threads_ns: Vec::new(),
+            switch_ns: Vec::new(),
+            one_cpu_switch_ns: Vec::new(),
+            note: None,
+        }
+    }
+}
+
 /// Runs `run` with a peer observing (the profiler's own states are set by the controller).
 pub(super) fn observe<T>(config: &Config, run: impl FnOnce(&[&str]) -> Result<T>) -> Result<T> {
     match config.observer {

@@ -26,8 +26,13 @@ mod measure;
 mod observers;
 mod revision;
 mod stats;
+mod table;
 
-use std::{ffi::OsString, path::Path, process::Command};
+use std::{
+    ffi::OsString,
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 use anyhow::Result;
 use clap::Args;
@@ -38,7 +43,7 @@ use self::{
     measure::{measure, measure_once, observe, Row},
     observers::{start_controllers, Beside},
     revision::build_revision,
-    stats::{median, median_per_run, shuffled, ProgramCosts},
+    stats::{shuffled, ProgramCosts},
 };
 use crate::{
     as_root,
@@ -100,33 +105,50 @@ fn install_peers() -> Vec<String> {
         .collect()
 }
 
+/// What one benchmark run needs to know about the binaries.
+struct Binaries {
+    profiler: PathBuf,
+    workload: PathBuf,
+    /// The `--against` revision's syscall-profiler.
+    against: Option<PathBuf>,
+}
+
 /// `path`: `PATH` with the tools setup installed (for building `--against`).
 pub fn run(root: &Path, path: &OsString, args: &BenchArgs) -> Result<()> {
-    let profiler = root.join("target/release/syscall-profiler");
-    let workload = root.join("target/release/profiler-workload");
-    let mut notes = if args.no_peers { Vec::new() } else { install_peers() };
-    let calls = args.calls.to_string();
-    let ptrace_calls = args.ptrace_calls.to_string();
-    let rounds = args.rounds.to_string();
-    let against = match &args.against {
-        Some(rev) => Some(build_revision(root, path, rev)?),
-        None => None,
-    };
-    let against_config = args.against.as_ref().map(|rev| Config {
-        // Leaked: one short string for the life of the benchmark.
-        name: Box::leak(format!("syscall-profiler at `{rev}`, as it ran by default").into_boxed_str()),
-        observer: Observer::Profiler {
-            state: DEFAULT_STATE,
-            lanes: "8",
-            build: Build::Against,
+    let binaries = Binaries {
+        profiler: root.join("target/release/syscall-profiler"),
+        workload: root.join("target/release/profiler-workload"),
+        against: match &args.against {
+            Some(rev) => Some(build_revision(root, path, rev)?),
+            None => None,
         },
-    });
-    let mut configs: Vec<&Config> = CONFIGS
+    };
+    let mut notes = if args.no_peers { Vec::new() } else { install_peers() };
+    let configs = configurations(args);
+    let rows = loops(&configs, &binaries, args)?;
+    notes.extend(rows.iter().filter_map(|row| row.note.clone()));
+    step("per-program cost from the kernel's run-time accounting");
+    let program_costs = program_costs(&binaries, args)?;
+    step(&format!("agent CPU and memory with {} busy processes", args.processes));
+    let agent = agent_cost(&binaries.profiler, &binaries.workload, args.processes)?;
+    let memory = memory_table(&binaries.profiler);
+    let out = table::render(args, &rows, &program_costs, &agent, &memory, &notes);
+    print!("{out}");
+    let results = root.join("target/bench-results.md");
+    std::fs::write(&results, &out)?;
+    step(&format!("also written to {}", results.display()));
+    Ok(())
+}
+
+/// The configurations measured, in the order of the table: the peers left out with
+/// `--no-peers`, the `--against` build right below the current build's default row.
+fn configurations(args: &BenchArgs) -> Vec<Config> {
+    let mut configs: Vec<Config> = CONFIGS
         .iter()
         .filter(|c| !args.no_peers || matches!(c.observer, Observer::Profiler { .. }))
+        .copied()
         .collect();
-    if let Some(config) = &against_config {
-        // Right below the current build's default row.
+    if let Some(rev) = &args.against {
         let default_row = configs
             .iter()
             .position(|c| {
@@ -139,21 +161,28 @@ pub fn run(root: &Path, path: &OsString, args: &BenchArgs) -> Result<()> {
                 )
             })
             .expect("a default row");
-        configs.insert(default_row + 1, config);
+        let against = Config {
+            // Leaked: one short string for the life of the benchmark.
+            name: Box::leak(format!("syscall-profiler at `{rev}`, as it ran by default").into_boxed_str()),
+            observer: Observer::Profiler {
+                state: DEFAULT_STATE,
+                lanes: "8",
+                build: Build::Against,
+            },
+        };
+        configs.insert(default_row + 1, against);
     }
-    let mut rows: Vec<Row> = configs
-        .iter()
-        .map(|c| Row {
-            name: c.name,
-            null_ns: Vec::new(),
-            threads_ns: Vec::new(),
-            switch_ns: Vec::new(),
-            one_cpu_switch_ns: Vec::new(),
-            note: None,
-        })
-        .collect();
+    configs
+}
+
+/// The null-syscall and ping-pong loops under every configuration, `--runs` times: one row
+/// per configuration, one value per run in each column.
+fn loops(configs: &[Config], binaries: &Binaries, args: &BenchArgs) -> Result<Vec<Row>> {
+    let workload = binaries.workload.as_path();
+    let calls = args.calls.to_string();
+    let rounds = args.rounds.to_string();
+    let mut rows: Vec<Row> = configs.iter().map(|c| Row::new(c.name)).collect();
     let threads_args = ["time-getppid-threads", &calls, "2"];
-    let ptrace_threads_args = ["time-getppid-threads", &ptrace_calls, "2"];
     for run in 0..args.runs {
         step(&format!(
             "null-syscall and ping-pong loops, run {}/{}",
@@ -161,19 +190,16 @@ pub fn run(root: &Path, path: &OsString, args: &BenchArgs) -> Result<()> {
             args.runs
         ));
         // Loaded afresh every run: one load can be lucky or unlucky for as long as it stays
-        // loaded (probably where its programs and maps land; once, the controller with lanes
-        // off measured 100 ns/call below the default one through a whole benchmark, far more
-        // than lanes cost), so a comparison needs many loads.
-        let mut controllers = start_controllers(&configs, &profiler, against.as_deref())?;
+        // loaded (BENCHMARKS.md, step 13), so a comparison needs many loads.
+        let mut controllers = start_controllers(configs, &binaries.profiler, binaries.against.as_deref())?;
         // The profiler's states, interleaved measurement by measurement; best of 3 each.
         let mut best = vec![[f64::INFINITY; 4]; configs.len()];
         for repetition in 0..3 {
             // A new order each time: in a fixed order each configuration follows the same
             // neighbour every time, and that neighbour's after-effects (or drift in step with
-            // the order) land on it alone. A fixed order once put the default build at 1.86x
-            // the floor, the next two runs, shuffled, at 1.55x and 1.60x.
+            // the order) land on it alone.
             for index in shuffled(configs.len(), (run * 3 + repetition) as u32) {
-                let (config, best) = (configs[index], &mut best[index]);
+                let (config, best) = (&configs[index], &mut best[index]);
                 let Observer::Profiler { state, lanes, build } = config.observer else {
                     continue;
                 };
@@ -185,10 +211,10 @@ pub fn run(root: &Path, path: &OsString, args: &BenchArgs) -> Result<()> {
                     .expect("started above")
                     .set(state)?;
                 let values = [
-                    measure_once(&[], &workload, &["time-getppid", &calls])?,
-                    measure_once(&[], &workload, &threads_args)?,
-                    measure_once(&[], &workload, &["time-pingpong", &rounds])?,
-                    measure_once(ONE_CPU, &workload, &["time-pingpong", &rounds])?,
+                    measure_once(&[], workload, &["time-getppid", &calls])?,
+                    measure_once(&[], workload, &threads_args)?,
+                    measure_once(&[], workload, &["time-pingpong", &rounds])?,
+                    measure_once(ONE_CPU, workload, &["time-pingpong", &rounds])?,
                 ];
                 for (best, value) in best.iter_mut().zip(values) {
                     *best = best.min(value);
@@ -207,28 +233,8 @@ pub fn run(root: &Path, path: &OsString, args: &BenchArgs) -> Result<()> {
             if row.note.is_some() {
                 continue;
             }
-            let ptrace = matches!(config.observer, Observer::Wrapper(_));
-            let null_args = ["time-getppid", if ptrace { &ptrace_calls } else { &calls }];
-            let result = observe(config, |wrapper| {
-                let null = measure(wrapper, &workload, &null_args)?;
-                let threads = measure(
-                    wrapper,
-                    &workload,
-                    if ptrace { &ptrace_threads_args } else { &threads_args },
-                )?;
-                // Context switches only with the in-kernel observers.
-                let switch = if ptrace {
-                    None
-                } else {
-                    Some((
-                        measure(wrapper, &workload, &["time-pingpong", &rounds])?,
-                        measure(ONE_CPU, &workload, &["time-pingpong", &rounds])?,
-                    ))
-                };
-                Ok((null, threads, switch))
-            });
-            match result {
-                Ok((null, threads, switch)) => {
+            match measure_peer(config, workload, args) {
+                Ok(PeerValues { null, threads, switch }) => {
                     row.null_ns.push(null);
                     row.threads_ns.push(threads);
                     if let Some((switch, one_cpu_switch)) = switch {
@@ -240,36 +246,68 @@ pub fn run(root: &Path, path: &OsString, args: &BenchArgs) -> Result<()> {
             }
         }
     }
-    notes.extend(rows.iter().filter_map(|row| row.note.clone()));
+    Ok(rows)
+}
 
-    step("per-program cost from the kernel's run-time accounting");
-    // Each build loaded in turn, `--runs` times, in a new order each time. The accounting
-    // times the programs alone (not the tracepoints' dispatch), which makes it the finer
-    // measure of a change to them.
-    let mut builds = vec![profiler.as_path()];
-    if let Some(against) = &against {
-        builds.push(against.as_path());
-    }
-    let mut program_costs = vec![ProgramCosts::default(); builds.len()];
+/// What a peer's run measured: the null loop, in two threads, and the ping-pongs (across
+/// CPUs, on one CPU) for the in-kernel peers.
+struct PeerValues {
+    null: f64,
+    threads: f64,
+    switch: Option<(f64, f64)>,
+}
+
+/// One run of the loops under a peer (bpftrace beside the workload, or a ptrace tool it runs
+/// under); the ptrace tools get fewer calls (they are ~100x slower) and no ping-pong.
+fn measure_peer(config: &Config, workload: &Path, args: &BenchArgs) -> Result<PeerValues> {
+    let ptrace = matches!(config.observer, Observer::Wrapper(_));
+    let calls = if ptrace { args.ptrace_calls } else { args.calls }.to_string();
+    let rounds = args.rounds.to_string();
+    observe(config, |wrapper| {
+        let null = measure(wrapper, workload, &["time-getppid", &calls])?;
+        let threads = measure(wrapper, workload, &["time-getppid-threads", &calls, "2"])?;
+        let switch = if ptrace {
+            None
+        } else {
+            Some((
+                measure(wrapper, workload, &["time-pingpong", &rounds])?,
+                measure(ONE_CPU, workload, &["time-pingpong", &rounds])?,
+            ))
+        };
+        Ok(PeerValues { null, threads, switch })
+    })
+}
+
+/// Per-program run times from the kernel's accounting, one [`ProgramCosts`] per build (the
+/// current one, then `--against`'s). Each build is loaded in turn, `--runs` times, in a new
+/// order each time. The accounting times the programs alone (not the tracepoints' dispatch),
+/// which makes it the finer measure of a change to them.
+fn program_costs(binaries: &Binaries, args: &BenchArgs) -> Result<Vec<ProgramCosts>> {
+    let calls = args.calls.to_string();
+    let rounds = args.rounds.to_string();
+    let mut builds = vec![binaries.profiler.as_path()];
+    builds.extend(binaries.against.as_deref());
+    let mut costs = vec![ProgramCosts::default(); builds.len()];
     for run in 0..args.runs {
         for index in shuffled(builds.len(), run as u32) {
             let beside = Beside::profiler(
                 builds[index],
                 &["full", "--run-stats", "--sample", DEFAULT_SAMPLE_EVERY],
             )?;
-            measure_once(&[], &workload, &["time-getppid", &calls])?;
-            measure_once(&[], &workload, &["time-pingpong", &rounds])?;
-            program_costs[index].add_run(&beside.finish());
+            measure_once(&[], &binaries.workload, &["time-getppid", &calls])?;
+            measure_once(&[], &binaries.workload, &["time-pingpong", &rounds])?;
+            costs[index].add_run(&beside.finish());
         }
     }
+    Ok(costs)
+}
 
-    step(&format!("agent CPU and memory with {} busy processes", args.processes));
-    let agent = agent_cost(&profiler, &workload, args.processes)?;
-
-    let memory: Vec<String> = [2, 64, 256]
+/// Table rows of the kernel-side memory at the default sizes on 2, 64 and 256 CPUs.
+fn memory_table(profiler: &Path) -> Vec<String> {
+    [2, 64, 256]
         .iter()
         .map(|cpus| {
-            let out = Command::new(&profiler)
+            let out = Command::new(profiler)
                 .args(["memory", "--cpus", &cpus.to_string()])
                 .output();
             let total = out
@@ -283,117 +321,5 @@ pub fn run(root: &Path, path: &OsString, args: &BenchArgs) -> Result<()> {
                 .unwrap_or_default();
             format!("| {cpus} | {} |", total.trim_start_matches("total").trim())
         })
-        .collect();
-
-    let mut out = String::new();
-    use std::fmt::Write as _;
-    let (base, floor) = (&rows[0], &rows[1]);
-    let _ = writeln!(
-        out,
-        "### Null-syscall loop and context switches (medians of {} runs)\n",
-        args.runs
-    );
-    let _ = writeln!(
-        out,
-        "| configuration | getppid ns/call | added ns | x floor | 2 threads: ns/call | x floor | ping-pong across CPUs: ns/round trip | added | ping-pong on one CPU: ns/round trip | added |"
-    );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
-    for (i, row) in rows.iter().enumerate() {
-        let Some(null) = median(&row.null_ns) else {
-            let _ = writeln!(out, "| {} | skipped | | | | | | | | |", row.name);
-            continue;
-        };
-        // Each run's own differences and ratios, then their median.
-        let added = median_per_run(&row.null_ns, &base.null_ns, &floor.null_ns, |v, b, _| v - b);
-        let x_floor = median_per_run(&row.null_ns, &base.null_ns, &floor.null_ns, |v, b, f| (v - b) / (f - b));
-        let threads = median(&row.threads_ns);
-        let threads_x_floor = median_per_run(&row.threads_ns, &base.threads_ns, &floor.threads_ns, |v, b, f| {
-            (v - b) / (f - b)
-        });
-        let switch_cell = |values: &[f64], base: &[f64]| -> (String, String) {
-            let added = median_per_run(values, base, base, |v, b, _| v / b - 1.0);
-            (
-                median(values).map_or("-".into(), |s| format!("{s:.0}")),
-                match (i, added) {
-                    (0, _) | (_, None) => "-".into(),
-                    (_, Some(a)) => format!("{:+.1}%", a * 100.0),
-                },
-            )
-        };
-        let (switch, switch_added) = switch_cell(&row.switch_ns, &base.switch_ns);
-        let (one_cpu, one_cpu_added) = switch_cell(&row.one_cpu_switch_ns, &base.one_cpu_switch_ns);
-        let _ = writeln!(
-            out,
-            "| {} | {:.0} | {} | {} | {} | {} | {switch} | {switch_added} | {one_cpu} | {one_cpu_added} |",
-            row.name,
-            null,
-            match (i, added) {
-                (0, _) | (_, None) => "-".into(),
-                (_, Some(added)) => format!("+{added:.0}"),
-            },
-            match (i, x_floor) {
-                (0 | 1, _) | (_, None) => "-".into(),
-                (_, Some(x)) => format!("{x:.2}x"),
-            },
-            threads.map_or("-".into(), |t| format!("{t:.0}")),
-            match (i, threads_x_floor) {
-                (0 | 1, _) | (_, None) => "-".into(),
-                (_, Some(x)) => format!("{x:.2}x"),
-            },
-        );
-    }
-    let _ = writeln!(
-        out,
-        "\n### Per-program cost (kernel run-time accounting, which itself adds two clock reads a run; medians of {} runs)\n",
-        args.runs
-    );
-    match (&args.against, program_costs.as_slice()) {
-        (Some(rev), [current, against]) => {
-            let _ = writeln!(
-                out,
-                "| program | runs (one run) | ns/run (median) | at `{rev}` | difference (median of per-run differences) |"
-            );
-            let _ = writeln!(out, "|---|---|---|---|---|");
-            for (name, runs, ns) in current.medians() {
-                let theirs = against.median_of(&name).map_or("-".into(), |n| format!("{n:.1}"));
-                let difference = current
-                    .median_difference(against, &name)
-                    .map_or("-".into(), |d| format!("{d:+.1}"));
-                let _ = writeln!(out, "| {name} | {runs} | {ns:.1} | {theirs} | {difference} |");
-            }
-        }
-        _ => {
-            let _ = writeln!(out, "| program | runs (one run) | ns/run (median) |");
-            let _ = writeln!(out, "|---|---|---|");
-            for (name, runs, ns) in program_costs[0].medians() {
-                let _ = writeln!(out, "| {name} | {runs} | {ns:.1} |");
-            }
-        }
-    }
-    let _ = writeln!(
-        out,
-        "\n### Agent with {} busy processes, polling every second\n",
-        args.processes
-    );
-    let _ = writeln!(out, "{agent}");
-    let _ = writeln!(
-        out,
-        "\n### Kernel map memory at the default sizes (computed: `syscall-profiler memory --cpus N`)\n"
-    );
-    let _ = writeln!(out, "| CPUs | total |");
-    let _ = writeln!(out, "|---|---|");
-    for line in memory {
-        let _ = writeln!(out, "{line}");
-    }
-    if !notes.is_empty() {
-        let _ = writeln!(out, "\nNotes:");
-        for note in notes {
-            let _ = writeln!(out, "- {note}");
-        }
-    }
-    print!("{out}");
-    let results = root.join("target/bench-results.md");
-    std::fs::write(&results, &out)?;
-    step(&format!("also written to {}", results.display()));
-    Ok(())
+        .collect()
 }

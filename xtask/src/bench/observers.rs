@@ -153,7 +153,7 @@ impl Drop for Controller {
 
 /// One loaded `attach control` process per (build, lane setting) among `configs`.
 pub(super) fn start_controllers(
-    configs: &[&Config],
+    configs: &[Config],
     profiler: &Path,
     against: Option<&Path>,
 ) -> Result<std::collections::BTreeMap<(Build, &'static str), Controller>> {

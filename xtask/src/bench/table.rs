@@ -1,0 +1,126 @@
+//! The benchmark's results as markdown tables (BENCHMARKS.md takes them as printed).
+use std::fmt::Write as _;
+
+use super::{
+    measure::Row,
+    stats::{median, median_per_run, ProgramCosts},
+    BenchArgs,
+};
+
+/// The tables: the loops (medians of per-run values and ratios), the per-program costs, the
+/// agent, the kernel-side memory, then notes on what was skipped.
+pub(super) fn render(
+    args: &BenchArgs,
+    rows: &[Row],
+    program_costs: &[ProgramCosts],
+    agent: &str,
+    memory: &[String],
+    notes: &[String],
+) -> String {
+    let mut out = String::new();
+    let (base, floor) = (&rows[0], &rows[1]);
+    let _ = writeln!(
+        out,
+        "### Null-syscall loop and context switches (medians of {} runs)\n",
+        args.runs
+    );
+    let _ = writeln!(
+        out,
+        "| configuration | getppid ns/call | added ns | x floor | 2 threads: ns/call | x floor | ping-pong across CPUs: ns/round trip | added | ping-pong on one CPU: ns/round trip | added |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
+    for (i, row) in rows.iter().enumerate() {
+        let Some(null) = median(&row.null_ns) else {
+            let _ = writeln!(out, "| {} | skipped | | | | | | | | |", row.name);
+            continue;
+        };
+        // Each run's own differences and ratios, then their median.
+        let added = median_per_run(&row.null_ns, &base.null_ns, &floor.null_ns, |v, b, _| v - b);
+        let x_floor = median_per_run(&row.null_ns, &base.null_ns, &floor.null_ns, |v, b, f| (v - b) / (f - b));
+        let threads = median(&row.threads_ns);
+        let threads_x_floor = median_per_run(&row.threads_ns, &base.threads_ns, &floor.threads_ns, |v, b, f| {
+            (v - b) / (f - b)
+        });
+        let switch_cell = |values: &[f64], base: &[f64]| -> (String, String) {
+            let added = median_per_run(values, base, base, |v, b, _| v / b - 1.0);
+            (
+                median(values).map_or("-".into(), |s| format!("{s:.0}")),
+                match (i, added) {
+                    (0, _) | (_, None) => "-".into(),
+                    (_, Some(a)) => format!("{:+.1}%", a * 100.0),
+                },
+            )
+        };
+        let (switch, switch_added) = switch_cell(&row.switch_ns, &base.switch_ns);
+        let (one_cpu, one_cpu_added) = switch_cell(&row.one_cpu_switch_ns, &base.one_cpu_switch_ns);
+        let _ = writeln!(
+            out,
+            "| {} | {:.0} | {} | {} | {} | {} | {switch} | {switch_added} | {one_cpu} | {one_cpu_added} |",
+            row.name,
+            null,
+            match (i, added) {
+                (0, _) | (_, None) => "-".into(),
+                (_, Some(added)) => format!("+{added:.0}"),
+            },
+            match (i, x_floor) {
+                (0 | 1, _) | (_, None) => "-".into(),
+                (_, Some(x)) => format!("{x:.2}x"),
+            },
+            threads.map_or("-".into(), |t| format!("{t:.0}")),
+            match (i, threads_x_floor) {
+                (0 | 1, _) | (_, None) => "-".into(),
+                (_, Some(x)) => format!("{x:.2}x"),
+            },
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n### Per-program cost (kernel run-time accounting, which itself adds two clock reads a run; medians of {} runs)\n",
+        args.runs
+    );
+    match (&args.against, program_costs) {
+        (Some(rev), [current, against]) => {
+            let _ = writeln!(
+                out,
+                "| program | runs (one run) | ns/run (median) | at `{rev}` | difference (median of per-run differences) |"
+            );
+            let _ = writeln!(out, "|---|---|---|---|---|");
+            for (name, runs, ns) in current.medians() {
+                let theirs = against.median_of(&name).map_or("-".into(), |n| format!("{n:.1}"));
+                let difference = current
+                    .median_difference(against, &name)
+                    .map_or("-".into(), |d| format!("{d:+.1}"));
+                let _ = writeln!(out, "| {name} | {runs} | {ns:.1} | {theirs} | {difference} |");
+            }
+        }
+        _ => {
+            let _ = writeln!(out, "| program | runs (one run) | ns/run (median) |");
+            let _ = writeln!(out, "|---|---|---|");
+            for (name, runs, ns) in program_costs[0].medians() {
+                let _ = writeln!(out, "| {name} | {runs} | {ns:.1} |");
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\n### Agent with {} busy processes, polling every second\n",
+        args.processes
+    );
+    let _ = writeln!(out, "{agent}");
+    let _ = writeln!(
+        out,
+        "\n### Kernel map memory at the default sizes (computed: `syscall-profiler memory --cpus N`)\n"
+    );
+    let _ = writeln!(out, "| CPUs | total |");
+    let _ = writeln!(out, "|---|---|");
+    for line in memory {
+        let _ = writeln!(out, "{line}");
+    }
+    if !notes.is_empty() {
+        let _ = writeln!(out, "\nNotes:");
+        for note in notes {
+            let _ = writeln!(out, "- {note}");
+        }
+    }
+    out
+}
