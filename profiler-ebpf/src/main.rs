@@ -168,13 +168,12 @@ fn current() -> Option<&'static mut Current> {
 
 /// Who is calling: (tid, tgid) of the task whose syscall has its `pt_regs` at `regs`.
 ///
-/// Asking the kernel (`bpf_get_current_pid_tgid`) is a helper call (~20 ns with this CPU's
-/// mitigations, on every syscall twice); each CPU remembers its last few callers by their
-/// `pt_regs` address instead ([`KnownTask`]: an address no two live tasks share), and asks
-/// only for a task it has not seen since the last task exit or exec anywhere ([`Epochs`]).
-/// (An earlier record of who runs where, kept by `sched_switch`, was seen to go stale on this
-/// kernel, attributing thousands of calls in a row to another thread; this one does not
-/// depend on seeing every switch.)
+/// Asking the kernel (`bpf_get_current_pid_tgid`) is a helper call (a call and a return
+/// through the CPU's mitigations, on every syscall twice); each CPU remembers its last few
+/// callers by their `pt_regs` address instead ([`KnownTask`]: an address no two live tasks
+/// share), and asks only for a task it has not seen since the last task exit or exec anywhere
+/// ([`Epochs`]). It does not depend on seeing every context switch: a record of who runs
+/// where kept by `sched_switch` went stale under load (BENCHMARKS.md, step 9).
 #[inline(always)]
 fn caller(current: &mut Current, regs: u64) -> Option<(u32, u32)> {
     let epochs = EPOCHS.get_ptr(0)?;
@@ -329,7 +328,7 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
     slot.stats_index = stats_index;
     // `state`, `blocked_ns` and `runqueue_ns` are left as they are: they mean something only
     // once the call has left the CPU (`flight::SWITCHED`), and `sched_switch` resets them
-    // then. Three stores fewer on every call measured 20-35 ns less `sys_enter` here.
+    // then: three stores fewer on every call (BENCHMARKS.md, step 12).
     slot.flags = flags;
     if flags & flight::TIMED != 0 {
         slot.enter_ns = unsafe { bpf_ktime_get_ns() };
