@@ -29,7 +29,7 @@ static PROGRAM_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR
 pub enum Scope {
     /// Every process on the machine.
     SystemWide,
-    /// Only processes added with [`Probe::follow`]; with `children`, also everything they
+    /// Only processes the agent follows (`Probe::follow`); with `children`, also everything they
     /// fork from then on.
     Followed { children: bool },
 }

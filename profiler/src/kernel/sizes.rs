@@ -6,7 +6,7 @@ use std::mem::size_of;
 
 use profiler_common::{counter, object::map, Epochs, ErrnoKey, InFlight, ProcInfo, StatsSlot, STATS_LANES};
 
-/// Map sizes; together they bound the kernel-side memory (see [`map_bytes`]). The two
+/// Map sizes; together they bound the kernel-side memory (see `syscall-profiler memory`). The two
 /// tables indexed by hash (`threads`, `syscalls`) are rounded up to powers of two.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MapSizes {

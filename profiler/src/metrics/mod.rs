@@ -1,9 +1,9 @@
-//! Prometheus metrics: the store's totals, grouped by a label with a hard cardinality cap,
+//! Prometheus metrics: the model's views, grouped by a label with a hard cardinality cap,
 //! encoded with `prometheus-client` from one consistent snapshot per scrape.
 //!
 //! - [`series`]: per (group, syscall) totals, the split charged, buckets coarsened;
 //! - [`grouping`]: which groups get their own series (`--group-by`, `--top-k`, `--grace`);
-//! - [`encode`]: the snapshot in the exposition formats;
+//! - [`encode`](mod@encode): the snapshot in the exposition formats;
 //! - [`http`]: the scrape endpoint.
 pub mod encode;
 pub mod grouping;

@@ -1,6 +1,6 @@
 //! The one-shot incident report: processes ranked by syscall time, each with its top
 //! syscalls, the four-part split, percentiles, errors by name, class and advice.
-//! Built from the store's totals as plain data, then rendered as [`text`] or JSON (serde).
+//! Built from the model's views as plain data, then rendered as [`text`] or JSON (serde).
 pub mod text;
 
 use std::collections::BTreeMap;

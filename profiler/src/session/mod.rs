@@ -1,6 +1,6 @@
 //! A profiling session: load, calibrate, pick the processes to measure, then poll the maps
-//! into a [`Store`] until told to stop. The surfaces (report, and later top and serve) drive
-//! it; it owns the [`Probe`] and, for `-- COMMAND`, the command's process.
+//! into a [`Store`] until told to stop. The commands (report, top, serve) drive it; it owns
+//! the [`Probe`] and, for `-- COMMAND`, the command's process.
 pub mod calibrate;
 pub mod cgroups;
 pub mod launch;
