@@ -20,7 +20,7 @@ use crate::{
     model::view,
     session::{
         cgroups::{proc_cgroup, CgroupPaths},
-        Session, Target,
+        Session, SessionError, Target,
     },
 };
 
@@ -71,11 +71,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let latest = Arc::new(RwLock::new(Arc::new(Snapshot::default())));
         tokio::spawn(accept_loop(listener, latest.clone(), args.max_connections));
         eprintln!("syscall-profiler: serving http://{}/metrics", args.listen);
-        let mut grouper = Grouper::new(args.top_k as usize, Duration::from_secs(args.grace));
-        let mut cgroups: HashMap<u32, String> = HashMap::new();
-        let mut cgroup_paths = CgroupPaths::default();
+        let mut exporter = Exporter {
+            group_by: args.group_by,
+            grouper: Grouper::new(args.top_k as usize, Duration::from_secs(args.grace)),
+            cgroups: HashMap::new(),
+            cgroup_paths: CgroupPaths::default(),
+            started: Instant::now(),
+        };
         let mut tick = tokio::time::interval(Duration::from_secs_f64(args.interval));
-        let started = Instant::now();
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -83,54 +86,72 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
             let read_started = Instant::now();
             session.poll()?;
-            let map_read_seconds = read_started.elapsed().as_secs_f64();
-            let totals = session.store.totals();
-            if args.group_by == GroupBy::Cgroup {
-                // The kernel side recorded each process's cgroup id, so processes that are
-                // already gone still have their group (where cgroup2 is mounted; else
-                // /proc/PID/cgroup while the process lives).
-                for key in totals.keys() {
-                    if let std::collections::hash_map::Entry::Vacant(entry) = cgroups.entry(key.tgid) {
-                        let by_id = session.cgroup_ids.get(&key.tgid).and_then(|id| cgroup_paths.path(*id));
-                        if let Some(path) = by_id.or_else(|| proc_cgroup(key.tgid)) {
-                            entry.insert(path);
-                        }
-                    }
-                }
-            }
-            let group_of = |pid: u32| -> String {
-                match args.group_by {
-                    GroupBy::None => String::new(),
-                    GroupBy::Comm => session.store.comm(pid).unwrap_or("unknown").to_owned(),
-                    GroupBy::Cgroup => cgroups.get(&pid).cloned().unwrap_or_else(|| "unknown".into()),
-                }
-            };
-            let calibration = &session.calibration;
-            let processes = view::by_process(&totals, &calibration.charges);
-            let per_group = metrics::by_group(&processes, &group_of);
-            let mut series = grouper.update(per_group, started.elapsed().as_secs_f64());
-            if args.group_by == GroupBy::None {
-                // One group for the machine: no group label.
-                series = series
-                    .into_iter()
-                    .map(|((_, syscall), totals)| ((None, syscall), totals))
-                    .collect();
-            }
-            let overflow = session.overflow()?;
-            let snapshot = Snapshot {
-                series,
-                me: SelfMetrics {
-                    programs_attached: session.programs_attached() as u64,
-                    map_fill: session.map_fill(),
-                    overflow,
-                    map_read_seconds,
-                    boundary_seconds: calibration.charges.boundary_ns_per_call / 1e9,
-                    sample_every: session.sample_every,
-                },
-            };
+            let snapshot = exporter.snapshot(&session, read_started.elapsed().as_secs_f64())?;
             *latest.write().expect("no panics while holding it") = Arc::new(snapshot);
         }
         session.stop()?;
         Ok(())
     })
+}
+
+/// Turns the session's totals into the snapshot that scrapes are answered from: each process's
+/// group (`--group-by`), the top-K grouping, the profiler's own health.
+struct Exporter {
+    group_by: GroupBy,
+    grouper: Grouper,
+    /// cgroup path of each process seen (`--group-by cgroup`).
+    cgroups: HashMap<u32, String>,
+    cgroup_paths: CgroupPaths,
+    started: Instant,
+}
+
+impl Exporter {
+    fn snapshot(&mut self, session: &Session, map_read_seconds: f64) -> Result<Snapshot, SessionError> {
+        let totals = session.store.totals();
+        if self.group_by == GroupBy::Cgroup {
+            for key in totals.keys() {
+                self.learn_cgroup(session, key.tgid);
+            }
+        }
+        let group_of = |pid: u32| -> String {
+            match self.group_by {
+                GroupBy::None => String::new(),
+                GroupBy::Comm => session.store.comm(pid).unwrap_or("unknown").to_owned(),
+                GroupBy::Cgroup => self.cgroups.get(&pid).cloned().unwrap_or_else(|| "unknown".into()),
+            }
+        };
+        let charges = &session.calibration.charges;
+        let per_group = metrics::by_group(&view::by_process(&totals, charges), &group_of);
+        let mut series = self.grouper.update(per_group, self.started.elapsed().as_secs_f64());
+        if self.group_by == GroupBy::None {
+            // One group for the machine: no group label.
+            series = series
+                .into_iter()
+                .map(|((_, syscall), totals)| ((None, syscall), totals))
+                .collect();
+        }
+        Ok(Snapshot {
+            series,
+            me: SelfMetrics {
+                programs_attached: session.programs_attached() as u64,
+                map_fill: session.map_fill(),
+                overflow: session.overflow()?,
+                map_read_seconds,
+                boundary_seconds: charges.boundary_ns_per_call / 1e9,
+                sample_every: session.sample_every,
+            },
+        })
+    }
+
+    /// The kernel side recorded each process's cgroup id, so processes that are already gone
+    /// still have their group (where cgroup2 is mounted; else `/proc/PID/cgroup` while the
+    /// process lives).
+    fn learn_cgroup(&mut self, session: &Session, pid: u32) {
+        if let std::collections::hash_map::Entry::Vacant(entry) = self.cgroups.entry(pid) {
+            let by_id = session.cgroup_ids.get(&pid).and_then(|id| self.cgroup_paths.path(*id));
+            if let Some(path) = by_id.or_else(|| proc_cgroup(pid)) {
+                entry.insert(path);
+            }
+        }
+    }
 }
