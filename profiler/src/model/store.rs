@@ -219,6 +219,23 @@ impl Store {
 }
 
 #[cfg(test)]
+impl SyscallTotals {
+    /// `calls` calls of these times, all of them `latency_ns` long.
+    pub fn of_calls(calls: u64, handler_ns: u64, blocked_ns: u64, runqueue_ns: u64, latency_ns: u64) -> SyscallTotals {
+        let mut totals = SyscallTotals {
+            calls,
+            handler_ns,
+            blocked_ns,
+            runqueue_ns,
+            ..Default::default()
+        };
+        totals.latency.buckets[profiler_common::hist_bucket(latency_ns)] = calls;
+        totals.latency.max_ns = latency_ns;
+        totals
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use profiler_common::hist_bucket;
 

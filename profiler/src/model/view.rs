@@ -146,21 +146,9 @@ fn per_second(calls: u64, seconds: f64) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use profiler_common::{hist_bucket, NR_IA32_FLAG};
+    use profiler_common::NR_IA32_FLAG;
 
     use super::*;
-
-    fn totals(calls: u64, handler_ns: u64, blocked_ns: u64, latency_ns: u64) -> SyscallTotals {
-        let mut t = SyscallTotals {
-            calls,
-            handler_ns,
-            blocked_ns,
-            ..Default::default()
-        };
-        t.latency.buckets[hist_bucket(latency_ns)] = calls;
-        t.latency.max_ns = latency_ns;
-        t
-    }
 
     const CHARGES: Charges = Charges {
         boundary_ns_per_call: 50.0,
@@ -169,7 +157,7 @@ mod tests {
 
     #[test]
     fn a_view_is_named_split_and_shifted_by_the_charges() {
-        let mut openat = totals(10, 20_000, 0, 2_000);
+        let mut openat = SyscallTotals::of_calls(10, 20_000, 0, 0, 2_000);
         openat.errors = 10;
         openat.errnos = BTreeMap::from([(2, 7), (13, 3)]);
         let view = SyscallView::new(StatsKey { tgid: 7, nr: 257 }, &openat, &CHARGES);
@@ -185,7 +173,7 @@ mod tests {
                 tgid: 7,
                 nr: 3 | NR_IA32_FLAG,
             },
-            &totals(1, 1, 0, 1),
+            &SyscallTotals::of_calls(1, 1, 0, 0, 1),
             &CHARGES,
         );
         assert_eq!((ia32.name.as_str(), ia32.abi), ("read", Abi::Ia32));
@@ -194,10 +182,13 @@ mod tests {
     #[test]
     fn processes_add_up_their_syscalls_busiest_first() {
         let map = BTreeMap::from([
-            (StatsKey { tgid: 2, nr: 0 }, totals(5, 100, 0, 20)),
-            (StatsKey { tgid: 1, nr: 0 }, totals(1, 10, 0, 20)),
-            (StatsKey { tgid: 1, nr: 35 }, totals(2, 10, 1_000_000, 500_000)),
-            (StatsKey { tgid: 1, nr: 1 }, totals(0, 0, 0, 0)),
+            (StatsKey { tgid: 2, nr: 0 }, SyscallTotals::of_calls(5, 100, 0, 0, 20)),
+            (StatsKey { tgid: 1, nr: 0 }, SyscallTotals::of_calls(1, 10, 0, 0, 20)),
+            (
+                StatsKey { tgid: 1, nr: 35 },
+                SyscallTotals::of_calls(2, 10, 1_000_000, 0, 500_000),
+            ),
+            (StatsKey { tgid: 1, nr: 1 }, SyscallTotals::of_calls(0, 0, 0, 0, 0)),
         ]);
         let views = by_process(&map, &CHARGES);
         assert_eq!(views.iter().map(|p| p.pid).collect::<Vec<_>>(), [1, 2]);

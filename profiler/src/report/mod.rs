@@ -142,43 +142,33 @@ pub fn build(inputs: &Inputs) -> Report {
 pub mod tests {
     use std::collections::BTreeMap;
 
-    use profiler_common::{hist_bucket, StatsKey, NR_IA32_FLAG};
+    use profiler_common::{StatsKey, NR_IA32_FLAG};
 
     use super::*;
     use crate::model::{store::SyscallTotals, view::by_process};
 
-    fn totals(calls: u64, handler_ns: u64, blocked_ns: u64, runqueue_ns: u64, latency_ns: u64) -> SyscallTotals {
-        let mut t = SyscallTotals {
-            calls,
-            handler_ns,
-            blocked_ns,
-            runqueue_ns,
-            ..Default::default()
-        };
-        t.latency.buckets[hist_bucket(latency_ns)] = calls;
-        t.latency.max_ns = latency_ns;
-        t
-    }
-
     pub fn sample() -> Report {
         let mut map = BTreeMap::new();
-        map.insert(StatsKey { tgid: 100, nr: 110 }, totals(1_000_000, 30_000_000, 0, 0, 30));
-        let mut openat = totals(10, 20_000, 0, 0, 2_000);
+        map.insert(
+            StatsKey { tgid: 100, nr: 110 },
+            SyscallTotals::of_calls(1_000_000, 30_000_000, 0, 0, 30),
+        );
+        let mut openat = SyscallTotals::of_calls(10, 20_000, 0, 0, 2_000);
         openat.errors = 10;
         openat.errnos.insert(2, 10);
         map.insert(StatsKey { tgid: 100, nr: 257 }, openat);
         map.insert(
             StatsKey { tgid: 200, nr: 35 },
-            totals(10, 1_000, 1_000_000_000, 0, 100_000_000),
+            SyscallTotals::of_calls(10, 1_000, 1_000_000_000, 0, 100_000_000),
         );
         map.insert(
             StatsKey {
                 tgid: 300,
                 nr: 3 | NR_IA32_FLAG,
             },
-            totals(5, 500, 0, 0, 100),
+            SyscallTotals::of_calls(5, 500, 0, 0, 100),
         );
-        map.insert(StatsKey { tgid: 300, nr: 0 }, totals(0, 0, 0, 0, 0));
+        map.insert(StatsKey { tgid: 300, nr: 0 }, SyscallTotals::of_calls(0, 0, 0, 0, 0));
         let comm = |pid: u32| format!("proc{pid}");
         let charges = Charges {
             boundary_ns_per_call: 50.0,

@@ -439,21 +439,8 @@ impl App {
 
 #[cfg(test)]
 pub mod tests {
-    use profiler_common::hist_bucket;
 
     use super::*;
-
-    pub fn totals(calls: u64, handler_ns: u64, blocked_ns: u64, latency_ns: u64) -> SyscallTotals {
-        let mut t = SyscallTotals {
-            calls,
-            handler_ns,
-            blocked_ns,
-            ..Default::default()
-        };
-        t.latency.buckets[hist_bucket(latency_ns)] = calls;
-        t.latency.max_ns = latency_ns;
-        t
-    }
 
     /// An app after two refreshes one second apart: pid 100 "busy" (getppid loop),
     /// pid 200 "sleeper" (nanosleep), pid 300 "opener" (failing openat).
@@ -468,13 +455,13 @@ pub mod tests {
         for step in 1..=2u64 {
             map.insert(
                 StatsKey { tgid: 100, nr: 110 },
-                totals(1_000_000 * step, 30_000_000 * step, 0, 30),
+                SyscallTotals::of_calls(1_000_000 * step, 30_000_000 * step, 0, 0, 30),
             );
             map.insert(
                 StatsKey { tgid: 200, nr: 35 },
-                totals(10 * step, 10_000, 500_000_000 * step, 50_000_000),
+                SyscallTotals::of_calls(10 * step, 10_000, 500_000_000 * step, 0, 50_000_000),
             );
-            let mut openat = totals(100 * step, 200_000 * step, 0, 2_000);
+            let mut openat = SyscallTotals::of_calls(100 * step, 200_000 * step, 0, 0, 2_000);
             openat.errors = 100 * step;
             openat.errnos.insert(2, 100 * step);
             map.insert(StatsKey { tgid: 300, nr: 257 }, openat);
