@@ -62,6 +62,21 @@ pub fn parse_duration(text: &str) -> Result<f64, String> {
     }
 }
 
+/// Shortest refresh interval: reading the maps more often than this would make the
+/// profiler a load of its own.
+pub const MIN_INTERVAL_SECONDS: f64 = 0.1;
+
+/// A refresh interval in seconds, from [`MIN_INTERVAL_SECONDS`] to an hour.
+pub fn interval_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(secs) if (MIN_INTERVAL_SECONDS..=3600.0).contains(&secs) => Ok(secs),
+        _ => Err(format!(
+            "'{text}' is not a number of seconds from {MIN_INTERVAL_SECONDS} to 3600"
+        )),
+    }
+}
+
+/// A positive number of seconds, up to an hour.
 pub fn positive_seconds(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(secs) if secs > 0.0 && secs.is_finite() && secs <= 3600.0 => Ok(secs),

@@ -7,6 +7,7 @@ mod memory;
 mod privileges;
 mod report;
 mod serve;
+mod stop;
 mod top;
 
 use std::ffi::OsString;
@@ -64,7 +65,7 @@ pub fn main() -> i32 {
     }
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
-        Err(err) => return clap_error(err),
+        Err(err) => return clap_error(err, "syscall-profiler"),
     };
     match run(cli) {
         Ok(()) => 0,
@@ -91,7 +92,7 @@ struct TopCli {
 pub fn syscall_top_main() -> i32 {
     let cli = match TopCli::try_parse() {
         Ok(cli) => cli,
-        Err(err) => return clap_error(err),
+        Err(err) => return clap_error(err, "syscall-top"),
     };
     match top::run(cli.top) {
         Ok(()) => 0,
@@ -103,7 +104,7 @@ pub fn syscall_top_main() -> i32 {
 }
 
 /// Help and version as clap prints them; usage errors as one line.
-fn clap_error(err: clap::Error) -> i32 {
+fn clap_error(err: clap::Error, program: &str) -> i32 {
     use clap::error::ErrorKind;
     match err.kind() {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
@@ -118,7 +119,7 @@ fn clap_error(err: clap::Error) -> i32 {
             let rendered = err.render().to_string();
             let first = rendered.lines().next().unwrap_or("invalid arguments");
             let first = first.strip_prefix("error: ").unwrap_or(first);
-            eprintln!("syscall-profiler: {first} (see --help)");
+            eprintln!("{program}: {first} (see --help)");
             2
         }
     }

@@ -11,7 +11,10 @@ use std::{
 use clap::{Args, ValueEnum};
 
 use crate::{
-    commands::args::{parse_duration, KernelArgs},
+    commands::{
+        args::{parse_duration, KernelArgs},
+        stop::{Stop, StopSignals},
+    },
     model::view,
     report::{
         self,
@@ -106,8 +109,11 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Measures until the duration ends, the command exits, the pids are gone, or Ctrl-C.
+/// Measures until the duration ends, the command exits, the pids are gone, or a signal: SIGINT
+/// (with a command, the second one: the command got the first as well, from the terminal, and
+/// is given the chance to exit) or SIGTERM (a command gets it too).
 async fn profile(target: Target, args: &ReportArgs) -> anyhow::Result<(Session, Option<i32>)> {
+    let mut stop = StopSignals::install()?;
     let mut session = Session::start(target, args.maps.sizes(), args.maps.sample_every)?;
     let mut poll = tokio::time::interval(Duration::from_secs(1));
     poll.tick().await;
@@ -130,9 +136,15 @@ async fn profile(target: Target, args: &ReportArgs) -> anyhow::Result<(Session, 
                 session.child = None;
                 break;
             }
-            _ = tokio::signal::ctrl_c() => {
-                // The command got the same Ctrl-C; give it a chance to exit, stop at the second.
+            signal = stop.recv() => {
                 interrupts += 1;
+                if signal == Stop::Terminate {
+                    if let Some(child) = session.child.as_mut() {
+                        command_exit_code = terminate(child).await;
+                        session.child = None;
+                    }
+                    break;
+                }
                 if !has_child || interrupts > 1 {
                     break;
                 }
@@ -141,4 +153,17 @@ async fn profile(target: Target, args: &ReportArgs) -> anyhow::Result<(Session, 
     }
     session.stop()?;
     Ok((session, command_exit_code))
+}
+
+/// Passes SIGTERM on to the command and gives it half a second to exit; its exit code if it
+/// exited normally by then.
+async fn terminate(child: &mut tokio::process::Child) -> Option<i32> {
+    if let Some(pid) = child.id() {
+        // SAFETY: kill(2) of our own child.
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    }
+    match tokio::time::timeout(Duration::from_millis(500), child.wait()).await {
+        Ok(Ok(status)) => status.code(),
+        _ => None,
+    }
 }

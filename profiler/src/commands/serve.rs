@@ -11,11 +11,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::bail;
 use clap::Args;
 
 use crate::{
-    commands::{args::KernelArgs, privileges::drop_privileges},
+    commands::{
+        args::{interval_seconds, KernelArgs},
+        privileges::drop_privileges,
+        stop::StopSignals,
+    },
     metrics::{self, http::accept_loop, GroupBy, Grouper, SelfMetrics, Snapshot},
     model::view,
     session::{
@@ -39,7 +42,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 300)]
     pub grace: u64,
     /// Seconds between reads of the maps.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = interval_seconds)]
     pub interval: f64,
     /// After attaching, switch to this user (keeping only CAP_BPF and CAP_PERFMON).
     #[arg(long)]
@@ -52,9 +55,6 @@ pub struct ServeArgs {
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    if !(args.interval > 0.0 && args.interval <= 3600.0) {
-        bail!("--interval must be between 0 and 3600 seconds");
-    }
     // Bind first: a port in use should not cost loading and calibrating.
     let listener = std::net::TcpListener::bind(args.listen).map_err(|err| match err.kind() {
         std::io::ErrorKind::AddrInUse => anyhow::anyhow!("cannot listen on {}: address already in use", args.listen),
@@ -78,11 +78,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             cgroup_paths: CgroupPaths::default(),
             started: Instant::now(),
         };
+        let mut stop = StopSignals::install()?;
         let mut tick = tokio::time::interval(Duration::from_secs_f64(args.interval));
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
-                _ = tokio::signal::ctrl_c() => break,
+                _ = stop.recv() => break,
             }
             let read_started = Instant::now();
             session.poll()?;

@@ -5,6 +5,7 @@
 //! which [`ui`] draws on the terminal [`TerminalGuard`] holds.
 use std::{
     io::{self, IsTerminal},
+    sync::atomic::Ordering,
     time::{Duration, Instant},
 };
 
@@ -13,7 +14,10 @@ use clap::Args;
 use ratatui::crossterm::event::{self, Event as TermEvent, KeyEventKind};
 
 use crate::{
-    commands::args::{positive_seconds, KernelArgs},
+    commands::{
+        args::{interval_seconds, positive_seconds, KernelArgs},
+        stop::stop_flag,
+    },
     session::{procfs::proc_threads_in_syscalls, Session, Target},
     top::{
         app::{App, Event, InSyscall, Update, View},
@@ -25,7 +29,7 @@ use crate::{
 #[derive(Args, Debug)]
 pub struct TopArgs {
     /// Seconds between refreshes; rates are over the last interval.
-    #[arg(long, default_value_t = 1.0, value_parser = positive_seconds)]
+    #[arg(long, default_value_t = 1.0, value_parser = interval_seconds)]
     pub interval: f64,
     /// Start filtered to this process id.
     #[arg(long)]
@@ -98,20 +102,27 @@ pub fn run(args: TopArgs) -> anyhow::Result<()> {
         .or(args.pid.map(|pid| pid.to_string()))
         .unwrap_or_default();
     let mut app = App::new((args.stuck_threshold * 1e9) as u64, filter);
+    let stop = stop_flag()?;
     let mut guard = TerminalGuard::enter()?;
     let interval = Duration::from_secs_f64(args.interval);
     let started = Instant::now();
     let mut last_refresh = Instant::now();
     let mut next_refresh = Instant::now() + interval;
-    while !app.quit {
+    while !app.quit && !stop.load(Ordering::Relaxed) {
         guard.terminal.draw(|frame| ui::render(frame, &app))?;
-        let timeout = next_refresh.saturating_duration_since(Instant::now());
+        // Wake up at least every 100 ms to see a stop signal.
+        let timeout = next_refresh
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(100));
         if event::poll(timeout)? {
             match event::read()? {
                 TermEvent::Key(key) if key.kind != KeyEventKind::Release => app.on_event(Event::Key(key)),
                 TermEvent::Resize(_, _) => app.on_event(Event::Resize),
                 _ => {}
             }
+            continue;
+        }
+        if Instant::now() < next_refresh {
             continue;
         }
         next_refresh += interval;
