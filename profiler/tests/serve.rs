@@ -241,3 +241,32 @@ fn scraped_by_promtool_and_a_real_prometheus() {
     drop(_prometheus);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+#[ignore = "needs root: loads eBPF programs (cargo xtask test runs it as root)"]
+fn idle_connections_do_not_starve_scrapes() {
+    let port = free_port();
+    let _serve = Killed(
+        Command::new(PROFILER)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("the endpoint", Duration::from_secs(60), || http(port, "GET", "/", None));
+    // Twice the connection cap, opened and left idle (never a byte sent).
+    let idle: Vec<TcpStream> = (0..512)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).expect("connect"))
+        .collect();
+    let mut slowest = Duration::ZERO;
+    for _ in 0..40 {
+        let started = Instant::now();
+        let (status, response) = http(port, "GET", "/metrics", None).expect("an answer");
+        slowest = slowest.max(started.elapsed());
+        assert!(status.contains("200"), "{status}");
+        assert!(body_of(&response).contains("syscall_profiler_build_info"));
+        thread::sleep(Duration::from_millis(20));
+    }
+    drop(idle);
+    assert!(slowest < Duration::from_millis(100), "slowest scrape {slowest:?}");
+}

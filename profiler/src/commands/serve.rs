@@ -19,7 +19,11 @@ use crate::{
         privileges::drop_privileges,
         stop::StopSignals,
     },
-    metrics::{self, http::accept_loop, GroupBy, Grouper, SelfMetrics, Snapshot},
+    metrics::{
+        self,
+        http::{self, Exposition},
+        GroupBy, Grouper, SelfMetrics, Snapshot,
+    },
     model::view,
     session::{
         cgroups::{proc_cgroup, CgroupPaths},
@@ -47,9 +51,9 @@ pub struct ServeArgs {
     /// After attaching, switch to this user (keeping only CAP_BPF and CAP_PERFMON).
     #[arg(long)]
     pub user: Option<String>,
-    /// Connections served at once; more wait.
-    #[arg(long, default_value_t = 16)]
-    pub max_connections: usize,
+    /// Connections open at once; a new one closes the oldest.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    pub max_connections: u64,
     #[command(flatten)]
     pub maps: KernelArgs,
 }
@@ -68,8 +72,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        let latest = Arc::new(RwLock::new(Arc::new(Snapshot::default())));
-        tokio::spawn(accept_loop(listener, latest.clone(), args.max_connections));
+        let latest = Arc::new(RwLock::new(Arc::new(Exposition::default())));
+        tokio::spawn(http::serve(listener, latest.clone(), args.max_connections as usize));
         eprintln!("syscall-profiler: serving http://{}/metrics", args.listen);
         let mut exporter = Exporter {
             group_by: args.group_by,
@@ -88,7 +92,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             let read_started = Instant::now();
             session.poll()?;
             let snapshot = exporter.snapshot(&session, read_started.elapsed().as_secs_f64())?;
-            *latest.write().expect("no panics while holding it") = Arc::new(snapshot);
+            let exposition = Exposition::new(&snapshot);
+            *latest.write().expect("no panics while holding it") = Arc::new(exposition);
         }
         session.stop()?;
         Ok(())

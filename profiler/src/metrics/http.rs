@@ -1,10 +1,14 @@
-//! The scrape endpoint: `/metrics` answered from the latest snapshot (a scrape never touches
-//! the kernel), hardened for exposure: GET and HEAD only, no request bodies, small request
-//! headers read within a time limit, a time limit per connection and a cap on concurrent
-//! connections.
+//! The scrape endpoint: `/metrics` answered from the latest [`Exposition`], encoded once per
+//! read of the maps (a scrape never encodes and never touches the kernel), gzip-compressed
+//! when the scraper accepts it. Hardened for exposure: GET and HEAD only, no request bodies,
+//! request headers of at most 16 KiB read within 5 s (also the idle time a kept-alive
+//! connection gets), a connection lives at most a minute, and at most `max_connections` are
+//! open: a new one closes the oldest, so idle or slow clients cannot starve scrapes.
 use std::{
+    collections::BTreeMap,
     convert::Infallible,
-    sync::{Arc, RwLock},
+    io::Write as _,
+    sync::{Arc, Mutex, OnceLock, RwLock},
     time::Duration,
 };
 
@@ -14,16 +18,78 @@ use hyper::{
     header, Method, Request, Response, StatusCode,
 };
 use hyper_util::rt::TokioIo;
+use tokio::task::AbortHandle;
 
-use crate::metrics::{self, Format, Snapshot};
+use crate::metrics::{encode, Format, Snapshot};
 
 const INDEX: &str = "<!doctype html><html><head><title>syscall-profiler</title></head><body>\
 <h1>syscall-profiler</h1><p>Where processes' time at the kernel boundary goes: \
 entry, handler, blocked, runqueue.</p><p><a href=\"/metrics\">/metrics</a></p></body></html>\n";
 
-fn response(status: StatusCode, content_type: &str, body: String, head: bool) -> Response<Full<Bytes>> {
+/// Time to send a request's headers, and the longest a kept-alive connection may stay idle.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest a connection lives, however busy.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+
+/// One snapshot in both exposition formats, encoded once; the gzip forms are made by the
+/// first scrape that asks for them.
+pub struct Exposition {
+    text: Bytes,
+    open_metrics: Bytes,
+    text_gzip: OnceLock<Bytes>,
+    open_metrics_gzip: OnceLock<Bytes>,
+}
+
+impl Exposition {
+    pub fn new(snapshot: &Snapshot) -> Exposition {
+        Exposition {
+            text: Bytes::from(encode(snapshot, Format::Text)),
+            open_metrics: Bytes::from(encode(snapshot, Format::OpenMetrics)),
+            text_gzip: OnceLock::new(),
+            open_metrics_gzip: OnceLock::new(),
+        }
+    }
+
+    fn body(&self, format: Format, gzip: bool) -> Bytes {
+        let (plain, compressed) = match format {
+            Format::Text => (&self.text, &self.text_gzip),
+            Format::OpenMetrics => (&self.open_metrics, &self.open_metrics_gzip),
+        };
+        if gzip {
+            compressed.get_or_init(|| gzip_of(plain)).clone()
+        } else {
+            plain.clone()
+        }
+    }
+}
+
+impl Default for Exposition {
+    fn default() -> Exposition {
+        Exposition::new(&Snapshot::default())
+    }
+}
+
+fn gzip_of(data: &[u8]) -> Bytes {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(data).expect("writing to a Vec cannot fail");
+    Bytes::from(encoder.finish().expect("writing to a Vec cannot fail"))
+}
+
+/// Whether an `Accept-Encoding` value admits gzip (listed, and not with `q=0`).
+pub fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
+    accept_encoding.is_some_and(|value| {
+        value.split(',').any(|coding| {
+            let mut parts = coding.split(';').map(str::trim);
+            let name = parts.next().unwrap_or_default();
+            let refused = parts.any(|p| p.strip_prefix("q=").is_some_and(|q| q.parse::<f64>() == Ok(0.0)));
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+        })
+    })
+}
+
+fn response(status: StatusCode, content_type: &str, body: Bytes, head: bool) -> Response<Full<Bytes>> {
     let length = body.len();
-    let mut response = Response::new(Full::new(if head { Bytes::new() } else { Bytes::from(body) }));
+    let mut response = Response::new(Full::new(if head { Bytes::new() } else { body }));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(
@@ -34,98 +100,133 @@ fn response(status: StatusCode, content_type: &str, body: String, head: bool) ->
     response
 }
 
-/// Answers one request from the latest snapshot.
-pub fn handle(
-    method: &Method,
-    path: &str,
-    accept: Option<&str>,
-    body_length: u64,
-    snapshot: &Snapshot,
-) -> Response<Full<Bytes>> {
-    let head = method == Method::HEAD;
-    if method != Method::GET && !head {
+/// What a request asks for, as far as the answer depends on it.
+pub struct Asked<'a> {
+    pub method: &'a Method,
+    pub path: &'a str,
+    pub accept: Option<&'a str>,
+    pub accept_encoding: Option<&'a str>,
+    pub body_length: u64,
+}
+
+/// Answers one request from the latest exposition.
+pub fn handle(asked: &Asked, exposition: &Exposition) -> Response<Full<Bytes>> {
+    let head = asked.method == Method::HEAD;
+    if asked.method != Method::GET && !head {
         let mut r = response(
             StatusCode::METHOD_NOT_ALLOWED,
             "text/plain",
-            "only GET and HEAD\n".into(),
+            Bytes::from_static(b"only GET and HEAD\n"),
             false,
         );
         r.headers_mut()
             .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
         return r;
     }
-    if body_length > 0 {
+    if asked.body_length > 0 {
         return response(
             StatusCode::PAYLOAD_TOO_LARGE,
             "text/plain",
-            "no request bodies\n".into(),
+            Bytes::from_static(b"no request bodies\n"),
             head,
         );
     }
-    match path {
+    match asked.path {
         "/metrics" => {
-            let format = Format::negotiate(accept);
-            response(
+            let format = Format::negotiate(asked.accept);
+            let gzip = accepts_gzip(asked.accept_encoding);
+            let mut r = response(
                 StatusCode::OK,
                 format.content_type(),
-                metrics::encode(snapshot, format),
+                exposition.body(format, gzip),
                 head,
-            )
+            );
+            let headers = r.headers_mut();
+            headers.insert(
+                header::VARY,
+                header::HeaderValue::from_static("Accept, Accept-Encoding"),
+            );
+            if gzip {
+                headers.insert(header::CONTENT_ENCODING, header::HeaderValue::from_static("gzip"));
+            }
+            r
         }
-        "/" => response(StatusCode::OK, "text/html; charset=utf-8", INDEX.into(), head),
+        "/" => response(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            Bytes::from_static(INDEX.as_bytes()),
+            head,
+        ),
         _ => response(
             StatusCode::NOT_FOUND,
             "text/plain",
-            "not found: try /metrics\n".into(),
+            Bytes::from_static(b"not found: try /metrics\n"),
             head,
         ),
     }
 }
 
-pub async fn accept_loop(
-    listener: tokio::net::TcpListener,
-    latest: Arc<RwLock<Arc<Snapshot>>>,
-    max_connections: usize,
-) {
-    let permits = Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
+/// The open connections, oldest first, to close by.
+#[derive(Default)]
+struct Connections {
+    open: BTreeMap<u64, AbortHandle>,
+    next_id: u64,
+}
+
+/// Accepts connections for ever, answering each request from the exposition `latest` holds.
+/// At most `max_connections` are open: a new connection closes the oldest.
+pub async fn serve(listener: tokio::net::TcpListener, latest: Arc<RwLock<Arc<Exposition>>>, max_connections: usize) {
+    let connections = Arc::new(Mutex::new(Connections::default()));
     loop {
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            return;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(_) => {
+                // Out of file descriptors, say: let connections close before trying again.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
         };
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let latest = latest.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-                let snapshot = latest.read().expect("no panics while holding it").clone();
-                async move {
-                    let accept = request.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok());
-                    let body_length = request
-                        .headers()
-                        .get(header::CONTENT_LENGTH)
-                        .and_then(|v| v.to_str().ok()?.parse().ok())
-                        .unwrap_or(0u64);
-                    Ok::<_, Infallible>(handle(
-                        request.method(),
-                        request.uri().path(),
-                        accept,
-                        body_length,
-                        &snapshot,
-                    ))
-                }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(5))
-                .max_buf_size(16 * 1024)
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service);
-            // A connection (keep-alive included) gets at most a minute.
-            let _ = tokio::time::timeout(Duration::from_secs(60), connection).await;
-            drop(permit);
-        });
+        let mut open = connections.lock().expect("no panics while holding it");
+        while open.open.len() >= max_connections.max(1) {
+            let (_, oldest) = open.open.pop_first().expect("not empty");
+            oldest.abort();
+        }
+        let id = open.next_id;
+        open.next_id += 1;
+        let task = tokio::spawn(connection(stream, latest.clone(), connections.clone(), id));
+        // On the current-thread runtime the task cannot run (and remove itself) before this.
+        open.open.insert(id, task.abort_handle());
     }
+}
+
+async fn connection(
+    stream: tokio::net::TcpStream,
+    latest: Arc<RwLock<Arc<Exposition>>>,
+    connections: Arc<Mutex<Connections>>,
+    id: u64,
+) {
+    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+        let exposition = latest.read().expect("no panics while holding it").clone();
+        async move {
+            let header = |name| request.headers().get(name).and_then(|v| v.to_str().ok());
+            let asked = Asked {
+                method: request.method(),
+                path: request.uri().path(),
+                accept: header(header::ACCEPT),
+                accept_encoding: header(header::ACCEPT_ENCODING),
+                body_length: header(header::CONTENT_LENGTH).and_then(|v| v.parse().ok()).unwrap_or(0),
+            };
+            Ok::<_, Infallible>(handle(&asked, &exposition))
+        }
+    });
+    let serving = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(16 * 1024)
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), service);
+    let _ = tokio::time::timeout(CONNECTION_LIFETIME, serving).await;
+    connections.lock().expect("no panics while holding it").open.remove(&id);
 }
 
 #[cfg(test)]
@@ -146,45 +247,83 @@ mod tests {
             .block_on(future)
     }
 
+    fn get(path: &str) -> Asked<'_> {
+        Asked {
+            method: &Method::GET,
+            path,
+            accept: None,
+            accept_encoding: None,
+            body_length: 0,
+        }
+    }
+
     #[test]
     fn only_get_and_head_on_known_paths() {
-        let snapshot = Snapshot::default();
-        let (status, text) = body(handle(&Method::GET, "/metrics", None, 0, &snapshot));
+        let exposition = Exposition::default();
+        let (status, text) = body(handle(&get("/metrics"), &exposition));
         assert_eq!(status, StatusCode::OK);
         assert!(text.contains("syscall_profiler_build_info"), "{text}");
-        let (status, text) = body(handle(&Method::HEAD, "/metrics", None, 0, &snapshot));
+        let head = Asked {
+            method: &Method::HEAD,
+            ..get("/metrics")
+        };
+        let (status, text) = body(handle(&head, &exposition));
         assert_eq!((status, text.as_str()), (StatusCode::OK, ""));
-        let response = handle(&Method::POST, "/metrics", None, 0, &snapshot);
+        let post = Asked {
+            method: &Method::POST,
+            ..get("/metrics")
+        };
+        let response = handle(&post, &exposition);
         assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(response.headers()[header::ALLOW], "GET, HEAD");
-        assert_eq!(
-            handle(&Method::GET, "/nope", None, 0, &snapshot).status(),
-            StatusCode::NOT_FOUND
-        );
-        assert_eq!(
-            handle(&Method::GET, "/metrics", None, 10, &snapshot).status(),
-            StatusCode::PAYLOAD_TOO_LARGE
-        );
-        let (status, text) = body(handle(&Method::GET, "/", None, 0, &snapshot));
+        assert_eq!(handle(&get("/nope"), &exposition).status(), StatusCode::NOT_FOUND);
+        let with_body = Asked {
+            body_length: 10,
+            ..get("/metrics")
+        };
+        assert_eq!(handle(&with_body, &exposition).status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let (status, text) = body(handle(&get("/"), &exposition));
         assert_eq!(status, StatusCode::OK);
         assert!(text.contains("href=\"/metrics\""));
     }
 
     #[test]
     fn open_metrics_when_asked() {
-        let snapshot = Snapshot::default();
-        let response = handle(
-            &Method::GET,
-            "/metrics",
-            Some("application/openmetrics-text; version=1.0.0"),
-            0,
-            &snapshot,
-        );
+        let exposition = Exposition::default();
+        let asked = Asked {
+            accept: Some("application/openmetrics-text; version=1.0.0"),
+            ..get("/metrics")
+        };
+        let response = handle(&asked, &exposition);
         assert!(response.headers()[header::CONTENT_TYPE]
             .to_str()
             .unwrap()
             .starts_with("application/openmetrics-text"));
         let (_, text) = body(response);
         assert!(text.trim_end().ends_with("# EOF"));
+    }
+
+    #[test]
+    fn gzip_when_the_scraper_accepts_it() {
+        assert!(accepts_gzip(Some("gzip")));
+        assert!(accepts_gzip(Some("deflate, gzip;q=0.5")));
+        assert!(accepts_gzip(Some("*")));
+        assert!(!accepts_gzip(Some("gzip;q=0")));
+        assert!(!accepts_gzip(Some("identity")));
+        assert!(!accepts_gzip(None));
+        let exposition = Exposition::default();
+        let asked = Asked {
+            accept_encoding: Some("gzip"),
+            ..get("/metrics")
+        };
+        let response = handle(&asked, &exposition);
+        assert_eq!(response.headers()[header::CONTENT_ENCODING], "gzip");
+        let compressed = block_on(http_body_util::BodyExt::collect(response.into_body()))
+            .unwrap()
+            .to_bytes();
+        let mut plain = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&compressed[..]), &mut plain).unwrap();
+        let (_, uncompressed) = body(handle(&get("/metrics"), &exposition));
+        assert_eq!(plain, uncompressed);
     }
 }
