@@ -114,20 +114,47 @@ fn scraped_by_promtool_and_a_real_prometheus() {
     let listen = format!("127.0.0.1:{port}");
     let _serve = Killed(
         Command::new(PROFILER)
-            .args(["serve", "--listen", &listen, "--interval", "0.5", "--user", "nobody"])
+            .args(["serve", "--listen", &listen, "--interval", "0.5", "--user", "65533"])
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
     );
     let serve_pid = _serve.0.id();
     wait_for("the endpoint", Duration::from_secs(30), || http(port, "GET", "/", None));
-    // It dropped to nobody and keeps serving.
+    // It runs as the (numeric, not in the password database) user it was given, with no
+    // capability left and no way to gain one, and keeps serving.
     let status = std::fs::read_to_string(format!("/proc/{serve_pid}/status")).unwrap();
-    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap().to_owned();
-    assert!(
-        uid_line.split_whitespace().skip(1).all(|uid| uid == "65534"),
-        "{uid_line}"
-    );
+    let field = |name: &str| {
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name}"));
+        line[name.len()..]
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert!(field("Uid:").iter().all(|uid| uid == "65533"), "{status}");
+    for capabilities in ["CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:"] {
+        assert_eq!(field(capabilities), ["0000000000000000"], "{capabilities}");
+    }
+    assert_eq!(field("NoNewPrivs:"), ["1"]);
+    // A process of another unprivileged user (nobody) cannot signal it.
+    let probe = unsafe {
+        use std::os::unix::process::CommandExt;
+        Command::new("kill")
+            .args(["-0", &serve_pid.to_string()])
+            .stderr(Stdio::null())
+            .pre_exec(|| {
+                if libc::setgid(65534) != 0 || libc::setuid(65534) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            })
+            .status()
+            .unwrap()
+    };
+    assert!(!probe.success(), "nobody could signal the agent");
 
     // A workload with an exact number of calls, then the series that counts them.
     assert!(Command::new(WORKLOAD)

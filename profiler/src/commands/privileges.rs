@@ -1,55 +1,168 @@
-//! Dropping root once the programs are attached (`serve --user`).
+//! Least privilege for the always-on agent: once `serve` has loaded and attached its
+//! programs, it needs no capability at all (it reads the maps through file descriptors and
+//! memory mappings it already holds), so it drops every one, can gain none back, cannot be
+//! traced or dumped, and optionally runs as another user (`--user NAME|UID`). A user of its own
+//! keeps other processes from signalling it: any process of the same user could.
+use std::ffi::CString;
+
 use anyhow::{bail, Context};
 
-/// Switches to `user`, keeping CAP_BPF and CAP_PERFMON so the maps stay readable.
-pub fn drop_privileges(user: &str) -> anyhow::Result<()> {
-    const CAP_PERFMON: u32 = 38;
-    const CAP_BPF: u32 = 39;
-    let name = std::ffi::CString::new(user).context("user name")?;
-    // SAFETY: getpwnam returns a pointer to static storage or null; read at once.
-    let (uid, gid) = unsafe {
-        let entry = libc::getpwnam(name.as_ptr());
-        if entry.is_null() {
-            bail!("no such user: {user}");
-        }
-        ((*entry).pw_uid, (*entry).pw_gid)
+/// The user and group to switch to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// A user by name (from the password database) or by number: a numeric uid need not exist
+/// there (distroless images have no such database), and then its group is the same number.
+pub fn resolve_user(user: &str) -> anyhow::Result<Identity> {
+    let by_name = || -> anyhow::Result<Option<Identity>> {
+        let name = CString::new(user).context("user name")?;
+        // SAFETY: getpwnam returns a pointer to static storage or null; read at once.
+        Ok(unsafe {
+            let entry = libc::getpwnam(name.as_ptr());
+            (!entry.is_null()).then(|| Identity {
+                uid: (*entry).pw_uid,
+                gid: (*entry).pw_gid,
+            })
+        })
     };
-    #[repr(C)]
-    struct CapHeader {
-        version: u32,
-        pid: i32,
+    if let Some(identity) = by_name()? {
+        return Ok(identity);
     }
-    #[repr(C)]
-    #[derive(Clone, Copy, Default)]
-    struct CapData {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
+    match user.parse::<u32>() {
+        Ok(uid) if uid != u32::MAX => {
+            // SAFETY: getpwuid, as getpwnam above.
+            let gid = unsafe {
+                let entry = libc::getpwuid(uid);
+                if entry.is_null() {
+                    uid
+                } else {
+                    (*entry).pw_gid
+                }
+            };
+            Ok(Identity { uid, gid })
+        }
+        _ => bail!("no such user: {user}"),
     }
-    // Capabilities 32..63 live in the second word.
-    let keep = (1u32 << (CAP_PERFMON - 32)) | (1u32 << (CAP_BPF - 32));
-    let header = CapHeader {
-        version: 0x2008_0522,
-        pid: 0,
-    }; // _LINUX_CAPABILITY_VERSION_3
-    let data = [
-        CapData::default(),
-        CapData {
-            effective: keep,
-            permitted: keep,
-            inheritable: 0,
-        },
-    ];
-    // SAFETY: plain syscalls with valid arguments; failures are checked.
+}
+
+/// Other processes running as `uid` (they could signal the agent).
+pub fn other_processes_of(uid: u32) -> usize {
+    let me = std::process::id().to_string();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|entry| {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            name.bytes().all(|b| b.is_ascii_digit()) && name != me
+        })
+        .filter_map(|entry| std::fs::read_to_string(entry.path().join("status")).ok())
+        .filter(|status| real_uid(status) == Some(uid))
+        .count()
+}
+
+fn real_uid(status: &str) -> Option<u32> {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Drops every capability (effective, permitted, inheritable, ambient and the bounding set),
+/// switches to `identity` if given, forbids gaining privileges back (`no_new_privs`) and
+/// makes the process undumpable (no ptrace, no `/proc/PID/mem` for others of its user).
+pub fn drop_privileges(identity: Option<Identity>) -> anyhow::Result<()> {
+    let fail = |what: &str| anyhow::anyhow!("cannot drop privileges ({what}): {}", std::io::Error::last_os_error());
+    // SAFETY: prctl, setgroups, setresgid, setresuid and capset with valid arguments; each
+    // result is checked.
     unsafe {
-        if libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0
-            || libc::setgroups(0, std::ptr::null()) != 0
-            || libc::setgid(gid) != 0
-            || libc::setuid(uid) != 0
-            || libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()) != 0
-        {
-            bail!("cannot switch to user {user}: {}", std::io::Error::last_os_error());
+        if libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 {
+            return Err(fail("ambient capabilities"));
+        }
+        // The bounding set while CAP_SETPCAP is still there; EINVAL past the last capability.
+        for cap in 0..64 {
+            if libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 {
+                if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+                    break;
+                }
+                return Err(fail("bounding set"));
+            }
+        }
+        if let Some(Identity { uid, gid }) = identity {
+            if libc::setgroups(0, std::ptr::null()) != 0 {
+                return Err(fail("supplementary groups"));
+            }
+            if libc::setresgid(gid, gid, gid) != 0 {
+                return Err(fail("group"));
+            }
+            // Leaving uid 0 clears the permitted and effective sets (no PR_SET_KEEPCAPS).
+            if libc::setresuid(uid, uid, uid) != 0 {
+                return Err(fail("user"));
+            }
+        }
+        #[repr(C)]
+        struct CapHeader {
+            version: u32,
+            pid: i32,
+        }
+        #[repr(C)]
+        #[derive(Clone, Copy, Default)]
+        struct CapData {
+            effective: u32,
+            permitted: u32,
+            inheritable: u32,
+        }
+        let header = CapHeader {
+            version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+            pid: 0,
+        };
+        let none = [CapData::default(); 2];
+        if libc::syscall(libc::SYS_capset, &header as *const CapHeader, none.as_ptr()) != 0 {
+            return Err(fail("capabilities"));
+        }
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            return Err(fail("no_new_privs"));
+        }
+        // After the uid change, which resets it.
+        if libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 {
+            return Err(fail("dumpable"));
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_by_name_or_number() {
+        assert_eq!(resolve_user("root").unwrap(), Identity { uid: 0, gid: 0 });
+        assert_eq!(resolve_user("0").unwrap(), Identity { uid: 0, gid: 0 });
+        // A uid the password database does not know: its own number as the group.
+        assert_eq!(
+            resolve_user("4000123").unwrap(),
+            Identity {
+                uid: 4_000_123,
+                gid: 4_000_123
+            }
+        );
+        assert!(resolve_user("no-such-user-xyz").is_err());
+        assert!(resolve_user("-1").is_err());
+    }
+
+    #[test]
+    fn the_real_uid_of_a_status_file() {
+        let status = "Name:\tbash\nUid:\t1000\t1000\t1000\t1000\nGid:\t1000\n";
+        assert_eq!(real_uid(status), Some(1000));
+        assert_eq!(real_uid("Name:\tx\n"), None);
+    }
 }

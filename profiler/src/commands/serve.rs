@@ -2,8 +2,10 @@
 //!
 //! The maps are read every `--interval` into one [`Snapshot`]; each scrape encodes the latest
 //! snapshot ([`metrics::http`]), so a scrape is always consistent and never touches the
-//! kernel. Optionally drops to an unprivileged user (keeping only `CAP_BPF` and `CAP_PERFMON`)
-//! once the programs are attached.
+//! kernel. Once the programs are attached it drops every capability ([`privileges`]), and
+//! with `--user` runs as another user.
+//!
+//! [`privileges`]: crate::commands::privileges
 use std::{
     collections::HashMap,
     net::SocketAddr,
@@ -16,7 +18,7 @@ use clap::Args;
 use crate::{
     commands::{
         args::{interval_seconds, KernelArgs},
-        privileges::drop_privileges,
+        privileges::{drop_privileges, other_processes_of, resolve_user},
         stop::StopSignals,
     },
     metrics::{
@@ -48,8 +50,10 @@ pub struct ServeArgs {
     /// Seconds between reads of the maps.
     #[arg(long, default_value_t = 1.0, value_parser = interval_seconds)]
     pub interval: f64,
-    /// After attaching, switch to this user (keeping only CAP_BPF and CAP_PERFMON).
-    #[arg(long)]
+    /// After attaching, run as this user (a name, or a uid that need not exist in the password
+    /// database). Use one of its own: any process of the same user could signal the agent.
+    /// With or without it, every capability is dropped once the programs are attached.
+    #[arg(long, value_name = "NAME|UID")]
     pub user: Option<String>,
     /// Connections open at once; a new one closes the oldest.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=65536))]
@@ -65,9 +69,17 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         _ => anyhow::anyhow!("cannot listen on {}: {err}", args.listen),
     })?;
     listener.set_nonblocking(true)?;
+    let identity = args.user.as_deref().map(resolve_user).transpose()?;
     let mut session = Session::start(Target::SystemWide, args.maps.sizes(), args.maps.sample_every)?;
-    if let Some(user) = &args.user {
-        drop_privileges(user)?;
+    drop_privileges(identity)?;
+    if let Some(identity) = identity {
+        let others = other_processes_of(identity.uid);
+        if others > 0 {
+            eprintln!(
+                "syscall-profiler: warning: {others} other processes run as uid {}: they can signal the agent (give it a user of its own)",
+                identity.uid
+            );
+        }
     }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async move {
