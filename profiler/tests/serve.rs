@@ -82,15 +82,21 @@ fn port_in_use_is_one_clear_line() {
 }
 
 #[test]
-fn example_rules_pass_promtool() {
-    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/prometheus/rules.yml");
-    let output = Command::new("promtool")
-        .arg("check")
-        .arg("rules")
-        .arg(&rules)
-        .output()
-        .expect("promtool");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+fn rules_pass_promtool_and_their_unit_tests() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/prometheus");
+    for args in [["check", "rules", "rules.yml"], ["test", "rules", "rules_test.yml"]] {
+        let output = Command::new("promtool")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("promtool");
+        assert!(
+            output.status.success(),
+            "promtool {args:?}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
 }
 
 #[test]
