@@ -69,27 +69,29 @@ pub struct StatsKey {
 }
 
 impl StatsKey {
-    /// The key as one `u64`, the form stored in [`StatsSlot::key`] (compared and claimed
-    /// with single 8-byte atomic operations).
+    /// The form stored in [`StatsSlot::key`] (compared and claimed with single 8-byte atomic
+    /// operations) for the calls made on CPUs of `lane` (see [`STATS_LANES`]) by the process
+    /// in its `epoch` (see [`ProcSlot`]): `tgid` in bits 0-31, `nr` in 32-47 and its ABI flags
+    /// in 62-63, the lane in 48-50, the epoch's low bits in 51-61.
     #[inline(always)]
-    pub const fn packed(self) -> u64 {
-        (self.tgid as u64) | ((self.nr as u64) << 32)
+    pub const fn packed(self, lane: u32, epoch: u32) -> u64 {
+        let nr_half =
+            self.nr | ((lane & (STATS_LANES - 1)) << NR_LANE_SHIFT) | ((epoch & KEY_EPOCH_MASK) << NR_EPOCH_SHIFT);
+        (self.tgid as u64) | ((nr_half as u64) << 32)
     }
 
-    /// The form stored in [`StatsSlot::key`] for the calls made on CPUs of `lane`: see
-    /// [`STATS_LANES`].
-    #[inline(always)]
-    pub const fn packed_in_lane(self, lane: u32) -> u64 {
-        self.packed() | (((lane & (STATS_LANES - 1)) as u64) << (32 + NR_LANE_SHIFT))
-    }
-
-    /// The key of a packed [`StatsSlot::key`], whatever its lane.
+    /// The key of a packed [`StatsSlot::key`], whatever its lane and epoch.
     pub const fn unpack(packed: u64) -> StatsKey {
         StatsKey {
             tgid: packed as u32,
-            nr: (packed >> 32) as u32 & !NR_LANE_BITS,
+            nr: (packed >> 32) as u32 & !NR_KEY_BITS,
         }
     }
+}
+
+/// The epoch (its low [`KEY_EPOCH_MASK`] bits) a packed key was made in.
+pub const fn epoch_of(packed: u64) -> u32 {
+    ((packed >> 32) as u32 >> NR_EPOCH_SHIFT) & KEY_EPOCH_MASK
 }
 
 /// Each (process, syscall) has up to this many entries in the statistics table, one per
@@ -100,10 +102,15 @@ impl StatsKey {
 pub const STATS_LANES: u32 = 8;
 /// Where the lane sits in the `nr` half of a packed key (bits no syscall number uses).
 pub const NR_LANE_SHIFT: u32 = 16;
-/// The bits of [`StatsKey::nr`] a lane may occupy in a packed key.
-pub const NR_LANE_BITS: u32 = 0x3fff << NR_LANE_SHIFT;
-/// Syscall numbers that would overlap the lane bits (no kernel has them; a program can still
-/// pass one) are counted as this number.
+/// Where the process epoch sits in the `nr` half of a packed key, above the lane.
+pub const NR_EPOCH_SHIFT: u32 = 19;
+/// The epoch bits a key holds: an epoch recurs in keys after 2048 changes of one process's
+/// name or image, long after the agent has drained the keys of the old one.
+pub const KEY_EPOCH_MASK: u32 = 0x7ff;
+/// The bits of [`StatsKey::nr`] the lane and the epoch occupy in a packed key.
+pub const NR_KEY_BITS: u32 = 0x3fff << NR_LANE_SHIFT;
+/// Syscall numbers that would overlap the lane and epoch bits (no kernel has them; a program
+/// can still pass one) are counted as this number.
 pub const NR_OUT_OF_RANGE: u32 = 0xffff;
 
 /// [`StatsSlot::key`] of a slot never used. (pid 0, the idle task, makes no syscalls.)
@@ -150,10 +157,21 @@ pub struct SyscallStats {
     /// CPU, whose time off the CPU is measured but not their time on it.
     pub switched_handler_ns: u64,
     pub switched_timed_calls: u64,
+    /// The first [`ERRNO_SLOTS`] distinct errnos of these calls (positive; 0: not taken yet),
+    /// claimed with a compare-and-swap (of 64 bits: the one every BPF target has), and their
+    /// counts.
+    pub errno_codes: [u64; ERRNO_SLOTS],
+    pub errno_counts: [u32; ERRNO_SLOTS],
+    /// Errors of any further errno (counted in `errors` too).
+    pub errno_other: u64,
     /// Weighted counts per [`hist_bucket`] of the wall time between the tracepoints. `u32`
     /// keeps the value small; the agent reads them often enough to take wrapping deltas.
     pub hist: [u32; HIST_BUCKETS],
 }
+
+/// Distinct errnos counted per statistics entry; more than a few for one (process, syscall)
+/// is rare, and the rest are counted as `errno_other`.
+pub const ERRNO_SLOTS: usize = 4;
 
 impl SyscallStats {
     pub const ZERO: SyscallStats = SyscallStats {
@@ -165,6 +183,9 @@ impl SyscallStats {
         max_ns: 0,
         switched_handler_ns: 0,
         switched_timed_calls: 0,
+        errno_codes: [0; ERRNO_SLOTS],
+        errno_counts: [0; ERRNO_SLOTS],
+        errno_other: 0,
         hist: [0; HIST_BUCKETS],
     };
 }
@@ -184,28 +205,70 @@ pub const MAX_SAMPLE_EVERY: u32 = 1024;
 pub struct StatsSlot {
     /// [`StatsKey::packed`], [`SLOT_EMPTY`] or [`SLOT_FREED`].
     pub key: u64,
+    /// The process's name and cgroup in the key's epoch, written when the slot is claimed
+    /// (just after the key: a reader can see the key first). They travel with the counts, so
+    /// the calls of a process that has since exec'd or renamed itself keep the name they were
+    /// made under.
+    pub comm: [u8; 16],
+    pub cgroup_id: u64,
     pub stats: SyscallStats,
 }
 
-/// Key of the per-(process, syscall, errno) error counters.
+/// One process in the process table, an open-addressing table (like the statistics table) in
+/// a memory-mappable array, keyed by tgid. The kernel side claims an entry at a process's first
+/// call (or at its fork, for followed processes) and marks it dead when its last thread exits;
+/// the agent frees dead entries once it has read their statistics.
+///
+/// A process's *epoch* changes when it execs or renames itself (and so when its name
+/// changes): the statistics keys carry it, so each epoch's calls are counted apart, under the
+/// name they were made under, and the agent knows an old epoch's entries are final.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ErrnoKey {
-    pub tgid: u32,
-    pub nr: u32,
-    /// Positive errno (the syscall returned `-errno`).
-    pub errno: u32,
-    pub _pad: u32,
-}
-
-/// Per-process facts recorded by the kernel side the first time a process is seen, so that
-/// processes that exit before the agent reads the maps still have a name.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct ProcInfo {
-    pub comm: [u8; 16],
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProcSlot {
+    /// `tgid | epoch << 32 |` [`proc_state`] flags; [`PROC_EMPTY`] or [`PROC_FREED`] when
+    /// unused. Changed with atomic operations only.
+    pub state: u64,
     /// cgroup v2 id (the inode number of its directory in the cgroup filesystem).
     pub cgroup_id: u64,
+    /// The process's name (its main thread's), as of its latest epoch.
+    pub comm: [u8; 16],
+}
+
+/// Bits of [`ProcSlot::state`].
+pub mod proc_state {
+    /// The epoch counter, in bits 32-61 (keys hold its low bits).
+    pub const EPOCH_SHIFT: u32 = 32;
+    pub const EPOCH_ONE: u64 = 1 << EPOCH_SHIFT;
+    pub const EPOCH_MASK: u64 = 0x3fff_ffff << EPOCH_SHIFT;
+    /// Measured in `Scope::Followed` (`--pid`, `-- CMD`).
+    pub const FOLLOWED: u64 = 1 << 62;
+    /// Its last thread has exited: its statistics are final.
+    pub const DEAD: u64 = 1 << 63;
+
+    /// The tgid of a state.
+    #[inline(always)]
+    pub const fn tgid(state: u64) -> u32 {
+        state as u32
+    }
+
+    /// The epoch of a state.
+    #[inline(always)]
+    pub const fn epoch(state: u64) -> u32 {
+        ((state & EPOCH_MASK) >> EPOCH_SHIFT) as u32
+    }
+}
+
+/// [`ProcSlot::state`] of an entry never used.
+pub const PROC_EMPTY: u64 = 0;
+/// [`ProcSlot::state`] of an entry the agent freed: reusable, but lookups probe past it.
+pub const PROC_FREED: u64 = u32::MAX as u64;
+/// Entries a lookup of the process table probes.
+pub const PROC_PROBES: u32 = 16;
+
+/// Start of the probe sequence of `tgid` in a process table of `mask + 1` entries.
+#[inline(always)]
+pub fn proc_hash(tgid: u32, mask: u32) -> u32 {
+    (((tgid as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as u32) & mask
 }
 
 /// Per-CPU record of the syscall programs: the identities of the tasks that called last on
@@ -225,11 +288,41 @@ pub struct Current {
 /// on a CPU (a ping-pong, a pipeline) to keep hitting.
 pub const KNOWN_TASKS: usize = 8;
 
+/// Who is calling: a thread, its process, and the process's entry in the process table.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Caller {
+    pub tid: u32,
+    pub tgid: u32,
+    /// Index of the process's [`ProcSlot`], or [`NO_PROC`].
+    pub proc: u32,
+    /// The process's epoch (see [`ProcSlot`]) and [`CALLER_FOLLOWED`].
+    pub flags: u32,
+}
+
+/// [`Caller::proc`] of a process the process table does not hold (it was full, or, when
+/// following, the process is not followed).
+pub const NO_PROC: u32 = u32::MAX;
+/// [`Caller::flags`] bit: the process is followed.
+pub const CALLER_FOLLOWED: u32 = 1 << 31;
+
+impl Caller {
+    #[inline(always)]
+    pub fn epoch(&self) -> u32 {
+        self.flags & KEY_EPOCH_MASK
+    }
+
+    #[inline(always)]
+    pub fn followed(&self) -> bool {
+        self.flags & CALLER_FOLLOWED != 0
+    }
+}
+
 /// Who is calling, remembered by the address of the caller's `pt_regs`: the kernel hands the
 /// syscall tracepoints that pointer, and it sits at the top of the task's own kernel stack, so
-/// no two live tasks share one. A stack is reused only after its task exits, and a task's ids
-/// change only when it execs (a non-leader thread takes the leader's tid), so a record is
-/// valid while no task has exited or exec'd since it was made ([`Epochs`]).
+/// no two live tasks share one. A stack is reused only after its task exits, a task's ids
+/// change only when it execs (a non-leader thread takes the leader's tid), and its process's
+/// epoch only when the process execs or renames itself, so a record is valid while no task has
+/// exited, exec'd or renamed its process since it was made ([`Epochs`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KnownTask {
@@ -241,44 +334,57 @@ pub struct KnownTask {
     pub attaches: u64,
     pub tid: u32,
     pub tgid: u32,
-    /// Binds `regs` to the ids ([`KnownTask::check_of`]). Where the kernel lets a program be
+    pub proc: u32,
+    pub flags: u32,
+    /// Binds `regs` to the rest ([`KnownTask::check_of`]). Where the kernel lets a program be
     /// preempted (PREEMPT_FULL/LAZY kernels), two programs on one CPU can interleave their
-    /// writes of a record; a record that mixes two tasks' fields fails the check.
+    /// writes of a record; a record that mixes two writes' fields fails the check.
     pub check: u64,
 }
 
 impl KnownTask {
-    /// The record of task (`tid`, `tgid`) whose `pt_regs` are at `regs` (see
-    /// [`KnownTask::regs`]), made at `epochs`.
+    /// The record of `caller`, whose `pt_regs` are at `regs` (see [`KnownTask::regs`]), made
+    /// at `epochs`.
     #[inline(always)]
-    pub fn new(regs: u64, epochs: Epochs, tid: u32, tgid: u32) -> KnownTask {
+    pub fn new(regs: u64, epochs: Epochs, caller: Caller) -> KnownTask {
         KnownTask {
             regs,
             exits: epochs.exits,
             attaches: epochs.attaches,
-            tid,
-            tgid,
-            check: Self::check_of(regs, tid, tgid),
+            tid: caller.tid,
+            tgid: caller.tgid,
+            proc: caller.proc,
+            flags: caller.flags,
+            check: Self::check_of(regs, caller),
         }
     }
 
-    /// The ids of the task at `regs` if this record, whole, names it and is valid at `epochs`.
+    /// The caller whose `pt_regs` are at `regs`, if this record, whole, names it and is valid
+    /// at `epochs`.
     #[inline(always)]
-    pub fn ids_of(&self, regs: u64, epochs: Epochs) -> Option<(u32, u32)> {
+    pub fn caller_of(&self, regs: u64, epochs: Epochs) -> Option<Caller> {
+        let caller = Caller {
+            tid: self.tid,
+            tgid: self.tgid,
+            proc: self.proc,
+            flags: self.flags,
+        };
         let valid = regs != 0
             && self.regs == regs
             && self.exits == epochs.exits
             && self.attaches == epochs.attaches
-            && self.check == Self::check_of(regs, self.tid, self.tgid);
-        valid.then_some((self.tid, self.tgid))
+            && self.check == Self::check_of(regs, caller);
+        valid.then_some(caller)
     }
 
-    /// `regs` xor a bijective mix of the ids: a record with the `regs` of one task and the ids
-    /// of another never passes (equal checks would need equal `regs` or equal ids).
+    /// `regs` xor bijective mixes of the ids and of the process entry: a record with the
+    /// `regs` of one task and the ids of another does not pass (equal checks would need equal
+    /// `regs` or equal ids), nor one with another write's entry or epoch for the same task.
     #[inline(always)]
-    pub fn check_of(regs: u64, tid: u32, tgid: u32) -> u64 {
-        let ids = (tgid as u64) << 32 | tid as u64;
-        regs ^ ids.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    pub fn check_of(regs: u64, caller: Caller) -> u64 {
+        let ids = (caller.tgid as u64) << 32 | caller.tid as u64;
+        let process = (caller.proc as u64) << 32 | caller.flags as u64;
+        regs ^ ids.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ process.wrapping_mul(0xD6E8_FEB8_6659_FD93)
     }
 }
 
@@ -286,10 +392,11 @@ impl KnownTask {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Epochs {
-    /// Task exits and execs, counted by the kernel side (atomic adds).
+    /// Task exits and execs, and renames of a process, counted by the kernel side (atomic
+    /// adds).
     pub exits: u64,
-    /// Attaches, counted by the agent (its only writer): tasks may exit while the programs are
-    /// detached, unseen.
+    /// Attaches and changes of the followed processes, counted by the agent (its only writer):
+    /// tasks may exit while the programs are detached, unseen.
     pub attaches: u64,
 }
 
@@ -344,11 +451,10 @@ pub mod flight {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct InFlight {
     pub tid: u32,
-    pub nr: u32,
-    /// Thread-group id of the thread.
-    pub tgid: u32,
     /// Index of the call's entry in the statistics table.
     pub stats_index: u32,
+    /// The call's statistics key ([`StatsKey::packed`]: process, syscall, lane, epoch).
+    pub key: u64,
     /// [`flight`] bits; the high half holds the sampling period minus one of a sampled call.
     pub flags: u32,
     /// One of [`thread_state`]; this and the times off the CPU below are set from the first
@@ -368,6 +474,11 @@ pub struct InFlight {
 }
 
 impl InFlight {
+    /// The process and syscall of the call.
+    pub fn stats_key(&self) -> StatsKey {
+        StatsKey::unpack(self.key)
+    }
+
     pub fn in_flight(&self) -> bool {
         self.flags & flight::IN_FLIGHT != 0
     }
@@ -392,8 +503,8 @@ impl InFlight {
     }
 }
 
-/// Indices of the per-CPU drop/overflow counters. Nothing is dropped silently: every
-/// place the kernel side gives up on an event bumps one of these.
+/// Indices of the overflow counters. Nothing is dropped silently: every place the kernel side
+/// gives up on an event bumps one of these, once per call it could not count.
 pub mod counter {
     /// A thread's in-flight slot was held by another thread inside a syscall; the call was
     /// not measured.
@@ -401,23 +512,19 @@ pub mod counter {
     /// The statistics table had no free slot within [`STATS_PROBES`](super::STATS_PROBES) of
     /// a new (process, syscall): its call was not counted.
     pub const STATS_FULL: u32 = 1;
-    /// The errno map was full: an error was counted but not its errno.
-    pub const ERRNO_FULL: u32 = 2;
-    /// The process-name map was full.
-    pub const PROC_FULL: u32 = 3;
-    /// The followed-processes map was full: a child of a followed process was not followed.
-    pub const FOLLOW_FULL: u32 = 4;
+    /// The process table was full: a call was counted, but its process has no name and its
+    /// exit is not seen (the agent falls back on `/proc`).
+    pub const PROC_FULL: u32 = 2;
+    /// A call of a child of a followed process that could not be followed (the process table
+    /// was full at its fork): not counted.
+    pub const FOLLOW_FULL: u32 = 3;
     /// Number of counters.
-    pub const COUNT: u32 = 5;
+    pub const COUNT: u32 = 4;
     /// Each counter's name, by index: what every output calls it (the JSON report's
     /// `overflow` keys, the metrics' `reason` label).
-    pub const NAMES: [&str; COUNT as usize] = [
-        "slot_collision",
-        "stats_full",
-        "errno_full",
-        "process_full",
-        "follow_full",
-    ];
+    pub const NAMES: [&str; COUNT as usize] = ["slot_collision", "stats_full", "process_full", "follow_full"];
+    /// Counters are kept per CPU, one row of this many `u64` (a cache line) each.
+    pub const ROW: u32 = 8;
 }
 
 /// Names the eBPF object and the agent share. The kernel side defines its maps, load-time
@@ -429,18 +536,18 @@ pub mod object {
     pub mod map {
         pub const SLOTS: &str = "SLOTS";
         pub const STATS: &str = "STATS";
-        pub const ERRNOS: &str = "ERRNOS";
         pub const PROCS: &str = "PROCS";
-        pub const FOLLOWED: &str = "FOLLOWED";
         pub const COUNTERS: &str = "COUNTERS";
         pub const CURRENT: &str = "CURRENT";
         pub const CLOCK_PAIR: &str = "CLOCK_PAIR";
         pub const EPOCHS: &str = "EPOCHS";
         pub const SAMPLING: &str = "SAMPLING";
         /// Every map of the object.
-        pub const ALL: [&str; 10] = [
-            SLOTS, STATS, ERRNOS, PROCS, FOLLOWED, COUNTERS, CURRENT, CLOCK_PAIR, EPOCHS, SAMPLING,
-        ];
+        pub const ALL: [&str; 8] = [SLOTS, STATS, PROCS, COUNTERS, CURRENT, CLOCK_PAIR, EPOCHS, SAMPLING];
+        /// The maps the agent reads and writes through memory mappings (`BPF_F_MMAPABLE`
+        /// arrays): once the programs are attached it needs no `bpf()` call, and so no
+        /// capability, on any kernel.
+        pub const MAPPED: [&str; 6] = [SLOTS, STATS, PROCS, COUNTERS, CLOCK_PAIR, EPOCHS];
     }
 
     /// Read-only globals the agent sets before loading (all `u32`).
@@ -452,13 +559,19 @@ pub mod object {
         pub const CFS_RQ_RQ_OFFSET: &str = "CFS_RQ_RQ_OFFSET";
         pub const RQ_CLOCK_OFFSET: &str = "RQ_CLOCK_OFFSET";
         pub const TASK_LAST_QUEUED_OFFSET: &str = "TASK_LAST_QUEUED_OFFSET";
+        pub const TASK_GROUP_LEADER_OFFSET: &str = "TASK_GROUP_LEADER_OFFSET";
+        pub const TASK_REAL_PARENT_OFFSET: &str = "TASK_REAL_PARENT_OFFSET";
+        pub const TASK_COMM_OFFSET: &str = "TASK_COMM_OFFSET";
+        pub const TASK_SIGNAL_OFFSET: &str = "TASK_SIGNAL_OFFSET";
+        pub const SIGNAL_LIVE_OFFSET: &str = "SIGNAL_LIVE_OFFSET";
         pub const SLOT_MASK: &str = "SLOT_MASK";
+        pub const PROCS_MASK: &str = "PROCS_MASK";
         pub const STATS_MASK: &str = "STATS_MASK";
         pub const STATS_LANE_MASK: &str = "STATS_LANE_MASK";
         pub const FOLLOW_ONLY: &str = "FOLLOW_ONLY";
         pub const FOLLOW_FORKS: &str = "FOLLOW_FORKS";
         /// Every global of the object.
-        pub const ALL: [&str; 12] = [
+        pub const ALL: [&str; 18] = [
             REGS_CS_OFFSET,
             TASK_PID_OFFSET,
             TASK_TGID_OFFSET,
@@ -466,7 +579,13 @@ pub mod object {
             CFS_RQ_RQ_OFFSET,
             RQ_CLOCK_OFFSET,
             TASK_LAST_QUEUED_OFFSET,
+            TASK_GROUP_LEADER_OFFSET,
+            TASK_REAL_PARENT_OFFSET,
+            TASK_COMM_OFFSET,
+            TASK_SIGNAL_OFFSET,
+            SIGNAL_LIVE_OFFSET,
             SLOT_MASK,
+            PROCS_MASK,
             STATS_MASK,
             STATS_LANE_MASK,
             FOLLOW_ONLY,
@@ -479,7 +598,7 @@ pub mod object {
         /// The profiler's programs, all BTF-enabled raw tracepoints (`tp_btf`). Attached in
         /// this order and detached in reverse: `sched_switch` first, so that a call in
         /// progress never leaves the CPU unseen.
-        pub const PROFILER: [(&str, &str); 7] = [
+        pub const PROFILER: [(&str, &str); 8] = [
             ("sched_switch", "sched_switch"),
             ("sys_enter", "sys_enter"),
             ("sys_exit", "sys_exit"),
@@ -487,6 +606,7 @@ pub mod object {
             ("sched_process_exit", "sched_process_exit"),
             ("sched_process_exec", "sched_process_exec"),
             ("sched_process_fork", "sched_process_fork"),
+            ("task_rename", "task_rename"),
         ];
         /// Empty classic raw tracepoint programs on the two syscall tracepoints: the cost
         /// floor any profiler built on them pays, measured by `cargo xtask bench`.
@@ -501,8 +621,7 @@ mod pod {
     unsafe impl aya::Pod for super::StatsKey {}
     unsafe impl aya::Pod for super::SyscallStats {}
     unsafe impl aya::Pod for super::StatsSlot {}
-    unsafe impl aya::Pod for super::ErrnoKey {}
-    unsafe impl aya::Pod for super::ProcInfo {}
+    unsafe impl aya::Pod for super::ProcSlot {}
     unsafe impl aya::Pod for super::InFlight {}
     unsafe impl aya::Pod for super::Epochs {}
 }
@@ -512,24 +631,51 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_lane_is_invisible_after_unpacking() {
+    fn lane_and_epoch_are_invisible_after_unpacking() {
         let key = StatsKey {
             tgid: 4242,
             nr: 202 | NR_IA32_FLAG,
         };
-        let mut packed: [u64; STATS_LANES as usize] = [0; STATS_LANES as usize];
+        let mut packed = [0u64; 2 * STATS_LANES as usize];
         for lane in 0..STATS_LANES {
-            packed[lane as usize] = key.packed_in_lane(lane);
-            assert_eq!(StatsKey::unpack(packed[lane as usize]), key);
+            for (i, epoch) in [0u32, KEY_EPOCH_MASK].into_iter().enumerate() {
+                let p = key.packed(lane, epoch);
+                packed[(2 * lane) as usize + i] = p;
+                assert_eq!(StatsKey::unpack(p), key);
+                assert_eq!(epoch_of(p), epoch);
+            }
         }
-        // Distinct keys per lane, and lane 0 is the plain packed key.
+        // Distinct keys per lane and epoch.
         for (i, a) in packed.iter().enumerate() {
             assert!(packed[i + 1..].iter().all(|b| b != a));
         }
-        assert_eq!(packed[0], key.packed());
-        // Lanes wrap rather than spill into the flag bits.
-        assert_eq!(key.packed_in_lane(STATS_LANES + 3), key.packed_in_lane(3));
-        assert_eq!(NR_LANE_BITS & (NR_IA32_FLAG | NR_X32_FLAG | NR_OUT_OF_RANGE), 0);
+        // Lanes and epochs wrap rather than spill into the number or the flag bits.
+        assert_eq!(key.packed(STATS_LANES + 3, 1), key.packed(3, 1));
+        assert_eq!(key.packed(0, KEY_EPOCH_MASK + 2), key.packed(0, 1));
+        assert_eq!(NR_KEY_BITS & (NR_IA32_FLAG | NR_X32_FLAG | NR_OUT_OF_RANGE), 0);
+        assert_eq!(
+            ((STATS_LANES - 1) << NR_LANE_SHIFT) & (KEY_EPOCH_MASK << NR_EPOCH_SHIFT),
+            0
+        );
+        assert_eq!(
+            ((STATS_LANES - 1) << NR_LANE_SHIFT) | (KEY_EPOCH_MASK << NR_EPOCH_SHIFT),
+            NR_KEY_BITS
+        );
+    }
+
+    #[test]
+    fn a_process_state_holds_its_tgid_epoch_and_flags() {
+        let state = 777u64 | (5 * proc_state::EPOCH_ONE) | proc_state::FOLLOWED;
+        assert_eq!(proc_state::tgid(state), 777);
+        assert_eq!(proc_state::epoch(state), 5);
+        let dead = (state + proc_state::EPOCH_ONE) | proc_state::DEAD;
+        assert_eq!((proc_state::tgid(dead), proc_state::epoch(dead)), (777, 6));
+        assert_eq!(proc_state::tgid(PROC_FREED), u32::MAX, "no process has this tgid");
+        assert_eq!(
+            proc_state::EPOCH_MASK & (proc_state::DEAD | proc_state::FOLLOWED | 0xffff_ffff),
+            0
+        );
+        assert!((0..100_000).all(|tgid| proc_hash(tgid, 1023) < 1024));
     }
 
     #[test]
@@ -566,38 +712,60 @@ mod tests {
     }
 
     #[test]
-    fn a_record_names_its_task_whole_and_only_until_the_epochs_move() {
+    fn a_record_names_its_caller_whole_and_only_until_the_epochs_move() {
         let epochs = Epochs { exits: 7, attaches: 1 };
-        let a = KnownTask::new(0x1_0000_8000, epochs, 100, 100);
-        let b = KnownTask::new(0x1_0001_0000, epochs, 4321, 4000);
-        assert_eq!(a.ids_of(a.regs, epochs), Some((100, 100)));
-        assert_eq!(a.ids_of(b.regs, epochs), None, "another task's pt_regs");
+        let caller_a = Caller {
+            tid: 100,
+            tgid: 100,
+            proc: 3,
+            flags: 5,
+        };
+        let caller_b = Caller {
+            tid: 4321,
+            tgid: 4000,
+            proc: 9,
+            flags: 1 | CALLER_FOLLOWED,
+        };
+        let a = KnownTask::new(0x1_0000_8000, epochs, caller_a);
+        let b = KnownTask::new(0x1_0001_0000, epochs, caller_b);
+        assert_eq!(a.caller_of(a.regs, epochs), Some(caller_a));
         assert_eq!(
-            a.ids_of(a.regs, Epochs { exits: 8, ..epochs }),
+            b.caller_of(b.regs, epochs).map(|c| (c.epoch(), c.followed())),
+            Some((1, true))
+        );
+        assert_eq!(a.caller_of(b.regs, epochs), None, "another task's pt_regs");
+        assert_eq!(
+            a.caller_of(a.regs, Epochs { exits: 8, ..epochs }),
             None,
             "a task exited since"
         );
         assert_eq!(
-            a.ids_of(a.regs, Epochs { attaches: 2, ..epochs }),
+            a.caller_of(a.regs, Epochs { attaches: 2, ..epochs }),
             None,
             "re-attached since"
         );
-        assert_eq!(KnownTask::default().ids_of(0, Epochs::default()), None, "no record");
-        // Two programs interleaving their writes of one record: every mix of the two tasks'
-        // fields that pairs one task's pt_regs with the other's ids is refused.
-        for mask in 0u32..16 {
-            let pick = |bit: u32| mask & (1 << bit) != 0;
-            let torn = KnownTask {
-                regs: if pick(0) { b.regs } else { a.regs },
-                exits: epochs.exits,
-                attaches: epochs.attaches,
-                tid: if pick(1) { b.tid } else { a.tid },
-                tgid: if pick(2) { b.tgid } else { a.tgid },
-                check: if pick(3) { b.check } else { a.check },
-            };
-            let named = torn.ids_of(torn.regs, epochs);
-            let whole = torn == a || torn == b;
-            assert_eq!(named.is_some(), whole, "{torn:?}");
+        assert_eq!(KnownTask::default().caller_of(0, Epochs::default()), None, "no record");
+        // The same task in a later epoch of its process.
+        let a_later = KnownTask::new(a.regs, epochs, Caller { flags: 6, ..caller_a });
+        // Two programs interleaving their writes of one record: every mix of two writes'
+        // fields (two tasks, or one task in two epochs) is refused.
+        for (x, y) in [(a, b), (a, a_later)] {
+            for mask in 0u32..64 {
+                let pick = |bit: u32| mask & (1 << bit) != 0;
+                let torn = KnownTask {
+                    regs: if pick(0) { y.regs } else { x.regs },
+                    exits: epochs.exits,
+                    attaches: epochs.attaches,
+                    tid: if pick(1) { y.tid } else { x.tid },
+                    tgid: if pick(2) { y.tgid } else { x.tgid },
+                    proc: if pick(3) { y.proc } else { x.proc },
+                    flags: if pick(4) { y.flags } else { x.flags },
+                    check: if pick(5) { y.check } else { x.check },
+                };
+                let named = torn.caller_of(torn.regs, epochs);
+                let whole = torn == x || torn == y;
+                assert_eq!(named.is_some(), whole, "{torn:?}");
+            }
         }
     }
 

@@ -1,7 +1,7 @@
 //! Kernel side of the syscall profiler: aggregates, never streams.
 //!
 //! - `sys_enter`/`sys_exit` count every syscall in a per-(process, syscall) entry of `STATS`
-//!   (calls, errors; errors per errno into `ERRNOS`), and time it into the same entry: the
+//!   (calls, errors, the first few errnos), and time it into the same entry: the
 //!   handler/blocked/runqueue split and a log-linear latency histogram.
 //! - What is timed: every call, or with sampling on (`SAMPLING`), every call that leaves the
 //!   CPU, the first calls of each (process, syscall), and 1 in N of the rest, which count N
@@ -11,9 +11,18 @@
 //!   own clock (`rq->clock`, a plain load: no clock read); the time the scheduler records a
 //!   task was queued (`sched_info.last_queued`) says how much of it was spent waiting for a
 //!   CPU (runqueue), the rest was asleep (blocked). No wakeup hook is needed.
+//! - `PROCS`, the process table, gives each process an entry at its first call: its name,
+//!   cgroup, and an *epoch* that `task_rename` moves on when the process execs or renames
+//!   itself. Statistics keys carry the epoch, so each epoch's calls are counted apart, under
+//!   the name they were made under. `sched_process_exit` marks the entry dead when the last
+//!   thread exits: the agent then knows the process's statistics are final, folds them and
+//!   frees the entries, without asking `/proc`.
 //! - `sched_process_exit`/`sched_wakeup_new`/`sched_process_exec` keep the per-thread
 //!   in-flight slots from leaking when a thread dies or changes tid inside a syscall.
 //! - `sched_process_fork` follows the children of followed processes (`--pid`, `-- CMD`).
+//!
+//! Every map the agent reads is a memory-mappable array: after attaching, it needs no
+//! `bpf()` call, and so no capability.
 //!
 //! All programs are BTF-enabled raw tracepoints (`tp_btf`, Linux 5.5+; no tracefs needed): the
 //! kernel hands them typed pointers, so task and register fields are plain loads rather than
@@ -28,23 +37,24 @@
 #![feature(core_intrinsics)]
 #![allow(internal_features)]
 
-use core::intrinsics::{atomic_cxchg, atomic_xadd, AtomicOrdering};
+use core::intrinsics::{atomic_cxchg, atomic_or, atomic_xadd, AtomicOrdering};
 
 use aya_ebpf::{
-    bindings::{BPF_F_MMAPABLE, BPF_NOEXIST},
+    bindings::BPF_F_MMAPABLE,
     helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_get_prandom_u32,
-        bpf_get_smp_processor_id, bpf_ktime_get_ns,
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task_btf,
+        bpf_get_prandom_u32, bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_kernel_str_bytes,
     },
     macros::{btf_tracepoint, map, raw_tracepoint},
-    maps::{Array, HashMap, PerCpuArray},
+    maps::{Array, PerCpuArray},
     programs::{BtfTracePointContext, RawTracePointContext},
     Global,
 };
 use profiler_common::{
-    counter, flight, hist_bucket, known_task_index, stats_hash, thread_state, xorshift32, Current, Epochs, ErrnoKey,
-    InFlight, KnownTask, ProcInfo, StatsKey, StatsSlot, HIST_BUCKETS, NR_IA32_FLAG, NR_LANE_BITS, NR_OUT_OF_RANGE,
-    NR_X32_FLAG, SLOT_EMPTY, SLOT_FREED, STATS_PROBES, TIMED_FIRST_CALLS, USER32_CS,
+    counter, flight, hist_bucket, known_task_index, proc_hash, proc_state, stats_hash, thread_state, xorshift32,
+    Caller, Current, Epochs, InFlight, KnownTask, ProcSlot, StatsKey, StatsSlot, SyscallStats, CALLER_FOLLOWED,
+    ERRNO_SLOTS, HIST_BUCKETS, KEY_EPOCH_MASK, NO_PROC, NR_IA32_FLAG, NR_KEY_BITS, NR_OUT_OF_RANGE, NR_X32_FLAG,
+    PROC_EMPTY, PROC_FREED, PROC_PROBES, SLOT_EMPTY, SLOT_FREED, STATS_PROBES, TIMED_FIRST_CALLS, USER32_CS,
 };
 
 // ---- load-time configuration (read-only globals, set by the agent before loading) ----
@@ -71,9 +81,24 @@ static RQ_CLOCK_OFFSET: Global<u32> = Global::new(0);
 /// clock; 0 when unknown, and then all time off the CPU counts as blocked.
 #[no_mangle]
 static TASK_LAST_QUEUED_OFFSET: Global<u32> = Global::new(0);
+/// Offsets of `task_struct.group_leader`, `.real_parent` and `.comm`.
+#[no_mangle]
+static TASK_GROUP_LEADER_OFFSET: Global<u32> = Global::new(0);
+#[no_mangle]
+static TASK_REAL_PARENT_OFFSET: Global<u32> = Global::new(0);
+#[no_mangle]
+static TASK_COMM_OFFSET: Global<u32> = Global::new(0);
+/// Offsets of `task_struct.signal` and `signal_struct.live` (the threads still running).
+#[no_mangle]
+static TASK_SIGNAL_OFFSET: Global<u32> = Global::new(0);
+#[no_mangle]
+static SIGNAL_LIVE_OFFSET: Global<u32> = Global::new(0);
 /// `SLOTS` size minus one; the size is a power of two.
 #[no_mangle]
 static SLOT_MASK: Global<u32> = Global::new(0);
+/// `PROCS` size minus one; the size is a power of two.
+#[no_mangle]
+static PROCS_MASK: Global<u32> = Global::new(0);
 /// `STATS` size minus one; the size is a power of two.
 #[no_mangle]
 static STATS_MASK: Global<u32> = Global::new(0);
@@ -81,7 +106,7 @@ static STATS_MASK: Global<u32> = Global::new(0);
 /// to lane `cpu & STATS_LANE_MASK`.
 #[no_mangle]
 static STATS_LANE_MASK: Global<u32> = Global::new(0);
-/// Non-zero: only processes in `FOLLOWED` are measured.
+/// Non-zero: only followed processes (`proc_state::FOLLOWED`) are measured.
 #[no_mangle]
 static FOLLOW_ONLY: Global<u32> = Global::new(0);
 /// Non-zero: children forked by followed processes are followed too.
@@ -90,20 +115,19 @@ static FOLLOW_FORKS: Global<u32> = Global::new(0);
 
 // ---- maps; the agent sets their sizes at load time ----
 
-// Both arrays can be memory-mapped: the agent reads them without a syscall per entry.
+// Every map the agent reads is memory-mappable: it reads them without a syscall per entry,
+// and without any `bpf()` call once attached.
 #[map]
 static SLOTS: Array<InFlight> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 /// Open-addressing hash table of (process, syscall) statistics; see `stats_slot`.
 #[map]
 static STATS: Array<StatsSlot> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+/// Open-addressing table of processes, by tgid; see `process_of`.
 #[map]
-static ERRNOS: HashMap<ErrnoKey, u64> = HashMap::with_max_entries(1, 0);
+static PROCS: Array<ProcSlot> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+/// Overflow counters, one row of `counter::ROW` per CPU.
 #[map]
-static PROCS: HashMap<u32, ProcInfo> = HashMap::with_max_entries(1, 0);
-#[map]
-static FOLLOWED: HashMap<u32, u8> = HashMap::with_max_entries(1, 0);
-#[map]
-static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+static COUNTERS: Array<u64> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 /// Per-CPU state of the syscall programs (see `current`).
 #[map]
 static CURRENT: PerCpuArray<Current> = PerCpuArray::with_max_entries(1, 0);
@@ -113,10 +137,10 @@ static CURRENT: PerCpuArray<Current> = PerCpuArray::with_max_entries(1, 0);
 /// (the scheduler clock read there may be that old). Index 0: monotonic (0 until the first
 /// pair), 1: scheduler clock.
 #[map]
-static CLOCK_PAIR: Array<u64> = Array::with_max_entries(2, 0);
+static CLOCK_PAIR: Array<u64> = Array::with_max_entries(2, BPF_F_MMAPABLE);
 /// Invalidation counters of the per-CPU records of who is calling (see `caller`).
 #[map]
-static EPOCHS: Array<Epochs> = Array::with_max_entries(1, 0);
+static EPOCHS: Array<Epochs> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 /// Sampling period minus one (a power of two minus one): 0 times every call. A map, not a
 /// load-time constant, so that the agent calibrates with every call timed and then turns
 /// sampling on.
@@ -129,10 +153,12 @@ const NR_EXIT_GROUP_64: u32 = 231;
 const NR_EXIT_32: u32 = 1 | NR_IA32_FLAG;
 const NR_EXIT_GROUP_32: u32 = 252 | NR_IA32_FLAG;
 
+/// Counts a call the kernel side could not count (see `counter`).
 #[inline(always)]
 fn bump(counter: u32) {
-    if let Some(value) = COUNTERS.get_ptr_mut(counter) {
-        unsafe { *value += 1 };
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    if let Some(value) = COUNTERS.get_ptr_mut(cpu * counter::ROW + counter) {
+        atomic_add(unsafe { &mut *value }, 1u64);
     }
 }
 
@@ -166,16 +192,18 @@ fn current() -> Option<&'static mut Current> {
     Some(unsafe { &mut *CURRENT.get_ptr_mut(0)? })
 }
 
-/// Who is calling: (tid, tgid) of the task whose syscall has its `pt_regs` at `regs`.
+/// Who is calling: the thread whose syscall has its `pt_regs` at `regs`, its process, and
+/// the process's entry in the process table.
 ///
 /// Asking the kernel (`bpf_get_current_pid_tgid`) is a helper call (a call and a return
-/// through the CPU's mitigations, on every syscall twice); each CPU remembers its last few
-/// callers by their `pt_regs` address instead ([`KnownTask`]: an address no two live tasks
-/// share), and asks only for a task it has not seen since the last task exit or exec anywhere
-/// ([`Epochs`]). It does not depend on seeing every context switch: a record of who runs
-/// where kept by `sched_switch` went stale under load (BENCHMARKS.md, step 9).
+/// through the CPU's mitigations, on every syscall twice), and the process table is a probe
+/// of its own; each CPU remembers its last few callers by their `pt_regs` address instead
+/// ([`KnownTask`]: an address no two live tasks share), and asks only for a task it has not
+/// seen since the last task exit, exec or process rename anywhere ([`Epochs`]). It does not
+/// depend on seeing every context switch: a record of who runs where kept by `sched_switch`
+/// went stale under load (BENCHMARKS.md, step 9).
 #[inline(always)]
-fn caller(current: &mut Current, regs: u64) -> Option<(u32, u32)> {
+fn caller(current: &mut Current, regs: u64) -> Option<Caller> {
     let epochs = EPOCHS.get_ptr(0)?;
     // The verifier refuses arithmetic on a kernel pointer (the hash below) but lets a
     // privileged program subtract two pointers: the distance from a fixed address names the
@@ -183,19 +211,159 @@ fn caller(current: &mut Current, regs: u64) -> Option<(u32, u32)> {
     let regs_key = regs.wrapping_sub(epochs as u64);
     let epochs = unsafe { *epochs };
     let known = &mut current.known[known_task_index(regs_key)];
-    if let Some(ids) = known.ids_of(regs_key, epochs) {
-        return Some(ids);
+    if let Some(caller) = known.caller_of(regs_key, epochs) {
+        return Some(caller);
     }
     // The epochs were read before asking: an exit in between makes this record stale at
     // once, never valid for too long.
     let pid_tgid = bpf_get_current_pid_tgid();
-    let (tid, tgid) = (pid_tgid as u32, (pid_tgid >> 32) as u32);
-    *known = KnownTask::new(regs_key, epochs, tid, tgid);
-    Some((tid, tgid))
+    let tgid = (pid_tgid >> 32) as u32;
+    let (proc, flags) = process_of(tgid);
+    let caller = Caller {
+        tid: pid_tgid as u32,
+        tgid,
+        proc,
+        flags,
+    };
+    *known = KnownTask::new(regs_key, epochs, caller);
+    Some(caller)
+}
+
+/// [`Caller::flags`] bit: the process is not followed, but its parent was when it forked (the
+/// process table was full): its calls are counted as lost (`counter::FOLLOW_FULL`).
+const CALLER_LOST_FOLLOW: u32 = 1 << 30;
+
+/// The process table entry of `tgid` and its caller flags, for the process's first call
+/// since the records were last invalidated. System-wide, a process gets an entry here at its
+/// first call; a dead entry with its tgid is a pid reused, taken over as a new process (a new
+/// epoch). Following, only followed processes have entries (from `follow` or their fork).
+#[inline(never)]
+fn process_of(tgid: u32) -> (u32, u32) {
+    let following = FOLLOW_ONLY.load() != 0;
+    let task = unsafe { bpf_get_current_task_btf() } as *const u8;
+    for _attempt in 0..2 {
+        match find_process(tgid) {
+            Found::Entry(index, state) if state & proc_state::DEAD == 0 => return (index, caller_flags(state)),
+            Found::Entry(index, state) if !following => {
+                // A dead process's pid, reused.
+                let revived = (state & proc_state::EPOCH_MASK) + proc_state::EPOCH_ONE | tgid as u64;
+                if claim_process(index, state, revived, unsafe { group_leader(task) }) {
+                    return (index, caller_flags(revived));
+                }
+            }
+            Found::Entry(..) => break,
+            Found::Free(index, state) if !following => {
+                if claim_process(index, state, tgid as u64, unsafe { group_leader(task) }) {
+                    return (index, caller_flags(tgid as u64));
+                }
+            }
+            Found::Free(..) => break,
+            Found::Full => {
+                if !following {
+                    bump(counter::PROC_FULL);
+                }
+                break;
+            }
+        }
+    }
+    if following && parent_followed(task) {
+        return (NO_PROC, CALLER_LOST_FOLLOW);
+    }
+    (NO_PROC, 0)
+}
+
+/// What a search of the process table found.
+enum Found {
+    /// The entry of the tgid, and its state.
+    Entry(u32, u64),
+    /// No entry: the first free one on the tgid's probe sequence, and its state.
+    Free(u32, u64),
+    /// No entry, and no free one within `PROC_PROBES`.
+    Full,
+}
+
+#[inline(always)]
+fn find_process(tgid: u32) -> Found {
+    let mask = PROCS_MASK.load();
+    let start = proc_hash(tgid, mask);
+    let mut free = None;
+    for probe in 0..PROC_PROBES {
+        let index = (start + probe) & mask;
+        let Some(entry) = PROCS.get_ptr(index) else {
+            break;
+        };
+        let state = unsafe { core::ptr::read_volatile(&(*entry).state) };
+        if state == PROC_EMPTY {
+            return match free {
+                Some((index, state)) => Found::Free(index, state),
+                None => Found::Free(index, state),
+            };
+        }
+        if state == PROC_FREED {
+            free = free.or(Some((index, state)));
+        } else if proc_state::tgid(state) == tgid {
+            return Found::Entry(index, state);
+        }
+    }
+    match free {
+        Some((index, state)) => Found::Free(index, state),
+        None => Found::Full,
+    }
+}
+
+/// Takes entry `index` from `expected` to `state` with a compare-and-swap, and fills in the
+/// name (of `task`) and cgroup of the process claiming it.
+#[inline(always)]
+fn claim_process(index: u32, expected: u64, state: u64, task: *const u8) -> bool {
+    let Some(entry) = PROCS.get_ptr_mut(index) else {
+        return false;
+    };
+    let entry = unsafe { &mut *entry };
+    let (_, claimed) = unsafe {
+        atomic_cxchg::<u64, { AtomicOrdering::Relaxed }, { AtomicOrdering::Relaxed }>(&mut entry.state, expected, state)
+    };
+    if claimed {
+        entry.comm = unsafe { comm_of(task) };
+        entry.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    }
+    claimed
+}
+
+/// The caller flags of a process table state.
+#[inline(always)]
+fn caller_flags(state: u64) -> u32 {
+    let followed = if state & proc_state::FOLLOWED != 0 {
+        CALLER_FOLLOWED
+    } else {
+        0
+    };
+    (proc_state::epoch(state) & KEY_EPOCH_MASK) | followed
+}
+
+/// The main thread of `task`'s process.
+#[inline(always)]
+unsafe fn group_leader(task: *const u8) -> *const u8 {
+    *(task.add(TASK_GROUP_LEADER_OFFSET.load() as usize) as *const *const u8)
+}
+
+/// `task->comm`.
+#[inline(always)]
+unsafe fn comm_of(task: *const u8) -> [u8; 16] {
+    *(task.add(TASK_COMM_OFFSET.load() as usize) as *const [u8; 16])
+}
+
+/// Whether the parent of the current task's process is followed.
+#[inline(always)]
+fn parent_followed(task: *const u8) -> bool {
+    let parent_tgid = unsafe {
+        let parent = *(task.add(TASK_REAL_PARENT_OFFSET.load() as usize) as *const *const u8);
+        task_u32(parent, TASK_TGID_OFFSET.load())
+    };
+    matches!(find_process(parent_tgid), Found::Entry(_, state) if state & proc_state::FOLLOWED != 0)
 }
 
 /// Invalidates every CPU's [`KnownTask`] records: a task exited (its stack may be reused) or
-/// exec'd (its tid may have changed).
+/// exec'd (its tid may have changed), or a process's epoch moved on.
 #[inline(always)]
 fn forget_known_tasks() {
     if let Some(epochs) = EPOCHS.get_ptr_mut(0) {
@@ -286,12 +454,16 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
     let Some(current) = current() else {
         return 0;
     };
-    let Some((tid, tgid)) = caller(current, ctx.arg(0)) else {
+    let Some(caller) = caller(current, ctx.arg(0)) else {
         return 0;
     };
-    if FOLLOW_ONLY.load() != 0 && unsafe { FOLLOWED.get(&tgid) }.is_none() {
+    if FOLLOW_ONLY.load() != 0 && !caller.followed() {
+        if caller.flags & CALLER_LOST_FOLLOW != 0 {
+            bump(counter::FOLLOW_FULL);
+        }
         return 0;
     }
+    let tid = caller.tid;
     let Some(slot) = slot_of(tid) else {
         return 0;
     };
@@ -310,21 +482,20 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
             nr |= NR_IA32_FLAG;
         }
     }
-    if nr & NR_LANE_BITS != 0 {
+    if nr & NR_KEY_BITS != 0 {
         nr = (nr & (NR_IA32_FLAG | NR_X32_FLAG)) | NR_OUT_OF_RANGE;
     }
     if current.lane == 0 {
         current.lane = (unsafe { bpf_get_smp_processor_id() } & STATS_LANE_MASK.load()) + 1;
         // once per CPU
     }
-    let key = StatsKey { tgid, nr };
-    let Some((stats_index, entry)) = stats_slot(key.packed_in_lane(current.lane - 1), tgid) else {
+    let key = StatsKey { tgid: caller.tgid, nr }.packed(current.lane - 1, caller.epoch());
+    let Some((stats_index, entry)) = stats_slot(key, caller.proc) else {
         return 0;
     };
     let flags = timing(current, entry.stats.calls);
     slot.tid = tid;
-    slot.tgid = tgid;
-    slot.nr = nr;
+    slot.key = key;
     slot.stats_index = stats_index;
     // `state`, `blocked_ns` and `runqueue_ns` are left as they are: they mean something only
     // once the call has left the CPU (`flight::SWITCHED`), and `sched_switch` resets them
@@ -342,10 +513,10 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
     let Some(current) = current() else {
         return 0;
     };
-    let Some((tid, _)) = caller(current, ctx.arg(0)) else {
+    let Some(caller) = caller(current, ctx.arg(0)) else {
         return 0;
     };
-    let Some(slot) = in_flight(tid) else {
+    let Some(slot) = in_flight(caller.tid) else {
         return 0;
     };
     let ret: i64 = ctx.arg(1);
@@ -358,10 +529,10 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
 fn record(slot: &mut InFlight, ret: i64) {
     let flags = slot.flags;
     slot.flags = 0;
-    // The clock first: what follows is the profiler's own work, and the errno count (a
-    // hash-map call, failed calls only) would otherwise sit inside the window of failed calls
-    // alone - among them the calibration's call without a handler, whose window is
-    // subtracted from every call's handler time.
+    // The clock first: what follows is the profiler's own work, and the errno count (failed
+    // calls only) would otherwise sit inside the window of failed calls alone - among them the
+    // calibration's call without a handler, whose window is subtracted from every call's
+    // handler time.
     let now_ns = if flags & flight::TIMED != 0 {
         unsafe { bpf_ktime_get_ns() }
     } else {
@@ -370,21 +541,21 @@ fn record(slot: &mut InFlight, ret: i64) {
     let Some(entry) = STATS.get_ptr_mut(slot.stats_index) else {
         return;
     };
-    let entry = unsafe { &mut *entry };
-    let key = StatsKey {
-        tgid: slot.tgid,
-        nr: slot.nr,
-    };
-    // The agent frees the entries of processes that are gone; ours cannot be one of them,
-    // unless its pid was reused in between.
-    if StatsKey::unpack(unsafe { core::ptr::read_volatile(&entry.key) }) != key {
-        return;
+    let mut entry = unsafe { &mut *entry };
+    // The agent frees the entries of an epoch once it has ended (the process exec'd, renamed
+    // itself or exited): a call that straddled the change finds its entry gone, and takes a
+    // fresh one for the old epoch, which the agent folds next time.
+    if unsafe { core::ptr::read_volatile(&entry.key) } != slot.key {
+        match stats_slot(slot.key, NO_PROC) {
+            Some((_, fresh)) => entry = fresh,
+            None => return,
+        }
     }
     let stats = &mut entry.stats;
     atomic_add(&mut stats.calls, 1u64);
     if (-4095..0).contains(&ret) {
         atomic_add(&mut stats.errors, 1u64);
-        count_errno(key, (-ret) as u32);
+        count_errno(stats, (-ret) as u32);
     }
     if flags & (flight::TIMED | flight::SWITCHED) == 0 {
         return;
@@ -435,13 +606,14 @@ fn record(slot: &mut InFlight, ret: i64) {
     }
 }
 
-/// The statistics slot of the packed key `packed` (of process `tgid`), and its index: linear
-/// probing from the key's hash over at most `STATS_PROBES` slots; a new key claims the first
-/// empty or freed slot with a compare-and-swap, so two CPUs never both take it. (A key may end
-/// up in two slots when it claims a freed slot before reaching its older one; the agent adds
-/// slots up by key.)
+/// The statistics slot of the packed key `packed` (of the process at `proc` in the process
+/// table), and its index: linear probing from the key's hash over at most `STATS_PROBES`
+/// slots; a new key claims the first empty or freed slot with a compare-and-swap, so two CPUs
+/// never both take it, and writes the process's name and cgroup in it. (A key may end up in
+/// two slots when it claims a freed slot before reaching its older one; the agent adds slots
+/// up by key.)
 #[inline(always)]
-fn stats_slot(packed: u64, tgid: u32) -> Option<(u32, &'static mut StatsSlot)> {
+fn stats_slot(packed: u64, proc: u32) -> Option<(u32, &'static mut StatsSlot)> {
     let mask = STATS_MASK.load();
     let start = stats_hash(packed, mask);
     for probe in 0..STATS_PROBES {
@@ -460,7 +632,7 @@ fn stats_slot(packed: u64, tgid: u32) -> Option<(u32, &'static mut StatsSlot)> {
                 )
             };
             if claimed {
-                remember_process(tgid);
+                name_slot(slot, proc);
                 return Some((index, slot));
             }
             if previous == packed {
@@ -472,40 +644,46 @@ fn stats_slot(packed: u64, tgid: u32) -> Option<(u32, &'static mut StatsSlot)> {
     None
 }
 
-#[inline(always)]
-fn count_errno(key: StatsKey, errno: u32) {
-    let errno_key = ErrnoKey {
-        tgid: key.tgid,
-        nr: key.nr,
-        errno,
-        _pad: 0,
-    };
-    if let Some(count) = ERRNOS.get_ptr_mut(&errno_key) {
-        atomic_add(unsafe { &mut *count }, 1u64);
-        return;
-    }
-    if ERRNOS.insert(&errno_key, &1, BPF_NOEXIST as u64).is_err() {
-        match ERRNOS.get_ptr_mut(&errno_key) {
-            Some(count) => atomic_add(unsafe { &mut *count }, 1u64),
-            None => bump(counter::ERRNO_FULL),
+/// Writes the process's name and cgroup into a statistics slot it has just claimed: from its
+/// process table entry, or for a process without one, the calling thread's.
+#[inline(never)]
+fn name_slot(slot: &mut StatsSlot, proc: u32) {
+    match PROCS.get_ptr(proc) {
+        Some(entry) => unsafe {
+            slot.comm = (*entry).comm;
+            slot.cgroup_id = (*entry).cgroup_id;
+        },
+        None => {
+            slot.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+            slot.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
         }
     }
 }
 
-/// Records the name of a process the first time one of its calls is counted, so that a
-/// process that exits before the agent reads the maps keeps its name.
-#[inline(never)]
-fn remember_process(tgid: u32) {
-    if unsafe { PROCS.get(&tgid) }.is_some() {
-        return;
+/// Counts an error by errno in the first `ERRNO_SLOTS` distinct errnos of the entry (each
+/// claimed with a compare-and-swap), or as another errno.
+#[inline(always)]
+fn count_errno(stats: &mut SyscallStats, errno: u32) {
+    for i in 0..ERRNO_SLOTS {
+        let errno = errno as u64;
+        let code = unsafe { core::ptr::read_volatile(&stats.errno_codes[i]) };
+        let mine = code == errno
+            || code == 0 && {
+                let (previous, claimed) = unsafe {
+                    atomic_cxchg::<u64, { AtomicOrdering::Relaxed }, { AtomicOrdering::Relaxed }>(
+                        &mut stats.errno_codes[i],
+                        0,
+                        errno,
+                    )
+                };
+                claimed || previous == errno
+            };
+        if mine {
+            atomic_add(&mut stats.errno_counts[i], 1u32);
+            return;
+        }
     }
-    let info = ProcInfo {
-        comm: bpf_get_current_comm().unwrap_or([0; 16]),
-        cgroup_id: unsafe { aya_ebpf::helpers::bpf_get_current_cgroup_id() },
-    };
-    if PROCS.insert(&tgid, &info, BPF_NOEXIST as u64).is_err() && unsafe { PROCS.get(&tgid) }.is_none() {
-        bump(counter::PROC_FULL);
-    }
+    atomic_add(&mut stats.errno_other, 1u64);
 }
 
 // sched_switch(bool preempt, struct task_struct *prev, struct task_struct *next,
@@ -575,26 +753,69 @@ pub fn sched_wakeup_new(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
-// sched_process_exit(struct task_struct *p): runs in the exiting thread. exit and
-// exit_group never reach sys_exit, so they are counted here; any other call the thread
-// dies in is dropped with its slot.
+// sched_process_exit(struct task_struct *p[, bool group_dead]): runs in the exiting thread.
+// exit and exit_group never reach sys_exit, so they are counted here; any other call the
+// thread dies in is dropped with its slot. When the last thread of a process exits, its
+// process table entry is marked dead: its statistics are final.
 #[btf_tracepoint(function = "sched_process_exit")]
 pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
     forget_known_tasks();
     let task: *const u8 = ctx.arg(0);
     if let Some(slot) = in_flight(unsafe { task_u32(task, TASK_PID_OFFSET.load()) }) {
-        match slot.nr {
+        match StatsKey::unpack(slot.key).nr {
             NR_EXIT_64 | NR_EXIT_GROUP_64 | NR_EXIT_32 | NR_EXIT_GROUP_32 => record(slot, 0),
             _ => slot.flags = 0,
         }
     }
-    // FOLLOWED is pruned by the agent: a leader may exit before its other threads.
+    // The threads still running, counted down before this tracepoint (`group_dead`, an
+    // argument only since Linux 6.16, is read from the same counter). Two threads exiting at
+    // once may both see 0: marking dead twice does no harm.
+    let live = unsafe {
+        let signal = *(task.add(TASK_SIGNAL_OFFSET.load() as usize) as *const *const u8);
+        *(signal.add(SIGNAL_LIVE_OFFSET.load() as usize) as *const i32)
+    };
+    if live == 0 {
+        let tgid = unsafe { task_u32(task, TASK_TGID_OFFSET.load()) };
+        if let Found::Entry(index, _) = find_process(tgid) {
+            if let Some(entry) = PROCS.get_ptr_mut(index) {
+                unsafe { atomic_or::<u64, u64, { AtomicOrdering::Relaxed }>(&mut (*entry).state, proc_state::DEAD) };
+            }
+        }
+    }
     0
 }
 
-// sched_process_exec(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm):
-// the process has its new name; and a non-leader thread that execs takes the leader's tid,
-// so its in-flight execve moves along.
+// task_rename(struct task_struct *task, const char *comm): a thread takes a new name (before
+// it is copied in). For a process's main thread - an exec, prctl(PR_SET_NAME), a write to
+// /proc/PID/comm - the process starts a new epoch under the new name.
+#[btf_tracepoint(function = "task_rename")]
+pub fn task_rename(ctx: BtfTracePointContext) -> i32 {
+    let task: *const u8 = ctx.arg(0);
+    let comm: *const u8 = ctx.arg(1);
+    let tgid = unsafe { task_u32(task, TASK_TGID_OFFSET.load()) };
+    if unsafe { task_u32(task, TASK_PID_OFFSET.load()) } != tgid {
+        return 0;
+    }
+    // The records cache the epoch.
+    forget_known_tasks();
+    let Found::Entry(index, state) = find_process(tgid) else {
+        return 0;
+    };
+    if state & proc_state::DEAD != 0 {
+        return 0;
+    }
+    let Some(entry) = PROCS.get_ptr_mut(index) else {
+        return 0;
+    };
+    let entry = unsafe { &mut *entry };
+    atomic_add(&mut entry.state, proc_state::EPOCH_ONE);
+    let _ = unsafe { bpf_probe_read_kernel_str_bytes(comm, &mut entry.comm) };
+    0
+}
+
+// sched_process_exec(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm): a
+// non-leader thread that execs takes the leader's tid, so its in-flight execve moves along.
+// (The new name and epoch came with `task_rename`, during the exec.)
 #[btf_tracepoint(function = "sched_process_exec")]
 pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
     forget_known_tasks();
@@ -602,12 +823,6 @@ pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
     let old_tid: u64 = ctx.arg(1);
     let old_tid = old_tid as u32;
     let tid = unsafe { task_u32(task, TASK_PID_OFFSET.load()) };
-    let tgid = unsafe { task_u32(task, TASK_TGID_OFFSET.load()) };
-    if let Some(info) = PROCS.get_ptr_mut(&tgid) {
-        if let Ok(comm) = bpf_get_current_comm() {
-            unsafe { (*info).comm = comm };
-        }
-    }
     if old_tid == tid {
         return 0;
     }
@@ -623,7 +838,7 @@ pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
 }
 
 // sched_process_fork(struct task_struct *parent, struct task_struct *child): children of a
-// followed process are followed too.
+// followed process are followed too: they get a process table entry, marked followed.
 #[btf_tracepoint(function = "sched_process_fork")]
 pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
     if FOLLOW_FORKS.load() == 0 {
@@ -633,12 +848,27 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
     let child: *const u8 = ctx.arg(1);
     let tgid_offset = TASK_TGID_OFFSET.load();
     let parent_tgid = unsafe { task_u32(parent, tgid_offset) };
-    if unsafe { FOLLOWED.get(&parent_tgid) }.is_none() {
+    let child_tgid = unsafe { task_u32(child, tgid_offset) };
+    if child_tgid == parent_tgid {
+        return 0; // a thread
+    }
+    if !matches!(find_process(parent_tgid), Found::Entry(_, state) if state & proc_state::FOLLOWED != 0) {
         return 0;
     }
-    let child_tgid = unsafe { task_u32(child, tgid_offset) };
-    if child_tgid != parent_tgid && FOLLOWED.insert(&child_tgid, &1, 0).is_err() {
-        bump(counter::FOLLOW_FULL);
+    let followed = child_tgid as u64 | proc_state::FOLLOWED;
+    let claimed = match find_process(child_tgid) {
+        // A dead process's pid, reused.
+        Found::Entry(index, state) if state & proc_state::DEAD != 0 => {
+            let revived = (state & proc_state::EPOCH_MASK) + proc_state::EPOCH_ONE | followed;
+            claim_process(index, state, revived, child)
+        }
+        Found::Entry(..) => true,
+        Found::Free(index, state) => claim_process(index, state, followed, child),
+        Found::Full => false,
+    };
+    if !claimed {
+        // Its calls are counted as lost (`FOLLOW_FULL`) when they come.
+        bump(counter::PROC_FULL);
     }
     0
 }

@@ -20,7 +20,11 @@ fn attached_probe() -> Probe {
 }
 
 fn slots_of(probe: &Probe, tgid: u32) -> Vec<profiler_common::InFlight> {
-    probe.in_flight().into_iter().filter(|slot| slot.tgid == tgid).collect()
+    probe
+        .in_flight()
+        .into_iter()
+        .filter(|slot| slot.stats_key().tgid == tgid)
+        .collect()
 }
 
 fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
@@ -41,7 +45,9 @@ fn killed_inside_a_blocking_call_leaves_no_slot() {
     let mut sleeper = Command::new(WORKLOAD).args(["sleep", "1", "100000"]).spawn().unwrap();
     let pid = sleeper.id();
     wait_for("the sleeper to be inside nanosleep", || {
-        slots_of(&probe, pid).iter().any(|slot| slot.nr == NR_NANOSLEEP)
+        slots_of(&probe, pid)
+            .iter()
+            .any(|slot| slot.stats_key().nr == NR_NANOSLEEP)
     });
     sleeper.kill().unwrap(); // SIGKILL
     sleeper.wait().unwrap();

@@ -23,6 +23,8 @@
 //!                          T threads of this process make N getppid calls each, at once;
 //!                          prints the mean ns per call as each thread sees it (benchmarks:
 //!                          threads of one process making the same call on several CPUs)
+//!   steady N SECS          N getppid calls spread evenly over SECS seconds (in batches every
+//!                          100 ms): a process that is busy for a while
 //!   churn ROUNDS N         ROUNDS times, one after another: a thread that makes N getppid
 //!                          calls and exits, then a child process that does the same; the
 //!                          leader itself makes none (new tasks reuse the kernel stacks of
@@ -38,7 +40,7 @@ use std::{
 };
 
 fn usage() -> ! {
-    eprintln!("usage: profiler-workload getppid N | enoent N | sleep N MS | zero-read N BYTES | pingpong ROUNDS SPIN | spin SECS | write-i386 PATH N | exec-thread PATH | busy SECS | time-getppid N | time-pingpong ROUNDS | hang-after N SECS | time-getppid-threads N T | churn ROUNDS N");
+    eprintln!("usage: profiler-workload getppid N | enoent N | sleep N MS | zero-read N BYTES | pingpong ROUNDS SPIN | spin SECS | write-i386 PATH N | exec-thread PATH | busy SECS | time-getppid N | time-pingpong ROUNDS | hang-after N SECS | time-getppid-threads N T | churn ROUNDS N | steady N SECS");
     std::process::exit(2);
 }
 
@@ -207,6 +209,16 @@ fn busy(secs: u64) {
     }
 }
 
+fn steady(n: u64, secs: u64) {
+    let batches = (secs * 10).max(1);
+    let start = Instant::now();
+    for batch in 0..batches {
+        getppid(n * (batch + 1) / batches - n * batch / batches);
+        let next = start + Duration::from_millis(100 * (batch + 1));
+        thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
+}
+
 fn time_getppid(n: u64) {
     getppid(n / 10); // warm up
     let start = Instant::now();
@@ -267,6 +279,7 @@ fn main() {
         }
         Some("time-getppid-threads") => time_getppid_threads(arg(&args, 2), arg(&args, 3)),
         Some("churn") => churn(arg(&args, 2), arg(&args, 3)),
+        Some("steady") => steady(arg(&args, 2), arg(&args, 3)),
         Some("exec-thread") => exec_thread(args.get(2).unwrap_or_else(|| usage())),
         _ => usage(),
     }

@@ -19,13 +19,10 @@ pub struct KernelArgs {
     /// Slots of the statistics table: one per (process, syscall, group of CPUs) alive between reads.
     #[arg(long, default_value_t = MapSizes::default().syscalls, value_parser = clap::value_parser!(u32).range(1..=(1 << 22)))]
     pub max_syscalls: u32,
-    /// Distinct (process, syscall, errno) triples held in the kernel between reads.
-    #[arg(long, default_value_t = MapSizes::default().errnos, value_parser = clap::value_parser!(u32).range(1..=(1 << 22)))]
-    pub max_errnos: u32,
     /// Statistics entries per (process, syscall), one per group of CPUs (for benchmarks).
     #[arg(long, hide = true, default_value_t = profiler_common::STATS_LANES, value_parser = clap::value_parser!(u32).range(1..=i64::from(profiler_common::STATS_LANES)))]
     pub stats_lanes: u32,
-    /// Processes held in the kernel between reads.
+    /// Entries of the process table: processes alive, or exited and not read yet.
     #[arg(long, default_value_t = MapSizes::default().processes, value_parser = clap::value_parser!(u32).range(1..=(1 << 22)))]
     pub max_processes: u32,
 }
@@ -35,7 +32,6 @@ impl KernelArgs {
         MapSizes {
             threads: self.max_threads,
             syscalls: self.max_syscalls,
-            errnos: self.max_errnos,
             processes: self.max_processes,
             lanes: self.stats_lanes,
         }

@@ -15,7 +15,7 @@ use crate::{
         args::{parse_duration, KernelArgs},
         stop::{Stop, StopSignals},
     },
-    model::view,
+    model::{totals::ProcessTotals, view},
     report::{
         self,
         text::{render_text, TextOptions},
@@ -76,9 +76,9 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
         Target::Command(_) => "command",
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let (session, command_exit_code) = runtime.block_on(profile(target, &args))?;
-    let processes = view::by_process(&session.store.totals(), &session.calibration.charges);
-    let comm = |pid: u32| session.store.comm(pid).unwrap_or("?").to_owned();
+    let (session, totals, command_exit_code) = runtime.block_on(profile(target, &args))?;
+    let processes = view::by_process(totals.totals(), &session.calibration.charges);
+    let comm = |pid: u32| totals.name(pid).unwrap_or("?").to_owned();
     let report = report::build(&report::Inputs {
         processes: &processes,
         comm: &comm,
@@ -87,7 +87,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
         scope,
         sample_every: session.sample_every,
         command_exit_code,
-        overflow: session.overflow()?,
+        overflow: session.overflow(),
     });
     let text = match args.format {
         Format::Json => serde_json::to_string_pretty(&report)? + "\n",
@@ -112,11 +112,12 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
 /// Measures until the duration ends, the command exits, the pids are gone, or a signal: SIGINT
 /// (with a command, the second one: the command got the first as well, from the terminal, and
 /// is given the chance to exit) or SIGTERM (a command gets it too).
-async fn profile(target: Target, args: &ReportArgs) -> anyhow::Result<(Session, Option<i32>)> {
+async fn profile(target: Target, args: &ReportArgs) -> anyhow::Result<(Session, ProcessTotals, Option<i32>)> {
     let mut stop = StopSignals::install()?;
     let mut session = Session::start(target, args.maps.sizes(), args.maps.sample_every)?;
-    let mut poll = tokio::time::interval(Duration::from_secs(1));
-    poll.tick().await;
+    let mut totals = ProcessTotals::default();
+    let next_read = tokio::time::sleep(READ_INTERVAL);
+    tokio::pin!(next_read);
     let deadline = tokio::time::sleep(Duration::from_secs_f64(args.duration));
     tokio::pin!(deadline);
     let mut command_exit_code = None;
@@ -124,8 +125,9 @@ async fn profile(target: Target, args: &ReportArgs) -> anyhow::Result<(Session, 
     loop {
         let has_child = session.child.is_some();
         tokio::select! {
-            _ = poll.tick() => {
-                session.poll()?;
+            _ = &mut next_read => {
+                totals.apply(&session.poll()?, session.elapsed_ns() as f64 / 1e9);
+                next_read.as_mut().reset(tokio::time::Instant::now() + session.next_read_in(READ_INTERVAL));
                 if session.targets_gone() {
                     break;
                 }
@@ -151,9 +153,12 @@ async fn profile(target: Target, args: &ReportArgs) -> anyhow::Result<(Session, 
             }
         }
     }
-    session.stop()?;
-    Ok((session, command_exit_code))
+    totals.apply(&session.stop()?, session.elapsed_ns() as f64 / 1e9);
+    Ok((session, totals, command_exit_code))
 }
+
+/// How often a report reads the tables (sooner while processes that come and go fill them).
+const READ_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Passes SIGTERM on to the command and gives it half a second to exit; its exit code if it
 /// exited normally by then.

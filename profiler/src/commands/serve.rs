@@ -7,7 +7,6 @@
 //!
 //! [`privileges`]: crate::commands::privileges
 use std::{
-    collections::HashMap,
     net::SocketAddr,
     sync::{Arc, RwLock},
     time::{Duration, Instant},
@@ -22,15 +21,11 @@ use crate::{
         stop::StopSignals,
     },
     metrics::{
-        self,
         http::{self, Exposition},
-        GroupBy, Grouper, SelfMetrics, Snapshot,
+        Exported, GroupBy, Limits, SelfMetrics, Snapshot,
     },
-    model::view,
-    session::{
-        cgroups::{proc_cgroup, CgroupPaths},
-        Session, SessionError, Target,
-    },
+    model::store::{Delta, Update},
+    session::{cgroups::CgroupPaths, Session, SessionError, Target},
 };
 
 #[derive(Args, Debug)]
@@ -41,13 +36,22 @@ pub struct ServeArgs {
     /// Label series by process name, cgroup, or not at all.
     #[arg(long, value_enum, default_value_t = GroupBy::Comm)]
     pub group_by: GroupBy,
-    /// Groups (by syscall time) that get their own series; the rest are `other`.
-    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    /// Groups with series of their own: the most active by syscall time, once active for
+    /// 10 s; everything else is added into `group="other"`.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub top_k: u64,
-    /// Seconds a group may stay idle before its series go away.
-    #[arg(long, default_value_t = 300)]
+    /// Syscalls with series of their own in each group; the rest are `syscall="other"`.
+    #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub top_syscalls: u64,
+    /// Syscalls with a latency histogram of their own (for the machine: the histogram has no
+    /// group label); the rest are `syscall="other"`.
+    #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub latency_syscalls: u64,
+    /// Seconds a group or syscall may stay idle before its series go away.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub grace: u64,
-    /// Seconds between reads of the maps.
+    /// Seconds between snapshots (the tables are read sooner while processes that come and go
+    /// fill them).
     #[arg(long, default_value_t = 1.0, value_parser = interval_seconds)]
     pub interval: f64,
     /// After attaching, run as this user (a name, or a uid that need not exist in the password
@@ -87,89 +91,91 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let latest = Arc::new(RwLock::new(Arc::new(Exposition::default())));
         tokio::spawn(http::serve(listener, latest.clone(), args.max_connections as usize));
         eprintln!("syscall-profiler: serving http://{}/metrics", args.listen);
-        let mut exporter = Exporter {
-            group_by: args.group_by,
-            grouper: Grouper::new(args.top_k as usize, Duration::from_secs(args.grace)),
-            cgroups: HashMap::new(),
-            cgroup_paths: CgroupPaths::default(),
-            started: Instant::now(),
+        let limits = Limits {
+            top_groups: args.top_k as usize,
+            top_syscalls: args.top_syscalls as usize,
+            latency_syscalls: args.latency_syscalls as usize,
+            grace_secs: args.grace as f64,
         };
+        let mut exporter = Exporter {
+            exported: Exported::new(args.group_by, limits),
+            group_by: args.group_by,
+            cgroups: CgroupPaths::default(),
+            started: Instant::now(),
+            map_read_seconds: 0.0,
+        };
+        let interval = Duration::from_secs_f64(args.interval);
         let mut stop = StopSignals::install()?;
-        let mut tick = tokio::time::interval(Duration::from_secs_f64(args.interval));
+        let next_read = tokio::time::sleep(interval);
+        tokio::pin!(next_read);
+        let mut next_snapshot = tokio::time::Instant::now() + interval;
         loop {
             tokio::select! {
-                _ = tick.tick() => {}
+                _ = &mut next_read => {}
                 _ = stop.recv() => break,
             }
-            let read_started = Instant::now();
-            session.poll()?;
-            let snapshot = exporter.snapshot(&session, read_started.elapsed().as_secs_f64())?;
-            let exposition = Exposition::new(&snapshot);
-            *latest.write().expect("no panics while holding it") = Arc::new(exposition);
+            exporter.read(&mut session)?;
+            let now = tokio::time::Instant::now();
+            next_read.as_mut().reset(now + session.next_read_in(interval));
+            if now >= next_snapshot {
+                next_snapshot = now + interval;
+                let exposition = Exposition::new(&exporter.snapshot(&session));
+                *latest.write().expect("no panics while holding it") = Arc::new(exposition);
+            }
         }
-        session.stop()?;
+        let last = session.stop()?;
+        exporter.take(&session, &last);
         Ok(())
     })
 }
 
-/// Turns the session's totals into the snapshot that scrapes are answered from: each process's
-/// group (`--group-by`), the top-K grouping, the profiler's own health.
+/// Turns what each read of the tables brings into the exported series: each call's group
+/// (`--group-by`, from the name or cgroup its process had when it made it) and the series
+/// budget; and the profiler's own health.
 struct Exporter {
+    exported: Exported,
     group_by: GroupBy,
-    grouper: Grouper,
-    /// cgroup path of each process seen (`--group-by cgroup`).
-    cgroups: HashMap<u32, String>,
-    cgroup_paths: CgroupPaths,
+    cgroups: CgroupPaths,
     started: Instant,
+    /// How long the last read took.
+    map_read_seconds: f64,
 }
 
 impl Exporter {
-    fn snapshot(&mut self, session: &Session, map_read_seconds: f64) -> Result<Snapshot, SessionError> {
-        let totals = session.store.totals();
-        if self.group_by == GroupBy::Cgroup {
-            for key in totals.keys() {
-                self.learn_cgroup(session, key.tgid);
-            }
-        }
-        let group_of = |pid: u32| -> String {
-            match self.group_by {
-                GroupBy::None => String::new(),
-                GroupBy::Comm => session.store.comm(pid).unwrap_or("unknown").to_owned(),
-                GroupBy::Cgroup => self.cgroups.get(&pid).cloned().unwrap_or_else(|| "unknown".into()),
-            }
+    fn read(&mut self, session: &mut Session) -> Result<(), SessionError> {
+        let started = Instant::now();
+        let update = session.poll()?;
+        self.map_read_seconds = started.elapsed().as_secs_f64();
+        self.take(session, &update);
+        Ok(())
+    }
+
+    fn take(&mut self, session: &Session, update: &Update) {
+        let now = self.started.elapsed().as_secs_f64();
+        let (group_by, cgroups) = (self.group_by, &mut self.cgroups);
+        let mut group_of = |delta: &Delta| match group_by {
+            GroupBy::Cgroup => cgroups.path(delta.cgroup_id).unwrap_or_else(|| "unknown".into()),
+            _ if delta.comm.is_empty() => "unknown".into(),
+            _ => delta.comm.clone(),
         };
-        let charges = &session.calibration.charges;
-        let per_group = metrics::by_group(&view::by_process(&totals, charges), &group_of);
-        let mut series = self.grouper.update(per_group, self.started.elapsed().as_secs_f64());
-        if self.group_by == GroupBy::None {
-            // One group for the machine: no group label.
-            series = series
-                .into_iter()
-                .map(|((_, syscall), totals)| ((None, syscall), totals))
-                .collect();
-        }
-        Ok(Snapshot {
-            series,
+        self.exported
+            .apply(&update.deltas, &mut group_of, &session.calibration.charges, now);
+    }
+
+    fn snapshot(&self, session: &Session) -> Snapshot {
+        let (counters, latency) = self.exported.series();
+        Snapshot {
+            counters,
+            latency,
             me: SelfMetrics {
                 programs_attached: session.programs_attached() as u64,
                 map_fill: session.map_fill(),
-                overflow: session.overflow()?,
-                map_read_seconds,
-                boundary_seconds: charges.boundary_ns_per_call / 1e9,
+                overflow: session.overflow(),
+                map_read_seconds: self.map_read_seconds,
+                boundary_seconds: session.calibration.charges.boundary_ns_per_call / 1e9,
                 sample_every: session.sample_every,
+                groups_tracked: self.exported.groups_tracked(),
             },
-        })
-    }
-
-    /// The kernel side recorded each process's cgroup id, so processes that are already gone
-    /// still have their group (where cgroup2 is mounted; else `/proc/PID/cgroup` while the
-    /// process lives).
-    fn learn_cgroup(&mut self, session: &Session, pid: u32) {
-        if let std::collections::hash_map::Entry::Vacant(entry) = self.cgroups.entry(pid) {
-            let by_id = session.cgroup_ids.get(&pid).and_then(|id| self.cgroup_paths.path(*id));
-            if let Some(path) = by_id.or_else(|| proc_cgroup(pid)) {
-                entry.insert(path);
-            }
         }
     }
 }

@@ -18,6 +18,7 @@ use crate::{
         args::{interval_seconds, positive_seconds, KernelArgs},
         stop::stop_flag,
     },
+    model::totals::ProcessTotals,
     session::{procfs::proc_threads_in_syscalls, Session, Target},
     top::{
         app::{App, Event, InSyscall, Update, View},
@@ -51,6 +52,9 @@ fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// A process gone and quiet this long leaves the view.
+const FORGET_AFTER_SECONDS: f64 = 60.0;
+
 /// Threads inside a syscall: those the kernel side saw enter (timed from their entry, or
 /// from when they left the CPU: short untimed calls are left out), plus those
 /// `/proc` shows inside one that were already there when profiling started (what a hang
@@ -66,8 +70,8 @@ fn in_syscall(session: &Session, now_ns: u64, started: Instant) -> Vec<InSyscall
         .filter_map(|slot| {
             Some(InSyscall {
                 tid: slot.tid,
-                pid: slot.tgid,
-                nr: slot.nr,
+                pid: slot.stats_key().tgid,
+                nr: slot.stats_key().nr,
                 blocked: slot.sleeping(),
                 elapsed_ns: now_ns.saturating_sub(slot.since_ns(clock_offset)?),
                 before_start: false,
@@ -108,10 +112,12 @@ pub fn run(args: TopArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut last_refresh = Instant::now();
     let mut next_refresh = Instant::now() + interval;
+    let mut next_read = next_refresh;
+    let mut totals = ProcessTotals::default();
     while !app.quit && !stop.load(Ordering::Relaxed) {
         guard.terminal.draw(|frame| ui::render(frame, &app))?;
         // Wake up at least every 100 ms to see a stop signal.
-        let timeout = next_refresh
+        let timeout = next_read
             .saturating_duration_since(Instant::now())
             .min(Duration::from_millis(100));
         if event::poll(timeout)? {
@@ -122,37 +128,37 @@ pub fn run(args: TopArgs) -> anyhow::Result<()> {
             }
             continue;
         }
-        if Instant::now() < next_refresh {
+        let now = Instant::now();
+        if now < next_read {
             continue;
         }
-        next_refresh += interval;
-        session.poll()?;
-        let now = monotonic_ns();
-        let totals = session.store.totals();
-        let comm = |pid: u32| {
-            session
-                .store
-                .comm(pid)
-                .map(str::to_owned)
-                .unwrap_or_else(|| pid.to_string())
-        };
-        let overflow = session.overflow()?;
+        let seconds = started.elapsed().as_secs_f64();
+        totals.apply(&session.poll()?, seconds);
+        // Processes gone and quiet for a while leave the view (and the memory).
+        totals.forget_unseen_since(seconds - FORGET_AFTER_SECONDS);
+        next_read = now + session.next_read_in(interval);
+        // The view refreshes on a read (rates are over the reads they span), every interval.
+        if now < next_refresh {
+            continue;
+        }
+        next_refresh = now + interval;
+        let comm = |pid: u32| totals.name(pid).map(str::to_owned).unwrap_or_else(|| pid.to_string());
         app.update(&Update {
-            totals: &totals,
+            totals: totals.totals(),
             comm: &comm,
-            interval_secs: last_refresh.elapsed().as_secs_f64(),
+            interval_secs: now.duration_since(last_refresh).as_secs_f64(),
             since_start_secs: started.elapsed().as_secs_f64(),
             charges: session.calibration.charges,
             overhead_ns_per_call: session.calibration.overhead_ns_per_call,
             sample_every: session.sample_every,
-            lost_events: overflow.total(),
+            lost_events: session.overflow().total(),
             in_flight: if app.view == View::Stuck {
-                in_syscall(&session, now, started)
+                in_syscall(&session, monotonic_ns(), started)
             } else {
                 Vec::new()
             },
         });
-        last_refresh = Instant::now();
+        last_refresh = now;
     }
     drop(guard);
     Ok(())

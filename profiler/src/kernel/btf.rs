@@ -39,6 +39,15 @@ pub struct TaskOffsets {
     /// (CONFIG_SCHED_INFO, which CONFIG_TASK_DELAY_ACCT and CONFIG_SCHEDSTATS select).
     /// `None` without it, and then time off the CPU is all counted as blocked.
     pub last_queued: Option<u32>,
+    /// `task_struct.group_leader`, `.real_parent` and `.comm`: a process's name, and whether
+    /// a process's parent is followed.
+    pub group_leader: u32,
+    pub real_parent: u32,
+    pub comm: u32,
+    /// `task_struct.signal` and `signal_struct.live` (an `atomic_t`: its counter comes first):
+    /// the threads of a process still running, which tells its last thread's exit.
+    pub signal: u32,
+    pub signal_live: u32,
 }
 
 impl TaskOffsets {
@@ -75,6 +84,11 @@ impl TaskOffsets {
                 _ => None,
             },
             last_queued: field(&["task_struct", "sched_info", "last_queued"])?,
+            group_leader: required(&["task_struct", "group_leader"])?,
+            real_parent: required(&["task_struct", "real_parent"])?,
+            comm: required(&["task_struct", "comm"])?,
+            signal: required(&["task_struct", "signal"])?,
+            signal_live: required(&["signal_struct", "live"])?,
         })
     }
 }

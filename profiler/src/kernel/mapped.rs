@@ -1,9 +1,12 @@
-//! Memory-mapped BPF arrays: the statistics table and the in-flight slots are read (and
-//! freed) through `mmap`, without a syscall per entry.
-use std::io;
+//! Memory-mapped BPF arrays: every table the agent reads, and the few values it writes, go
+//! through `mmap`, without a syscall per entry (and, once attached, without any `bpf()` call).
+use std::{
+    io,
+    sync::atomic::{AtomicU64, Ordering},
+};
 
 use aya::Ebpf;
-use profiler_common::{StatsSlot, SyscallStats, SLOT_FREED};
+use profiler_common::{ProcSlot, StatsSlot, SyscallStats, SLOT_FREED};
 
 use crate::kernel::error::{missing_map, ProbeError};
 
@@ -61,26 +64,65 @@ impl<T: Copy> MappedArray<T> {
         // SAFETY: in bounds of the mapping; T is plain data valid for any bits.
         unsafe { std::ptr::read_volatile(self.base.as_ptr().add(index)) }
     }
+
+    /// Entry `index`, to change a field of in place.
+    fn entry(&self, index: usize) -> *mut T {
+        assert!(index < self.entries);
+        // SAFETY: in bounds of the mapping.
+        unsafe { self.base.as_ptr().add(index) }
+    }
+}
+
+/// The first field of an entry, an aligned `u64` the kernel changes with atomic operations.
+fn first_word<T>(entry: *mut T) -> &'static AtomicU64 {
+    // SAFETY: every table whose first field this is (`StatsSlot::key`, `ProcSlot::state`) is an
+    // 8-byte-aligned u64 at offset 0 of an entry of a mapping that lives as long as the probe.
+    unsafe { AtomicU64::from_ptr(entry.cast::<u64>()) }
 }
 
 impl MappedArray<StatsSlot> {
     pub(super) fn key_of(&self, index: usize) -> u64 {
-        assert!(index < self.entries);
-        // SAFETY: in bounds; `key` is the first field, an aligned u64.
-        unsafe { std::ptr::read_volatile(self.base.as_ptr().add(index).cast::<u64>()) }
+        first_word(self.entry(index)).load(Ordering::Relaxed)
     }
 
-    /// Zeroes the slot, then marks it free for the kernel to reuse. Only for slots of
-    /// processes that are gone, which nothing updates any more.
+    /// Zeroes the slot, then marks it free for the kernel to reuse. Only for slots whose
+    /// counts are final (their process exited, or its epoch ended).
     pub(super) fn free(&mut self, index: usize) {
-        assert!(index < self.entries);
+        let slot = self.entry(index);
         // SAFETY: in bounds; the statistics are plain data.
+        unsafe { std::ptr::write_volatile(std::ptr::addr_of_mut!((*slot).stats), SyscallStats::ZERO) };
+        first_word(slot).store(SLOT_FREED, Ordering::Release);
+    }
+}
+
+impl MappedArray<ProcSlot> {
+    pub(super) fn state_of(&self, index: usize) -> u64 {
+        first_word(self.entry(index)).load(Ordering::Acquire)
+    }
+
+    /// Moves entry `index` from state `expected` to `state`, as the kernel side does: with a
+    /// compare-and-swap. False if the entry was not in `expected` any more.
+    pub(super) fn swap_state(&self, index: usize, expected: u64, state: u64) -> bool {
+        first_word(self.entry(index))
+            .compare_exchange(expected, state, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Writes the name and cgroup of entry `index` (just claimed).
+    pub(super) fn name(&self, index: usize, comm: [u8; 16], cgroup_id: u64) {
+        let entry = self.entry(index);
+        // SAFETY: in bounds; plain data.
         unsafe {
-            let slot = self.base.as_ptr().add(index);
-            std::ptr::write_volatile(std::ptr::addr_of_mut!((*slot).stats), SyscallStats::ZERO);
-            std::sync::atomic::fence(std::sync::atomic::Ordering::Release);
-            std::ptr::write_volatile(std::ptr::addr_of_mut!((*slot).key), SLOT_FREED);
+            std::ptr::write_volatile(std::ptr::addr_of_mut!((*entry).comm), comm);
+            std::ptr::write_volatile(std::ptr::addr_of_mut!((*entry).cgroup_id), cgroup_id);
         }
+    }
+}
+
+impl MappedArray<u64> {
+    /// Adds `value` to entry `index` atomically (a counter the kernel side reads).
+    pub(super) fn add(&self, index: usize, value: u64) {
+        first_word(self.entry(index)).fetch_add(value, Ordering::AcqRel);
     }
 }
 

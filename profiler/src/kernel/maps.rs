@@ -1,28 +1,35 @@
-//! Reading the maps, and pruning the entries of processes that are gone.
-use std::collections::HashSet;
-
-use aya::maps::{Array, HashMap, MapData, PerCpuArray};
+//! Reading the tables, and freeing the entries whose counts the agent has taken in for good.
+//! All through memory mappings: no `bpf()` call, no capability needed once attached.
 use profiler_common::{
-    counter, object::map, ErrnoKey, InFlight, ProcInfo, StatsKey, StatsSlot, SLOT_EMPTY, SLOT_FREED,
+    counter, InFlight, ProcSlot, StatsKey, StatsSlot, PROC_EMPTY, PROC_FREED, SLOT_EMPTY, SLOT_FREED,
 };
 
-use crate::kernel::{
-    error::{missing_map, ProbeError},
-    probe::Probe,
-};
+use crate::kernel::probe::Probe;
+
+/// One read of the tables. The process table is read first: a statistics entry whose
+/// process was already dead (or in a later epoch) then is final in the statistics read
+/// after it, whatever happened in between.
+#[derive(Clone, Debug, Default)]
+pub struct Reading {
+    /// Used process table entries, by index.
+    pub procs: Vec<(u32, ProcSlot)>,
+    /// Used statistics entries, by index.
+    pub stats: Vec<(u32, StatsSlot)>,
+}
 
 impl Probe {
-    fn hash<K: aya::Pod, V: aya::Pod>(&self, map: &'static str) -> Result<HashMap<&MapData, K, V>, ProbeError> {
-        let data = self.ebpf.map(map).ok_or_else(|| missing_map(map))?;
-        HashMap::try_from(data).map_err(|source| ProbeError::Map { map, source })
-    }
-
-    pub(super) fn hash_mut<K: aya::Pod, V: aya::Pod>(
-        &mut self,
-        map: &'static str,
-    ) -> Result<HashMap<&mut MapData, K, V>, ProbeError> {
-        let data = self.ebpf.map_mut(map).ok_or_else(|| missing_map(map))?;
-        HashMap::try_from(data).map_err(|source| ProbeError::Map { map, source })
+    /// Reads the process table, then the statistics table.
+    pub(crate) fn read(&self) -> Reading {
+        let procs = (0..self.procs.entries())
+            .filter_map(|index| {
+                let state = self.procs.state_of(index);
+                (state != PROC_EMPTY && state != PROC_FREED).then(|| (index as u32, self.procs.read(index)))
+            })
+            .collect();
+        Reading {
+            procs,
+            stats: self.read_stats(),
+        }
     }
 
     /// Every used slot of the statistics table, by index.
@@ -36,7 +43,8 @@ impl Probe {
             .collect()
     }
 
-    /// The statistics of one (process, syscall), added up over its slots.
+    /// The calls and handler time of one (process, syscall), added up over its slots (every
+    /// lane and epoch).
     pub fn stats_of(&self, key: StatsKey) -> Option<(u64, u64)> {
         let mut found = None;
         for (_, slot) in self
@@ -50,22 +58,6 @@ impl Probe {
         found
     }
 
-    pub(crate) fn read_errnos(&self) -> Result<Vec<(ErrnoKey, u64)>, ProbeError> {
-        Ok(self
-            .hash::<ErrnoKey, u64>(map::ERRNOS)?
-            .iter()
-            .filter_map(Result::ok)
-            .collect())
-    }
-
-    pub(crate) fn read_processes(&self) -> Result<Vec<(u32, ProcInfo)>, ProbeError> {
-        Ok(self
-            .hash::<u32, ProcInfo>(map::PROCS)?
-            .iter()
-            .filter_map(Result::ok)
-            .collect())
-    }
-
     /// Threads inside a syscall right now, with their in-flight state.
     pub fn in_flight(&self) -> Vec<InFlight> {
         (0..self.slots.entries())
@@ -77,63 +69,34 @@ impl Probe {
     /// CLOCK_MONOTONIC minus the scheduler clock (see [`InFlight::since_ns`]), from the
     /// latest pair of readings the kernel side took together; `None` before the first.
     pub(crate) fn monotonic_minus_scheduler_ns(&self) -> Option<i64> {
-        let data = self.ebpf.map(map::CLOCK_PAIR)?;
-        let pair: Array<&MapData, u64> = Array::try_from(data).ok()?;
-        let monotonic = pair.get(&0, 0).ok()?;
-        let scheduler = pair.get(&1, 0).ok()?;
+        let monotonic = self.clock_pair.read(0);
+        let scheduler = self.clock_pair.read(1);
         (monotonic != 0).then(|| monotonic.wrapping_sub(scheduler) as i64)
     }
 
     /// The overflow counters (by `profiler_common::counter` index), summed over CPUs.
-    pub(crate) fn counters(&self) -> Result<[u64; counter::COUNT as usize], ProbeError> {
-        let map_error = |source| ProbeError::Map {
-            map: map::COUNTERS,
-            source,
-        };
-        let data = self.ebpf.map(map::COUNTERS).ok_or_else(|| missing_map(map::COUNTERS))?;
-        let counters: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(data).map_err(map_error)?;
+    pub(crate) fn counters(&self) -> [u64; counter::COUNT as usize] {
         let mut sums = [0; counter::COUNT as usize];
-        for (index, sum) in (0..).zip(sums.iter_mut()) {
-            *sum = counters.get(&index, 0).map_err(map_error)?.iter().sum();
-        }
-        Ok(sums)
-    }
-
-    /// Frees these statistics slots and deletes every other map entry of the processes in
-    /// `tgids`, after the agent has folded them into its own totals, so that processes that
-    /// come and go do not fill the maps.
-    pub(crate) fn forget(&mut self, slots: &[u32], tgids: &HashSet<u32>) -> Result<(), ProbeError> {
-        fn remove_matching<K: aya::Pod + Copy, V: aya::Pod>(
-            mut map: HashMap<&mut MapData, K, V>,
-            matches: impl Fn(&K) -> bool,
-        ) {
-            let doomed: Vec<K> = map.keys().filter_map(Result::ok).filter(|key| matches(key)).collect();
-            for key in doomed {
-                let _ = map.remove(&key);
+        for row in (0..self.counters.entries()).step_by(counter::ROW as usize) {
+            for (index, sum) in sums.iter_mut().enumerate() {
+                *sum += self.counters.read(row + index);
             }
         }
+        sums
+    }
+
+    /// Frees these statistics slots, whose counts are final and read.
+    pub(crate) fn free_stats(&mut self, slots: &[u32]) {
         for &index in slots {
             self.stats.free(index as usize);
         }
-        if tgids.is_empty() {
-            return Ok(());
-        }
-        remove_matching(self.hash_mut::<ErrnoKey, u64>(map::ERRNOS)?, |key| {
-            tgids.contains(&key.tgid)
-        });
-        remove_matching(self.hash_mut::<u32, ProcInfo>(map::PROCS)?, |tgid| tgids.contains(tgid));
-        remove_matching(self.hash_mut::<u32, u8>(map::FOLLOWED)?, |tgid| tgids.contains(tgid));
-        Ok(())
     }
 
-    /// Frees every slot and entry of the processes in `tgids`.
-    pub(crate) fn forget_processes(&mut self, tgids: &HashSet<u32>) -> Result<(), ProbeError> {
-        let slots: Vec<u32> = self
-            .read_stats()
-            .iter()
-            .filter(|(_, slot)| tgids.contains(&StatsKey::unpack(slot.key).tgid))
-            .map(|(index, _)| *index)
-            .collect();
-        self.forget(&slots, tgids)
+    /// Frees these process table entries, each if still in the state given (a dead process
+    /// whose pid a new process has taken meanwhile keeps its entry, revived).
+    pub(crate) fn free_procs(&mut self, entries: &[(u32, u64)]) {
+        for &(index, state) in entries {
+            self.procs.swap_state(index as usize, state, PROC_FREED);
+        }
     }
 }

@@ -11,8 +11,9 @@ use aya::{
     Btf, Ebpf, EbpfError, EbpfLoader,
 };
 use profiler_common::{
+    counter,
     object::{global, map, program},
-    Epochs, InFlight, StatsSlot, MAX_SAMPLE_EVERY, STATS_LANES,
+    proc_state, InFlight, ProcSlot, StatsSlot, MAX_SAMPLE_EVERY, STATS_LANES,
 };
 
 use crate::kernel::{
@@ -40,11 +41,17 @@ enum Link {
     Raw(RawTracePointLinkId),
 }
 
-/// Loaded (and possibly attached) eBPF programs with their maps.
+/// Loaded (and possibly attached) eBPF programs with their maps, the tables memory-mapped.
 pub struct Probe {
     pub(super) stats: MappedArray<StatsSlot>,
     pub(super) slots: MappedArray<InFlight>,
-    pub(super) ebpf: Ebpf,
+    pub(super) procs: MappedArray<ProcSlot>,
+    /// `counter::ROW` per possible CPU.
+    pub(super) counters: MappedArray<u64>,
+    pub(super) clock_pair: MappedArray<u64>,
+    /// `Epochs` as two words: exits, attaches.
+    epochs: MappedArray<u64>,
+    ebpf: Ebpf,
     links: Vec<(&'static str, Link)>,
     pub sizes: MapSizes,
 }
@@ -67,6 +74,10 @@ impl Probe {
         let sizes = sizes.rounded();
         let slot_mask = sizes.threads - 1;
         let stats_mask = sizes.syscalls - 1;
+        let procs_mask = sizes.processes - 1;
+        let cpus = aya::util::nr_cpus()
+            .map_err(|(_, err)| ProbeError::Load(format!("cannot count the possible CPUs: {err}")))?
+            as u32;
         let lane_mask = sizes.lanes.clamp(1, STATS_LANES).next_power_of_two() - 1;
         let regs_cs_offset = offsets.regs_cs.unwrap_or(0);
         let [cfs_rq_offset, rq_offset, rq_clock_offset] = offsets.scheduler_clock.unwrap_or([0; 3]);
@@ -84,16 +95,21 @@ impl Probe {
             .override_global(global::CFS_RQ_RQ_OFFSET, &rq_offset, true)
             .override_global(global::RQ_CLOCK_OFFSET, &rq_clock_offset, true)
             .override_global(global::TASK_LAST_QUEUED_OFFSET, &last_queued_offset, true)
+            .override_global(global::TASK_GROUP_LEADER_OFFSET, &offsets.group_leader, true)
+            .override_global(global::TASK_REAL_PARENT_OFFSET, &offsets.real_parent, true)
+            .override_global(global::TASK_COMM_OFFSET, &offsets.comm, true)
+            .override_global(global::TASK_SIGNAL_OFFSET, &offsets.signal, true)
+            .override_global(global::SIGNAL_LIVE_OFFSET, &offsets.signal_live, true)
             .override_global(global::SLOT_MASK, &slot_mask, true)
+            .override_global(global::PROCS_MASK, &procs_mask, true)
             .override_global(global::STATS_MASK, &stats_mask, true)
             .override_global(global::STATS_LANE_MASK, &lane_mask, true)
             .override_global(global::FOLLOW_ONLY, &follow_only, true)
             .override_global(global::FOLLOW_FORKS, &follow_forks, true)
             .map_max_entries(map::SLOTS, sizes.threads)
             .map_max_entries(map::STATS, sizes.syscalls)
-            .map_max_entries(map::ERRNOS, sizes.errnos)
             .map_max_entries(map::PROCS, sizes.processes)
-            .map_max_entries(map::FOLLOWED, sizes.processes);
+            .map_max_entries(map::COUNTERS, cpus * counter::ROW);
         let mut ebpf = loader
             .load(PROGRAM_OBJECT)
             .map_err(|err: EbpfError| classify_load_error(&err))?;
@@ -118,6 +134,10 @@ impl Probe {
         Ok(Probe {
             stats: MappedArray::new(&ebpf, map::STATS, sizes.syscalls)?,
             slots: MappedArray::new(&ebpf, map::SLOTS, sizes.threads)?,
+            procs: MappedArray::new(&ebpf, map::PROCS, sizes.processes)?,
+            counters: MappedArray::new(&ebpf, map::COUNTERS, cpus * counter::ROW)?,
+            clock_pair: MappedArray::new(&ebpf, map::CLOCK_PAIR, 2)?,
+            epochs: MappedArray::new(&ebpf, map::EPOCHS, 2)?,
             ebpf,
             links: Vec::new(),
             sizes,
@@ -137,7 +157,7 @@ impl Probe {
         }
         // Tasks may have exited unseen while detached: what the syscall programs remember
         // about who is calling must not outlive that (see `profiler_common::KnownTask`).
-        self.count_attach()?;
+        self.forget_callers();
         for (name, tracepoint) in program::PROFILER {
             if self.is_attached(name) {
                 continue;
@@ -150,19 +170,9 @@ impl Probe {
         Ok(())
     }
 
-    /// Bumps `Epochs::attaches`, which invalidates every record of who is calling. The
-    /// write of the pair may undo an `exits` bump the kernel side makes at the same time;
-    /// harmless, as no record was ever made with the new `attaches`.
-    fn count_attach(&mut self) -> Result<(), ProbeError> {
-        let map_error = |source| ProbeError::Map {
-            map: map::EPOCHS,
-            source,
-        };
-        let data = self.ebpf.map_mut(map::EPOCHS).ok_or_else(|| missing_map(map::EPOCHS))?;
-        let mut epochs: Array<&mut MapData, Epochs> = Array::try_from(data).map_err(map_error)?;
-        let mut value = epochs.get(&0, 0).map_err(map_error)?;
-        value.attaches += 1;
-        epochs.set(0, value, 0).map_err(map_error)
+    /// Bumps `Epochs::attaches`, which invalidates every record of who is calling.
+    fn forget_callers(&self) {
+        self.epochs.add(1, 1);
     }
 
     /// Attaches the empty floor programs ([`program::FLOOR`]), for the benchmark.
@@ -231,13 +241,67 @@ impl Probe {
             })
             .collect()
     }
-    /// Measures the processes with these tgids (in [`Scope::Followed`]).
-    pub(crate) fn follow(&mut self, tgid: u32) -> Result<(), ProbeError> {
-        let mut followed = self.hash_mut::<u32, u8>(map::FOLLOWED)?;
-        followed.insert(tgid, 1, 0).map_err(|source| ProbeError::Map {
-            map: map::FOLLOWED,
-            source,
-        })
+    /// Stops measuring the process `tgid` (in [`Scope::Followed`]), and the children it forks
+    /// from then on.
+    pub(crate) fn unfollow(&mut self, tgid: u32) {
+        for index in 0..self.procs.entries() {
+            loop {
+                let state = self.procs.state_of(index);
+                let ours = state != profiler_common::PROC_EMPTY
+                    && state != profiler_common::PROC_FREED
+                    && proc_state::tgid(state) == tgid
+                    && state & proc_state::FOLLOWED != 0;
+                if !ours || self.procs.swap_state(index, state, state & !proc_state::FOLLOWED) {
+                    break;
+                }
+            }
+        }
+        self.forget_callers();
+    }
+
+    /// Measures the process `tgid` (in [`Scope::Followed`]), named `comm`, from its next
+    /// call: its process table entry, taken (or revived, for a reused pid) as the kernel side
+    /// takes them, marked followed.
+    pub(crate) fn follow(&mut self, tgid: u32, comm: [u8; 16]) -> Result<(), ProbeError> {
+        let mask = self.sizes.processes - 1;
+        let start = profiler_common::proc_hash(tgid, mask);
+        let table_full = || ProbeError::Load(format!("cannot follow {tgid}: the process table is full"));
+        for _attempt in 0..4 {
+            let mut free = None;
+            let mut found = None;
+            for probe in 0..profiler_common::PROC_PROBES {
+                let index = ((start + probe) & mask) as usize;
+                let state = self.procs.state_of(index);
+                if state == profiler_common::PROC_EMPTY {
+                    free = free.or(Some((index, state)));
+                    break;
+                }
+                if state == profiler_common::PROC_FREED {
+                    free = free.or(Some((index, state)));
+                } else if proc_state::tgid(state) == tgid {
+                    found = Some((index, state));
+                    break;
+                }
+            }
+            let (index, expected, new_state) = match (found, free) {
+                (Some((index, state)), _) if state & proc_state::DEAD != 0 => (
+                    index,
+                    state,
+                    ((state & proc_state::EPOCH_MASK) + proc_state::EPOCH_ONE) | tgid as u64 | proc_state::FOLLOWED,
+                ),
+                (Some((index, state)), _) => (index, state, state | proc_state::FOLLOWED),
+                (None, Some((index, state))) => (index, state, tgid as u64 | proc_state::FOLLOWED),
+                (None, None) => return Err(table_full()),
+            };
+            if self.procs.swap_state(index, expected, new_state) {
+                if found.is_none_or(|(_, state)| state & proc_state::DEAD != 0) {
+                    self.procs.name(index, comm, 0);
+                }
+                self.forget_callers();
+                return Ok(());
+            }
+        }
+        Err(table_full())
     }
 }
 

@@ -11,17 +11,22 @@ use prometheus_client::{
 
 use crate::metrics::{series::LATENCY_BOUNDS, Snapshot};
 
+/// Gauges of one series each about the profiler itself (build info, programs, map read
+/// time, boundary cost, sampling, series, groups).
+pub const SELF_GAUGES: usize = 7;
+
+fn labels(group: &Option<String>, syscall: &str, abi: &str) -> Vec<(String, String)> {
+    let mut labels = Vec::with_capacity(3);
+    if let Some(group) = group {
+        labels.push(("group".to_owned(), group.clone()));
+    }
+    labels.push(("syscall".to_owned(), syscall.to_owned()));
+    labels.push(("abi".to_owned(), abi.to_owned()));
+    labels
+}
+
 impl Collector for Snapshot {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let labels = |group: &Option<String>, syscall: &(String, String)| -> Vec<(String, String)> {
-            let mut labels = Vec::with_capacity(3);
-            if let Some(group) = group {
-                labels.push(("group".to_owned(), group.clone()));
-            }
-            labels.push(("syscall".to_owned(), syscall.0.clone()));
-            labels.push(("abi".to_owned(), syscall.1.clone()));
-            labels
-        };
         {
             let mut family = encoder.encode_descriptor(
                 "syscall_profiler_calls",
@@ -29,10 +34,10 @@ impl Collector for Snapshot {
                 None,
                 MetricType::Counter,
             )?;
-            for ((group, syscall), totals) in &self.series {
+            for ((group, syscall, abi), counters) in &self.counters {
                 family
-                    .encode_family(&labels(group, syscall))?
-                    .encode_counter::<NoLabelSet, _, u64>(&totals.calls, None)?;
+                    .encode_family(&labels(group, syscall, abi))?
+                    .encode_counter::<NoLabelSet, _, u64>(&counters.calls, None)?;
             }
         }
         {
@@ -42,9 +47,9 @@ impl Collector for Snapshot {
                 None,
                 MetricType::Counter,
             )?;
-            for ((group, syscall), totals) in &self.series {
-                for (errno, count) in &totals.errors {
-                    let mut with_errno = labels(group, syscall);
+            for ((group, syscall, abi), counters) in &self.counters {
+                for (errno, count) in &counters.errors {
+                    let mut with_errno = labels(group, syscall, abi);
                     with_errno.push(("errno".to_owned(), errno.clone()));
                     family
                         .encode_family(&with_errno)?
@@ -59,15 +64,15 @@ impl Collector for Snapshot {
                 None,
                 MetricType::Counter,
             )?;
-            for ((group, syscall), totals) in &self.series {
-                let s = totals.split;
+            for ((group, syscall, abi), counters) in &self.counters {
+                let s = counters.split;
                 for (component, ns) in [
                     ("entry", s.entry_ns),
                     ("handler", s.handler_ns),
                     ("blocked", s.blocked_ns),
                     ("runqueue", s.runqueue_ns),
                 ] {
-                    let mut with_component = labels(group, syscall);
+                    let mut with_component = labels(group, syscall, abi);
                     with_component.push(("component".to_owned(), component.to_owned()));
                     family
                         .encode_family(&with_component)?
@@ -78,23 +83,21 @@ impl Collector for Snapshot {
         {
             let mut family = encoder.encode_descriptor(
                 "syscall_profiler_latency_seconds",
-                "Syscall latency, entry cost included; with timing sampling an estimate (calls_total is exact).",
+                "Syscall latency for the machine (no group label), entry cost included; with timing sampling an estimate (calls_total is exact).",
                 None,
                 MetricType::Histogram,
             )?;
-            for ((group, syscall), totals) in &self.series {
+            for ((syscall, abi), histogram) in &self.latency {
                 // prometheus-client takes per-bucket counts and makes them cumulative.
                 let buckets: Vec<(f64, u64)> = LATENCY_BOUNDS
                     .iter()
                     .chain(std::iter::once(&f64::INFINITY))
-                    .enumerate()
-                    .map(|(i, bound)| (*bound, totals.latency_buckets.get(i).copied().unwrap_or(0)))
+                    .zip(&histogram.buckets)
+                    .map(|(bound, count)| (*bound, *count))
                     .collect();
-                let count = buckets.iter().map(|(_, n)| n).sum();
-                let sum = totals.split.total_ns() as f64 / 1e9;
                 family
-                    .encode_family(&labels(group, syscall))?
-                    .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+                    .encode_family(&labels(&None, syscall, abi))?
+                    .encode_histogram::<NoLabelSet>(histogram.sum_ns as f64 / 1e9, histogram.count(), &buckets, None)?;
             }
         }
         let me = &self.me;
@@ -132,6 +135,18 @@ impl Collector for Snapshot {
             "syscall_profiler_boundary_seconds",
             "Calibrated boundary (entry) cost charged per syscall.",
             me.boundary_seconds,
+        )?;
+        gauge(
+            &mut encoder,
+            "syscall_profiler_series",
+            "Series this endpoint exposes (its budget: --top-k, --top-syscalls, --latency-syscalls).",
+            self.series_count() as f64,
+        )?;
+        gauge(
+            &mut encoder,
+            "syscall_profiler_groups_tracked",
+            "Groups tracked: with series of their own, and waiting for them.",
+            me.groups_tracked as f64,
         )?;
         gauge(
             &mut encoder,
@@ -239,16 +254,31 @@ mod tests {
 
     use super::*;
     use crate::{
-        metrics::{series::SeriesTotals, SelfMetrics},
-        model::overflow::Overflow,
+        metrics::{
+            series::{Counters, Histogram},
+            SelfMetrics,
+        },
+        model::{overflow::Overflow, split::Split},
     };
 
     fn sample_snapshot() -> Snapshot {
-        let mut totals = SeriesTotals::handler_only(42, 1_000_000_000);
-        totals.errors.insert("ENOENT".into(), 2);
-        totals.latency_buckets = vec![40, 2];
+        let counters = Counters {
+            calls: 42,
+            errors: BTreeMap::from([("ENOENT".into(), 2)]),
+            split: Split {
+                handler_ns: 1_000_000_000,
+                ..Split::default()
+            },
+        };
+        let mut histogram = Histogram {
+            sum_ns: 1_000_000_000,
+            ..Histogram::default()
+        };
+        histogram.buckets[2] = 40; // <= 128 ns
+        histogram.buckets[5] = 2; // <= 1.024 µs
         Snapshot {
-            series: BTreeMap::from([((Some("nginx".into()), ("openat".into(), "x86_64".into())), totals)]),
+            counters: BTreeMap::from([((Some("nginx".into()), "openat".into(), "x86_64"), counters)]),
+            latency: BTreeMap::from([(("openat".into(), "x86_64"), histogram)]),
             me: SelfMetrics {
                 programs_attached: 8,
                 map_fill: vec![("stats".into(), 0.25)],
@@ -256,6 +286,7 @@ mod tests {
                 map_read_seconds: 0.002,
                 boundary_seconds: 1.5e-7,
                 sample_every: 16,
+                groups_tracked: 3,
             },
         }
     }
@@ -275,20 +306,33 @@ mod tests {
         );
         assert!(text.contains(r#"errno="ENOENT"} 2"#), "{text}");
         assert!(text.contains(r#"component="handler"} 1.0"#), "{text}");
+        // The histogram has no group label.
         assert!(
-            text.contains(r#"_bucket{le="0.000001",group="nginx",syscall="openat",abi="x86_64"} 40"#),
+            text.contains(r#"_bucket{le="1.28e-7",syscall="openat",abi="x86_64"} 40"#),
             "{text}"
         );
         assert!(
-            text.contains(r#"_bucket{le="0.000004",group="nginx",syscall="openat",abi="x86_64"} 42"#),
+            text.contains(r#"_bucket{le="0.000001024",syscall="openat",abi="x86_64"} 42"#),
             "{text}"
         );
         assert!(
-            text.contains(r#"_bucket{le="+Inf",group="nginx",syscall="openat",abi="x86_64"} 42"#),
+            text.contains(r#"_bucket{le="+Inf",syscall="openat",abi="x86_64"} 42"#),
             "{text}"
         );
         assert!(text.contains("syscall_profiler_latency_seconds_count"), "{text}");
+        let series = sample_snapshot().series_count();
+        assert!(
+            text.lines().any(|l| l == format!("syscall_profiler_series {series}.0")),
+            "{text}"
+        );
         assert!(text.trim_end().ends_with("# EOF"), "{text}");
+    }
+
+    #[test]
+    fn the_series_count_is_what_is_exposed() {
+        let text = encode(&sample_snapshot(), Format::Text);
+        let samples = text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).count();
+        assert_eq!(sample_snapshot().series_count(), samples, "{text}");
     }
 
     #[test]

@@ -1,19 +1,27 @@
-//! Prometheus metrics: the model's views, grouped by a label with a hard cardinality cap,
-//! encoded with `prometheus-client` from one consistent snapshot per scrape.
+//! Prometheus metrics: what every read of the tables brought, added up per group and syscall
+//! within a series budget, encoded with `prometheus-client` once per read.
 //!
-//! - [`series`]: per (group, syscall) totals, the split charged, buckets coarsened;
-//! - [`grouping`]: which groups get their own series (`--group-by`, `--top-k`, `--grace`);
+//! - [`series`]: what a series set counts, and the latency histogram's buckets;
+//! - [`budget`]: which keys get series of their own, out of many;
+//! - [`exported`]: the exported series, kept up to date read by read (`--group-by`, `--top-k`,
+//!   `--top-syscalls`, `--grace`);
 //! - [`encode`](mod@encode): the snapshot in the exposition formats;
 //! - [`http`]: the scrape endpoint.
+pub mod budget;
 pub mod encode;
-pub mod grouping;
+pub mod exported;
 pub mod http;
 pub mod series;
 
-pub use encode::{encode, Format};
-pub use grouping::{GroupBy, Grouper, Series};
-pub use series::by_group;
+use std::collections::BTreeMap;
 
+pub use encode::{encode, Format};
+pub use exported::{Exported, GroupBy, Limits};
+
+use self::{
+    exported::{SeriesKey, Syscall},
+    series::{Counters, Histogram},
+};
 use crate::model::overflow::Overflow;
 
 /// Facts about the profiler itself.
@@ -28,11 +36,31 @@ pub struct SelfMetrics {
     pub boundary_seconds: f64,
     /// Timing sampling period (`--sample`; 1: every call timed).
     pub sample_every: u32,
+    /// Groups tracked: with series of their own, and waiting for them.
+    pub groups_tracked: usize,
 }
 
-/// One consistent picture of everything exported, taken after a poll.
+/// One consistent picture of everything exported, taken after a read.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
-    pub series: Series,
+    /// Counters per (group, syscall, abi).
+    pub counters: BTreeMap<SeriesKey, Counters>,
+    /// Latency histogram per (syscall, abi), for the machine.
+    pub latency: BTreeMap<Syscall, Histogram>,
     pub me: SelfMetrics,
+}
+
+impl Snapshot {
+    /// The number of series the snapshot exposes (what a scraper stores), its own gauges
+    /// included.
+    pub fn series_count(&self) -> usize {
+        let counters: usize = self
+            .counters
+            .values()
+            .map(|c| 1 + c.errors.len() + c.split.fractions().len())
+            .sum();
+        let histograms = self.latency.len() * (series::LATENCY_BOUNDS.len() + 1 + 2);
+        let me = self.me.map_fill.len() + self.me.overflow.by_name().count() + encode::SELF_GAUGES;
+        counters + histograms + me
+    }
 }

@@ -1,126 +1,124 @@
-//! The exported series: per (group, syscall) totals with the split charged and the latency
-//! histogram coarsened to the exported buckets.
+//! What one exported series set counts: calls, errors by errno and time by component per
+//! (group, syscall), and a latency histogram per syscall (machine-wide: the histogram's
+//! buckets are most of the series, and a group label on them would multiply them by the
+//! groups).
 use std::collections::BTreeMap;
 
 use profiler_common::hist_bucket_bounds;
 
-use crate::model::{
-    split::Split,
-    view::{ProcessView, SyscallView},
-};
+use crate::model::{split::Split, view::SyscallView};
 
-/// Upper bounds (seconds) of the exported latency histogram: powers of 4 from 1 µs to 16 s.
-pub const LATENCY_BOUNDS: [f64; 13] = [
-    1e-6, 4e-6, 16e-6, 64e-6, 256e-6, 1.024e-3, 4.096e-3, 16.384e-3, 65.536e-3, 0.262144, 1.048576, 4.194304, 16.777216,
+/// Upper bounds (seconds) of the exported latency histogram: powers of two from 32 ns to 2 µs
+/// (a null syscall takes 100-300 ns: its quantiles fall inside buckets, not in the first one),
+/// then powers of four to 33.5 s. 19 bounds and `+Inf`.
+pub const LATENCY_BOUNDS: [f64; 19] = [
+    32e-9,
+    64e-9,
+    128e-9,
+    256e-9,
+    512e-9,
+    1.024e-6,
+    2.048e-6,
+    8.192e-6,
+    32.768e-6,
+    131.072e-6,
+    524.288e-6,
+    2.097152e-3,
+    8.388608e-3,
+    33.554432e-3,
+    134.217728e-3,
+    0.536870912,
+    2.147483648,
+    8.589934592,
+    34.359738368,
 ];
 
-/// Totals of one (group, syscall) series.
+/// Errno labels per (group, syscall) series set, at most; further errnos are added into
+/// `errno="other"`.
+pub const MAX_ERRNOS: usize = 4;
+
+/// Counters of one (group, syscall).
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct SeriesTotals {
+pub struct Counters {
     pub calls: u64,
+    /// Errors by errno name.
     pub errors: BTreeMap<String, u64>,
+    /// Time by component.
     pub split: Split,
-    /// Cumulative counts per [`LATENCY_BOUNDS`] bucket (not yet cumulative across buckets).
-    pub latency_buckets: Vec<u64>,
 }
 
-impl SeriesTotals {
-    pub fn add(&mut self, other: &SeriesTotals) {
+impl Counters {
+    pub fn add(&mut self, other: &Counters) {
         self.calls += other.calls;
         for (errno, count) in &other.errors {
-            *self.errors.entry(errno.clone()).or_default() += count;
+            let label = if self.errors.contains_key(errno) || self.errors.len() < MAX_ERRNOS {
+                errno.as_str()
+            } else {
+                "other"
+            };
+            *self.errors.entry(label.to_owned()).or_default() += count;
         }
         self.split.add(&other.split);
-        if self.latency_buckets.len() < other.latency_buckets.len() {
-            self.latency_buckets.resize(other.latency_buckets.len(), 0);
+    }
+}
+
+/// Latency histogram of one syscall: counts per [`LATENCY_BOUNDS`] bucket (not cumulative;
+/// `+Inf` last) and the sum of the latencies.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Histogram {
+    pub buckets: Vec<u64>,
+    pub sum_ns: u64,
+}
+
+impl Default for Histogram {
+    fn default() -> Histogram {
+        Histogram {
+            buckets: vec![0; LATENCY_BOUNDS.len() + 1],
+            sum_ns: 0,
         }
-        for (mine, theirs) in self.latency_buckets.iter_mut().zip(&other.latency_buckets) {
+    }
+}
+
+impl Histogram {
+    pub fn add(&mut self, other: &Histogram) {
+        for (mine, theirs) in self.buckets.iter_mut().zip(&other.buckets) {
             *mine += theirs;
         }
+        self.sum_ns += other.sum_ns;
     }
 
-    pub fn since(&self, earlier: &SeriesTotals) -> SeriesTotals {
-        let mut errors = self.errors.clone();
-        for (errno, count) in errors.iter_mut() {
-            *count -= earlier.errors.get(errno).copied().unwrap_or(0).min(*count);
-        }
-        let sub = |a: u64, b: u64| a.saturating_sub(b);
-        SeriesTotals {
-            calls: sub(self.calls, earlier.calls),
-            errors,
-            split: Split {
-                entry_ns: sub(self.split.entry_ns, earlier.split.entry_ns),
-                handler_ns: sub(self.split.handler_ns, earlier.split.handler_ns),
-                blocked_ns: sub(self.split.blocked_ns, earlier.split.blocked_ns),
-                runqueue_ns: sub(self.split.runqueue_ns, earlier.split.runqueue_ns),
-            },
-            latency_buckets: self
-                .latency_buckets
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+}
+
+/// What the calls of one view add to the counters and to the histogram.
+pub fn of_view(view: &SyscallView) -> (Counters, Histogram) {
+    let mut histogram = Histogram {
+        sum_ns: view.total_ns(),
+        ..Histogram::default()
+    };
+    for (index, &count) in view.latency.buckets.iter().enumerate() {
+        if count > 0 {
+            // A kernel bucket goes where its upper edge (as the caller sees it) falls: every
+            // value in it is at most that.
+            let upper_ns = hist_bucket_bounds(index)
+                .1
+                .saturating_add_signed(view.latency_offset_ns);
+            let seconds = upper_ns as f64 / 1e9;
+            let slot = LATENCY_BOUNDS
                 .iter()
-                .enumerate()
-                .map(|(i, c)| sub(*c, earlier.latency_buckets.get(i).copied().unwrap_or(0)))
-                .collect(),
+                .position(|b| seconds <= *b)
+                .unwrap_or(LATENCY_BOUNDS.len());
+            histogram.buckets[slot] += count;
         }
     }
-}
-
-impl SeriesTotals {
-    /// One syscall of one process, as exported: the latency coarsened to [`LATENCY_BOUNDS`].
-    pub fn of(view: &SyscallView) -> SeriesTotals {
-        let mut latency_buckets = vec![0u64; LATENCY_BOUNDS.len() + 1];
-        for (index, &count) in view.latency.buckets.iter().enumerate() {
-            if count > 0 {
-                // A kernel bucket goes where its upper edge (as the caller sees it) falls.
-                let upper_ns = hist_bucket_bounds(index)
-                    .1
-                    .saturating_add_signed(view.latency_offset_ns);
-                let seconds = upper_ns as f64 / 1e9;
-                let slot = LATENCY_BOUNDS
-                    .iter()
-                    .position(|b| seconds <= *b)
-                    .unwrap_or(LATENCY_BOUNDS.len());
-                latency_buckets[slot] += count;
-            }
-        }
-        SeriesTotals {
-            calls: view.calls,
-            errors: view.errnos.iter().cloned().collect(),
-            split: view.split,
-            latency_buckets,
-        }
-    }
-}
-
-/// Sums per-(process, syscall) views into per-(group, syscall) totals.
-pub fn by_group(
-    processes: &[ProcessView],
-    group_of: &dyn Fn(u32) -> String,
-) -> BTreeMap<String, BTreeMap<(String, String), SeriesTotals>> {
-    let mut groups: BTreeMap<String, BTreeMap<(String, String), SeriesTotals>> = BTreeMap::new();
-    for process in processes {
-        let group = groups.entry(group_of(process.pid)).or_default();
-        for syscall in &process.syscalls {
-            let label = (syscall.name.clone(), syscall.abi.as_str().to_owned());
-            group.entry(label).or_default().add(&SeriesTotals::of(syscall));
-        }
-    }
-    groups
-}
-
-#[cfg(test)]
-impl SeriesTotals {
-    /// `calls` calls of `handler_ns` handler time in all, in the first latency bucket.
-    pub fn handler_only(calls: u64, handler_ns: u64) -> SeriesTotals {
-        SeriesTotals {
-            calls,
-            split: Split {
-                handler_ns,
-                ..Default::default()
-            },
-            latency_buckets: vec![calls],
-            ..Default::default()
-        }
-    }
+    let counters = Counters {
+        calls: view.calls,
+        errors: view.errnos.iter().cloned().collect(),
+        split: view.split,
+    };
+    (counters, histogram)
 }
 
 #[cfg(test)]
@@ -133,16 +131,42 @@ mod tests {
     #[test]
     fn kernel_buckets_land_in_the_exported_bounds() {
         let mut totals = SyscallTotals {
-            calls: 3,
+            calls: 4,
             ..Default::default()
         };
-        totals.latency.buckets[hist_bucket(500)] = 1; // 0.5 µs -> <= 1 µs
-        totals.latency.buckets[hist_bucket(3_000)] = 1; // 3 µs -> <= 4 µs
+        totals.latency.buckets[hist_bucket(90)] = 1; // 90 ns: [80, 96) -> <= 128 ns
+        totals.latency.buckets[hist_bucket(500)] = 1; // 0.5 µs: [448, 512) -> <= 512 ns
+        totals.latency.buckets[hist_bucket(3_000)] = 1; // 3 µs -> <= 8.192 µs
         totals.latency.buckets[hist_bucket(100_000_000_000)] = 1; // 100 s -> +Inf
-        let key = StatsKey { tgid: 1, nr: 0 };
-        let series = SeriesTotals::of(&SyscallView::new(key, &totals, &Charges::default()));
-        assert_eq!(series.latency_buckets[0], 1);
-        assert_eq!(series.latency_buckets[1], 1);
-        assert_eq!(series.latency_buckets[LATENCY_BOUNDS.len()], 1);
+        let view = SyscallView::new(StatsKey { tgid: 1, nr: 0 }, &totals, &Charges::default());
+        let (_, histogram) = of_view(&view);
+        assert_eq!(histogram.buckets[2], 1);
+        assert_eq!(histogram.buckets[4], 1);
+        assert_eq!(histogram.buckets[7], 1);
+        assert_eq!(histogram.buckets[LATENCY_BOUNDS.len()], 1);
+        assert_eq!(histogram.count(), 4);
+    }
+
+    #[test]
+    fn bounds_rise_and_resolve_a_null_syscall() {
+        assert!(LATENCY_BOUNDS.windows(2).all(|pair| pair[0] < pair[1]));
+        // A 150 ns call is neither in the first bucket nor in the last of the sub-µs ones.
+        let bucket = LATENCY_BOUNDS.iter().position(|b| 150e-9 <= *b).unwrap();
+        assert!(bucket > 0 && LATENCY_BOUNDS[bucket] < 1e-6, "{bucket}");
+    }
+
+    #[test]
+    fn errno_labels_are_capped() {
+        let mut counters = Counters::default();
+        for errno in ["ENOENT", "EACCES", "EAGAIN", "EINTR", "EBADF", "EPIPE"] {
+            counters.add(&Counters {
+                calls: 1,
+                errors: BTreeMap::from([(errno.to_owned(), 1)]),
+                split: Split::default(),
+            });
+        }
+        assert_eq!(counters.errors.len(), MAX_ERRNOS + 1);
+        assert_eq!(counters.errors["other"], 2);
+        assert_eq!(counters.errors.values().sum::<u64>(), 6);
     }
 }

@@ -8,4 +8,5 @@ pub mod names;
 pub mod overflow;
 pub mod split;
 pub mod store;
+pub mod totals;
 pub mod view;

@@ -54,8 +54,12 @@ pub fn syscall_name(abi: Abi, nr: u32) -> Cow<'static, str> {
 }
 
 /// Symbolic name of a positive errno (`ENOENT`), including the kernel-internal restart codes
-/// (512..) that a tracepoint can see; `E<n>` when unknown.
+/// (512..) that a tracepoint can see; `E<n>` when unknown, and `other` for 0: the errors of
+/// any errno beyond the first few of a statistics entry (see `store::OTHER_ERRNO`).
 pub fn errno_name(errno: u32) -> Cow<'static, str> {
+    if errno == 0 {
+        return Cow::Borrowed("other");
+    }
     match syscalls::Errno::new(errno as i32).name() {
         Some(name) => Cow::Borrowed(name),
         None => Cow::Owned(format!("E{errno}")),
@@ -121,5 +125,6 @@ mod tests {
             assert_eq!(errno_name(errno), name);
         }
         assert_eq!(errno_name(3999), "E3999");
+        assert_eq!(errno_name(0), "other");
     }
 }

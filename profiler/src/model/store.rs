@@ -1,15 +1,27 @@
-//! The agent's running totals per (process, syscall), built from reads of the kernel's
-//! statistics table.
+//! What the agent makes of each read of the kernel's tables: what every statistics slot
+//! gained since the last read, and which entries are final and can be freed.
 //!
-//! The kernel's counters are cumulative and its histogram buckets are `u32`, so the store
-//! tracks each table slot's last raw value and adds up the (wrapping) differences. When a
-//! process is gone its slots are folded into "retired" totals and freed in the kernel, so
-//! the table only has to hold what is alive between two reads. Totals = retired + live.
+//! The kernel's counters are cumulative and its histogram buckets and errno counts are `u32`,
+//! so the store keeps each used slot's last raw value and takes (wrapping) differences. A
+//! slot is final when its process has exited or its epoch has ended (the process exec'd or
+//! renamed itself): the process table says so. A final slot is read once more at the next
+//! read (a call that was in flight at the change may still land in it) and then freed, with
+//! its last difference taken in; a dead process's table entry is freed once no slot of it is
+//! left. The store holds nothing per process: what the slots gained goes to the caller
+//! ([`Update::deltas`]), which adds it up as it needs (per process for a report, per group for
+//! the metrics); memory is bounded by the tables' sizes, not by history.
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use profiler_common::{ErrnoKey, StatsKey, StatsSlot, SyscallStats, HIST_BUCKETS};
+use profiler_common::{
+    epoch_of, proc_hash, proc_state, ProcSlot, StatsKey, StatsSlot, SyscallStats, ERRNO_SLOTS, HIST_BUCKETS,
+    KEY_EPOCH_MASK,
+};
 
 use crate::model::{charges::Charges, histogram::Latency, split::Split};
+
+/// The key of [`SyscallTotals::errnos`] that counts the errors of any errno beyond the first
+/// few of a statistics entry (no errno is 0).
+pub const OTHER_ERRNO: u32 = 0;
 
 /// Totals of one (process, syscall).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -20,7 +32,7 @@ pub struct SyscallTotals {
     pub blocked_ns: u64,
     pub runqueue_ns: u64,
     pub latency: Latency,
-    /// Error count per errno.
+    /// Error count per errno ([`OTHER_ERRNO`]: any other).
     pub errnos: BTreeMap<u32, u64>,
 }
 
@@ -76,146 +88,227 @@ impl SyscallTotals {
         }
     }
 
-    /// Adds what happened between two raw reads of the same slot.
-    fn add_delta(&mut self, before: &SyscallStats, now: &SyscallStats) {
-        self.calls += now.calls.wrapping_sub(before.calls);
-        self.errors += now.errors.wrapping_sub(before.errors);
-        self.handler_ns += now.handler_ns.wrapping_sub(before.handler_ns);
-        self.blocked_ns += now.blocked_ns.wrapping_sub(before.blocked_ns);
-        self.runqueue_ns += now.runqueue_ns.wrapping_sub(before.runqueue_ns);
+    /// What happened between two raw reads of the same slot.
+    pub fn between(before: &SyscallStats, now: &SyscallStats) -> SyscallTotals {
+        let mut latency = Latency {
+            max_ns: now.max_ns,
+            ..Latency::default()
+        };
         for bucket in 0..HIST_BUCKETS {
-            self.latency.buckets[bucket] += u64::from(now.hist[bucket].wrapping_sub(before.hist[bucket]));
+            latency.buckets[bucket] = u64::from(now.hist[bucket].wrapping_sub(before.hist[bucket]));
         }
-        self.latency.max_ns = self.latency.max_ns.max(now.max_ns);
+        let mut errnos = BTreeMap::new();
+        for slot in 0..ERRNO_SLOTS {
+            let code = now.errno_codes[slot] as u32;
+            // A code claimed since the last read counted from zero.
+            let then = if before.errno_codes[slot] == now.errno_codes[slot] {
+                before.errno_counts[slot]
+            } else {
+                0
+            };
+            let count = u64::from(now.errno_counts[slot].wrapping_sub(then));
+            if code != 0 && count > 0 {
+                *errnos.entry(code).or_default() += count;
+            }
+        }
+        let other = now.errno_other.wrapping_sub(before.errno_other);
+        if other > 0 {
+            errnos.insert(OTHER_ERRNO, other);
+        }
+        SyscallTotals {
+            calls: now.calls.wrapping_sub(before.calls),
+            errors: now.errors.wrapping_sub(before.errors),
+            handler_ns: now.handler_ns.wrapping_sub(before.handler_ns),
+            blocked_ns: now.blocked_ns.wrapping_sub(before.blocked_ns),
+            runqueue_ns: now.runqueue_ns.wrapping_sub(before.runqueue_ns),
+            latency,
+            errnos,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.calls == 0 && self.errors == 0
     }
 }
 
-/// One slot of the kernel table as last read.
-struct LiveSlot {
-    key: StatsKey,
-    last: SyscallStats,
-    totals: SyscallTotals,
+/// What one statistics slot gained since the last read.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Delta {
+    pub key: StatsKey,
+    /// The process's name and cgroup when these calls were made.
+    pub comm: String,
+    pub cgroup_id: u64,
+    pub totals: SyscallTotals,
 }
 
-#[derive(Default)]
+/// What a read of the tables brought, and what to free in the kernel.
+#[derive(Clone, Debug, Default)]
+pub struct Update {
+    /// One per slot that gained calls (the agent's own left out).
+    pub deltas: Vec<Delta>,
+    /// The name and cgroup of every process in the process table, alive or not yet freed.
+    pub processes: Vec<(u32, String, u64)>,
+    /// Statistics slots whose counts are final and taken in: to free.
+    pub free_stats: Vec<u32>,
+    /// Process table entries of processes gone, with their state as read: to free, each if
+    /// still in that state.
+    pub free_procs: Vec<(u32, u64)>,
+    /// Used share of the statistics table and of the process table.
+    pub stats_fill: f64,
+    pub procs_fill: f64,
+}
+
+/// One used slot as last read.
+struct LiveSlot {
+    key: u64,
+    last: SyscallStats,
+    /// Whether it was already final at the last read.
+    final_seen: bool,
+}
+
+/// The agent's memory of the kernel tables between reads.
 pub struct Store {
-    retired: BTreeMap<StatsKey, SyscallTotals>,
-    /// By slot index in the kernel table.
     live: HashMap<u32, LiveSlot>,
-    live_errnos: BTreeMap<ErrnoKey, u64>,
-    comms: HashMap<u32, String>,
+    /// Process table entries of dead processes as last read: freed when they are still so at
+    /// the next read and no slot of theirs is left.
+    dead_seen: HashSet<(u32, u64)>,
+    /// The agent's own process: its calls are never reported.
+    own_tgid: u32,
+    stats_capacity: u32,
+    procs_capacity: u32,
+}
+
+/// Where a process's calls stand, from the process table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Standing {
+    /// Alive, in this epoch (its low bits, as keys hold it).
+    Alive(u32),
+    Dead,
+    /// Not in the process table (it was full): asked of `/proc`.
+    Unknown,
 }
 
 impl Store {
-    /// Takes in a fresh read: every used slot of the statistics table (by index) and every
-    /// errno counter.
-    pub fn update(&mut self, slots: &[(u32, StatsSlot)], errnos: &[(ErrnoKey, u64)]) {
-        let mut seen = HashSet::with_capacity(slots.len());
-        for (index, slot) in slots {
-            let key = StatsKey::unpack(slot.key);
+    pub fn new(own_tgid: u32, stats_capacity: u32, procs_capacity: u32) -> Store {
+        Store {
+            live: HashMap::new(),
+            dead_seen: HashSet::new(),
+            own_tgid,
+            stats_capacity,
+            procs_capacity,
+        }
+    }
+
+    /// Takes in a read of the process table (`procs`, read first) and of the statistics table
+    /// (`stats`), by index. `gone` says whether a process the process table does not hold has
+    /// exited.
+    pub fn update(
+        &mut self,
+        procs: &[(u32, ProcSlot)],
+        stats: &[(u32, StatsSlot)],
+        gone: &dyn Fn(u32) -> bool,
+    ) -> Update {
+        let canonical = canonical_entries(procs, self.procs_capacity);
+        let standing = |tgid: u32| match canonical.get(&tgid) {
+            Some((_, state)) if state & proc_state::DEAD != 0 => Standing::Dead,
+            Some((_, state)) => Standing::Alive(proc_state::epoch(*state) & KEY_EPOCH_MASK),
+            None => Standing::Unknown,
+        };
+        let mut update = Update {
+            stats_fill: stats.len() as f64 / f64::from(self.stats_capacity.max(1)),
+            procs_fill: procs.len() as f64 / f64::from(self.procs_capacity.max(1)),
+            ..Update::default()
+        };
+        let mut unknown_gone: HashMap<u32, bool> = HashMap::new();
+        let mut seen = HashSet::with_capacity(stats.len());
+        // Processes with a slot left in the table after this read.
+        let mut holding = HashSet::new();
+        for (index, slot) in stats {
             seen.insert(*index);
-            match self.live.get_mut(index) {
-                Some(live) if live.key == key => {
-                    live.totals.add_delta(&live.last, &slot.stats);
-                    live.last = slot.stats;
-                }
-                _ => {
-                    let mut totals = SyscallTotals::default();
-                    totals.add_delta(&SyscallStats::ZERO, &slot.stats);
-                    if let Some(old) = self.live.insert(
-                        *index,
-                        LiveSlot {
-                            key,
-                            last: slot.stats,
-                            totals,
-                        },
-                    ) {
-                        // The slot was freed and taken by another key since the last read.
-                        self.retired.entry(old.key).or_default().merge(&old.totals);
-                    }
+            let key = StatsKey::unpack(slot.key);
+            let is_final = match standing(key.tgid) {
+                Standing::Alive(epoch) => epoch_of(slot.key) != epoch,
+                Standing::Dead => true,
+                Standing::Unknown => *unknown_gone.entry(key.tgid).or_insert_with(|| gone(key.tgid)),
+            };
+            let live = self.live.entry(*index).or_insert(LiveSlot {
+                key: slot.key,
+                last: SyscallStats::ZERO,
+                final_seen: false,
+            });
+            if live.key != slot.key {
+                // Freed and taken by another key since the last read (whatever it gained
+                // before being freed was taken in then).
+                *live = LiveSlot {
+                    key: slot.key,
+                    last: SyscallStats::ZERO,
+                    final_seen: false,
+                };
+            }
+            let totals = SyscallTotals::between(&live.last, &slot.stats);
+            live.last = slot.stats;
+            if !totals.is_empty() && key.tgid != self.own_tgid {
+                update.deltas.push(Delta {
+                    key,
+                    comm: comm_text(&slot.comm),
+                    cgroup_id: slot.cgroup_id,
+                    totals,
+                });
+            }
+            if is_final && live.final_seen {
+                update.free_stats.push(*index);
+            } else {
+                live.final_seen = is_final;
+                holding.insert(key.tgid);
+            }
+        }
+        for index in &update.free_stats {
+            self.live.remove(index);
+        }
+        // Slots that were freed behind our back: only by a restart of the agent's own reads.
+        self.live.retain(|index, _| seen.contains(index));
+        let mut dead_now = HashSet::new();
+        for (index, proc) in procs {
+            let tgid = proc_state::tgid(proc.state);
+            let is_canonical = canonical.get(&tgid) == Some(&(*index, proc.state));
+            if is_canonical {
+                update.processes.push((tgid, comm_text(&proc.comm), proc.cgroup_id));
+            }
+            // A dead process's entry once nothing of it is left; a duplicate entry of a
+            // process (two threads claimed at once) at once: lookups never reach it.
+            let unused = !is_canonical || (proc.state & proc_state::DEAD != 0 && !holding.contains(&tgid));
+            if unused {
+                if self.dead_seen.contains(&(*index, proc.state)) {
+                    update.free_procs.push((*index, proc.state));
+                } else {
+                    dead_now.insert((*index, proc.state));
                 }
             }
         }
-        let vanished: Vec<u32> = self
-            .live
-            .keys()
-            .filter(|index| !seen.contains(index))
-            .copied()
-            .collect();
-        for index in vanished {
-            let old = self.live.remove(&index).expect("listed above");
-            self.retired.entry(old.key).or_default().merge(&old.totals);
-        }
-        self.live_errnos = errnos.iter().copied().collect();
+        self.dead_seen = dead_now;
+        update
     }
+}
 
-    /// Folds everything of these processes into the retired totals and returns the table
-    /// slots to free; the caller frees them and deletes their errno counters in the kernel.
-    pub fn retire(&mut self, tgids: &HashSet<u32>) -> Vec<u32> {
-        let indices: Vec<u32> = self
-            .live
-            .iter()
-            .filter(|(_, live)| tgids.contains(&live.key.tgid))
-            .map(|(index, _)| *index)
-            .collect();
-        for index in &indices {
-            let old = self.live.remove(index).expect("listed above");
-            self.retired.entry(old.key).or_default().merge(&old.totals);
+/// The entry the kernel side's lookups find for each tgid: the first on its probe sequence.
+fn canonical_entries(procs: &[(u32, ProcSlot)], capacity: u32) -> HashMap<u32, (u32, u64)> {
+    let mask = capacity.max(1).next_power_of_two() - 1;
+    let mut canonical: HashMap<u32, (u32, u64)> = HashMap::with_capacity(procs.len());
+    let distance = |tgid: u32, index: u32| index.wrapping_sub(proc_hash(tgid, mask)) & mask;
+    for (index, proc) in procs {
+        let tgid = proc_state::tgid(proc.state);
+        let entry = canonical.entry(tgid).or_insert((*index, proc.state));
+        if distance(tgid, *index) < distance(tgid, entry.0) {
+            *entry = (*index, proc.state);
         }
-        let errnos: Vec<ErrnoKey> = self
-            .live_errnos
-            .keys()
-            .filter(|k| tgids.contains(&k.tgid))
-            .copied()
-            .collect();
-        for errno_key in errnos {
-            let count = self.live_errnos.remove(&errno_key).expect("listed above");
-            let key = StatsKey {
-                tgid: errno_key.tgid,
-                nr: errno_key.nr,
-            };
-            *self
-                .retired
-                .entry(key)
-                .or_default()
-                .errnos
-                .entry(errno_key.errno)
-                .or_default() += count;
-        }
-        indices
     }
+    canonical
+}
 
-    /// Processes with live entries.
-    pub fn live_tgids(&self) -> HashSet<u32> {
-        self.live.values().map(|live| live.key.tgid).collect()
-    }
-
-    /// Records a process name; the latest one wins.
-    pub fn set_comm(&mut self, tgid: u32, comm: String) {
-        self.comms.insert(tgid, comm);
-    }
-
-    pub fn comm(&self, tgid: u32) -> Option<&str> {
-        self.comms.get(&tgid).map(String::as_str)
-    }
-
-    /// Retired plus live totals of every (process, syscall).
-    pub fn totals(&self) -> BTreeMap<StatsKey, SyscallTotals> {
-        let mut totals = self.retired.clone();
-        for live in self.live.values() {
-            totals.entry(live.key).or_default().merge(&live.totals);
-        }
-        for (errno_key, count) in &self.live_errnos {
-            let key = StatsKey {
-                tgid: errno_key.tgid,
-                nr: errno_key.nr,
-            };
-            if let Some(row) = totals.get_mut(&key) {
-                *row.errnos.entry(errno_key.errno).or_default() += count;
-            }
-        }
-        totals
-    }
+/// A kernel `comm`, up to its NUL.
+pub fn comm_text(comm: &[u8; 16]) -> String {
+    let end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
+    String::from_utf8_lossy(&comm[..end]).into_owned()
 }
 
 #[cfg(test)]
@@ -237,137 +330,233 @@ impl SyscallTotals {
 
 #[cfg(test)]
 mod tests {
-    use profiler_common::hist_bucket;
+    use profiler_common::{hist_bucket, PROC_FREED};
 
     use super::*;
 
-    fn slot(key: StatsKey, calls: u32, handler_ns: u64) -> StatsSlot {
+    const OWN: u32 = 1;
+    const CAPACITY: u32 = 64;
+
+    fn comm(name: &str) -> [u8; 16] {
+        let mut comm = [0u8; 16];
+        comm[..name.len()].copy_from_slice(name.as_bytes());
+        comm
+    }
+
+    fn slot(key: StatsKey, epoch: u32, calls: u32, handler_ns: u64, name: &str) -> StatsSlot {
         let mut stats = SyscallStats::ZERO;
         stats.calls = u64::from(calls);
         stats.handler_ns = handler_ns;
         stats.hist[hist_bucket(100)] = calls;
         stats.max_ns = 100;
         StatsSlot {
-            key: key.packed(),
+            key: key.packed(0, epoch),
+            comm: comm(name),
+            cgroup_id: 7,
             stats,
         }
+    }
+
+    fn proc(tgid: u32, epoch: u32, dead: bool, name: &str) -> ProcSlot {
+        ProcSlot {
+            state: tgid as u64 | u64::from(epoch) << proc_state::EPOCH_SHIFT | if dead { proc_state::DEAD } else { 0 },
+            cgroup_id: 7,
+            comm: comm(name),
+        }
+    }
+
+    /// A process table holding `procs`, each at its probe start.
+    fn table(procs: &[ProcSlot]) -> Vec<(u32, ProcSlot)> {
+        procs
+            .iter()
+            .map(|p| (proc_hash(proc_state::tgid(p.state), CAPACITY - 1), *p))
+            .collect()
     }
 
     const A: StatsKey = StatsKey { tgid: 10, nr: 0 };
     const B: StatsKey = StatsKey { tgid: 20, nr: 1 };
 
-    #[test]
-    fn reads_of_a_slot_add_up_their_differences() {
-        let mut store = Store::default();
-        store.update(&[(3, slot(A, 5, 500))], &[]);
-        store.update(&[(3, slot(A, 7, 700))], &[]);
-        let totals = store.totals();
-        assert_eq!(totals[&A].calls, 7);
-        assert_eq!(totals[&A].handler_ns, 700);
-        assert_eq!(totals[&A].latency.count(), 7);
+    fn calls_of(update: &Update, key: StatsKey) -> u64 {
+        update
+            .deltas
+            .iter()
+            .filter(|d| d.key == key)
+            .map(|d| d.totals.calls)
+            .sum()
+    }
+
+    fn nobody_gone(_: u32) -> bool {
+        false
     }
 
     #[test]
-    fn u32_buckets_that_wrap_keep_counting() {
-        let mut store = Store::default();
-        let before = slot(A, u32::MAX - 1, 0);
-        store.update(&[(0, before)], &[]);
-        let mut after = slot(A, 3, 0); // the bucket wrapped: 5 more calls
+    fn reads_of_a_slot_give_their_differences() {
+        let mut store = Store::new(OWN, CAPACITY, CAPACITY);
+        let procs = table(&[proc(10, 0, false, "a")]);
+        let first = store.update(&procs, &[(3, slot(A, 0, 5, 500, "a"))], &nobody_gone);
+        assert_eq!(calls_of(&first, A), 5);
+        let second = store.update(&procs, &[(3, slot(A, 0, 7, 700, "a"))], &nobody_gone);
+        assert_eq!(calls_of(&second, A), 2);
+        assert_eq!(second.deltas[0].totals.handler_ns, 200);
+        assert_eq!(second.deltas[0].totals.latency.count(), 2);
+        assert_eq!(second.deltas[0].comm, "a");
+        let quiet = store.update(&procs, &[(3, slot(A, 0, 7, 700, "a"))], &nobody_gone);
+        assert!(quiet.deltas.is_empty(), "nothing new");
+        assert!(quiet.free_stats.is_empty(), "alive: kept");
+    }
+
+    #[test]
+    fn u32_buckets_and_errno_counts_that_wrap_keep_counting() {
+        let mut store = Store::new(OWN, CAPACITY, CAPACITY);
+        let procs = table(&[proc(10, 0, false, "a")]);
+        let mut before = slot(A, 0, u32::MAX - 1, 0, "a");
+        before.stats.errno_codes[0] = 2;
+        before.stats.errno_counts[0] = u32::MAX;
+        store.update(&procs, &[(0, before)], &nobody_gone);
+        let mut after = slot(A, 0, 3, 0, "a"); // the bucket wrapped: 5 more calls
         after.stats.calls = before.stats.calls + 5;
-        store.update(&[(0, after)], &[]);
-        let totals = &store.totals()[&A];
-        assert_eq!(totals.calls, u64::from(u32::MAX) - 1 + 5);
-        assert_eq!(totals.latency.count(), u64::from(u32::MAX) - 1 + 5);
+        after.stats.errno_codes[0] = 2;
+        after.stats.errno_counts[0] = 2; // wrapped: 3 more
+        after.stats.errno_codes[1] = 13; // claimed since: counted from zero
+        after.stats.errno_counts[1] = 4;
+        after.stats.errno_other = 1;
+        let update = store.update(&procs, &[(0, after)], &nobody_gone);
+        let totals = &update.deltas[0].totals;
+        assert_eq!(totals.calls, 5);
+        assert_eq!(totals.latency.count(), 5);
+        assert_eq!(totals.errnos, BTreeMap::from([(OTHER_ERRNO, 1), (2, 3), (13, 4)]));
     }
 
     #[test]
-    fn a_key_in_two_slots_is_added_up() {
-        let mut store = Store::default();
-        store.update(&[(1, slot(A, 2, 20)), (9, slot(A, 3, 30))], &[]);
-        assert_eq!(store.totals()[&A].calls, 5);
-        assert_eq!(store.totals()[&A].handler_ns, 50);
+    fn a_dead_process_is_read_once_more_then_freed_with_its_entry() {
+        let mut store = Store::new(OWN, CAPACITY, CAPACITY);
+        let alive = table(&[proc(10, 0, false, "a"), proc(20, 0, false, "b")]);
+        store.update(
+            &alive,
+            &[(4, slot(A, 0, 5, 500, "a")), (6, slot(B, 0, 1, 10, "b"))],
+            &nobody_gone,
+        );
+        // 10 exits after making 2 more calls.
+        let dead = table(&[proc(10, 0, true, "a"), proc(20, 0, false, "b")]);
+        let stats = [(4, slot(A, 0, 7, 700, "a")), (6, slot(B, 0, 1, 10, "b"))];
+        let update = store.update(&dead, &stats, &nobody_gone);
+        assert_eq!(calls_of(&update, A), 2, "its last calls taken in");
+        assert!(update.free_stats.is_empty(), "read once more before it is freed");
+        // A call that was in flight at the exit lands after all.
+        let stats = [(4, slot(A, 0, 8, 800, "a")), (6, slot(B, 0, 1, 10, "b"))];
+        let update = store.update(&dead, &stats, &nobody_gone);
+        assert_eq!(calls_of(&update, A), 1);
+        assert_eq!(update.free_stats, vec![4]);
+        assert!(
+            update.free_procs.is_empty(),
+            "its last slot just went: the entry is kept one more read"
+        );
+        let update = store.update(&dead, &[(6, slot(B, 0, 1, 10, "b"))], &nobody_gone);
+        let (index, state) = dead.iter().find(|(_, p)| proc_state::tgid(p.state) == 10).unwrap();
+        assert_eq!(update.free_procs, vec![(*index, state.state)]);
     }
 
     #[test]
-    fn retired_processes_keep_their_totals_and_a_reused_slot_starts_fresh() {
-        let mut store = Store::default();
-        let errno = ErrnoKey {
-            tgid: 10,
-            nr: 0,
-            errno: 2,
-            _pad: 0,
-        };
-        store.update(&[(4, slot(A, 5, 500)), (6, slot(B, 1, 10))], &[(errno, 3)]);
-        assert_eq!(store.retire(&HashSet::from([10])), vec![4]);
-        assert_eq!(store.live_tgids(), HashSet::from([20]));
-        // The slot was freed in the kernel; another process's key takes it over later, and
-        // a new process with the old pid starts from zero somewhere else.
+    fn an_exec_ends_an_epoch_and_keeps_the_old_name_on_its_calls() {
+        let mut store = Store::new(OWN, CAPACITY, CAPACITY);
+        store.update(
+            &table(&[proc(10, 0, false, "alphaX")]),
+            &[(4, slot(A, 0, 100_000, 0, "alphaX"))],
+            &nobody_gone,
+        );
+        // It exec'd /bin/sleep: epoch 1, a new name; 3 calls since, in a new slot.
+        let procs = table(&[proc(10, 1, false, "sleep")]);
+        let stats = [(4, slot(A, 0, 100_002, 0, "alphaX")), (9, slot(A, 1, 3, 0, "sleep"))];
+        let update = store.update(&procs, &stats, &nobody_gone);
+        let by_name: BTreeMap<&str, u64> = update
+            .deltas
+            .iter()
+            .map(|d| (d.comm.as_str(), d.totals.calls))
+            .collect();
+        assert_eq!(by_name, BTreeMap::from([("alphaX", 2), ("sleep", 3)]));
+        assert_eq!(update.processes, vec![(10, "sleep".to_owned(), 7)]);
+        let update = store.update(&procs, &stats, &nobody_gone);
+        assert_eq!(update.free_stats, vec![4], "the old epoch's slot, once read again");
+    }
+
+    #[test]
+    fn a_reused_slot_starts_fresh() {
+        let mut store = Store::new(OWN, CAPACITY, CAPACITY);
+        let procs = table(&[proc(10, 0, false, "a"), proc(30, 0, false, "c")]);
+        store.update(&procs, &[(4, slot(A, 0, 5, 500, "a"))], &nobody_gone);
         let c = StatsKey { tgid: 30, nr: 2 };
-        store.update(&[(4, slot(c, 1, 1)), (6, slot(B, 4, 40)), (8, slot(A, 2, 200))], &[]);
-        let totals = store.totals();
-        assert_eq!(totals[&A].calls, 7);
-        assert_eq!(totals[&A].handler_ns, 700);
-        assert_eq!(totals[&A].errnos[&2], 3);
-        assert_eq!(totals[&B].calls, 4);
-        assert_eq!(totals[&c].calls, 1);
+        let update = store.update(&procs, &[(4, slot(c, 0, 1, 1, "c"))], &nobody_gone);
+        assert_eq!(calls_of(&update, c), 1);
+        assert_eq!(calls_of(&update, A), 0);
+    }
+
+    #[test]
+    fn the_agents_own_calls_are_never_reported() {
+        let mut store = Store::new(OWN, CAPACITY, CAPACITY);
+        let own = StatsKey { tgid: OWN, nr: 110 };
+        let update = store.update(
+            &table(&[proc(OWN, 0, false, "syscall-profile")]),
+            &[(2, slot(own, 0, 50_000, 1, "syscall-profile"))],
+            &nobody_gone,
+        );
+        assert!(update.deltas.is_empty());
+    }
+
+    #[test]
+    fn processes_the_table_does_not_hold_are_asked_of_proc() {
+        let mut store = Store::new(OWN, CAPACITY, CAPACITY);
+        let gone = |tgid: u32| tgid == 10;
+        store.update(&[], &[(4, slot(A, 0, 5, 500, "a")), (6, slot(B, 0, 1, 1, "b"))], &gone);
+        let update = store.update(&[], &[(4, slot(A, 0, 5, 500, "a")), (6, slot(B, 0, 1, 1, "b"))], &gone);
+        assert_eq!(update.free_stats, vec![4]);
+    }
+
+    #[test]
+    fn duplicate_entries_of_a_process_are_freed_but_the_one_lookups_find() {
+        let mut store = Store::new(OWN, CAPACITY, CAPACITY);
+        let start = proc_hash(10, CAPACITY - 1);
+        let first = proc(10, 0, false, "a");
+        let second = proc(10, 0, false, "a");
+        let procs = [(start, first), ((start + 1) % CAPACITY, second)];
+        assert!(store.update(&procs, &[], &nobody_gone).free_procs.is_empty());
+        let update = store.update(&procs, &[], &nobody_gone);
+        assert_eq!(update.free_procs, vec![((start + 1) % CAPACITY, second.state)]);
+        assert_eq!(update.processes.len(), 1);
+        assert_ne!(second.state, PROC_FREED);
+    }
+
+    #[test]
+    fn fill_ratios() {
+        let mut store = Store::new(OWN, 4, 8);
+        let update = store.update(
+            &table(&[proc(10, 0, false, "a")]),
+            &[(0, slot(A, 0, 1, 1, "a"))],
+            &nobody_gone,
+        );
+        assert_eq!((update.stats_fill, update.procs_fill), (0.25, 0.125));
     }
 
     #[test]
     fn since_is_the_difference() {
-        let mut store = Store::default();
-        let errno = ErrnoKey {
-            tgid: 10,
-            nr: 0,
-            errno: 2,
-            _pad: 0,
+        let before = SyscallTotals {
+            errnos: BTreeMap::from([(2, 1)]),
+            ..SyscallTotals::of_calls(5, 500, 0, 0, 100)
         };
-        store.update(&[(0, slot(A, 5, 500))], &[(errno, 1)]);
-        let before = store.totals()[&A].clone();
-        store.update(&[(0, slot(A, 8, 900))], &[(errno, 4)]);
-        let delta = store.totals()[&A].since(&before);
+        let after = SyscallTotals {
+            errnos: BTreeMap::from([(2, 4)]),
+            ..SyscallTotals::of_calls(8, 900, 0, 0, 100)
+        };
+        let delta = after.since(&before);
         assert_eq!(delta.calls, 3);
         assert_eq!(delta.handler_ns, 400);
         assert_eq!(delta.latency.count(), 3);
         assert_eq!(delta.errnos, BTreeMap::from([(2, 3)]));
-        assert_eq!(store.totals()[&A].since(&store.totals()[&A]).calls, 0);
+        assert_eq!(after.since(&after).calls, 0);
     }
 
     #[test]
-    fn errno_counts_attach_to_their_syscall() {
-        let mut store = Store::default();
-        let errnos = [
-            (
-                ErrnoKey {
-                    tgid: 10,
-                    nr: 0,
-                    errno: 2,
-                    _pad: 0,
-                },
-                4,
-            ),
-            (
-                ErrnoKey {
-                    tgid: 10,
-                    nr: 0,
-                    errno: 13,
-                    _pad: 0,
-                },
-                1,
-            ),
-            // An errno whose statistics are not there (table full) is dropped, not misfiled.
-            (
-                ErrnoKey {
-                    tgid: 99,
-                    nr: 0,
-                    errno: 2,
-                    _pad: 0,
-                },
-                1,
-            ),
-        ];
-        store.update(&[(0, slot(A, 5, 1))], &errnos);
-        let totals = store.totals();
-        assert_eq!(totals[&A].errnos, BTreeMap::from([(2, 4), (13, 1)]));
-        assert_eq!(totals.len(), 1);
+    fn comm_stops_at_nul() {
+        assert_eq!(comm_text(&comm("bash")), "bash");
+        assert_eq!(comm_text(&[b'x'; 16]), "x".repeat(16));
     }
 }

@@ -1,18 +1,27 @@
-//! cgroup v2 paths of processes: by the cgroup id the kernel side recorded (the inode number
-//! of the cgroup's directory), found by walking the cgroup2 mount, or from
-//! `/proc/PID/cgroup` while the process lives.
-use std::collections::HashMap;
+//! cgroup v2 paths of processes, by the cgroup id the kernel side recorded with their calls
+//! (the inode number of the cgroup's directory), found by walking the cgroup2 mount. The id
+//! travels with the counts, so processes that are already gone still have their group.
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+/// The cgroup2 mount is walked again for an unknown id at most this often: ids of cgroups
+/// removed before the walk stay unknown, and must not make every read walk the tree.
+const WALK_AGAIN_AFTER: Duration = Duration::from_secs(10);
 
 /// Paths of cgroup v2 directories by id (their inode number), found by walking
-/// `/sys/fs/cgroup`; walked again when an id is not known yet.
+/// `/sys/fs/cgroup`; walked again when an id is not known yet (at most every 10 s).
 #[derive(Default)]
 pub struct CgroupPaths {
     by_id: HashMap<u64, String>,
+    walked: Option<Instant>,
 }
 
 impl CgroupPaths {
     pub fn path(&mut self, id: u64) -> Option<String> {
-        if !self.by_id.contains_key(&id) {
+        if !self.by_id.contains_key(&id) && self.walked.is_none_or(|at| at.elapsed() >= WALK_AGAIN_AFTER) {
+            self.walked = Some(Instant::now());
             self.by_id.clear();
             // Inode numbers are unique only within one filesystem: walk only a cgroup2 mount.
             if let Some(root) = cgroup2_mount() {
@@ -32,12 +41,6 @@ fn cgroup2_mount() -> Option<&'static str> {
         // SAFETY: statfs fills the struct for a valid path.
         unsafe { libc::statfs(path.as_ptr(), &mut stat) == 0 && stat.f_type as i64 == CGROUP2_SUPER_MAGIC }
     })
-}
-
-/// The cgroup v2 path of a live process, from `/proc/PID/cgroup` ("0::/path").
-pub fn proc_cgroup(pid: u32) -> Option<String> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    Some(text.lines().find_map(|line| line.strip_prefix("0::"))?.to_owned())
 }
 
 fn walk_cgroups(dir: &std::path::Path, relative: &str, found: &mut HashMap<u64, String>) {
@@ -68,9 +71,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cgroup_paths_come_from_proc_or_the_cgroup2_mount() {
-        let own = proc_cgroup(std::process::id()).expect("every process is in a cgroup v2 path");
-        assert!(own.starts_with('/'), "{own}");
+    fn cgroup_paths_come_from_the_cgroup2_mount() {
         if let Some(root) = cgroup2_mount() {
             use std::os::unix::fs::MetadataExt;
             let root_id = std::fs::metadata(root).unwrap().ino();

@@ -94,7 +94,7 @@ pub fn spawn_gated(probe: &mut Probe, path: &Path, argv: &[OsString]) -> Result<
     // Follow only once the gate process sits in its read(): its own start-up (the loader's
     // file lookups and so on) must not be counted as the command's.
     wait_blocked_in_read(pid, gate_fd).map_err(spawn_error)?;
-    probe.follow(pid)?;
+    super::follow(probe, pid)?;
     let mut gate = fs::File::from(gate_write);
     gate.write_all(&[1]).map_err(|e| spawn_error(e.to_string()))?;
     Ok(child)

@@ -1,14 +1,13 @@
-//! A profiling session: load, calibrate, pick the processes to measure, then poll the maps
-//! into a [`Store`] until told to stop. The commands (report, top, serve) drive it; it owns
-//! the [`Probe`] and, for `-- COMMAND`, the command's process.
+//! A profiling session: load, calibrate, pick the processes to measure, then read the tables
+//! through a [`Store`] until told to stop, handing what each read brought ([`Update`]) to the
+//! command that drives it (report, top, serve). It owns the [`Probe`] and, for `-- COMMAND`,
+//! the command's process.
 pub mod calibrate;
 pub mod cgroups;
 pub mod launch;
 pub mod procfs;
 
-use std::{collections::HashSet, ffi::OsString, time::Instant};
-
-use profiler_common::StatsKey;
+use std::{ffi::OsString, time::Duration, time::Instant};
 
 use self::{
     calibrate::Calibration,
@@ -17,7 +16,10 @@ use self::{
 };
 use crate::{
     kernel::{MapSizes, Probe, ProbeError, Scope},
-    model::{overflow::Overflow, store::Store},
+    model::{
+        overflow::Overflow,
+        store::{Store, Update},
+    },
 };
 
 /// What to measure.
@@ -44,7 +46,7 @@ pub enum SessionError {
 
 pub struct Session {
     probe: Probe,
-    pub store: Store,
+    store: Store,
     pub calibration: Calibration,
     /// Timing sampling period (1: every call timed).
     pub sample_every: u32,
@@ -53,11 +55,15 @@ pub struct Session {
     pub child: Option<tokio::process::Child>,
     started: Instant,
     self_tgid: u32,
-    /// Entries of the statistics table, errno map and process map at the last poll.
-    last_used: (usize, usize, usize),
-    /// cgroup v2 id of each process seen, recorded by the kernel side.
-    pub cgroup_ids: std::collections::HashMap<u32, u64>,
+    /// Used share of the statistics table and of the process table at the last read.
+    fill: (f64, f64),
 }
+
+/// Above this share of a table in use, the tables are read again sooner (see
+/// [`Session::next_read_in`]): processes that come and go fill them between reads.
+const BUSY_FILL: f64 = 0.25;
+/// How soon, then.
+const BUSY_READ_INTERVAL: Duration = Duration::from_millis(100);
 
 impl Session {
     /// Loads and calibrates, then starts measuring `target`.
@@ -83,18 +89,21 @@ impl Session {
         let mut probe = Probe::load_default(sizes, scope)?;
         let self_tgid = std::process::id();
         if scope != Scope::SystemWide {
-            probe.follow(self_tgid)?;
+            // The calibration measures the agent's own calls (never reported: see `Store`).
+            follow(&mut probe, self_tgid)?;
         }
         let mut calibration = calibrate::calibrate(&mut probe)?;
         calibrate::start_sampling(&mut probe, &mut calibration, sample_every)?;
-        // Our own calls (the calibration loop) are not part of any report.
-        probe.forget_processes(&HashSet::from([self_tgid]))?;
+        if scope != Scope::SystemWide {
+            // Not the agent, nor what it starts (the command, before its gate opens).
+            probe.unfollow(self_tgid);
+        }
         let mut child = None;
         match &target {
             Target::SystemWide => {}
             Target::Pids(pids) => {
                 for &pid in pids {
-                    probe.follow(pid)?;
+                    follow(&mut probe, pid)?;
                 }
             }
             Target::Command(argv) => {
@@ -102,17 +111,17 @@ impl Session {
                 child = Some(spawn_gated(&mut probe, &path, argv)?);
             }
         }
+        let sizes = probe.sizes;
         Ok(Session {
             probe,
-            store: Store::default(),
+            store: Store::new(self_tgid, sizes.syscalls, sizes.processes),
             calibration,
             sample_every,
             target,
             child,
             started: Instant::now(),
             self_tgid,
-            last_used: (0, 0, 0),
-            cgroup_ids: Default::default(),
+            fill: (0.0, 0.0),
         })
     }
 
@@ -121,30 +130,26 @@ impl Session {
         self.started.elapsed().as_nanos() as u64
     }
 
-    /// Reads the maps into the store, and moves processes that are gone out of the maps.
-    pub fn poll(&mut self) -> Result<(), SessionError> {
-        let mut stats = self.probe.read_stats();
-        self.last_used.0 = stats.len();
-        stats.retain(|(_, slot)| StatsKey::unpack(slot.key).tgid != self.self_tgid);
-        let errnos = self.probe.read_errnos()?;
-        self.last_used.1 = errnos.len();
-        self.store.update(&stats, &errnos);
-        let processes = self.probe.read_processes()?;
-        self.last_used.2 = processes.len();
-        for (tgid, info) in processes {
-            let comm = read_comm(tgid).unwrap_or_else(|| comm_from_kernel(&info.comm));
-            self.store.set_comm(tgid, comm);
-            self.cgroup_ids.insert(tgid, info.cgroup_id);
+    /// Reads the tables: what every (process, syscall) gained since the last read; frees
+    /// in the kernel what is final and taken in.
+    pub fn poll(&mut self) -> Result<Update, SessionError> {
+        let reading = self.probe.read();
+        let gone = |tgid: u32| !process_exists(tgid);
+        let update = self.store.update(&reading.procs, &reading.stats, &gone);
+        self.probe.free_stats(&update.free_stats);
+        self.probe.free_procs(&update.free_procs);
+        self.fill = (update.stats_fill, update.procs_fill);
+        Ok(update)
+    }
+
+    /// When to read the tables next: every `interval`, or sooner while processes that come and
+    /// go fill them (a fork storm), so that no call is lost to a full table.
+    pub fn next_read_in(&self, interval: Duration) -> Duration {
+        if self.fill.0 > BUSY_FILL || self.fill.1 > BUSY_FILL {
+            interval.min(BUSY_READ_INTERVAL)
+        } else {
+            interval
         }
-        let gone: HashSet<u32> = self
-            .store
-            .live_tgids()
-            .into_iter()
-            .filter(|&tgid| !process_exists(tgid))
-            .collect();
-        let freed = self.store.retire(&gone);
-        self.probe.forget(&freed, &gone)?;
-        Ok(())
     }
 
     /// In [`Target::Pids`], whether every target process has exited.
@@ -159,15 +164,9 @@ impl Session {
         self.probe.attached_programs()
     }
 
-    /// Used share of the kernel tables as of the last poll, `(map, ratio)`.
+    /// Used share of the kernel tables as of the last read, `(map, ratio)`.
     pub fn map_fill(&self) -> Vec<(String, f64)> {
-        let sizes = self.probe.sizes;
-        let ratio = |used: usize, capacity: u32| used as f64 / f64::from(capacity.max(1));
-        vec![
-            ("stats".into(), ratio(self.last_used.0, sizes.syscalls)),
-            ("errnos".into(), ratio(self.last_used.1, sizes.errnos)),
-            ("processes".into(), ratio(self.last_used.2, sizes.processes)),
-        ]
+        vec![("stats".into(), self.fill.0), ("processes".into(), self.fill.1)]
     }
 
     /// Threads inside a syscall right now (the agent's own left out).
@@ -178,24 +177,30 @@ impl Session {
 
     pub fn in_flight(&self) -> Vec<profiler_common::InFlight> {
         let mut slots = self.probe.in_flight();
-        slots.retain(|slot| slot.tgid != self.self_tgid);
+        slots.retain(|slot| slot.stats_key().tgid != self.self_tgid);
         slots
     }
 
-    pub fn overflow(&self) -> Result<Overflow, SessionError> {
-        Ok(Overflow(self.probe.counters()?))
+    pub fn overflow(&self) -> Overflow {
+        Overflow(self.probe.counters())
     }
 
     /// Stops measuring and takes a last read.
-    pub fn stop(&mut self) -> Result<(), SessionError> {
+    pub fn stop(&mut self) -> Result<Update, SessionError> {
         self.probe.detach();
         self.poll()
     }
 }
 
-fn comm_from_kernel(comm: &[u8; 16]) -> String {
-    let end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
-    String::from_utf8_lossy(&comm[..end]).into_owned()
+/// Follows `pid`, under its name as `/proc` has it now.
+fn follow(probe: &mut Probe, pid: u32) -> Result<(), SessionError> {
+    let mut comm = [0u8; 16];
+    if let Some(name) = read_comm(pid) {
+        let name = name.as_bytes();
+        let len = name.len().min(15);
+        comm[..len].copy_from_slice(&name[..len]);
+    }
+    Ok(probe.follow(pid, comm)?)
 }
 
 fn raise_memlock_limit() {
@@ -206,17 +211,4 @@ fn raise_memlock_limit() {
     };
     // SAFETY: setrlimit with a valid struct.
     unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kernel_comm_stops_at_nul() {
-        let mut comm = [0u8; 16];
-        comm[..4].copy_from_slice(b"bash");
-        assert_eq!(comm_from_kernel(&comm), "bash");
-        assert_eq!(comm_from_kernel(&[b'x'; 16]), "x".repeat(16));
-    }
 }
