@@ -525,6 +525,10 @@ pub mod counter {
     pub const NAMES: [&str; COUNT as usize] = ["slot_collision", "stats_full", "process_full", "follow_full"];
     /// Counters are kept per CPU, one row of this many `u64` (a cache line) each.
     pub const ROW: u32 = 8;
+    /// In each row after the overflow counters: statistics slots and process table entries
+    /// claimed (not overflows: the agent reads the tables sooner when they fill fast).
+    pub const STATS_CLAIMS: u32 = COUNT;
+    pub const PROCS_CLAIMS: u32 = COUNT + 1;
 }
 
 /// Names the eBPF object and the agent share. The kernel side defines its maps, load-time

@@ -153,7 +153,7 @@ const NR_EXIT_GROUP_64: u32 = 231;
 const NR_EXIT_32: u32 = 1 | NR_IA32_FLAG;
 const NR_EXIT_GROUP_32: u32 = 252 | NR_IA32_FLAG;
 
-/// Counts a call the kernel side could not count (see `counter`).
+/// Counts a call the kernel side could not count, or a claim (see `counter`).
 #[inline(always)]
 fn bump(counter: u32) {
     let cpu = unsafe { bpf_get_smp_processor_id() };
@@ -325,6 +325,7 @@ fn claim_process(index: u32, expected: u64, state: u64, task: *const u8) -> bool
     if claimed {
         entry.comm = unsafe { comm_of(task) };
         entry.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+        bump(counter::PROCS_CLAIMS);
     }
     claimed
 }
@@ -633,6 +634,7 @@ fn stats_slot(packed: u64, proc: u32) -> Option<(u32, &'static mut StatsSlot)> {
             };
             if claimed {
                 name_slot(slot, proc);
+                bump(counter::STATS_CLAIMS);
                 return Some((index, slot));
             }
             if previous == packed {

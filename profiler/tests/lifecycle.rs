@@ -61,7 +61,7 @@ fn exit_group_never_returns_and_leaves_no_slot() {
     let status = Command::new(WORKLOAD).args(["sleep", "3", "1"]).status().unwrap();
     assert!(status.success());
     // The process is gone; its exit_group (and its threads' exit) never reached sys_exit.
-    let stats = probe.read_stats();
+    let stats: Vec<_> = probe.stats().collect();
     let pids: std::collections::HashSet<u32> = stats
         .iter()
         .map(|(_, slot)| profiler_common::StatsKey::unpack(slot.key).tgid)

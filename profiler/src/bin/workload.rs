@@ -23,6 +23,8 @@
 //!                          T threads of this process make N getppid calls each, at once;
 //!                          prints the mean ns per call as each thread sees it (benchmarks:
 //!                          threads of one process making the same call on several CPUs)
+//!   fork-storm N CALLS     N child processes forked as fast as this machine can (at most 64
+//!                          alive at once), each making CALLS getppid calls; prints the rate
 //!   steady N SECS          N getppid calls spread evenly over SECS seconds (in batches every
 //!                          100 ms): a process that is busy for a while
 //!   churn ROUNDS N         ROUNDS times, one after another: a thread that makes N getppid
@@ -40,7 +42,7 @@ use std::{
 };
 
 fn usage() -> ! {
-    eprintln!("usage: profiler-workload getppid N | enoent N | sleep N MS | zero-read N BYTES | pingpong ROUNDS SPIN | spin SECS | write-i386 PATH N | exec-thread PATH | busy SECS | time-getppid N | time-pingpong ROUNDS | hang-after N SECS | time-getppid-threads N T | churn ROUNDS N | steady N SECS");
+    eprintln!("usage: profiler-workload getppid N | enoent N | sleep N MS | zero-read N BYTES | pingpong ROUNDS SPIN | spin SECS | write-i386 PATH N | exec-thread PATH | busy SECS | time-getppid N | time-pingpong ROUNDS | hang-after N SECS | time-getppid-threads N T | churn ROUNDS N | steady N SECS | fork-storm N CALLS");
     std::process::exit(2);
 }
 
@@ -209,6 +211,45 @@ fn busy(secs: u64) {
     }
 }
 
+fn fork_storm(children: u64, calls: u64) {
+    let start = Instant::now();
+    let (mut forked, mut alive) = (0u64, 0u64);
+    // Reaps one child (waiting for it), or every child that has exited (not waiting).
+    let reap = |alive: &mut u64, block: bool| {
+        let mut status = 0;
+        let flags = if block { 0 } else { libc::WNOHANG };
+        // SAFETY: waitpid on our own children.
+        while *alive > 0 && unsafe { libc::waitpid(-1, &mut status, flags) } > 0 {
+            *alive -= 1;
+            if block {
+                break;
+            }
+        }
+    };
+    while forked < children {
+        if alive >= 64 {
+            reap(&mut alive, true);
+        }
+        // SAFETY: the child makes only raw syscalls and exits.
+        match unsafe { libc::fork() } {
+            -1 => panic!("fork: {}", std::io::Error::last_os_error()),
+            0 => {
+                getppid(calls);
+                unsafe { libc::_exit(0) };
+            }
+            _ => {
+                forked += 1;
+                alive += 1;
+            }
+        }
+        reap(&mut alive, false);
+    }
+    while alive > 0 {
+        reap(&mut alive, true);
+    }
+    println!("{:.0}", children as f64 / start.elapsed().as_secs_f64());
+}
+
 fn steady(n: u64, secs: u64) {
     let batches = (secs * 10).max(1);
     let start = Instant::now();
@@ -280,6 +321,7 @@ fn main() {
         Some("time-getppid-threads") => time_getppid_threads(arg(&args, 2), arg(&args, 3)),
         Some("churn") => churn(arg(&args, 2), arg(&args, 3)),
         Some("steady") => steady(arg(&args, 2), arg(&args, 3)),
+        Some("fork-storm") => fork_storm(arg(&args, 2), arg(&args, 3)),
         Some("exec-thread") => exec_thread(args.get(2).unwrap_or_else(|| usage())),
         _ => usage(),
     }

@@ -20,7 +20,7 @@ use crate::{
         self,
         text::{render_text, TextOptions},
     },
-    session::{Session, Target},
+    session::{Session, Target, FILL_CHECK},
 };
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,6 +118,7 @@ async fn profile(target: Target, args: &ReportArgs) -> anyhow::Result<(Session, 
     let mut totals = ProcessTotals::default();
     let next_read = tokio::time::sleep(READ_INTERVAL);
     tokio::pin!(next_read);
+    let mut fill_check = tokio::time::interval(FILL_CHECK);
     let deadline = tokio::time::sleep(Duration::from_secs_f64(args.duration));
     tokio::pin!(deadline);
     let mut command_exit_code = None;
@@ -125,6 +126,11 @@ async fn profile(target: Target, args: &ReportArgs) -> anyhow::Result<(Session, 
     loop {
         let has_child = session.child.is_some();
         tokio::select! {
+            _ = fill_check.tick() => {
+                if session.filling_fast() {
+                    next_read.as_mut().reset(tokio::time::Instant::now());
+                }
+            }
             _ = &mut next_read => {
                 totals.apply(&session.poll()?, session.elapsed_ns() as f64 / 1e9);
                 next_read.as_mut().reset(tokio::time::Instant::now() + session.next_read_in(READ_INTERVAL));

@@ -25,7 +25,7 @@ use crate::{
         Exported, GroupBy, Limits, SelfMetrics, Snapshot,
     },
     model::store::{Delta, Update},
-    session::{cgroups::CgroupPaths, Session, SessionError, Target},
+    session::{cgroups::CgroupPaths, Session, SessionError, Target, FILL_CHECK},
 };
 
 #[derive(Args, Debug)]
@@ -108,10 +108,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let mut stop = StopSignals::install()?;
         let next_read = tokio::time::sleep(interval);
         tokio::pin!(next_read);
+        let mut fill_check = tokio::time::interval(FILL_CHECK);
         let mut next_snapshot = tokio::time::Instant::now() + interval;
         loop {
             tokio::select! {
                 _ = &mut next_read => {}
+                _ = fill_check.tick() => {
+                    if !session.filling_fast() {
+                        continue;
+                    }
+                }
                 _ = stop.recv() => break,
             }
             exporter.read(&mut session)?;

@@ -129,7 +129,7 @@ pub fn run(args: TopArgs) -> anyhow::Result<()> {
             continue;
         }
         let now = Instant::now();
-        if now < next_read {
+        if now < next_read && !session.filling_fast() {
             continue;
         }
         let seconds = started.elapsed().as_secs_f64();

@@ -6,52 +6,34 @@ use profiler_common::{
 
 use crate::kernel::probe::Probe;
 
-/// One read of the tables. The process table is read first: a statistics entry whose
-/// process was already dead (or in a later epoch) then is final in the statistics read
-/// after it, whatever happened in between.
-#[derive(Clone, Debug, Default)]
-pub struct Reading {
-    /// Used process table entries, by index.
-    pub procs: Vec<(u32, ProcSlot)>,
-    /// Used statistics entries, by index.
-    pub stats: Vec<(u32, StatsSlot)>,
-}
-
 impl Probe {
-    /// Reads the process table, then the statistics table.
-    pub(crate) fn read(&self) -> Reading {
-        let procs = (0..self.procs.entries())
+    /// Every used entry of the process table, by index. Read it before the statistics: a
+    /// statistics slot whose process was already dead (or in a later epoch) then is final in
+    /// the statistics read after it, whatever happened in between.
+    pub(crate) fn read_procs(&self) -> Vec<(u32, ProcSlot)> {
+        (0..self.procs.entries())
             .filter_map(|index| {
                 let state = self.procs.state_of(index);
                 (state != PROC_EMPTY && state != PROC_FREED).then(|| (index as u32, self.procs.read(index)))
             })
-            .collect();
-        Reading {
-            procs,
-            stats: self.read_stats(),
-        }
+            .collect()
     }
 
-    /// Every used slot of the statistics table, by index.
-    pub fn read_stats(&self) -> Vec<(u32, StatsSlot)> {
-        (0..self.stats.entries())
-            .filter_map(|index| {
-                // Look at the key first: most slots are empty, and this reads one cache line.
-                let key = self.stats.key_of(index);
-                (key != SLOT_EMPTY && key != SLOT_FREED).then(|| (index as u32, self.stats.read(index)))
-            })
-            .collect()
+    /// Every used slot of the statistics table, by index, each read as the iterator gets to
+    /// it (a full table is not copied at once).
+    pub fn stats(&self) -> impl Iterator<Item = (u32, StatsSlot)> + '_ {
+        (0..self.stats.entries()).filter_map(|index| {
+            // Look at the key first: most slots are empty, and this reads one cache line.
+            let key = self.stats.key_of(index);
+            (key != SLOT_EMPTY && key != SLOT_FREED).then(|| (index as u32, self.stats.read(index)))
+        })
     }
 
     /// The calls and handler time of one (process, syscall), added up over its slots (every
     /// lane and epoch).
     pub fn stats_of(&self, key: StatsKey) -> Option<(u64, u64)> {
         let mut found = None;
-        for (_, slot) in self
-            .read_stats()
-            .iter()
-            .filter(|(_, slot)| StatsKey::unpack(slot.key) == key)
-        {
+        for (_, slot) in self.stats().filter(|(_, slot)| StatsKey::unpack(slot.key) == key) {
             let (calls, handler_ns) = found.unwrap_or((0, 0));
             found = Some((calls + slot.stats.calls, handler_ns + slot.stats.handler_ns));
         }
@@ -77,12 +59,24 @@ impl Probe {
     /// The overflow counters (by `profiler_common::counter` index), summed over CPUs.
     pub(crate) fn counters(&self) -> [u64; counter::COUNT as usize] {
         let mut sums = [0; counter::COUNT as usize];
-        for row in (0..self.counters.entries()).step_by(counter::ROW as usize) {
-            for (index, sum) in sums.iter_mut().enumerate() {
-                *sum += self.counters.read(row + index);
-            }
+        for (index, sum) in sums.iter_mut().enumerate() {
+            *sum = self.counter(index as u32);
         }
         sums
+    }
+
+    /// Statistics slots and process table entries claimed so far: a few words to read, to
+    /// tell when the tables fill fast.
+    pub(crate) fn claims(&self) -> (u64, u64) {
+        (self.counter(counter::STATS_CLAIMS), self.counter(counter::PROCS_CLAIMS))
+    }
+
+    /// Counter `index`, summed over the CPUs' rows.
+    fn counter(&self, index: u32) -> u64 {
+        (0..self.counters.entries())
+            .step_by(counter::ROW as usize)
+            .map(|row| self.counters.read(row + index as usize))
+            .sum()
     }
 
     /// Frees these statistics slots, whose counts are final and read.

@@ -98,20 +98,18 @@ pub fn of_view(view: &SyscallView) -> (Counters, Histogram) {
         sum_ns: view.total_ns(),
         ..Histogram::default()
     };
-    for (index, &count) in view.latency.buckets.iter().enumerate() {
-        if count > 0 {
-            // A kernel bucket goes where its upper edge (as the caller sees it) falls: every
-            // value in it is at most that.
-            let upper_ns = hist_bucket_bounds(index)
-                .1
-                .saturating_add_signed(view.latency_offset_ns);
-            let seconds = upper_ns as f64 / 1e9;
-            let slot = LATENCY_BOUNDS
-                .iter()
-                .position(|b| seconds <= *b)
-                .unwrap_or(LATENCY_BOUNDS.len());
-            histogram.buckets[slot] += count;
-        }
+    for (index, count) in view.latency.buckets() {
+        // A kernel bucket goes where its upper edge (as the caller sees it) falls: every value
+        // in it is at most that.
+        let upper_ns = hist_bucket_bounds(index)
+            .1
+            .saturating_add_signed(view.latency_offset_ns);
+        let seconds = upper_ns as f64 / 1e9;
+        let slot = LATENCY_BOUNDS
+            .iter()
+            .position(|b| seconds <= *b)
+            .unwrap_or(LATENCY_BOUNDS.len());
+        histogram.buckets[slot] += count;
     }
     let counters = Counters {
         calls: view.calls,
@@ -134,10 +132,10 @@ mod tests {
             calls: 4,
             ..Default::default()
         };
-        totals.latency.buckets[hist_bucket(90)] = 1; // 90 ns: [80, 96) -> <= 128 ns
-        totals.latency.buckets[hist_bucket(500)] = 1; // 0.5 µs: [448, 512) -> <= 512 ns
-        totals.latency.buckets[hist_bucket(3_000)] = 1; // 3 µs -> <= 8.192 µs
-        totals.latency.buckets[hist_bucket(100_000_000_000)] = 1; // 100 s -> +Inf
+        totals.latency.add(hist_bucket(90), 1); // 90 ns: [80, 96) -> <= 128 ns
+        totals.latency.add(hist_bucket(500), 1); // 0.5 µs: [448, 512) -> <= 512 ns
+        totals.latency.add(hist_bucket(3_000), 1); // 3 µs -> <= 8.192 µs
+        totals.latency.add(hist_bucket(100_000_000_000), 1); // 100 s -> +Inf
         let view = SyscallView::new(StatsKey { tgid: 1, nr: 0 }, &totals, &Charges::default());
         let (_, histogram) = of_view(&view);
         assert_eq!(histogram.buckets[2], 1);

@@ -1,27 +1,20 @@
 //! Latency distributions read from the kernel's log-linear histograms.
 //!
 //! The kernel counts calls into [`profiler_common::hist_bucket`] buckets (4 per power of two,
-//! so a bucket is at most 25% wide). Here the counts are widened to `u64`, merged, and turned
-//! into percentiles through an HdrHistogram fed with each bucket's midpoint, which puts
-//! every percentile within 12.5% of the true value.
+//! so a bucket is at most 25% wide). Here the counts are kept sparse (a read of one slot
+//! touches a bucket or two of 160), widened to `u64`, merged, and turned into percentiles
+//! through an HdrHistogram fed with each bucket's midpoint, which puts every percentile within
+//! 12.5% of the true value.
 use hdrhistogram::Histogram;
-use profiler_common::{hist_bucket_bounds, HIST_BUCKETS};
+use profiler_common::hist_bucket_bounds;
 use serde::Serialize;
 
-/// Counts per kernel bucket plus the exact maximum.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Counts per kernel bucket (the non-zero ones, by bucket index) plus the exact maximum.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Latency {
-    pub buckets: Vec<u64>,
+    /// `(bucket, count)`, by bucket, counts above zero.
+    buckets: Vec<(u8, u64)>,
     pub max_ns: u64,
-}
-
-impl Default for Latency {
-    fn default() -> Self {
-        Latency {
-            buckets: vec![0; HIST_BUCKETS],
-            max_ns: 0,
-        }
-    }
 }
 
 /// Percentiles of a distribution, in nanoseconds.
@@ -37,15 +30,50 @@ pub struct Percentiles {
 }
 
 impl Latency {
+    /// Adds `count` calls to kernel bucket `bucket`.
+    pub fn add(&mut self, bucket: usize, count: u64) {
+        if count == 0 {
+            return;
+        }
+        let bucket = u8::try_from(bucket).expect("fewer than 256 buckets");
+        match self.buckets.binary_search_by_key(&bucket, |(b, _)| *b) {
+            Ok(at) => self.buckets[at].1 += count,
+            Err(at) => self.buckets.insert(at, (bucket, count)),
+        }
+    }
+
+    /// `(bucket, count)` of every bucket with calls, by bucket.
+    pub fn buckets(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
+        self.buckets.iter().map(|&(bucket, count)| (bucket as usize, count))
+    }
+
+    /// The calls of one bucket.
+    pub fn count_of(&self, bucket: usize) -> u64 {
+        self.buckets().find(|(b, _)| *b == bucket).map_or(0, |(_, count)| count)
+    }
+
     pub fn count(&self) -> u64 {
-        self.buckets.iter().sum()
+        self.buckets.iter().map(|(_, count)| count).sum()
     }
 
     pub fn merge(&mut self, other: &Latency) {
-        for (mine, theirs) in self.buckets.iter_mut().zip(&other.buckets) {
-            *mine += theirs;
+        for (bucket, count) in other.buckets() {
+            self.add(bucket, count);
         }
         self.max_ns = self.max_ns.max(other.max_ns);
+    }
+
+    /// The calls since `earlier` (an older copy of the same distribution); the maximum is
+    /// since the start, an upper bound of the interval's.
+    pub fn since(&self, earlier: &Latency) -> Latency {
+        let mut since = Latency {
+            buckets: Vec::new(),
+            max_ns: self.max_ns,
+        };
+        for (bucket, count) in self.buckets() {
+            since.add(bucket, count.saturating_sub(earlier.count_of(bucket)));
+        }
+        since
     }
 
     /// p50/p90/p99/max, each shifted by `offset_ns` (the per-call boundary cost, which the
@@ -56,13 +84,11 @@ impl Latency {
             return Percentiles::default();
         }
         let mut hdr = Histogram::<u64>::new(3).expect("3 significant digits is valid");
-        for (idx, &count) in self.buckets.iter().enumerate() {
-            if count > 0 {
-                let (low, high) = hist_bucket_bounds(idx);
-                // The maximum bounds the last bucket better than its nominal upper edge.
-                let mid = (low + (high - 1).min(self.max_ns.max(low))) / 2;
-                hdr.record_n(mid, count).expect("histogram auto-resizes");
-            }
+        for (idx, count) in self.buckets() {
+            let (low, high) = hist_bucket_bounds(idx);
+            // The maximum bounds the last bucket better than its nominal upper edge.
+            let mid = (low + (high - 1).min(self.max_ns.max(low))) / 2;
+            hdr.record_n(mid, count).expect("histogram auto-resizes");
         }
         // A midpoint is never above the true maximum, so the percentiles stay <= max.
         let shift = |ns: u64| ns.saturating_add_signed(offset_ns);
@@ -79,7 +105,7 @@ impl Latency {
 
 #[cfg(test)]
 mod tests {
-    use profiler_common::hist_bucket;
+    use profiler_common::{hist_bucket, HIST_BUCKETS};
 
     use super::*;
 
@@ -114,7 +140,7 @@ mod tests {
     fn latency_of(values: &[u64]) -> Latency {
         let mut latency = Latency::default();
         for &v in values {
-            latency.buckets[hist_bucket(v)] += 1;
+            latency.add(hist_bucket(v), 1);
             latency.max_ns = latency.max_ns.max(v);
         }
         latency
@@ -177,6 +203,22 @@ mod tests {
     #[test]
     fn empty_distribution_is_all_zero() {
         assert_eq!(Latency::default().percentiles(40), Percentiles::default());
+    }
+
+    #[test]
+    fn since_is_the_difference_and_buckets_stay_sorted_and_sparse() {
+        let mut now = latency_of(&[10, 2_000, 2_000, 50]);
+        let earlier = latency_of(&[10, 2_000]);
+        let since = now.since(&earlier);
+        assert_eq!(since.count(), 2);
+        assert_eq!(since.count_of(hist_bucket(2_000)), 1);
+        assert_eq!(since.count_of(hist_bucket(10)), 0);
+        now.add(hist_bucket(1), 0);
+        let buckets: Vec<usize> = now.buckets().map(|(b, _)| b).collect();
+        assert!(buckets.windows(2).all(|w| w[0] < w[1]), "{buckets:?}");
+        assert_eq!(buckets.len(), 3, "no empty buckets kept");
+        now.add(HIST_BUCKETS - 1, 1);
+        assert_eq!(now.count_of(HIST_BUCKETS - 1), 1);
     }
 
     #[test]

@@ -56,16 +56,7 @@ impl SyscallTotals {
 
     /// What happened since `earlier` (an older copy of the same totals).
     pub fn since(&self, earlier: &SyscallTotals) -> SyscallTotals {
-        let mut latency = Latency::default();
-        for (bucket, (now, then)) in latency
-            .buckets
-            .iter_mut()
-            .zip(self.latency.buckets.iter().zip(&earlier.latency.buckets))
-        {
-            *bucket = now.saturating_sub(*then);
-        }
-        // The maximum is since the start; it bounds the interval's values from above.
-        latency.max_ns = self.latency.max_ns;
+        let latency = self.latency.since(&earlier.latency);
         let errnos = self
             .errnos
             .iter()
@@ -83,44 +74,6 @@ impl SyscallTotals {
             handler_ns: self.handler_ns.saturating_sub(earlier.handler_ns),
             blocked_ns: self.blocked_ns.saturating_sub(earlier.blocked_ns),
             runqueue_ns: self.runqueue_ns.saturating_sub(earlier.runqueue_ns),
-            latency,
-            errnos,
-        }
-    }
-
-    /// What happened between two raw reads of the same slot.
-    pub fn between(before: &SyscallStats, now: &SyscallStats) -> SyscallTotals {
-        let mut latency = Latency {
-            max_ns: now.max_ns,
-            ..Latency::default()
-        };
-        for bucket in 0..HIST_BUCKETS {
-            latency.buckets[bucket] = u64::from(now.hist[bucket].wrapping_sub(before.hist[bucket]));
-        }
-        let mut errnos = BTreeMap::new();
-        for slot in 0..ERRNO_SLOTS {
-            let code = now.errno_codes[slot] as u32;
-            // A code claimed since the last read counted from zero.
-            let then = if before.errno_codes[slot] == now.errno_codes[slot] {
-                before.errno_counts[slot]
-            } else {
-                0
-            };
-            let count = u64::from(now.errno_counts[slot].wrapping_sub(then));
-            if code != 0 && count > 0 {
-                *errnos.entry(code).or_default() += count;
-            }
-        }
-        let other = now.errno_other.wrapping_sub(before.errno_other);
-        if other > 0 {
-            errnos.insert(OTHER_ERRNO, other);
-        }
-        SyscallTotals {
-            calls: now.calls.wrapping_sub(before.calls),
-            errors: now.errors.wrapping_sub(before.errors),
-            handler_ns: now.handler_ns.wrapping_sub(before.handler_ns),
-            blocked_ns: now.blocked_ns.wrapping_sub(before.blocked_ns),
-            runqueue_ns: now.runqueue_ns.wrapping_sub(before.runqueue_ns),
             latency,
             errnos,
         }
@@ -161,9 +114,89 @@ pub struct Update {
 /// One used slot as last read.
 struct LiveSlot {
     key: u64,
-    last: SyscallStats,
+    last: LastRead,
     /// Whether it was already final at the last read.
     final_seen: bool,
+}
+
+/// A slot's counters as last read, compactly: its histogram as the buckets with counts (a
+/// slot seldom has more than a few of its 160), so that holding a full table costs little.
+#[derive(Clone, Debug, Default)]
+struct LastRead {
+    calls: u64,
+    errors: u64,
+    handler_ns: u64,
+    blocked_ns: u64,
+    runqueue_ns: u64,
+    errno_codes: [u64; ERRNO_SLOTS],
+    errno_counts: [u32; ERRNO_SLOTS],
+    errno_other: u64,
+    /// `(bucket, count)`, by bucket.
+    hist: Vec<(u8, u32)>,
+}
+
+impl LastRead {
+    fn of(stats: &SyscallStats) -> LastRead {
+        LastRead {
+            calls: stats.calls,
+            errors: stats.errors,
+            handler_ns: stats.handler_ns,
+            blocked_ns: stats.blocked_ns,
+            runqueue_ns: stats.runqueue_ns,
+            errno_codes: stats.errno_codes,
+            errno_counts: stats.errno_counts,
+            errno_other: stats.errno_other,
+            hist: (0..HIST_BUCKETS)
+                .filter(|&bucket| stats.hist[bucket] != 0)
+                .map(|bucket| (bucket as u8, stats.hist[bucket]))
+                .collect(),
+        }
+    }
+
+    /// What the slot gained from this read to `now`. Counters are cumulative (`u32` ones
+    /// wrap: differences are taken wrapping).
+    fn gained(&self, now: &SyscallStats) -> SyscallTotals {
+        let mut latency = Latency::default();
+        latency.max_ns = now.max_ns;
+        let mut before = self.hist.iter().peekable();
+        for (bucket, &count) in now.hist.iter().enumerate() {
+            let then = match before.peek() {
+                Some(&&(b, then)) if b as usize == bucket => {
+                    before.next();
+                    then
+                }
+                _ => 0,
+            };
+            latency.add(bucket, u64::from(count.wrapping_sub(then)));
+        }
+        let mut errnos = BTreeMap::new();
+        for slot in 0..ERRNO_SLOTS {
+            let code = now.errno_codes[slot] as u32;
+            // A code claimed since the last read counted from zero.
+            let then = if self.errno_codes[slot] == now.errno_codes[slot] {
+                self.errno_counts[slot]
+            } else {
+                0
+            };
+            let count = u64::from(now.errno_counts[slot].wrapping_sub(then));
+            if code != 0 && count > 0 {
+                *errnos.entry(code).or_default() += count;
+            }
+        }
+        let other = now.errno_other.wrapping_sub(self.errno_other);
+        if other > 0 {
+            errnos.insert(OTHER_ERRNO, other);
+        }
+        SyscallTotals {
+            calls: now.calls.wrapping_sub(self.calls),
+            errors: now.errors.wrapping_sub(self.errors),
+            handler_ns: now.handler_ns.wrapping_sub(self.handler_ns),
+            blocked_ns: now.blocked_ns.wrapping_sub(self.blocked_ns),
+            runqueue_ns: now.runqueue_ns.wrapping_sub(self.runqueue_ns),
+            latency,
+            errnos,
+        }
+    }
 }
 
 /// The agent's memory of the kernel tables between reads.
@@ -200,12 +233,12 @@ impl Store {
     }
 
     /// Takes in a read of the process table (`procs`, read first) and of the statistics table
-    /// (`stats`), by index. `gone` says whether a process the process table does not hold has
-    /// exited.
+    /// (`stats`: its used slots by index, read as they come, after `procs`). `gone` says
+    /// whether a process the process table does not hold has exited.
     pub fn update(
         &mut self,
         procs: &[(u32, ProcSlot)],
-        stats: &[(u32, StatsSlot)],
+        stats: impl IntoIterator<Item = (u32, StatsSlot)>,
         gone: &dyn Fn(u32) -> bool,
     ) -> Update {
         let canonical = canonical_entries(procs, self.procs_capacity);
@@ -215,25 +248,24 @@ impl Store {
             None => Standing::Unknown,
         };
         let mut update = Update {
-            stats_fill: stats.len() as f64 / f64::from(self.stats_capacity.max(1)),
             procs_fill: procs.len() as f64 / f64::from(self.procs_capacity.max(1)),
             ..Update::default()
         };
         let mut unknown_gone: HashMap<u32, bool> = HashMap::new();
-        let mut seen = HashSet::with_capacity(stats.len());
+        let mut seen = HashSet::with_capacity(self.live.len());
         // Processes with a slot left in the table after this read.
         let mut holding = HashSet::new();
         for (index, slot) in stats {
-            seen.insert(*index);
+            seen.insert(index);
             let key = StatsKey::unpack(slot.key);
             let is_final = match standing(key.tgid) {
                 Standing::Alive(epoch) => epoch_of(slot.key) != epoch,
                 Standing::Dead => true,
                 Standing::Unknown => *unknown_gone.entry(key.tgid).or_insert_with(|| gone(key.tgid)),
             };
-            let live = self.live.entry(*index).or_insert(LiveSlot {
+            let live = self.live.entry(index).or_insert(LiveSlot {
                 key: slot.key,
-                last: SyscallStats::ZERO,
+                last: LastRead::default(),
                 final_seen: false,
             });
             if live.key != slot.key {
@@ -241,12 +273,12 @@ impl Store {
                 // before being freed was taken in then).
                 *live = LiveSlot {
                     key: slot.key,
-                    last: SyscallStats::ZERO,
+                    last: LastRead::default(),
                     final_seen: false,
                 };
             }
-            let totals = SyscallTotals::between(&live.last, &slot.stats);
-            live.last = slot.stats;
+            let totals = live.last.gained(&slot.stats);
+            live.last = LastRead::of(&slot.stats);
             if !totals.is_empty() && key.tgid != self.own_tgid {
                 update.deltas.push(Delta {
                     key,
@@ -256,17 +288,22 @@ impl Store {
                 });
             }
             if is_final && live.final_seen {
-                update.free_stats.push(*index);
+                update.free_stats.push(index);
             } else {
                 live.final_seen = is_final;
                 holding.insert(key.tgid);
             }
         }
+        update.stats_fill = seen.len() as f64 / f64::from(self.stats_capacity.max(1));
         for index in &update.free_stats {
             self.live.remove(index);
         }
         // Slots that were freed behind our back: only by a restart of the agent's own reads.
         self.live.retain(|index, _| seen.contains(index));
+        // A fork storm's worth of slots is given back once they are freed.
+        if self.live.capacity() > 4 * self.live.len() + 1024 {
+            self.live.shrink_to_fit();
+        }
         let mut dead_now = HashSet::new();
         for (index, proc) in procs {
             let tgid = proc_state::tgid(proc.state);
@@ -322,7 +359,7 @@ impl SyscallTotals {
             runqueue_ns,
             ..Default::default()
         };
-        totals.latency.buckets[profiler_common::hist_bucket(latency_ns)] = calls;
+        totals.latency.add(profiler_common::hist_bucket(latency_ns), calls);
         totals.latency.max_ns = latency_ns;
         totals
     }
@@ -393,14 +430,14 @@ mod tests {
     fn reads_of_a_slot_give_their_differences() {
         let mut store = Store::new(OWN, CAPACITY, CAPACITY);
         let procs = table(&[proc(10, 0, false, "a")]);
-        let first = store.update(&procs, &[(3, slot(A, 0, 5, 500, "a"))], &nobody_gone);
+        let first = store.update(&procs, [(3, slot(A, 0, 5, 500, "a"))], &nobody_gone);
         assert_eq!(calls_of(&first, A), 5);
-        let second = store.update(&procs, &[(3, slot(A, 0, 7, 700, "a"))], &nobody_gone);
+        let second = store.update(&procs, [(3, slot(A, 0, 7, 700, "a"))], &nobody_gone);
         assert_eq!(calls_of(&second, A), 2);
         assert_eq!(second.deltas[0].totals.handler_ns, 200);
         assert_eq!(second.deltas[0].totals.latency.count(), 2);
         assert_eq!(second.deltas[0].comm, "a");
-        let quiet = store.update(&procs, &[(3, slot(A, 0, 7, 700, "a"))], &nobody_gone);
+        let quiet = store.update(&procs, [(3, slot(A, 0, 7, 700, "a"))], &nobody_gone);
         assert!(quiet.deltas.is_empty(), "nothing new");
         assert!(quiet.free_stats.is_empty(), "alive: kept");
     }
@@ -412,7 +449,7 @@ mod tests {
         let mut before = slot(A, 0, u32::MAX - 1, 0, "a");
         before.stats.errno_codes[0] = 2;
         before.stats.errno_counts[0] = u32::MAX;
-        store.update(&procs, &[(0, before)], &nobody_gone);
+        store.update(&procs, [(0, before)], &nobody_gone);
         let mut after = slot(A, 0, 3, 0, "a"); // the bucket wrapped: 5 more calls
         after.stats.calls = before.stats.calls + 5;
         after.stats.errno_codes[0] = 2;
@@ -420,7 +457,7 @@ mod tests {
         after.stats.errno_codes[1] = 13; // claimed since: counted from zero
         after.stats.errno_counts[1] = 4;
         after.stats.errno_other = 1;
-        let update = store.update(&procs, &[(0, after)], &nobody_gone);
+        let update = store.update(&procs, [(0, after)], &nobody_gone);
         let totals = &update.deltas[0].totals;
         assert_eq!(totals.calls, 5);
         assert_eq!(totals.latency.count(), 5);
@@ -433,25 +470,25 @@ mod tests {
         let alive = table(&[proc(10, 0, false, "a"), proc(20, 0, false, "b")]);
         store.update(
             &alive,
-            &[(4, slot(A, 0, 5, 500, "a")), (6, slot(B, 0, 1, 10, "b"))],
+            [(4, slot(A, 0, 5, 500, "a")), (6, slot(B, 0, 1, 10, "b"))],
             &nobody_gone,
         );
         // 10 exits after making 2 more calls.
         let dead = table(&[proc(10, 0, true, "a"), proc(20, 0, false, "b")]);
         let stats = [(4, slot(A, 0, 7, 700, "a")), (6, slot(B, 0, 1, 10, "b"))];
-        let update = store.update(&dead, &stats, &nobody_gone);
+        let update = store.update(&dead, stats, &nobody_gone);
         assert_eq!(calls_of(&update, A), 2, "its last calls taken in");
         assert!(update.free_stats.is_empty(), "read once more before it is freed");
         // A call that was in flight at the exit lands after all.
         let stats = [(4, slot(A, 0, 8, 800, "a")), (6, slot(B, 0, 1, 10, "b"))];
-        let update = store.update(&dead, &stats, &nobody_gone);
+        let update = store.update(&dead, stats, &nobody_gone);
         assert_eq!(calls_of(&update, A), 1);
         assert_eq!(update.free_stats, vec![4]);
         assert!(
             update.free_procs.is_empty(),
             "its last slot just went: the entry is kept one more read"
         );
-        let update = store.update(&dead, &[(6, slot(B, 0, 1, 10, "b"))], &nobody_gone);
+        let update = store.update(&dead, [(6, slot(B, 0, 1, 10, "b"))], &nobody_gone);
         let (index, state) = dead.iter().find(|(_, p)| proc_state::tgid(p.state) == 10).unwrap();
         assert_eq!(update.free_procs, vec![(*index, state.state)]);
     }
@@ -461,13 +498,13 @@ mod tests {
         let mut store = Store::new(OWN, CAPACITY, CAPACITY);
         store.update(
             &table(&[proc(10, 0, false, "alphaX")]),
-            &[(4, slot(A, 0, 100_000, 0, "alphaX"))],
+            [(4, slot(A, 0, 100_000, 0, "alphaX"))],
             &nobody_gone,
         );
         // It exec'd /bin/sleep: epoch 1, a new name; 3 calls since, in a new slot.
         let procs = table(&[proc(10, 1, false, "sleep")]);
         let stats = [(4, slot(A, 0, 100_002, 0, "alphaX")), (9, slot(A, 1, 3, 0, "sleep"))];
-        let update = store.update(&procs, &stats, &nobody_gone);
+        let update = store.update(&procs, stats, &nobody_gone);
         let by_name: BTreeMap<&str, u64> = update
             .deltas
             .iter()
@@ -475,7 +512,7 @@ mod tests {
             .collect();
         assert_eq!(by_name, BTreeMap::from([("alphaX", 2), ("sleep", 3)]));
         assert_eq!(update.processes, vec![(10, "sleep".to_owned(), 7)]);
-        let update = store.update(&procs, &stats, &nobody_gone);
+        let update = store.update(&procs, stats, &nobody_gone);
         assert_eq!(update.free_stats, vec![4], "the old epoch's slot, once read again");
     }
 
@@ -483,9 +520,9 @@ mod tests {
     fn a_reused_slot_starts_fresh() {
         let mut store = Store::new(OWN, CAPACITY, CAPACITY);
         let procs = table(&[proc(10, 0, false, "a"), proc(30, 0, false, "c")]);
-        store.update(&procs, &[(4, slot(A, 0, 5, 500, "a"))], &nobody_gone);
+        store.update(&procs, [(4, slot(A, 0, 5, 500, "a"))], &nobody_gone);
         let c = StatsKey { tgid: 30, nr: 2 };
-        let update = store.update(&procs, &[(4, slot(c, 0, 1, 1, "c"))], &nobody_gone);
+        let update = store.update(&procs, [(4, slot(c, 0, 1, 1, "c"))], &nobody_gone);
         assert_eq!(calls_of(&update, c), 1);
         assert_eq!(calls_of(&update, A), 0);
     }
@@ -496,7 +533,7 @@ mod tests {
         let own = StatsKey { tgid: OWN, nr: 110 };
         let update = store.update(
             &table(&[proc(OWN, 0, false, "syscall-profile")]),
-            &[(2, slot(own, 0, 50_000, 1, "syscall-profile"))],
+            [(2, slot(own, 0, 50_000, 1, "syscall-profile"))],
             &nobody_gone,
         );
         assert!(update.deltas.is_empty());
@@ -506,8 +543,8 @@ mod tests {
     fn processes_the_table_does_not_hold_are_asked_of_proc() {
         let mut store = Store::new(OWN, CAPACITY, CAPACITY);
         let gone = |tgid: u32| tgid == 10;
-        store.update(&[], &[(4, slot(A, 0, 5, 500, "a")), (6, slot(B, 0, 1, 1, "b"))], &gone);
-        let update = store.update(&[], &[(4, slot(A, 0, 5, 500, "a")), (6, slot(B, 0, 1, 1, "b"))], &gone);
+        store.update(&[], [(4, slot(A, 0, 5, 500, "a")), (6, slot(B, 0, 1, 1, "b"))], &gone);
+        let update = store.update(&[], [(4, slot(A, 0, 5, 500, "a")), (6, slot(B, 0, 1, 1, "b"))], &gone);
         assert_eq!(update.free_stats, vec![4]);
     }
 
@@ -518,8 +555,8 @@ mod tests {
         let first = proc(10, 0, false, "a");
         let second = proc(10, 0, false, "a");
         let procs = [(start, first), ((start + 1) % CAPACITY, second)];
-        assert!(store.update(&procs, &[], &nobody_gone).free_procs.is_empty());
-        let update = store.update(&procs, &[], &nobody_gone);
+        assert!(store.update(&procs, [], &nobody_gone).free_procs.is_empty());
+        let update = store.update(&procs, [], &nobody_gone);
         assert_eq!(update.free_procs, vec![((start + 1) % CAPACITY, second.state)]);
         assert_eq!(update.processes.len(), 1);
         assert_ne!(second.state, PROC_FREED);
@@ -530,7 +567,7 @@ mod tests {
         let mut store = Store::new(OWN, 4, 8);
         let update = store.update(
             &table(&[proc(10, 0, false, "a")]),
-            &[(0, slot(A, 0, 1, 1, "a"))],
+            [(0, slot(A, 0, 1, 1, "a"))],
             &nobody_gone,
         );
         assert_eq!((update.stats_fill, update.procs_fill), (0.25, 0.125));

@@ -57,6 +57,8 @@ pub struct Session {
     self_tgid: u32,
     /// Used share of the statistics table and of the process table at the last read.
     fill: (f64, f64),
+    /// Slots and entries the kernel side had claimed by the last read.
+    claims: (u64, u64),
 }
 
 /// Above this share of a table in use, the tables are read again sooner (see
@@ -64,6 +66,8 @@ pub struct Session {
 const BUSY_FILL: f64 = 0.25;
 /// How soon, then.
 const BUSY_READ_INTERVAL: Duration = Duration::from_millis(100);
+/// How often the commands ask [`Session::filling_fast`]: a look at two counters, no read.
+pub const FILL_CHECK: Duration = Duration::from_millis(50);
 
 impl Session {
     /// Loads and calibrates, then starts measuring `target`.
@@ -122,6 +126,7 @@ impl Session {
             started: Instant::now(),
             self_tgid,
             fill: (0.0, 0.0),
+            claims: (0, 0),
         })
     }
 
@@ -133,13 +138,22 @@ impl Session {
     /// Reads the tables: what every (process, syscall) gained since the last read; frees
     /// in the kernel what is final and taken in.
     pub fn poll(&mut self) -> Result<Update, SessionError> {
-        let reading = self.probe.read();
+        self.claims = self.probe.claims();
+        let procs = self.probe.read_procs();
         let gone = |tgid: u32| !process_exists(tgid);
-        let update = self.store.update(&reading.procs, &reading.stats, &gone);
+        let update = self.store.update(&procs, self.probe.stats(), &gone);
         self.probe.free_stats(&update.free_stats);
         self.probe.free_procs(&update.free_procs);
         self.fill = (update.stats_fill, update.procs_fill);
         Ok(update)
+    }
+
+    /// Whether the kernel side has claimed an eighth of a table since the last read: a fork
+    /// storm filling it faster than reads every `interval` would free it. Read now, then.
+    pub fn filling_fast(&self) -> bool {
+        let (stats, procs) = self.probe.claims();
+        let sizes = self.probe.sizes;
+        stats - self.claims.0 > u64::from(sizes.syscalls / 8) || procs - self.claims.1 > u64::from(sizes.processes / 8)
     }
 
     /// When to read the tables next: every `interval`, or sooner while processes that come and

@@ -264,7 +264,7 @@ pub fn histogram_lines(latency: &Latency, bar_width: usize) -> Vec<Line<'static>
     let per_power = 1usize << HIST_SUB_BITS;
     let groups: Vec<(u64, u64, u64)> = (0..HIST_BUCKETS / per_power)
         .map(|g| {
-            let count: u64 = latency.buckets[g * per_power..(g + 1) * per_power].iter().sum();
+            let count: u64 = (g * per_power..(g + 1) * per_power).map(|b| latency.count_of(b)).sum();
             let low = hist_bucket_bounds(g * per_power).0;
             let high = hist_bucket_bounds((g + 1) * per_power - 1).1;
             (low, high, count)
