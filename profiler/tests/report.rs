@@ -84,11 +84,13 @@ fn sleeping_thread_is_blocked_for_the_time_it_slept() {
 #[test]
 #[ignore = "needs root: loads eBPF programs (cargo xtask test runs it as root)"]
 fn large_reads_from_dev_zero_are_handler_heavy() {
-    let report = profile_workload(&["zero-read", "300", "1048576"]);
+    // 3000 reads (~0.2 s in all): a preemption of a few ms, which a busy machine's other
+    // tasks can cause, does not make them look CPU-bound.
+    let report = profile_workload(&["zero-read", "3000", "1048576"]);
     let read = syscall(only_workload(&report), "read", "x86_64")
         .expect("read row")
         .clone();
-    assert!(u64_of(&read, "calls") >= 300);
+    assert!(u64_of(&read, "calls") >= 3000);
     assert_eq!(read["class"], "handler-heavy", "{read}");
     assert!(u64_of(&read, "handler_ns") > u64_of(&read, "total_ns") / 2);
 }

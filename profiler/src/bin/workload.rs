@@ -25,6 +25,13 @@
 //!                          threads of one process making the same call on several CPUs)
 //!   fork-storm N CALLS     N child processes forked as fast as this machine can (at most 64
 //!                          alive at once), each making CALLS getppid calls; prints the rate
+//!   churn-soak SECS LIVE RATE
+//!                          a busy machine's process churn for SECS seconds: LIVE processes
+//!                          under a few dozen names, each making a few calls every 200 ms
+//!                          and now and then renaming itself; RATE new processes a second,
+//!                          short-lived, most under one-shot names (date, id, ...), some
+//!                          under names of their own, some exec'ing /bin/true, every tenth
+//!                          taking the pid of the one before (ns_last_pid, needs root)
 //!   steady N SECS          N getppid calls spread evenly over SECS seconds (in batches every
 //!                          100 ms): a process that is busy for a while
 //!   churn ROUNDS N         ROUNDS times, one after another: a thread that makes N getppid
@@ -42,7 +49,7 @@ use std::{
 };
 
 fn usage() -> ! {
-    eprintln!("usage: profiler-workload getppid N | enoent N | sleep N MS | zero-read N BYTES | pingpong ROUNDS SPIN | spin SECS | write-i386 PATH N | exec-thread PATH | busy SECS | time-getppid N | time-pingpong ROUNDS | hang-after N SECS | time-getppid-threads N T | churn ROUNDS N | steady N SECS | fork-storm N CALLS");
+    eprintln!("usage: profiler-workload getppid N | enoent N | sleep N MS | zero-read N BYTES | pingpong ROUNDS SPIN | spin SECS | write-i386 PATH N | exec-thread PATH | busy SECS | time-getppid N | time-pingpong ROUNDS | hang-after N SECS | time-getppid-threads N T | churn ROUNDS N | steady N SECS | fork-storm N CALLS | churn-soak SECS LIVE RATE");
     std::process::exit(2);
 }
 
@@ -250,6 +257,110 @@ fn fork_storm(children: u64, calls: u64) {
     println!("{:.0}", children as f64 / start.elapsed().as_secs_f64());
 }
 
+/// Names the live processes of `churn-soak` run under, and rename themselves to.
+const LIVE_NAMES: [&str; 24] = [
+    "nginx", "postgres", "redis-server", "java", "node", "python3", "sshd", "containerd", "kubelet", "dockerd",
+    "rsyslogd", "cron", "haproxy", "envoy", "memcached", "mysqld", "php-fpm", "ruby", "celery", "gunicorn",
+    "prometheus", "grafana", "etcd", "coredns",
+];
+
+/// One-shot command names of `churn-soak`'s short-lived processes.
+const ONE_SHOT_NAMES: [&str; 12] = ["date", "id", "ls", "cat", "grep", "awk", "sed", "hostname", "uname", "sleep", "tr", "wc"];
+
+fn set_name(name: &str) {
+    let name = CString::new(name).unwrap();
+    // SAFETY: prctl with a NUL-terminated name.
+    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) };
+}
+
+/// A few calls of a busy service: getppid, a failing openat, a read, a write.
+fn service_calls(null: i32, path: &CString) {
+    let mut byte = 0u8;
+    unsafe {
+        libc::syscall(libc::SYS_getppid);
+        libc::syscall(libc::SYS_openat, libc::AT_FDCWD, path.as_ptr(), libc::O_RDONLY);
+        libc::syscall(libc::SYS_read, null, &mut byte as *mut u8, 1);
+        libc::syscall(libc::SYS_write, null, &byte as *const u8, 1);
+    }
+}
+
+fn churn_soak(secs: u64, live: u64, rate: u64) {
+    let end = Instant::now() + Duration::from_secs(secs);
+    let missing = CString::new("/nonexistent/profiler-workload/churn").unwrap();
+    let dev_null = CString::new("/dev/null").unwrap();
+    let mut long_lived = Vec::new();
+    for i in 0..live {
+        // SAFETY: the child makes raw syscalls, sleeps and exits.
+        match unsafe { libc::fork() } {
+            -1 => panic!("fork: {}", std::io::Error::last_os_error()),
+            0 => {
+                let null = unsafe { libc::open(dev_null.as_ptr(), libc::O_RDWR) };
+                let mut name = i as usize % LIVE_NAMES.len();
+                set_name(LIVE_NAMES[name]);
+                let mut round = 0u64;
+                while Instant::now() < end {
+                    service_calls(null, &missing);
+                    thread::sleep(Duration::from_millis(200));
+                    round += 1;
+                    // Now and then, a process renames itself (about every 60 s).
+                    if (round + i) % 300 == 0 {
+                        name = (name + 1) % LIVE_NAMES.len();
+                        set_name(LIVE_NAMES[name]);
+                    }
+                }
+                unsafe { libc::_exit(0) };
+            }
+            pid => long_lived.push(pid),
+        }
+    }
+    let true_path = CString::new("/bin/true").unwrap();
+    let argv = [true_path.as_ptr(), std::ptr::null()];
+    let period = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
+    let mut next = Instant::now();
+    let mut previous = 0;
+    let mut forked = 0u64;
+    while Instant::now() < end {
+        forked += 1;
+        if forked % 10 == 0 && previous > 1 {
+            // The next fork takes the pid the previous child had (it has been reaped).
+            let _ = std::fs::write("/proc/sys/kernel/ns_last_pid", (previous - 1).to_string());
+        }
+        // SAFETY: the child makes raw syscalls, maybe execs, and exits.
+        match unsafe { libc::fork() } {
+            -1 => panic!("fork: {}", std::io::Error::last_os_error()),
+            0 => {
+                let name = if forked % 3 == 0 {
+                    format!("job-{forked}")
+                } else {
+                    ONE_SHOT_NAMES[forked as usize % ONE_SHOT_NAMES.len()].to_owned()
+                };
+                set_name(&name);
+                let null = unsafe { libc::open(dev_null.as_ptr(), libc::O_RDWR) };
+                for _ in 0..1 + forked % 5 {
+                    service_calls(null, &missing);
+                }
+                if forked % 10 == 5 {
+                    unsafe { libc::execv(true_path.as_ptr(), argv.as_ptr()) };
+                }
+                unsafe { libc::_exit(0) };
+            }
+            child => {
+                let mut status = 0;
+                // SAFETY: waitpid on our own child.
+                unsafe { libc::waitpid(child, &mut status, 0) };
+                previous = child;
+            }
+        }
+        next += period;
+        thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
+    for pid in long_lived {
+        let mut status = 0;
+        // SAFETY: waitpid on our own children.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+    }
+}
+
 fn steady(n: u64, secs: u64) {
     let batches = (secs * 10).max(1);
     let start = Instant::now();
@@ -322,6 +433,7 @@ fn main() {
         Some("churn") => churn(arg(&args, 2), arg(&args, 3)),
         Some("steady") => steady(arg(&args, 2), arg(&args, 3)),
         Some("fork-storm") => fork_storm(arg(&args, 2), arg(&args, 3)),
+        Some("churn-soak") => churn_soak(arg(&args, 2), arg(&args, 3), arg(&args, 4)),
         Some("exec-thread") => exec_thread(args.get(2).unwrap_or_else(|| usage())),
         _ => usage(),
     }
