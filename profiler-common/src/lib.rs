@@ -70,7 +70,7 @@ pub struct StatsKey {
 
 impl StatsKey {
     /// The form stored in [`StatsSlot::key`] (compared and claimed with single 8-byte atomic
-    /// operations) for the calls made on CPUs of `lane` (see [`STATS_LANES`]) by the process
+    /// operations) for the calls made by the threads of `lane` (see [`STATS_LANES`]) of the process
     /// in its `epoch` (see [`ProcSlot`]): `tgid` in bits 0-31, `nr` in 32-47 and its ABI flags
     /// in 62-63, the lane in 48-50, the epoch's low bits in 51-61.
     #[inline(always)]
@@ -94,11 +94,11 @@ pub const fn epoch_of(packed: u64) -> u32 {
     ((packed >> 32) as u32 >> NR_EPOCH_SHIFT) & KEY_EPOCH_MASK
 }
 
-/// Each (process, syscall) has up to this many entries in the statistics table, one per
-/// group of CPUs (a CPU uses lane `cpu % STATS_LANES`), which the agent adds up. Threads of
-/// one process making the same calls on different CPUs then update different cache lines:
-/// one shared entry bounced between CPUs on every call and cost more than the rest of the
-/// hot path. A single-threaded process mostly stays in one lane.
+/// Each (process, syscall) has up to this many entries in the statistics table, one per group
+/// of its threads (a thread uses lane `tid % STATS_LANES`), which the agent adds up. Threads
+/// of one process making the same calls on different CPUs then mostly update different cache
+/// lines: one shared entry bounced between CPUs on every call and cost more than the rest of
+/// the hot path. A single-threaded process has one entry per syscall, wherever it runs.
 pub const STATS_LANES: u32 = 8;
 /// Where the lane sits in the `nr` half of a packed key (bits no syscall number uses).
 pub const NR_LANE_SHIFT: u32 = 16;
@@ -119,7 +119,7 @@ pub const SLOT_EMPTY: u64 = 0;
 /// probe past it.
 pub const SLOT_FREED: u64 = u32::MAX as u64;
 /// Slots a lookup probes (linear probing from the key's hash) before giving up as full.
-pub const STATS_PROBES: u32 = 16;
+pub const STATS_PROBES: u32 = 32;
 
 /// Start of the probe sequence of a packed key in a table of `mask + 1` slots.
 #[inline(always)]
@@ -272,14 +272,13 @@ pub fn proc_hash(tgid: u32, mask: u32) -> u32 {
 }
 
 /// Per-CPU record of the syscall programs: the identities of the tasks that called last on
-/// this CPU, the sampling generator and the CPU's statistics lane.
+/// this CPU, and the sampling generator.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Current {
     /// xorshift32 state of the sampling decision; 0 until seeded.
     pub rng: u32,
-    /// The CPU's statistics lane plus one ([`STATS_LANES`]); 0 until known.
-    pub lane: u32,
+    pub _pad: u32,
     /// Indexed by [`known_task_index`] of the task's `pt_regs` pointer.
     pub known: [KnownTask; KNOWN_TASKS],
 }

@@ -102,8 +102,8 @@ static PROCS_MASK: Global<u32> = Global::new(0);
 /// `STATS` size minus one; the size is a power of two.
 #[no_mangle]
 static STATS_MASK: Global<u32> = Global::new(0);
-/// Statistics lanes minus one (a power of two minus one; see `STATS_LANES`): a CPU's calls go
-/// to lane `cpu & STATS_LANE_MASK`.
+/// Statistics lanes minus one (a power of two minus one; see `STATS_LANES`): a thread's calls
+/// go to lane `tid & STATS_LANE_MASK`.
 #[no_mangle]
 static STATS_LANE_MASK: Global<u32> = Global::new(0);
 /// Non-zero: only followed processes (`proc_state::FOLLOWED`) are measured.
@@ -486,11 +486,7 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
     if nr & NR_KEY_BITS != 0 {
         nr = (nr & (NR_IA32_FLAG | NR_X32_FLAG)) | NR_OUT_OF_RANGE;
     }
-    if current.lane == 0 {
-        current.lane = (unsafe { bpf_get_smp_processor_id() } & STATS_LANE_MASK.load()) + 1;
-        // once per CPU
-    }
-    let key = StatsKey { tgid: caller.tgid, nr }.packed(current.lane - 1, caller.epoch());
+    let key = StatsKey { tgid: caller.tgid, nr }.packed(tid & STATS_LANE_MASK.load(), caller.epoch());
     let Some((stats_index, entry)) = stats_slot(key, caller.proc) else {
         return 0;
     };
@@ -609,37 +605,55 @@ fn record(slot: &mut InFlight, ret: i64) {
 
 /// The statistics slot of the packed key `packed` (of the process at `proc` in the process
 /// table), and its index: linear probing from the key's hash over at most `STATS_PROBES`
-/// slots; a new key claims the first empty or freed slot with a compare-and-swap, so two CPUs
-/// never both take it, and writes the process's name and cgroup in it. (A key may end up in
-/// two slots when it claims a freed slot before reaching its older one; the agent adds slots
-/// up by key.)
+/// slots. The key is looked for past freed slots (the agent frees, never empties, so an
+/// empty slot ends every chain); only a key not found claims the first freed or empty slot it
+/// passed, with a compare-and-swap, and writes the process's name and cgroup in it. Claiming
+/// the first freed slot at once would put a key in two slots whenever a slot before its own
+/// was freed - half a busy table went that way. Two CPUs claiming the same new key at once
+/// can still give it two slots (the agent adds slots up by key); a lost race for a free slot
+/// is retried once.
 #[inline(always)]
 fn stats_slot(packed: u64, proc: u32) -> Option<(u32, &'static mut StatsSlot)> {
     let mask = STATS_MASK.load();
     let start = stats_hash(packed, mask);
-    for probe in 0..STATS_PROBES {
-        let index = (start + probe) & mask;
-        let slot = unsafe { &mut *STATS.get_ptr_mut(index)? };
-        let current = unsafe { core::ptr::read_volatile(&slot.key) };
-        if current == packed {
-            return Some((index, slot));
+    for _attempt in 0..2 {
+        let mut free_index = 0u32;
+        let mut free_key = SLOT_FREED;
+        let mut found_free = false;
+        for probe in 0..STATS_PROBES {
+            let index = (start + probe) & mask;
+            let slot = unsafe { &mut *STATS.get_ptr_mut(index)? };
+            let current = unsafe { core::ptr::read_volatile(&slot.key) };
+            if current == packed {
+                return Some((index, slot));
+            }
+            if (current == SLOT_EMPTY || current == SLOT_FREED) && !found_free {
+                found_free = true;
+                free_index = index;
+                free_key = current;
+            }
+            if current == SLOT_EMPTY {
+                break;
+            }
         }
-        if current == SLOT_EMPTY || current == SLOT_FREED {
-            let (previous, claimed) = unsafe {
-                atomic_cxchg::<u64, { AtomicOrdering::Relaxed }, { AtomicOrdering::Relaxed }>(
-                    &mut slot.key,
-                    current,
-                    packed,
-                )
-            };
-            if claimed {
-                name_slot(slot, proc);
-                bump(counter::STATS_CLAIMS);
-                return Some((index, slot));
-            }
-            if previous == packed {
-                return Some((index, slot));
-            }
+        if !found_free {
+            break;
+        }
+        let slot = unsafe { &mut *STATS.get_ptr_mut(free_index)? };
+        let (previous, claimed) = unsafe {
+            atomic_cxchg::<u64, { AtomicOrdering::Relaxed }, { AtomicOrdering::Relaxed }>(
+                &mut slot.key,
+                free_key,
+                packed,
+            )
+        };
+        if claimed {
+            name_slot(slot, proc);
+            bump(counter::STATS_CLAIMS);
+            return Some((free_index, slot));
+        }
+        if previous == packed {
+            return Some((free_index, slot));
         }
     }
     bump(counter::STATS_FULL);

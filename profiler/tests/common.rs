@@ -1,6 +1,13 @@
 //! Helpers shared by the integration tests: run the real binaries and read their JSON.
 #![allow(dead_code)]
-use std::process::{Command, Output};
+use std::{
+    io::{Read, Write},
+    net::{TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
 
 use serde_json::Value;
 
@@ -72,4 +79,128 @@ pub fn only_workload(report: &Value) -> &Value {
     let found = workload_processes(report);
     assert_eq!(found.len(), 1, "one workload process in {report}");
     found[0]
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A plain HTTP/1.1 request over loopback; returns (status line, headers + body).
+pub fn http(port: u16, method: &str, path: &str, accept: Option<&str>) -> Option<(String, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let accept = accept.map(|a| format!("Accept: {a}\r\n")).unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{accept}Connection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (status, rest) = response.split_once("\r\n")?;
+    Some((status.to_owned(), rest.to_owned()))
+}
+
+pub fn body_of(response: &str) -> &str {
+    response.split_once("\r\n\r\n").map_or("", |(_, body)| body)
+}
+
+/// Retries `attempt` every 250 ms until it gives something, for at most `limit`.
+pub fn wait_for<T>(what: &str, limit: Duration, mut attempt: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = attempt() {
+            return value;
+        }
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// A child process killed (and reaped) when dropped, whatever the test's outcome.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A real Prometheus server (Debian's, installed by `cargo xtask test`) scraping `target`
+/// every second with the project's rules loaded; stopped and its data removed when dropped.
+pub struct Prometheus {
+    pub port: u16,
+    dir: PathBuf,
+    _server: Killed,
+}
+
+impl Prometheus {
+    pub fn start(target: &str) -> Prometheus {
+        let dir = std::env::temp_dir().join(format!("prometheus-test-{}-{}", std::process::id(), free_port()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let rules = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../deploy/prometheus/rules.yml")
+            .canonicalize()
+            .unwrap();
+        let config = dir.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nrule_files: ['{}']\n\
+                 scrape_configs:\n  - job_name: syscall-profiler\n    static_configs: [{{targets: ['{target}']}}]\n",
+                rules.display()
+            ),
+        )
+        .unwrap();
+        let port = free_port();
+        let server = Killed(
+            Command::new("prometheus")
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("prometheus"),
+        );
+        Prometheus {
+            port,
+            dir,
+            _server: server,
+        }
+    }
+
+    /// The result vector of an instant query (empty when the server is not up yet or the
+    /// query fails).
+    pub fn query(&self, promql: &str) -> Vec<Value> {
+        let path = format!("/api/v1/query?query={}", percent_encode(promql));
+        let Some((_, response)) = http(self.port, "GET", &path, None) else {
+            return Vec::new();
+        };
+        let body = body_of(&response);
+        // Chunked or not, the JSON is in there.
+        let (Some(start), Some(end)) = (body.find('{'), body.rfind('}')) else {
+            return Vec::new();
+        };
+        let json: Value = serde_json::from_str(&body[start..=end]).unwrap_or_default();
+        json["data"]["result"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self._server.0.kill();
+        let _ = self._server.0.wait();
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
 }

@@ -98,6 +98,62 @@ fn exec_from_a_thread_moves_the_call_to_the_new_tid() {
     assert!(slots_of(&probe, pid).is_empty());
 }
 
+/// A slot freed before a key's own on its probe sequence is not taken by that key: it is
+/// looked for past freed slots first. (Claiming the first freed slot put live keys in two
+/// slots each under churn, and filled three quarters of the table.)
+#[test]
+#[ignore = "needs root: loads eBPF programs (cargo xtask test runs it as root)"]
+fn a_key_keeps_its_slot_when_slots_before_it_are_freed() {
+    const NR_GETPPID: u32 = 110;
+    const SLOTS: u32 = 64;
+    let sizes = MapSizes {
+        syscalls: SLOTS,
+        ..MapSizes::default()
+    };
+    let mut probe = Probe::load_default(sizes, Scope::SystemWide).expect("load");
+    probe.attach().expect("attach");
+    // Needs a getppid slot past the start of its probe sequence: a small table shared with
+    // the whole machine gives one within a few tries.
+    for _attempt in 0..40 {
+        let mut caller = Command::new(WORKLOAD).args(["steady", "200000", "4"]).spawn().unwrap();
+        let pid = caller.id();
+        let mut found = None;
+        wait_for("the caller's getppid slot", || {
+            found = probe.stats().find(|(_, slot)| {
+                profiler_common::StatsKey::unpack(slot.key)
+                    == profiler_common::StatsKey {
+                        tgid: pid,
+                        nr: NR_GETPPID,
+                    }
+            });
+            found.is_some()
+        });
+        let (index, slot) = found.unwrap();
+        let start = profiler_common::stats_hash(slot.key, SLOTS - 1);
+        if index == start {
+            caller.kill().unwrap();
+            caller.wait().unwrap();
+            continue;
+        }
+        let before: Vec<u32> = (0..SLOTS)
+            .map(|probe| (start + probe) & (SLOTS - 1))
+            .take_while(|&at| at != index)
+            .collect();
+        probe.free_stats(&before);
+        std::thread::sleep(Duration::from_millis(400));
+        let slots: Vec<u32> = probe
+            .stats()
+            .filter(|(_, other)| other.key == slot.key)
+            .map(|(at, _)| at)
+            .collect();
+        caller.kill().unwrap();
+        caller.wait().unwrap();
+        assert_eq!(slots, vec![index], "freed before it: {before:?}");
+        return;
+    }
+    panic!("no getppid slot past the start of its probe sequence in 40 tries");
+}
+
 #[test]
 #[ignore = "needs root: loads eBPF programs (cargo xtask test runs it as root)"]
 fn full_maps_are_counted_and_reported() {

@@ -329,3 +329,22 @@ fn new_tasks_on_reused_kernel_stacks_are_told_apart() {
     expected.push(rounds * calls);
     assert_eq!(counts, expected);
 }
+
+#[test]
+#[ignore = "needs root: loads eBPF programs (cargo xtask test runs it as root)"]
+fn a_fork_storm_loses_no_call() {
+    // 20,000 processes as fast as the machine forks them (64 alive at once), 5 getppid each,
+    // with the default table sizes: the tables are read as fast as the storm fills them.
+    let report = profile_workload(&["fork-storm", "20000", "5"]);
+    let processes = workload_processes(&report);
+    let getppid: u64 = processes
+        .iter()
+        .filter_map(|process| syscall(process, "getppid", "x86_64"))
+        .map(|row| u64_of(row, "calls"))
+        .sum();
+    assert_eq!(getppid, 100_000);
+    assert_eq!(processes.len(), 20_001, "the storm and its children");
+    for (reason, count) in report["overflow"].as_object().unwrap() {
+        assert_eq!(count, 0, "{reason}");
+    }
+}

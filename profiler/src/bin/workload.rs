@@ -24,7 +24,7 @@
 //!                          prints the mean ns per call as each thread sees it (benchmarks:
 //!                          threads of one process making the same call on several CPUs)
 //!   fork-storm N CALLS     N child processes forked as fast as this machine can (at most 64
-//!                          alive at once), each making CALLS getppid calls; prints the rate
+//!                          alive at once), each making CALLS getppid calls; prints the rate (forks a second) on stderr
 //!   churn-soak SECS LIVE RATE
 //!                          a busy machine's process churn for SECS seconds: LIVE processes
 //!                          under a few dozen names, each making a few calls every 200 ms
@@ -254,18 +254,41 @@ fn fork_storm(children: u64, calls: u64) {
     while alive > 0 {
         reap(&mut alive, true);
     }
-    println!("{:.0}", children as f64 / start.elapsed().as_secs_f64());
+    eprintln!("{:.0} forks a second", children as f64 / start.elapsed().as_secs_f64());
 }
 
 /// Names the live processes of `churn-soak` run under, and rename themselves to.
 const LIVE_NAMES: [&str; 24] = [
-    "nginx", "postgres", "redis-server", "java", "node", "python3", "sshd", "containerd", "kubelet", "dockerd",
-    "rsyslogd", "cron", "haproxy", "envoy", "memcached", "mysqld", "php-fpm", "ruby", "celery", "gunicorn",
-    "prometheus", "grafana", "etcd", "coredns",
+    "nginx",
+    "postgres",
+    "redis-server",
+    "java",
+    "node",
+    "python3",
+    "sshd",
+    "containerd",
+    "kubelet",
+    "dockerd",
+    "rsyslogd",
+    "cron",
+    "haproxy",
+    "envoy",
+    "memcached",
+    "mysqld",
+    "php-fpm",
+    "ruby",
+    "celery",
+    "gunicorn",
+    "prometheus",
+    "grafana",
+    "etcd",
+    "coredns",
 ];
 
 /// One-shot command names of `churn-soak`'s short-lived processes.
-const ONE_SHOT_NAMES: [&str; 12] = ["date", "id", "ls", "cat", "grep", "awk", "sed", "hostname", "uname", "sleep", "tr", "wc"];
+const ONE_SHOT_NAMES: [&str; 12] = [
+    "date", "id", "ls", "cat", "grep", "awk", "sed", "hostname", "uname", "sleep", "tr", "wc",
+];
 
 fn set_name(name: &str) {
     let name = CString::new(name).unwrap();
@@ -303,7 +326,7 @@ fn churn_soak(secs: u64, live: u64, rate: u64) {
                     thread::sleep(Duration::from_millis(200));
                     round += 1;
                     // Now and then, a process renames itself (about every 60 s).
-                    if (round + i) % 300 == 0 {
+                    if (round + i).is_multiple_of(300) {
                         name = (name + 1) % LIVE_NAMES.len();
                         set_name(LIVE_NAMES[name]);
                     }
@@ -321,7 +344,7 @@ fn churn_soak(secs: u64, live: u64, rate: u64) {
     let mut forked = 0u64;
     while Instant::now() < end {
         forked += 1;
-        if forked % 10 == 0 && previous > 1 {
+        if forked.is_multiple_of(10) && previous > 1 {
             // The next fork takes the pid the previous child had (it has been reaped).
             let _ = std::fs::write("/proc/sys/kernel/ns_last_pid", (previous - 1).to_string());
         }
@@ -329,7 +352,7 @@ fn churn_soak(secs: u64, live: u64, rate: u64) {
         match unsafe { libc::fork() } {
             -1 => panic!("fork: {}", std::io::Error::last_os_error()),
             0 => {
-                let name = if forked % 3 == 0 {
+                let name = if forked.is_multiple_of(3) {
                     format!("job-{forked}")
                 } else {
                     ONE_SHOT_NAMES[forked as usize % ONE_SHOT_NAMES.len()].to_owned()

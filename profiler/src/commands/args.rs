@@ -16,10 +16,11 @@ pub struct KernelArgs {
     /// Threads that can be inside a syscall at once (rounded up to a power of two).
     #[arg(long, default_value_t = MapSizes::default().threads, value_parser = clap::value_parser!(u32).range(1..=(1 << 22)))]
     pub max_threads: u32,
-    /// Slots of the statistics table: one per (process, syscall, group of CPUs) alive between reads.
+    /// Slots of the statistics table: one per (process, syscall) alive or not read yet (one per
+    /// group of threads, for a multi-threaded process).
     #[arg(long, default_value_t = MapSizes::default().syscalls, value_parser = clap::value_parser!(u32).range(1..=(1 << 22)))]
     pub max_syscalls: u32,
-    /// Statistics entries per (process, syscall), one per group of CPUs (for benchmarks).
+    /// Statistics entries per (process, syscall), one per group of threads (for benchmarks).
     #[arg(long, hide = true, default_value_t = profiler_common::STATS_LANES, value_parser = clap::value_parser!(u32).range(1..=i64::from(profiler_common::STATS_LANES)))]
     pub stats_lanes: u32,
     /// Entries of the process table: processes alive, or exited and not read yet.

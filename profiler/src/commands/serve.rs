@@ -162,7 +162,7 @@ impl Exporter {
         let mut group_of = |delta: &Delta| match group_by {
             GroupBy::Cgroup => cgroups.path(delta.cgroup_id).unwrap_or_else(|| "unknown".into()),
             _ if delta.comm.is_empty() => "unknown".into(),
-            _ => delta.comm.clone(),
+            _ => delta.comm.text(),
         };
         self.exported
             .apply(&update.deltas, &mut group_of, &session.calibration.charges, now);

@@ -80,7 +80,7 @@ impl Probe {
     }
 
     /// Frees these statistics slots, whose counts are final and read.
-    pub(crate) fn free_stats(&mut self, slots: &[u32]) {
+    pub fn free_stats(&mut self, slots: &[u32]) {
         for &index in slots {
             self.stats.free(index as usize);
         }

@@ -17,7 +17,7 @@ pub struct MapSizes {
     /// Entries of the process table, one per process alive, or exited and not read yet;
     /// rounded up to a power of two.
     pub processes: u32,
-    /// Statistics lanes: entries per (process, syscall), one per group of CPUs (a power of
+    /// Statistics lanes: entries per (process, syscall), one per group of threads (a power of
     /// two up to [`STATS_LANES`]; see there).
     pub lanes: u32,
 }

@@ -25,7 +25,11 @@ use crate::{
         budget::{Budget, BudgetRules},
         series::{of_view, Counters, Histogram},
     },
-    model::{charges::Charges, store::Delta, view::SyscallView},
+    model::{
+        charges::Charges,
+        store::{Comm, Delta, SyscallTotals},
+        view::SyscallView,
+    },
 };
 
 /// The group a process's series are labelled with.
@@ -169,14 +173,29 @@ impl Exported {
     /// Takes in what a read at `now` (seconds) brought: each delta goes to the group
     /// `group_of` names for it (unused when grouping by nothing).
     pub fn apply(&mut self, deltas: &[Delta], group_of: &mut dyn FnMut(&Delta) -> String, charges: &Charges, now: f64) {
-        let items: Vec<(String, Syscall, Counters, Histogram)> = deltas
-            .iter()
-            .map(|delta| {
-                let view = SyscallView::new(delta.key, &delta.totals, charges);
+        // A busy machine's read has thousands of deltas (one per slot: per process, lane
+        // and epoch) for a few hundred series: add up those that go to the same series by
+        // what decides their group, then name each sum once.
+        let mut sums: HashMap<(Comm, u64, u32), (&Delta, SyscallTotals)> = HashMap::new();
+        for delta in deltas {
+            let source = match self.group_by {
+                GroupBy::None => (Comm::default(), 0),
+                GroupBy::Comm => (delta.comm, 0),
+                GroupBy::Cgroup => (Comm::default(), delta.cgroup_id),
+            };
+            sums.entry((source.0, source.1, delta.key.nr))
+                .or_insert_with(|| (delta, SyscallTotals::default()))
+                .1
+                .merge(&delta.totals);
+        }
+        let items: Vec<(String, Syscall, Counters, Histogram)> = sums
+            .into_values()
+            .map(|(first, totals)| {
+                let view = SyscallView::new(first.key, &totals, charges);
                 let (counters, histogram) = of_view(&view);
                 let group = match self.group_by {
                     GroupBy::None => String::new(),
-                    _ => group_of(delta),
+                    _ => group_of(first),
                 };
                 (group, (view.name, view.abi.as_str()), counters, histogram)
             })
@@ -305,7 +324,6 @@ mod tests {
     use profiler_common::StatsKey;
 
     use super::*;
-    use crate::model::store::SyscallTotals;
 
     const LIMITS: Limits = Limits {
         top_groups: 2,
@@ -324,7 +342,7 @@ mod tests {
     }
 
     fn by_comm(delta: &Delta) -> String {
-        delta.comm.clone()
+        delta.comm.text()
     }
 
     fn calls(exported: &Exported, group: &str) -> u64 {
@@ -452,6 +470,26 @@ mod tests {
         let (counters, _) = exported.series();
         assert!(counters.keys().all(|(group, _, _)| group.is_none()));
         assert_eq!(counters.values().map(|c| c.calls).sum::<u64>(), 10);
+    }
+
+    #[test]
+    fn deltas_of_one_group_and_syscall_are_added_up_before_the_budgets() {
+        let mut exported = Exported::new(GroupBy::Comm, LIMITS);
+        for second in 0..12 {
+            // Three processes (and lanes) of one name, another name beside it.
+            let deltas = [
+                delta(10, 0, 1, "nginx"),
+                delta(11, 0, 2, "nginx"),
+                delta(12, 0, 3, "nginx"),
+                delta(20, 0, 1, "redis"),
+            ];
+            apply(&mut exported, &deltas, f64::from(second));
+        }
+        let (counters, latency) = exported.series();
+        let total: u64 = counters.values().map(|c| c.calls).sum();
+        assert_eq!(total, 12 * 7);
+        assert_eq!(latency.values().map(Histogram::count).sum::<u64>(), 12 * 7);
+        assert!(calls(&exported, "nginx") > 0);
     }
 
     #[test]

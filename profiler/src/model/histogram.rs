@@ -36,6 +36,11 @@ impl Latency {
             return;
         }
         let bucket = u8::try_from(bucket).expect("fewer than 256 buckets");
+        // Buckets mostly come in order (a slot's read, a merge): append.
+        if self.buckets.last().is_none_or(|&(last, _)| last < bucket) {
+            self.buckets.push((bucket, count));
+            return;
+        }
         match self.buckets.binary_search_by_key(&bucket, |(b, _)| *b) {
             Ok(at) => self.buckets[at].1 += count,
             Err(at) => self.buckets.insert(at, (bucket, count)),

@@ -4,17 +4,16 @@
 //! The kernel's counters are cumulative and its histogram buckets and errno counts are `u32`,
 //! so the store keeps each used slot's last raw value and takes (wrapping) differences. A
 //! slot is final when its process has exited or its epoch has ended (the process exec'd or
-//! renamed itself): the process table says so. A final slot is read once more at the next
-//! read (a call that was in flight at the change may still land in it) and then freed, with
-//! its last difference taken in; a dead process's table entry is freed once no slot of it is
-//! left. The store holds nothing per process: what the slots gained goes to the caller
+//! renamed itself): the process table says so. A final slot is freed with its last
+//! difference taken in, at once - but for an ended epoch while a call made in it is still in
+//! flight (it would land in the slot); a dead process's table entry is freed once no slot of
+//! it is left. The store holds nothing per process: what the slots gained goes to the caller
 //! ([`Update::deltas`]), which adds it up as it needs (per process for a report, per group for
 //! the metrics); memory is bounded by the tables' sizes, not by history.
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use profiler_common::{
-    epoch_of, proc_hash, proc_state, ProcSlot, StatsKey, StatsSlot, SyscallStats, ERRNO_SLOTS, HIST_BUCKETS,
-    KEY_EPOCH_MASK,
+    epoch_of, proc_hash, proc_state, ProcSlot, StatsKey, StatsSlot, SyscallStats, ERRNO_SLOTS, KEY_EPOCH_MASK,
 };
 
 use crate::model::{charges::Charges, histogram::Latency, split::Split};
@@ -78,9 +77,36 @@ impl SyscallTotals {
             errnos,
         }
     }
+}
+
+/// A process name as the kernel holds it (`comm`: up to 16 bytes, NUL-padded): copied
+/// and compared without allocating, made text when shown.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Comm(pub [u8; 16]);
+
+impl Comm {
+    pub fn text(&self) -> String {
+        comm_text(&self.0)
+    }
 
     pub fn is_empty(&self) -> bool {
-        self.calls == 0 && self.errors == 0
+        self.0[0] == 0
+    }
+}
+
+impl std::fmt::Debug for Comm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.text())
+    }
+}
+
+impl From<&str> for Comm {
+    /// The first 15 bytes of `name`, as the kernel would keep them.
+    fn from(name: &str) -> Comm {
+        let mut comm = [0u8; 16];
+        let len = name.len().min(15);
+        comm[..len].copy_from_slice(&name.as_bytes()[..len]);
+        Comm(comm)
     }
 }
 
@@ -89,7 +115,7 @@ impl SyscallTotals {
 pub struct Delta {
     pub key: StatsKey,
     /// The process's name and cgroup when these calls were made.
-    pub comm: String,
+    pub comm: Comm,
     pub cgroup_id: u64,
     pub totals: SyscallTotals,
 }
@@ -115,8 +141,8 @@ pub struct Update {
 struct LiveSlot {
     key: u64,
     last: LastRead,
-    /// Whether it was already final at the last read.
-    final_seen: bool,
+    /// The read that last found it used ([`Store::reads`]).
+    read: u64,
 }
 
 /// A slot's counters as last read, compactly: its histogram as the buckets with counts (a
@@ -136,39 +162,51 @@ struct LastRead {
 }
 
 impl LastRead {
-    fn of(stats: &SyscallStats) -> LastRead {
-        LastRead {
-            calls: stats.calls,
-            errors: stats.errors,
-            handler_ns: stats.handler_ns,
-            blocked_ns: stats.blocked_ns,
-            runqueue_ns: stats.runqueue_ns,
-            errno_codes: stats.errno_codes,
-            errno_counts: stats.errno_counts,
-            errno_other: stats.errno_other,
-            hist: (0..HIST_BUCKETS)
-                .filter(|&bucket| stats.hist[bucket] != 0)
-                .map(|bucket| (bucket as u8, stats.hist[bucket]))
-                .collect(),
-        }
+    /// Whether the slot made no call since this read (everything in a slot changes with a
+    /// call: the kernel side counts each call as it returns).
+    fn unchanged(&self, now: &SyscallStats) -> bool {
+        self.calls == now.calls && self.errors == now.errors
     }
 
-    /// What the slot gained from this read to `now`. Counters are cumulative (`u32` ones
-    /// wrap: differences are taken wrapping).
-    fn gained(&self, now: &SyscallStats) -> SyscallTotals {
+    /// What the slot gained from this read to `now`; this read becomes `now`. Counters are
+    /// cumulative (`u32` ones wrap: differences are taken wrapping). `spare`: storage for the
+    /// new sparse histogram, given the old one's back.
+    fn advance(&mut self, now: &SyscallStats, spare: &mut Vec<(u8, u32)>) -> SyscallTotals {
         let mut latency = Latency::default();
         latency.max_ns = now.max_ns;
+        spare.clear();
         let mut before = self.hist.iter().peekable();
+        // Only buckets with calls now, or then (a bucket that wrapped to exactly zero).
         for (bucket, &count) in now.hist.iter().enumerate() {
             let then = match before.peek() {
-                Some(&&(b, then)) if b as usize == bucket => {
+                Some(&&(b, then)) if usize::from(b) == bucket => {
                     before.next();
                     then
                 }
+                _ if count == 0 => continue,
                 _ => 0,
             };
             latency.add(bucket, u64::from(count.wrapping_sub(then)));
+            if count != 0 {
+                spare.push((bucket as u8, count));
+            }
         }
+        std::mem::swap(&mut self.hist, spare);
+        let totals = self.gained_counts(now, latency);
+        self.calls = now.calls;
+        self.errors = now.errors;
+        self.handler_ns = now.handler_ns;
+        self.blocked_ns = now.blocked_ns;
+        self.runqueue_ns = now.runqueue_ns;
+        self.errno_codes = now.errno_codes;
+        self.errno_counts = now.errno_counts;
+        self.errno_other = now.errno_other;
+        totals
+    }
+
+    /// What the slot's counters and errno counts gained from this read to `now`, with
+    /// `latency` its histogram's gain.
+    fn gained_counts(&self, now: &SyscallStats, latency: Latency) -> SyscallTotals {
         let mut errnos = BTreeMap::new();
         for slot in 0..ERRNO_SLOTS {
             let code = now.errno_codes[slot] as u32;
@@ -201,10 +239,13 @@ impl LastRead {
 
 /// The agent's memory of the kernel tables between reads.
 pub struct Store {
-    live: HashMap<u32, LiveSlot>,
-    /// Process table entries of dead processes as last read: freed when they are still so at
-    /// the next read and no slot of theirs is left.
-    dead_seen: HashSet<(u32, u64)>,
+    /// By slot index: the used slots as last read (a table's worth at most).
+    live: Vec<Option<LiveSlot>>,
+    /// Reads so far.
+    reads: u64,
+    /// Duplicate process table entries as last read: freed when they are still so at the
+    /// next read.
+    duplicates_seen: HashSet<(u32, u64)>,
     /// The agent's own process: its calls are never reported.
     own_tgid: u32,
     stats_capacity: u32,
@@ -224,8 +265,9 @@ enum Standing {
 impl Store {
     pub fn new(own_tgid: u32, stats_capacity: u32, procs_capacity: u32) -> Store {
         Store {
-            live: HashMap::new(),
-            dead_seen: HashSet::new(),
+            live: Vec::new(),
+            reads: 0,
+            duplicates_seen: HashSet::new(),
             own_tgid,
             stats_capacity,
             procs_capacity,
@@ -234,12 +276,14 @@ impl Store {
 
     /// Takes in a read of the process table (`procs`, read first) and of the statistics table
     /// (`stats`: its used slots by index, read as they come, after `procs`). `gone` says
-    /// whether a process the process table does not hold has exited.
+    /// whether a process the process table does not hold has exited; `in_flight` gives the
+    /// keys of the calls in flight (asked only when an epoch has ended).
     pub fn update(
         &mut self,
         procs: &[(u32, ProcSlot)],
         stats: impl IntoIterator<Item = (u32, StatsSlot)>,
         gone: &dyn Fn(u32) -> bool,
+        in_flight: &dyn Fn() -> HashSet<u64>,
     ) -> Update {
         let canonical = canonical_entries(procs, self.procs_capacity);
         let standing = |tgid: u32| match canonical.get(&tgid) {
@@ -252,77 +296,79 @@ impl Store {
             ..Update::default()
         };
         let mut unknown_gone: HashMap<u32, bool> = HashMap::new();
-        let mut seen = HashSet::with_capacity(self.live.len());
-        // Processes with a slot left in the table after this read.
-        let mut holding = HashSet::new();
+        let mut flying: Option<HashSet<u64>> = None;
+        self.reads += 1;
+        let mut used = 0usize;
+        let mut spare_hist = Vec::new();
         for (index, slot) in stats {
-            seen.insert(index);
+            used += 1;
             let key = StatsKey::unpack(slot.key);
             let is_final = match standing(key.tgid) {
-                Standing::Alive(epoch) => epoch_of(slot.key) != epoch,
+                Standing::Alive(epoch) => {
+                    epoch_of(slot.key) != epoch && !flying.get_or_insert_with(in_flight).contains(&slot.key)
+                }
                 Standing::Dead => true,
                 Standing::Unknown => *unknown_gone.entry(key.tgid).or_insert_with(|| gone(key.tgid)),
             };
-            let live = self.live.entry(index).or_insert(LiveSlot {
+            let at = index as usize;
+            if at >= self.live.len() {
+                self.live.resize_with(at + 1, || None);
+            }
+            let live = self.live[at].get_or_insert_with(|| LiveSlot {
                 key: slot.key,
                 last: LastRead::default(),
-                final_seen: false,
+                read: 0,
             });
             if live.key != slot.key {
                 // Freed and taken by another key since the last read (whatever it gained
                 // before being freed was taken in then).
-                *live = LiveSlot {
-                    key: slot.key,
-                    last: LastRead::default(),
-                    final_seen: false,
-                };
+                live.key = slot.key;
+                live.last = LastRead::default();
             }
-            let totals = live.last.gained(&slot.stats);
-            live.last = LastRead::of(&slot.stats);
-            if !totals.is_empty() && key.tgid != self.own_tgid {
-                update.deltas.push(Delta {
-                    key,
-                    comm: comm_text(&slot.comm),
-                    cgroup_id: slot.cgroup_id,
-                    totals,
-                });
+            live.read = self.reads;
+            if !live.last.unchanged(&slot.stats) {
+                let totals = live.last.advance(&slot.stats, &mut spare_hist);
+                if key.tgid != self.own_tgid {
+                    update.deltas.push(Delta {
+                        key,
+                        comm: Comm(slot.comm),
+                        cgroup_id: slot.cgroup_id,
+                        totals,
+                    });
+                }
             }
-            if is_final && live.final_seen {
+            if is_final {
                 update.free_stats.push(index);
-            } else {
-                live.final_seen = is_final;
-                holding.insert(key.tgid);
+                self.live[at] = None;
             }
         }
-        update.stats_fill = seen.len() as f64 / f64::from(self.stats_capacity.max(1));
-        for index in &update.free_stats {
-            self.live.remove(index);
-        }
+        update.stats_fill = used as f64 / f64::from(self.stats_capacity.max(1));
         // Slots that were freed behind our back: only by a restart of the agent's own reads.
-        self.live.retain(|index, _| seen.contains(index));
-        // A fork storm's worth of slots is given back once they are freed.
-        if self.live.capacity() > 4 * self.live.len() + 1024 {
-            self.live.shrink_to_fit();
+        let reads = self.reads;
+        for live in &mut self.live {
+            if live.as_ref().is_some_and(|live| live.read != reads) {
+                *live = None;
+            }
         }
-        let mut dead_now = HashSet::new();
+        let mut duplicates_now = HashSet::new();
         for (index, proc) in procs {
             let tgid = proc_state::tgid(proc.state);
             let is_canonical = canonical.get(&tgid) == Some(&(*index, proc.state));
             if is_canonical {
                 update.processes.push((tgid, comm_text(&proc.comm), proc.cgroup_id));
-            }
-            // A dead process's entry once nothing of it is left; a duplicate entry of a
-            // process (two threads claimed at once) at once: lookups never reach it.
-            let unused = !is_canonical || (proc.state & proc_state::DEAD != 0 && !holding.contains(&tgid));
-            if unused {
-                if self.dead_seen.contains(&(*index, proc.state)) {
+                // A dead process's entry: its slots were all final in this read, and freed.
+                if proc.state & proc_state::DEAD != 0 {
                     update.free_procs.push((*index, proc.state));
-                } else {
-                    dead_now.insert((*index, proc.state));
                 }
+            } else if self.duplicates_seen.contains(&(*index, proc.state)) {
+                // A duplicate entry (two threads claimed one at once), seen twice: lookups
+                // never reach it, and no thread is still claiming it.
+                update.free_procs.push((*index, proc.state));
+            } else {
+                duplicates_now.insert((*index, proc.state));
             }
         }
-        self.dead_seen = dead_now;
+        self.duplicates_seen = duplicates_now;
         update
     }
 }
@@ -426,18 +472,22 @@ mod tests {
         false
     }
 
+    fn no_flight() -> HashSet<u64> {
+        HashSet::new()
+    }
+
     #[test]
     fn reads_of_a_slot_give_their_differences() {
         let mut store = Store::new(OWN, CAPACITY, CAPACITY);
         let procs = table(&[proc(10, 0, false, "a")]);
-        let first = store.update(&procs, [(3, slot(A, 0, 5, 500, "a"))], &nobody_gone);
+        let first = store.update(&procs, [(3, slot(A, 0, 5, 500, "a"))], &nobody_gone, &no_flight);
         assert_eq!(calls_of(&first, A), 5);
-        let second = store.update(&procs, [(3, slot(A, 0, 7, 700, "a"))], &nobody_gone);
+        let second = store.update(&procs, [(3, slot(A, 0, 7, 700, "a"))], &nobody_gone, &no_flight);
         assert_eq!(calls_of(&second, A), 2);
         assert_eq!(second.deltas[0].totals.handler_ns, 200);
         assert_eq!(second.deltas[0].totals.latency.count(), 2);
-        assert_eq!(second.deltas[0].comm, "a");
-        let quiet = store.update(&procs, [(3, slot(A, 0, 7, 700, "a"))], &nobody_gone);
+        assert_eq!(second.deltas[0].comm.text(), "a");
+        let quiet = store.update(&procs, [(3, slot(A, 0, 7, 700, "a"))], &nobody_gone, &no_flight);
         assert!(quiet.deltas.is_empty(), "nothing new");
         assert!(quiet.free_stats.is_empty(), "alive: kept");
     }
@@ -449,7 +499,7 @@ mod tests {
         let mut before = slot(A, 0, u32::MAX - 1, 0, "a");
         before.stats.errno_codes[0] = 2;
         before.stats.errno_counts[0] = u32::MAX;
-        store.update(&procs, [(0, before)], &nobody_gone);
+        store.update(&procs, [(0, before)], &nobody_gone, &no_flight);
         let mut after = slot(A, 0, 3, 0, "a"); // the bucket wrapped: 5 more calls
         after.stats.calls = before.stats.calls + 5;
         after.stats.errno_codes[0] = 2;
@@ -457,7 +507,7 @@ mod tests {
         after.stats.errno_codes[1] = 13; // claimed since: counted from zero
         after.stats.errno_counts[1] = 4;
         after.stats.errno_other = 1;
-        let update = store.update(&procs, [(0, after)], &nobody_gone);
+        let update = store.update(&procs, [(0, after)], &nobody_gone, &no_flight);
         let totals = &update.deltas[0].totals;
         assert_eq!(totals.calls, 5);
         assert_eq!(totals.latency.count(), 5);
@@ -465,30 +515,21 @@ mod tests {
     }
 
     #[test]
-    fn a_dead_process_is_read_once_more_then_freed_with_its_entry() {
+    fn a_dead_process_is_taken_in_and_freed_with_its_entry() {
         let mut store = Store::new(OWN, CAPACITY, CAPACITY);
         let alive = table(&[proc(10, 0, false, "a"), proc(20, 0, false, "b")]);
         store.update(
             &alive,
             [(4, slot(A, 0, 5, 500, "a")), (6, slot(B, 0, 1, 10, "b"))],
             &nobody_gone,
+            &no_flight,
         );
         // 10 exits after making 2 more calls.
         let dead = table(&[proc(10, 0, true, "a"), proc(20, 0, false, "b")]);
         let stats = [(4, slot(A, 0, 7, 700, "a")), (6, slot(B, 0, 1, 10, "b"))];
-        let update = store.update(&dead, stats, &nobody_gone);
+        let update = store.update(&dead, stats, &nobody_gone, &no_flight);
         assert_eq!(calls_of(&update, A), 2, "its last calls taken in");
-        assert!(update.free_stats.is_empty(), "read once more before it is freed");
-        // A call that was in flight at the exit lands after all.
-        let stats = [(4, slot(A, 0, 8, 800, "a")), (6, slot(B, 0, 1, 10, "b"))];
-        let update = store.update(&dead, stats, &nobody_gone);
-        assert_eq!(calls_of(&update, A), 1);
         assert_eq!(update.free_stats, vec![4]);
-        assert!(
-            update.free_procs.is_empty(),
-            "its last slot just went: the entry is kept one more read"
-        );
-        let update = store.update(&dead, [(6, slot(B, 0, 1, 10, "b"))], &nobody_gone);
         let (index, state) = dead.iter().find(|(_, p)| proc_state::tgid(p.state) == 10).unwrap();
         assert_eq!(update.free_procs, vec![(*index, state.state)]);
     }
@@ -500,29 +541,31 @@ mod tests {
             &table(&[proc(10, 0, false, "alphaX")]),
             [(4, slot(A, 0, 100_000, 0, "alphaX"))],
             &nobody_gone,
+            &no_flight,
         );
-        // It exec'd /bin/sleep: epoch 1, a new name; 3 calls since, in a new slot.
+        // It exec'd /bin/sleep: epoch 1, a new name; 3 calls since, in a new slot. The execve
+        // itself is still on its way out, in the old epoch's slot.
         let procs = table(&[proc(10, 1, false, "sleep")]);
         let stats = [(4, slot(A, 0, 100_002, 0, "alphaX")), (9, slot(A, 1, 3, 0, "sleep"))];
-        let update = store.update(&procs, stats, &nobody_gone);
-        let by_name: BTreeMap<&str, u64> = update
-            .deltas
-            .iter()
-            .map(|d| (d.comm.as_str(), d.totals.calls))
-            .collect();
-        assert_eq!(by_name, BTreeMap::from([("alphaX", 2), ("sleep", 3)]));
+        let execve_in_flight = || HashSet::from([A.packed(0, 0)]);
+        let update = store.update(&procs, stats, &nobody_gone, &execve_in_flight);
+        let by_name: BTreeMap<String, u64> = update.deltas.iter().map(|d| (d.comm.text(), d.totals.calls)).collect();
+        assert_eq!(by_name, BTreeMap::from([("alphaX".into(), 2), ("sleep".into(), 3)]));
         assert_eq!(update.processes, vec![(10, "sleep".to_owned(), 7)]);
-        let update = store.update(&procs, stats, &nobody_gone);
-        assert_eq!(update.free_stats, vec![4], "the old epoch's slot, once read again");
+        assert!(update.free_stats.is_empty(), "a call in flight may still land in it");
+        let stats = [(4, slot(A, 0, 100_003, 0, "alphaX")), (9, slot(A, 1, 3, 0, "sleep"))];
+        let update = store.update(&procs, stats, &nobody_gone, &no_flight);
+        assert_eq!(calls_of(&update, A), 1, "the execve, under the old name");
+        assert_eq!(update.free_stats, vec![4], "then the old epoch's slot goes");
     }
 
     #[test]
     fn a_reused_slot_starts_fresh() {
         let mut store = Store::new(OWN, CAPACITY, CAPACITY);
         let procs = table(&[proc(10, 0, false, "a"), proc(30, 0, false, "c")]);
-        store.update(&procs, [(4, slot(A, 0, 5, 500, "a"))], &nobody_gone);
+        store.update(&procs, [(4, slot(A, 0, 5, 500, "a"))], &nobody_gone, &no_flight);
         let c = StatsKey { tgid: 30, nr: 2 };
-        let update = store.update(&procs, [(4, slot(c, 0, 1, 1, "c"))], &nobody_gone);
+        let update = store.update(&procs, [(4, slot(c, 0, 1, 1, "c"))], &nobody_gone, &no_flight);
         assert_eq!(calls_of(&update, c), 1);
         assert_eq!(calls_of(&update, A), 0);
     }
@@ -535,6 +578,7 @@ mod tests {
             &table(&[proc(OWN, 0, false, "syscall-profile")]),
             [(2, slot(own, 0, 50_000, 1, "syscall-profile"))],
             &nobody_gone,
+            &no_flight,
         );
         assert!(update.deltas.is_empty());
     }
@@ -543,8 +587,12 @@ mod tests {
     fn processes_the_table_does_not_hold_are_asked_of_proc() {
         let mut store = Store::new(OWN, CAPACITY, CAPACITY);
         let gone = |tgid: u32| tgid == 10;
-        store.update(&[], [(4, slot(A, 0, 5, 500, "a")), (6, slot(B, 0, 1, 1, "b"))], &gone);
-        let update = store.update(&[], [(4, slot(A, 0, 5, 500, "a")), (6, slot(B, 0, 1, 1, "b"))], &gone);
+        let update = store.update(
+            &[],
+            [(4, slot(A, 0, 5, 500, "a")), (6, slot(B, 0, 1, 1, "b"))],
+            &gone,
+            &no_flight,
+        );
         assert_eq!(update.free_stats, vec![4]);
     }
 
@@ -555,8 +603,8 @@ mod tests {
         let first = proc(10, 0, false, "a");
         let second = proc(10, 0, false, "a");
         let procs = [(start, first), ((start + 1) % CAPACITY, second)];
-        assert!(store.update(&procs, [], &nobody_gone).free_procs.is_empty());
-        let update = store.update(&procs, [], &nobody_gone);
+        assert!(store.update(&procs, [], &nobody_gone, &no_flight).free_procs.is_empty());
+        let update = store.update(&procs, [], &nobody_gone, &no_flight);
         assert_eq!(update.free_procs, vec![((start + 1) % CAPACITY, second.state)]);
         assert_eq!(update.processes.len(), 1);
         assert_ne!(second.state, PROC_FREED);
@@ -569,6 +617,7 @@ mod tests {
             &table(&[proc(10, 0, false, "a")]),
             [(0, slot(A, 0, 1, 1, "a"))],
             &nobody_gone,
+            &no_flight,
         );
         assert_eq!((update.stats_fill, update.procs_fill), (0.25, 0.125));
     }

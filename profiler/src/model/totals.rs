@@ -24,7 +24,7 @@ impl ProcessTotals {
             self.names
                 .entry(delta.key.tgid)
                 .and_modify(|(_, seen)| *seen = now)
-                .or_insert_with(|| (delta.comm.clone(), now));
+                .or_insert_with(|| (delta.comm.text(), now));
         }
         for (tgid, comm, _) in &update.processes {
             self.names.insert(*tgid, (comm.clone(), now));

@@ -61,9 +61,9 @@ pub struct Session {
     claims: (u64, u64),
 }
 
-/// Above this share of a table in use, the tables are read again sooner (see
-/// [`Session::next_read_in`]): processes that come and go fill them between reads.
-const BUSY_FILL: f64 = 0.25;
+/// When a read leaves a table fuller than this, the next comes sooner (see
+/// [`Session::next_read_in`]).
+const BUSY_FILL: f64 = 0.5;
 /// How soon, then.
 const BUSY_READ_INTERVAL: Duration = Duration::from_millis(100);
 /// How often the commands ask [`Session::filling_fast`]: a look at two counters, no read.
@@ -141,7 +141,8 @@ impl Session {
         self.claims = self.probe.claims();
         let procs = self.probe.read_procs();
         let gone = |tgid: u32| !process_exists(tgid);
-        let update = self.store.update(&procs, self.probe.stats(), &gone);
+        let in_flight = || self.probe.in_flight().iter().map(|call| call.key).collect();
+        let update = self.store.update(&procs, self.probe.stats(), &gone, &in_flight);
         self.probe.free_stats(&update.free_stats);
         self.probe.free_procs(&update.free_procs);
         self.fill = (update.stats_fill, update.procs_fill);
@@ -156,8 +157,10 @@ impl Session {
         stats - self.claims.0 > u64::from(sizes.syscalls / 8) || procs - self.claims.1 > u64::from(sizes.processes / 8)
     }
 
-    /// When to read the tables next: every `interval`, or sooner while processes that come and
-    /// go fill them (a fork storm), so that no call is lost to a full table.
+    /// When to read the tables next: every `interval`, or sooner while the last read left a
+    /// table more than half full (a fork storm), so that no call is lost to a full table.
+    /// Steady churn does not read sooner: [`Session::filling_fast`] catches a table filling
+    /// between reads, and every read costs the agent CPU in proportion to the used slots.
     pub fn next_read_in(&self, interval: Duration) -> Duration {
         if self.fill.0 > BUSY_FILL || self.fill.1 > BUSY_FILL {
             interval.min(BUSY_READ_INTERVAL)

@@ -1,9 +1,12 @@
-//! The agent's own CPU and memory beside many busy processes.
+//! The agent's own CPU and memory: `report` beside many busy processes, and `serve` under a
+//! busy machine's process churn and scrape load.
 use std::{
+    io::{Read, Write},
+    net::TcpStream,
     path::Path,
     process::{Child, Command, Stdio},
     thread,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context, Result};
@@ -64,4 +67,190 @@ pub(super) fn agent_cost(profiler: &Path, workload: &Path, count: usize) -> Resu
         long_cpu / long_wall * 100.0,
         rss_kib as f64 / 1024.0
     ))
+}
+
+/// Seconds of churn before the steady-state measurement starts.
+const WARM_UP_SECS: u64 = 30;
+/// Seconds of the steady state, scraped once a second (as Prometheus would).
+const STEADY_SECS: u64 = 60;
+/// Seconds of scrapes at 200 a second, after the steady state.
+const BURST_SECS: u64 = 10;
+const BURST_PER_SEC: u64 = 200;
+
+/// `syscall-profiler serve` at its defaults under a busy machine's churn (`profiler-workload
+/// churn-soak`: 1,000 live processes that rename themselves now and then, 100 new processes a
+/// second): its CPU share, resident memory over time, the series and scrape sizes it
+/// exposes; then 200 scrapes a second, their latency and what they cost.
+pub(super) fn serve_under_churn(profiler: &Path, workload: &Path) -> Result<String> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let mut serve = Killed(
+        as_root(profiler)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting syscall-profiler serve")?,
+    );
+    let started = Instant::now();
+    while scrape(port, false).is_none() {
+        if started.elapsed() > Duration::from_secs(60) || serve.0.try_wait()?.is_some() {
+            bail!("syscall-profiler serve did not come up");
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+    let pid = agent_pid(serve.0.id());
+    let total_secs = WARM_UP_SECS + STEADY_SECS + BURST_SECS + 5;
+    let _churn = Killed(
+        Command::new(workload)
+            .args(["churn-soak", &total_secs.to_string(), "1000", "100"])
+            .stdout(Stdio::null())
+            .spawn()
+            .context("starting the churn")?,
+    );
+    thread::sleep(Duration::from_secs(WARM_UP_SECS));
+    let rss_warm = rss_kib(pid)?;
+    let (cpu_before, at_before) = (cpu_seconds(pid)?, Instant::now());
+    let (mut series, mut plain_bytes, mut gzip_bytes, mut peak_rss) = (0, 0, 0, rss_warm);
+    for _ in 0..STEADY_SECS {
+        let tick = Instant::now();
+        if let Some((body, _)) = scrape(port, false) {
+            series = series.max(body.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).count());
+            plain_bytes = plain_bytes.max(body.len());
+        }
+        if let Some((_, bytes)) = scrape(port, true) {
+            gzip_bytes = gzip_bytes.max(bytes);
+        }
+        peak_rss = peak_rss.max(rss_kib(pid)?);
+        thread::sleep(Duration::from_secs(1).saturating_sub(tick.elapsed()));
+    }
+    let steady_cpu = (cpu_seconds(pid)? - cpu_before) / at_before.elapsed().as_secs_f64() * 100.0;
+    let rss_end = rss_kib(pid)?;
+    let drops = scrape(port, false)
+        .map(|(body, _)| {
+            body.lines()
+                .filter(|l| l.starts_with("syscall_profiler_overflow_drops_total"))
+                .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+                .sum::<f64>()
+        })
+        .unwrap_or(f64::NAN);
+
+    // 200 scrapes a second from 4 clients, each on its own schedule.
+    let (cpu_before, at_before) = (cpu_seconds(pid)?, Instant::now());
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            thread::spawn(move || {
+                let period = Duration::from_secs_f64(4.0 / BURST_PER_SEC as f64);
+                let mut latencies = Vec::new();
+                let mut failed = 0;
+                let start = Instant::now();
+                for n in 0..BURST_SECS * BURST_PER_SEC / 4 {
+                    let began = Instant::now();
+                    match scrape(port, true) {
+                        Some(_) => latencies.push(began.elapsed().as_secs_f64() * 1e3),
+                        None => failed += 1,
+                    }
+                    thread::sleep((start + period * (n as u32 + 1)).saturating_duration_since(Instant::now()));
+                }
+                (latencies, failed)
+            })
+        })
+        .collect();
+    let (mut latencies, mut failed) = (Vec::new(), 0);
+    for client in clients {
+        let (mut mine, mine_failed) = client.join().expect("no panic in a client");
+        latencies.append(&mut mine);
+        failed += mine_failed;
+    }
+    let burst_secs = at_before.elapsed().as_secs_f64();
+    let burst_cpu = (cpu_seconds(pid)? - cpu_before) / burst_secs * 100.0;
+    latencies.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 - 1.0) * q) as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    let _ = serve.0.kill();
+    Ok(format!(
+        "| measure | value |\n|---|---|\n\
+         | agent CPU, steady state ({STEADY_SECS} s after {WARM_UP_SECS} s of warm-up, one gzip and one plain scrape a second) | {steady_cpu:.2}% of one CPU |\n\
+         | agent RSS after warm-up -> after the steady state (peak) | {:.1} -> {:.1} MiB ({:.1} MiB) |\n\
+         | series exposed (most in a scrape) | {series} |\n\
+         | scrape size, plain / gzip | {:.0} KiB / {:.0} KiB |\n\
+         | calls lost to full tables (overflow_drops_total) | {drops} |\n\
+         | {BURST_PER_SEC} gzip scrapes a second for {BURST_SECS} s: answered, p50 / p99 latency | {} of {}, {:.2} / {:.2} ms |\n\
+         | agent CPU during those scrapes | {burst_cpu:.1}% of one CPU |",
+        rss_warm as f64 / 1024.0,
+        rss_end as f64 / 1024.0,
+        peak_rss as f64 / 1024.0,
+        plain_bytes as f64 / 1024.0,
+        gzip_bytes as f64 / 1024.0,
+        latencies.len(),
+        latencies.len() + failed,
+        at(0.5),
+        at(0.99),
+    ))
+}
+
+/// A child killed and reaped when dropped.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The agent's pid: the child's, or under sudo its only child's.
+fn agent_pid(child: u32) -> u32 {
+    if crate::is_root() {
+        return child;
+    }
+    std::fs::read_to_string(format!("/proc/{child}/task/{child}/children"))
+        .ok()
+        .and_then(|children| children.split_whitespace().next()?.parse().ok())
+        .unwrap_or(child)
+}
+
+/// One GET /metrics over loopback: the body (as received) and its size in bytes.
+fn scrape(port: u16, gzip: bool) -> Option<(String, usize)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let encoding = if gzip { "Accept-Encoding: gzip\r\n" } else { "" };
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n{encoding}Connection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).ok()?;
+    let split = response.windows(4).position(|w| w == b"\r\n\r\n")?;
+    if !response.starts_with(b"HTTP/1.1 200") {
+        return None;
+    }
+    let body = &response[split + 4..];
+    Some((String::from_utf8_lossy(body).into_owned(), body.len()))
+}
+
+/// User plus system CPU seconds of a process so far.
+fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).context("reading the agent's /proc stat")?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+    // /proc counts in USER_HZ ticks, 100 a second on every Linux.
+    Ok(ticks / 100.0)
+}
+
+fn rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).context("reading the agent's /proc status")?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .context("no VmRSS")
 }

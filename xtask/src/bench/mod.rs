@@ -16,6 +16,8 @@
 //! - Per-program cost from the kernel's own run-time accounting: each build loaded in turn,
 //!   `--runs` times; medians, and with `--against` the median of the per-run differences.
 //! - The agent's CPU and memory while 1,000 busy processes run, polling every second.
+//! - `serve` at its defaults under process churn (1,000 live processes, 100 new a second):
+//!   its CPU and memory, series and scrape sizes; then 200 scrapes a second.
 //! - Kernel map memory at the default sizes (computed).
 //!
 //! Peers come from Debian's packages, installed here when missing; one that cannot run is
@@ -38,7 +40,7 @@ use anyhow::Result;
 use clap::Args;
 
 use self::{
-    agent::agent_cost,
+    agent::{agent_cost, serve_under_churn},
     configs::{Build, Config, Observer, CONFIGS, DEFAULT_SAMPLE_EVERY, DEFAULT_STATE, ONE_CPU},
     measure::{measure, measure_once, observe, Row},
     observers::{start_controllers, Beside},
@@ -131,8 +133,10 @@ pub fn run(root: &Path, path: &OsString, args: &BenchArgs) -> Result<()> {
     let program_costs = program_costs(&binaries, args)?;
     step(&format!("agent CPU and memory with {} busy processes", args.processes));
     let agent = agent_cost(&binaries.profiler, &binaries.workload, args.processes)?;
+    step("serve under process churn (1,000 live processes, 100 new a second) and scrape load");
+    let serve = serve_under_churn(&binaries.profiler, &binaries.workload)?;
     let memory = memory_table(&binaries.profiler);
-    let out = table::render(args, &rows, &program_costs, &agent, &memory, &notes);
+    let out = table::render(args, &rows, &program_costs, &agent, &serve, &memory, &notes);
     print!("{out}");
     let results = root.join("target/bench-results.md");
     std::fs::write(&results, &out)?;

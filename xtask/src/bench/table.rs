@@ -8,12 +8,14 @@ use super::{
 };
 
 /// The tables: the loops (medians of per-run values and ratios), the per-program costs, the
-/// agent, the kernel-side memory, then notes on what was skipped.
+/// agent (`report`, then `serve` under churn), the kernel-side memory, then notes on what was
+/// skipped.
 pub(super) fn render(
     args: &BenchArgs,
     rows: &[Row],
     program_costs: &[ProgramCosts],
     agent: &str,
+    serve: &str,
     memory: &[String],
     notes: &[String],
 ) -> String {
@@ -107,6 +109,11 @@ pub(super) fn render(
         args.processes
     );
     let _ = writeln!(out, "{agent}");
+    let _ = writeln!(
+        out,
+        "\n### `serve` at its defaults under process churn (1,000 live processes, 100 new a second)\n"
+    );
+    let _ = writeln!(out, "{serve}");
     let _ = writeln!(
         out,
         "\n### Kernel map memory at the default sizes (computed: `syscall-profiler memory --cpus N`)\n"
