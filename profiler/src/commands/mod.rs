@@ -151,3 +151,44 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Memory(args) => memory::run(args),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAEMONSET: &str = include_str!("../../../deploy/kubernetes/daemonset.yaml");
+
+    /// The items of the YAML block list under `key:` (comments skipped).
+    fn list_under<'a>(text: &'a str, key: &str) -> Vec<&'a str> {
+        let mut lines = text.lines().skip_while(|l| l.trim() != key).skip(1);
+        let mut items = Vec::new();
+        for line in lines.by_ref() {
+            let item = line.trim();
+            if item.starts_with('#') {
+                continue;
+            }
+            match item.strip_prefix("- ") {
+                Some(item) => items.push(item.split(" #").next().unwrap_or(item).trim()),
+                None => break,
+            }
+        }
+        items
+    }
+
+    #[test]
+    fn the_daemonsets_arguments_are_ones_serve_takes() {
+        let args = list_under(DAEMONSET, "args:");
+        assert_eq!(args.first(), Some(&"serve"), "{args:?}");
+        let parsed = Cli::try_parse_from(std::iter::once("syscall-profiler").chain(args.iter().copied()));
+        assert!(parsed.is_ok(), "{args:?}: {}", parsed.unwrap_err());
+    }
+
+    #[test]
+    fn the_daemonset_asks_only_for_the_capabilities_loading_needs() {
+        let mut added = list_under(DAEMONSET, "add:");
+        added.sort_unstable();
+        assert_eq!(added, ["BPF", "PERFMON", "SYS_RESOURCE"]);
+        assert!(DAEMONSET.contains("drop: [ALL]"));
+        assert!(DAEMONSET.contains("privileged: false"));
+    }
+}
