@@ -168,3 +168,36 @@ fn live_view_in_a_real_terminal() {
     // And the alternate screen was left: the table is gone.
     assert!(!screen.contains("CALLS/s"), "{screen}");
 }
+
+/// The pids of the running syscall-top processes (this test binary's build).
+fn top_pids() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe.to_string_lossy().starts_with(TOP))
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "needs root: loads eBPF programs (cargo xtask test runs it as root)"]
+fn a_closed_terminal_ends_it() {
+    // The terminal library spins for ever reading a terminal that has gone: such a view would
+    // outlive its window, burning a CPU with its programs attached.
+    let before = top_pids();
+    let tmux = Tmux::start(&format!("{TOP} --interval 0.5"));
+    tmux.wait_for("syscall-top to start", |s| s.contains("syscalls/s"));
+    let mine: Vec<u32> = top_pids().into_iter().filter(|pid| !before.contains(pid)).collect();
+    assert_eq!(mine.len(), 1, "{mine:?}");
+    drop(tmux); // kills the session: the terminal hangs up
+    let started = Instant::now();
+    while std::path::Path::new(&format!("/proc/{}", mine[0])).exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "syscall-top {} outlived its terminal",
+            mine[0]
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}

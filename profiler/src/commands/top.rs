@@ -5,7 +5,12 @@
 //! which [`ui`] draws on the terminal [`TerminalGuard`] holds.
 use std::{
     io::{self, IsTerminal},
-    sync::atomic::Ordering,
+    os::fd::{AsRawFd, OwnedFd},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    thread,
     time::{Duration, Instant},
 };
 
@@ -22,7 +27,7 @@ use crate::{
     session::{procfs::proc_threads_in_syscalls, Session, Target},
     top::{
         app::{App, Event, InSyscall, Update, View},
-        terminal::TerminalGuard,
+        terminal::{restore_terminal, TerminalGuard},
         ui,
     },
 };
@@ -107,6 +112,8 @@ pub fn run(args: TopArgs) -> anyhow::Result<()> {
         .unwrap_or_default();
     let mut app = App::new((args.stuck_threshold * 1e9) as u64, filter);
     let stop = stop_flag()?;
+    exit_when_stuck_after(stop.clone());
+    let tty = Tty::open();
     let mut guard = TerminalGuard::enter()?;
     let interval = Duration::from_secs_f64(args.interval);
     let started = Instant::now();
@@ -120,6 +127,11 @@ pub fn run(args: TopArgs) -> anyhow::Result<()> {
         let timeout = next_read
             .saturating_duration_since(Instant::now())
             .min(Duration::from_millis(100));
+        if tty.hung_up() {
+            // The terminal is gone (closed window, killed session): nothing to show or
+            // restore, and crossterm would spin reading its end of file inside `poll`.
+            break;
+        }
         if event::poll(timeout)? {
             match event::read()? {
                 TermEvent::Key(key) if key.kind != KeyEventKind::Release => app.on_event(Event::Key(key)),
@@ -162,4 +174,47 @@ pub fn run(args: TopArgs) -> anyhow::Result<()> {
     }
     drop(guard);
     Ok(())
+}
+
+/// The terminal `syscall-top` reads keys from, to tell when it has hung up: crossterm's
+/// `event::poll` then spins for ever reading end-of-file, never returning, even with a
+/// timeout (crossterm issue #793, unfixed in 0.29), which left orphaned views burning 40% of
+/// a CPU each with their programs still attached.
+struct Tty {
+    /// `/dev/tty` (the controlling terminal, whatever stdin is); stdin without one.
+    fd: Option<OwnedFd>,
+}
+
+impl Tty {
+    fn open() -> Tty {
+        Tty {
+            fd: std::fs::File::open("/dev/tty").ok().map(OwnedFd::from),
+        }
+    }
+
+    fn hung_up(&self) -> bool {
+        let fd = self.fd.as_ref().map_or(libc::STDIN_FILENO, |fd| fd.as_raw_fd());
+        let mut poll = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll on one valid pollfd, no waiting.
+        let ready = unsafe { libc::poll(&mut poll, 1, 0) };
+        ready > 0 && poll.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
+    }
+}
+
+/// Once a stop signal has come, gives the refresh loop a second to end and restore the
+/// terminal; past that (stuck in the terminal library, say), restores what it can and exits,
+/// which detaches the programs: a stop signal always ends `syscall-top` within a second or so.
+fn exit_when_stuck_after(stop: Arc<AtomicBool>) {
+    thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            thread::sleep(Duration::from_millis(100));
+        }
+        thread::sleep(Duration::from_secs(1));
+        restore_terminal();
+        std::process::exit(1);
+    });
 }

@@ -16,7 +16,8 @@ pub struct TerminalGuard {
     pub terminal: Terminal<CrosstermBackend<io::Stdout>>,
 }
 
-fn restore_terminal() {
+/// Cooked mode, the main screen, the cursor shown: what the terminal was before.
+pub fn restore_terminal() {
     let _ = disable_raw_mode();
     let _ = execute!(io::stdout(), LeaveAlternateScreen, ratatui::crossterm::cursor::Show);
 }
