@@ -236,11 +236,20 @@ fn idle_connections_do_not_starve_scrapes() {
 #[ignore = "needs root: loads eBPF programs (cargo xtask test runs it as root)"]
 fn a_fork_storm_loses_no_call() {
     let port = free_port();
-    // One group for the machine: getppid's series counts every getppid call (nothing else on
-    // the machine makes them).
+    // The default table sizes; one group for the machine and room for every syscall, so that
+    // getppid's series counts every getppid call (nothing else on the machine makes them)
+    // rather than its first read going to `syscall="other"` while the budget is full.
     let _serve = Killed(
         Command::new(PROFILER)
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--group-by", "none"])
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--group-by",
+                "none",
+                "--top-syscalls",
+                "500",
+            ])
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),

@@ -84,10 +84,18 @@ fn run() -> Result<()> {
             // One test at a time: the kernel tests check time splits and classes, which other
             // tests' spinning threads would turn into CPU contention. The tests that load eBPF
             // are marked ignored (a plain `cargo test` without root lists them as skipped);
-            // here they run, as root.
+            // here they run, as root. Every test binary runs even when one fails, so that one
+            // run shows every failure.
             let mut test = cargo_command(
                 &path,
-                &["test", "--release", "--", "--test-threads=1", "--include-ignored"],
+                &[
+                    "test",
+                    "--release",
+                    "--no-fail-fast",
+                    "--",
+                    "--test-threads=1",
+                    "--include-ignored",
+                ],
             );
             if !is_root() {
                 // Cargo runs each test binary through this runner.

@@ -22,7 +22,7 @@ use std::{
 
 use crate::{
     metrics::{
-        budget::{Budget, BudgetRules},
+        budget::{Budget, BudgetRules, Changes},
         series::{of_view, Counters, Histogram},
     },
     model::{
@@ -92,15 +92,7 @@ impl GroupSeries {
     /// Applies the syscall budget's changes (they take effect from the next read).
     fn rebalance(&mut self, now: f64) {
         let changes = self.syscalls.rebalance(now);
-        for syscall in changes.retired {
-            if let Some(counters) = self.own.remove(&syscall) {
-                self.remembered.put(syscall, counters);
-            }
-        }
-        for syscall in changes.promoted {
-            let counters = self.remembered.take(&syscall).unwrap_or_default();
-            self.own.insert(syscall, counters);
-        }
+        self.remembered.apply(changes, &mut self.own, Counters::default);
     }
 
     fn export(&self, group: Option<&str>, into: &mut BTreeMap<SeriesKey, Counters>) {
@@ -232,29 +224,13 @@ impl Exported {
     fn rebalance(&mut self, now: f64) {
         if self.group_by != GroupBy::None {
             let changes = self.groups.rebalance(now);
-            for group in changes.retired {
-                if let Some(series) = self.own.remove(&group) {
-                    self.remembered.put(group, series);
-                }
-            }
-            for group in changes.promoted {
-                let series = self
-                    .remembered
-                    .take(&group)
-                    .unwrap_or_else(|| GroupSeries::new(&self.limits));
-                self.own.insert(group, series);
-            }
+            let limits = self.limits;
+            self.remembered
+                .apply(changes, &mut self.own, || GroupSeries::new(&limits));
         }
         let changes = self.latency_syscalls.rebalance(now);
-        for syscall in changes.retired {
-            if let Some(histogram) = self.latency.remove(&syscall) {
-                self.latency_remembered.put(syscall, histogram);
-            }
-        }
-        for syscall in changes.promoted {
-            let histogram = self.latency_remembered.take(&syscall).unwrap_or_default();
-            self.latency.insert(syscall, histogram);
-        }
+        self.latency_remembered
+            .apply(changes, &mut self.latency, Histogram::default);
     }
 
     /// The counter series sets and the latency histograms, as they stand.
@@ -316,6 +292,21 @@ impl<K: Eq + Hash + Clone, V> Remembered<K, V> {
 
     fn take(&mut self, key: &K) -> Option<V> {
         self.entries.remove(key).map(|(value, _)| value)
+    }
+
+    /// Applies a budget's `changes` to the series with keys of their own (`own`): retired
+    /// ones are remembered, promoted ones continue from what was remembered of them (or
+    /// start `fresh`), so that a key coming back never restarts a counter.
+    fn apply(&mut self, changes: Changes<K>, own: &mut HashMap<K, V>, fresh: impl Fn() -> V) {
+        for key in changes.retired {
+            if let Some(value) = own.remove(&key) {
+                self.put(key, value);
+            }
+        }
+        for key in changes.promoted {
+            let value = self.take(&key).unwrap_or_else(&fresh);
+            own.insert(key, value);
+        }
     }
 }
 
