@@ -192,7 +192,12 @@ fn a_closed_terminal_ends_it() {
     assert_eq!(mine.len(), 1, "{mine:?}");
     drop(tmux); // kills the session: the terminal hangs up
     let started = Instant::now();
-    while std::path::Path::new(&format!("/proc/{}", mine[0])).exists() {
+    // Gone, or exited and waiting for init to reap it (tmux, its parent, has gone).
+    let running = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')))
+    };
+    while running(mine[0]) {
         assert!(
             started.elapsed() < Duration::from_secs(3),
             "syscall-top {} outlived its terminal",

@@ -121,23 +121,31 @@ pub fn run(args: TopArgs) -> anyhow::Result<()> {
     let mut next_refresh = Instant::now() + interval;
     let mut next_read = next_refresh;
     let mut totals = ProcessTotals::default();
+    let mut terminal_gone = false;
     while !app.quit && !stop.load(Ordering::Relaxed) {
         guard.terminal.draw(|frame| ui::render(frame, &app))?;
         // Wake up at least every 100 ms to see a stop signal.
         let timeout = next_read
             .saturating_duration_since(Instant::now())
             .min(Duration::from_millis(100));
-        if tty.hung_up() {
+        // Wait on the terminal ourselves: input, a hang-up, a signal (a resize, a stop) or
+        // the timeout; then take what crossterm has without waiting in it.
+        if tty.wait(timeout) == Readiness::HungUp {
             // The terminal is gone (closed window, killed session): nothing to show or
             // restore, and crossterm would spin reading its end of file inside `poll`.
+            terminal_gone = true;
             break;
         }
-        if event::poll(timeout)? {
+        let mut had_event = false;
+        while event::poll(Duration::ZERO)? {
             match event::read()? {
                 TermEvent::Key(key) if key.kind != KeyEventKind::Release => app.on_event(Event::Key(key)),
                 TermEvent::Resize(_, _) => app.on_event(Event::Resize),
                 _ => {}
             }
+            had_event = true;
+        }
+        if had_event {
             continue;
         }
         let now = Instant::now();
@@ -172,17 +180,30 @@ pub fn run(args: TopArgs) -> anyhow::Result<()> {
         });
         last_refresh = now;
     }
-    drop(guard);
+    if terminal_gone {
+        // Restoring a terminal that has gone fails, and ratatui reports the failure on
+        // stderr, which has gone too: that panics. Nothing to restore.
+        std::mem::forget(guard);
+    } else {
+        drop(guard);
+    }
     Ok(())
 }
 
-/// The terminal `syscall-top` reads keys from, to tell when it has hung up: crossterm's
-/// `event::poll` then spins for ever reading end-of-file, never returning, even with a
-/// timeout (crossterm issue #793, unfixed in 0.29), which left orphaned views burning 40% of
-/// a CPU each with their programs still attached.
+/// The terminal `syscall-top` reads keys from, waited on here rather than in crossterm: once
+/// the terminal has hung up, crossterm's `event::poll` spins for ever reading end-of-file,
+/// never returning, even with a timeout (crossterm issue #793, unfixed in 0.29). That left
+/// orphaned views burning 40% of a CPU each, their programs attached, for hours.
 struct Tty {
     /// `/dev/tty` (the controlling terminal, whatever stdin is); stdin without one.
     fd: Option<OwnedFd>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Readiness {
+    /// Input to read, a signal, or the timeout: crossterm can be asked without waiting.
+    Ready,
+    HungUp,
 }
 
 impl Tty {
@@ -192,16 +213,23 @@ impl Tty {
         }
     }
 
-    fn hung_up(&self) -> bool {
+    /// Waits up to `timeout` for input or a hang-up; a signal (a resize, a stop) ends the
+    /// wait early.
+    fn wait(&self, timeout: Duration) -> Readiness {
         let fd = self.fd.as_ref().map_or(libc::STDIN_FILENO, |fd| fd.as_raw_fd());
         let mut poll = libc::pollfd {
             fd,
             events: libc::POLLIN,
             revents: 0,
         };
-        // SAFETY: poll on one valid pollfd, no waiting.
-        let ready = unsafe { libc::poll(&mut poll, 1, 0) };
-        ready > 0 && poll.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
+        let millis = timeout.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: poll on one valid pollfd.
+        let ready = unsafe { libc::poll(&mut poll, 1, millis) };
+        if ready > 0 && poll.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+            Readiness::HungUp
+        } else {
+            Readiness::Ready
+        }
     }
 }
 
