@@ -442,6 +442,12 @@ pub mod flight {
     /// weight 1, so the long, blocking calls are never sampled away: their time off the CPU
     /// is exact; when not `TIMED`, their handler time is the mean of the timed ones.
     pub const SWITCHED: u32 = 8;
+    /// The call has returned (it is counted) but the thread must reschedule before it is
+    /// back in user mode: another task was woken or its time slice ran out during the call,
+    /// and the kernel switches on the way out, after `sys_exit`. Its time is added once the
+    /// thread is back on a CPU, with the wait for it as runqueue time (see
+    /// [`InFlight::first_off_ns`]). The rest of the flags are the call's own, as at `sys_exit`.
+    pub const EXITING: u32 = 16;
 }
 
 /// In-flight state of one thread that is inside a syscall. One slot per thread, in an array
@@ -459,10 +465,13 @@ pub struct InFlight {
     /// One of [`thread_state`]; this and the times off the CPU below are set from the first
     /// time the call leaves the CPU ([`flight::SWITCHED`]) and stale before.
     pub state: u32,
-    /// When the call entered the kernel (CLOCK_MONOTONIC), if [`flight::TIMED`].
+    /// When the call entered the kernel (CLOCK_MONOTONIC), if [`flight::TIMED`]. Once the
+    /// call is [`flight::EXITING`], its handler time, measured at `sys_exit`.
     pub enter_ns: u64,
     /// When the call first left the CPU, on the scheduler's clock, if [`flight::SWITCHED`]
-    /// (see [`InFlight::since_ns`]).
+    /// (see [`InFlight::since_ns`]). Once the call is [`flight::EXITING`], the address of its
+    /// `pt_regs`: a switch that finds the call's number still in them is on the way out of
+    /// the call. (Two fields the call no longer needs: a slot stays 64 bytes, one cache line.)
     pub first_off_ns: u64,
     /// When it last left the CPU, on the scheduler's clock.
     pub off_since_ns: u64,
@@ -567,6 +576,9 @@ pub mod object {
         pub const TASK_COMM_OFFSET: &str = "TASK_COMM_OFFSET";
         pub const TASK_SIGNAL_OFFSET: &str = "TASK_SIGNAL_OFFSET";
         pub const SIGNAL_LIVE_OFFSET: &str = "SIGNAL_LIVE_OFFSET";
+        pub const TASK_TI_FLAGS_OFFSET: &str = "TASK_TI_FLAGS_OFFSET";
+        pub const NEED_RESCHED_MASK: &str = "NEED_RESCHED_MASK";
+        pub const REGS_ORIG_AX_OFFSET: &str = "REGS_ORIG_AX_OFFSET";
         pub const SLOT_MASK: &str = "SLOT_MASK";
         pub const PROCS_MASK: &str = "PROCS_MASK";
         pub const STATS_MASK: &str = "STATS_MASK";

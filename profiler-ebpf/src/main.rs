@@ -43,7 +43,8 @@ use aya_ebpf::{
     bindings::BPF_F_MMAPABLE,
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task_btf,
-        bpf_get_prandom_u32, bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_kernel_str_bytes,
+        bpf_get_prandom_u32, bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_kernel,
+        bpf_probe_read_kernel_str_bytes,
     },
     macros::{btf_tracepoint, map, raw_tracepoint},
     maps::{Array, PerCpuArray},
@@ -93,6 +94,17 @@ static TASK_COMM_OFFSET: Global<u32> = Global::new(0);
 static TASK_SIGNAL_OFFSET: Global<u32> = Global::new(0);
 #[no_mangle]
 static SIGNAL_LIVE_OFFSET: Global<u32> = Global::new(0);
+/// Offset of `task_struct.thread_info.flags` (the TIF bits), and the bits among them that
+/// make the way out of a syscall call the scheduler: TIF_NEED_RESCHED (and
+/// TIF_NEED_RESCHED_LAZY since Linux 6.13). Mask 0: the wait for a CPU on the way out of a
+/// call is not timed.
+#[no_mangle]
+static TASK_TI_FLAGS_OFFSET: Global<u32> = Global::new(0);
+#[no_mangle]
+static NEED_RESCHED_MASK: Global<u64> = Global::new(0);
+/// Offset of `pt_regs.orig_ax`: the number of the call (see `still_returning`).
+#[no_mangle]
+static REGS_ORIG_AX_OFFSET: Global<u32> = Global::new(0);
 /// `SLOTS` size minus one; the size is a power of two.
 #[no_mangle]
 static SLOT_MASK: Global<u32> = Global::new(0);
@@ -173,6 +185,18 @@ fn slot_of(tid: u32) -> Option<&'static mut InFlight> {
 fn in_flight(tid: u32) -> Option<&'static mut InFlight> {
     let slot = slot_of(tid)?;
     if slot.flags & flight::IN_FLIGHT != 0 && slot.tid == tid {
+        Some(slot)
+    } else {
+        None
+    }
+}
+
+/// The slot of `tid` if that thread is inside a syscall we are measuring, or on its way out
+/// of one with its time pending ([`flight::EXITING`]).
+#[inline(always)]
+fn tracked(tid: u32) -> Option<&'static mut InFlight> {
+    let slot = slot_of(tid)?;
+    if slot.flags & (flight::IN_FLIGHT | flight::EXITING) != 0 && slot.tid == tid {
         Some(slot)
     } else {
         None
@@ -468,6 +492,11 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
     let Some(slot) = slot_of(tid) else {
         return 0;
     };
+    if slot.flags & flight::EXITING != 0 {
+        // The last call of this thread (or of one sharing its slot) went back to user mode
+        // without switching: it had no wait on its way out.
+        finish_exiting(slot, NO_EXIT_WAIT);
+    }
     if slot.flags & flight::IN_FLIGHT != 0 && slot.tid != tid {
         bump(counter::SLOT_COLLISION);
         return 0;
@@ -517,13 +546,32 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
         return 0;
     };
     let ret: i64 = ctx.arg(1);
-    record(slot, ret);
+    let regs: *const u8 = ctx.arg(0);
+    record(slot, ret, must_reschedule().then_some(regs));
     0
 }
 
-/// Adds the call in `slot`, returning `ret` now, to its statistics and frees the slot.
+/// Whether the current thread will call the scheduler before it is back in user mode: a
+/// task was woken that should run before it, or its time slice ran out, during the call. On
+/// kernels without in-kernel preemption (most distribution kernels) that is where a call's
+/// wait for a CPU happens, after `sys_exit`.
 #[inline(always)]
-fn record(slot: &mut InFlight, ret: i64) {
+fn must_reschedule() -> bool {
+    let mask = NEED_RESCHED_MASK.load();
+    if mask == 0 {
+        return false;
+    }
+    let task = unsafe { bpf_get_current_task_btf() } as *const u8;
+    let thread_flags = unsafe { *(task.add(TASK_TI_FLAGS_OFFSET.load() as usize) as *const u64) };
+    thread_flags & mask != 0
+}
+
+/// Adds the call in `slot`, returning `ret` now, to its statistics and frees the slot. With
+/// `exiting` (the call's `pt_regs`: the thread must reschedule on its way out), the call is
+/// counted now and its time is kept in the slot until the thread is back on a CPU
+/// ([`flight::EXITING`]).
+#[inline(always)]
+fn record(slot: &mut InFlight, ret: i64, exiting: Option<*const u8>) {
     let flags = slot.flags;
     slot.flags = 0;
     // The clock first: what follows is the profiler's own work, and the errno count (failed
@@ -535,7 +583,8 @@ fn record(slot: &mut InFlight, ret: i64) {
     } else {
         0
     };
-    let Some(entry) = STATS.get_ptr_mut(slot.stats_index) else {
+    let mut index = slot.stats_index;
+    let Some(entry) = STATS.get_ptr_mut(index) else {
         return;
     };
     let mut entry = unsafe { &mut *entry };
@@ -544,7 +593,10 @@ fn record(slot: &mut InFlight, ret: i64) {
     // fresh one for the old epoch, which the agent folds next time.
     if unsafe { core::ptr::read_volatile(&entry.key) } != slot.key {
         match stats_slot(slot.key, NO_PROC) {
-            Some((_, fresh)) => entry = fresh,
+            Some((fresh_index, fresh)) => {
+                index = fresh_index;
+                entry = fresh;
+            }
             None => return,
         }
     }
@@ -554,7 +606,7 @@ fn record(slot: &mut InFlight, ret: i64) {
         atomic_add(&mut stats.errors, 1u64);
         count_errno(stats, (-ret) as u32);
     }
-    if flags & (flight::TIMED | flight::SWITCHED) == 0 {
+    if flags & (flight::TIMED | flight::SWITCHED) == 0 && exiting.is_none() {
         return;
     }
     let (blocked_ns, runqueue_ns) = if flags & flight::SWITCHED != 0 {
@@ -562,18 +614,77 @@ fn record(slot: &mut InFlight, ret: i64) {
     } else {
         (0, 0)
     };
-    let mut weight = 1u32;
     let handler_ns = if flags & flight::TIMED != 0 {
         let wall_ns = now_ns.saturating_sub(slot.enter_ns);
-        let handler_ns = wall_ns.saturating_sub(blocked_ns + runqueue_ns);
         if flags & flight::SWITCHED != 0 {
             remember_clock_pair(now_ns);
-            atomic_add(&mut stats.switched_handler_ns, handler_ns);
+        }
+        wall_ns.saturating_sub(blocked_ns + runqueue_ns)
+    } else {
+        0
+    };
+    if let Some(regs) = exiting {
+        // See `InFlight::enter_ns` and `first_off_ns`: what they hold once EXITING.
+        slot.stats_index = index;
+        slot.enter_ns = handler_ns;
+        slot.first_off_ns = regs as u64;
+        slot.blocked_ns = blocked_ns;
+        slot.runqueue_ns = runqueue_ns;
+        slot.state = thread_state::RUNNING;
+        slot.flags = (flags & !flight::IN_FLIGHT) | flight::EXITING;
+        return;
+    }
+    add_time(stats, flags, handler_ns, blocked_ns, runqueue_ns);
+}
+
+/// [`finish_exiting`]'s `exit_wait_ns` of a call that went back to user mode without
+/// switching (or went to sleep on its way out: a stop signal's wait is not the call's). Not
+/// an `Option`: a BPF-to-BPF call would pass its value uninitialised, which the verifier
+/// refuses.
+const NO_EXIT_WAIT: u64 = u64::MAX;
+
+/// Adds the time of a call whose way out is over ([`flight::EXITING`]): `exit_wait_ns`, its
+/// wait for a CPU on the way out, or [`NO_EXIT_WAIT`].
+#[inline(never)]
+fn finish_exiting(slot: &mut InFlight, exit_wait_ns: u64) {
+    let mut flags = slot.flags & !flight::EXITING;
+    slot.flags = 0;
+    let Some(entry) = STATS.get_ptr_mut(slot.stats_index) else {
+        return;
+    };
+    let mut entry = unsafe { &mut *entry };
+    if unsafe { core::ptr::read_volatile(&entry.key) } != slot.key {
+        match stats_slot(slot.key, NO_PROC) {
+            Some((_, fresh)) => entry = fresh,
+            None => return,
+        }
+    }
+    let mut runqueue_ns = slot.runqueue_ns;
+    if exit_wait_ns != NO_EXIT_WAIT {
+        // It left the CPU: like any call that did, it counts once, with its own times.
+        flags |= flight::SWITCHED;
+        runqueue_ns += exit_wait_ns;
+    }
+    if flags & (flight::TIMED | flight::SWITCHED) == 0 {
+        return; // a short call sampling did not time: the sampled ones stand for it
+    }
+    add_time(&mut entry.stats, flags, slot.enter_ns, slot.blocked_ns, runqueue_ns);
+}
+
+/// Adds one call's time to its statistics. `flags`: the call's [`flight`] bits, `SWITCHED`
+/// if it left the CPU during the call or on its way out; `timed_handler_ns`: its handler time
+/// if it was `TIMED`.
+#[inline(always)]
+fn add_time(stats: &mut SyscallStats, flags: u32, timed_handler_ns: u64, blocked_ns: u64, runqueue_ns: u64) {
+    let mut weight = 1u32;
+    let handler_ns = if flags & flight::TIMED != 0 {
+        if flags & flight::SWITCHED != 0 {
+            atomic_add(&mut stats.switched_handler_ns, timed_handler_ns);
             atomic_add(&mut stats.switched_timed_calls, 1u64);
         } else if flags & flight::SAMPLED != 0 {
             weight = (flags >> 16) + 1;
         }
-        handler_ns
+        timed_handler_ns
     } else {
         // Left the CPU, not timed: its time off the CPU is exact; for its time on the CPU
         // take the mean of the timed calls of the same kind that left the CPU.
@@ -712,31 +823,46 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     let prev_state: u64 = ctx.arg(3);
     let pid_offset = TASK_PID_OFFSET.load();
     let next_tid = unsafe { task_u32(next, pid_offset) };
-    let prev_slot = in_flight(unsafe { task_u32(prev, pid_offset) });
-    let next_slot = in_flight(next_tid);
+    let prev_slot = tracked(unsafe { task_u32(prev, pid_offset) });
+    let next_slot = tracked(next_tid);
     if prev_slot.is_none() && next_slot.is_none() {
         return 0;
     }
     let now = unsafe { scheduler_clock_ns(prev) };
+    // Preempted, or gave up the CPU while still TASK_RUNNING: it waits for a CPU. Any other
+    // state means it went to sleep.
+    let prev_runnable = preempt & 1 != 0 || prev_state as u32 == 0;
     if let Some(slot) = prev_slot {
-        if slot.flags & flight::SWITCHED == 0 {
-            slot.flags |= flight::SWITCHED;
-            slot.first_off_ns = now;
-            slot.blocked_ns = 0;
-            slot.runqueue_ns = 0;
-        }
-        slot.off_since_ns = now;
-        // Preempted, or gave up the CPU while still TASK_RUNNING: it waits for a CPU.
-        // Any other state means it went to sleep.
-        slot.state = if preempt & 1 != 0 || prev_state as u32 == 0 {
-            thread_state::RUNNABLE
+        if slot.flags & flight::EXITING != 0 {
+            if prev_runnable && slot.state == thread_state::RUNNING && still_returning(slot) {
+                slot.off_since_ns = now;
+                slot.state = thread_state::RUNNABLE;
+            } else {
+                finish_exiting(slot, NO_EXIT_WAIT);
+            }
         } else {
-            thread_state::SLEEPING
-        };
+            if slot.flags & flight::SWITCHED == 0 {
+                slot.flags |= flight::SWITCHED;
+                slot.first_off_ns = now;
+                slot.blocked_ns = 0;
+                slot.runqueue_ns = 0;
+            }
+            slot.off_since_ns = now;
+            slot.state = if prev_runnable {
+                thread_state::RUNNABLE
+            } else {
+                thread_state::SLEEPING
+            };
+        }
     }
     if let Some(slot) = next_slot {
-        // `state` is stale until the call has left the CPU once.
-        if slot.flags & flight::SWITCHED != 0 && slot.state != thread_state::RUNNING {
+        if slot.flags & flight::EXITING != 0 {
+            if slot.state == thread_state::RUNNABLE {
+                let off_cpu_ns = now.saturating_sub(slot.off_since_ns);
+                finish_exiting(slot, off_cpu_ns);
+            }
+        } else if slot.flags & flight::SWITCHED != 0 && slot.state != thread_state::RUNNING {
+            // `state` is stale until the call has left the CPU once.
             let off_cpu_ns = now.saturating_sub(slot.off_since_ns);
             // Since it was queued (woken, or preempted) it waited for a CPU; before that it
             // was asleep. The scheduler clears last_queued after this tracepoint.
@@ -758,6 +884,20 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
+/// Whether a thread whose call returned with a reschedule pending ([`flight::EXITING`]) is
+/// still on its way out of that call: its `pt_regs` still hold the call's number. If the
+/// scheduler kept it on the CPU, it went back to user mode, and the next entry to the kernel
+/// rewrote them before this switch: an interrupt or exception (-1, a vector or an error code;
+/// a rare one that matches the number lets a wait in user mode count) or its next call
+/// (which finishes the pending one first).
+#[inline(always)]
+fn still_returning(slot: &InFlight) -> bool {
+    let regs = slot.first_off_ns as *const u8;
+    let orig_ax = unsafe { bpf_probe_read_kernel(regs.add(REGS_ORIG_AX_OFFSET.load() as usize) as *const u64) };
+    let nr = StatsKey::unpack(slot.key).nr & !NR_IA32_FLAG;
+    matches!(orig_ax, Ok(orig_ax) if orig_ax as u32 == nr)
+}
+
 // sched_wakeup_new(struct task_struct *p): a new thread starts. Its first sys_exit (the
 // return from clone/fork) has no sys_enter, so whatever its slot holds is stale.
 #[btf_tracepoint(function = "sched_wakeup_new")]
@@ -777,10 +917,14 @@ pub fn sched_wakeup_new(ctx: BtfTracePointContext) -> i32 {
 pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
     forget_known_tasks();
     let task: *const u8 = ctx.arg(0);
-    if let Some(slot) = in_flight(unsafe { task_u32(task, TASK_PID_OFFSET.load()) }) {
-        match StatsKey::unpack(slot.key).nr {
-            NR_EXIT_64 | NR_EXIT_GROUP_64 | NR_EXIT_32 | NR_EXIT_GROUP_32 => record(slot, 0),
-            _ => slot.flags = 0,
+    if let Some(slot) = tracked(unsafe { task_u32(task, TASK_PID_OFFSET.load()) }) {
+        if slot.flags & flight::EXITING != 0 {
+            finish_exiting(slot, NO_EXIT_WAIT);
+        } else {
+            match StatsKey::unpack(slot.key).nr {
+                NR_EXIT_64 | NR_EXIT_GROUP_64 | NR_EXIT_32 | NR_EXIT_GROUP_32 => record(slot, 0, None),
+                _ => slot.flags = 0,
+            }
         }
     }
     // The threads still running, counted down before this tracepoint (`group_dead`, an

@@ -34,6 +34,15 @@
 //!                          taking the pid of the one before (ns_last_pid, needs root)
 //!   steady N SECS          N getppid calls spread evenly over SECS seconds (in batches every
 //!                          100 ms): a process that is busy for a while
+//!   exit-wait N OUT        with a spinner on every CPU: N one-byte writes to a pipe from a
+//!                          thread on CPU 0 whose reader, on CPU 0 too, is a SCHED_FIFO
+//!                          thread that works 1 ms after each read: every write wakes it and
+//!                          waits for the CPU on its way out of write (needs root). The
+//!                          writer's own oracles go to OUT as JSON: the wall time of the
+//!                          writes on its own clock (vDSO, no syscall), and its run delay
+//!                          from /proc/thread-self/schedstat read just around each write
+//!   read-spin N OUT        N reads of 4 KiB from /dev/zero on CPU 0, shared with a spinner
+//!                          (one on every CPU): oracles to OUT as for exit-wait
 //!   churn ROUNDS N         ROUNDS times, one after another: a thread that makes N getppid
 //!                          calls and exits, then a child process that does the same; the
 //!                          leader itself makes none (new tasks reuse the kernel stacks of
@@ -49,7 +58,7 @@ use std::{
 };
 
 fn usage() -> ! {
-    eprintln!("usage: profiler-workload getppid N | enoent N | sleep N MS | zero-read N BYTES | pingpong ROUNDS SPIN | spin SECS | write-i386 PATH N | exec-thread PATH | busy SECS | time-getppid N | time-pingpong ROUNDS | hang-after N SECS | time-getppid-threads N T | churn ROUNDS N | steady N SECS | fork-storm N CALLS | churn-soak SECS LIVE RATE");
+    eprintln!("usage: profiler-workload getppid N | enoent N | sleep N MS | zero-read N BYTES | pingpong ROUNDS SPIN | spin SECS | write-i386 PATH N | exec-thread PATH | busy SECS | time-getppid N | time-pingpong ROUNDS | hang-after N SECS | time-getppid-threads N T | churn ROUNDS N | steady N SECS | fork-storm N CALLS | churn-soak SECS LIVE RATE | exit-wait N OUT | read-spin N OUT");
     std::process::exit(2);
 }
 
@@ -139,6 +148,129 @@ fn pingpong(rounds: u64, spinners: u64) {
     for s in spin {
         s.join().unwrap();
     }
+}
+
+/// Busy threads, one per CPU, pinned, until `stop`: a machine with no idle CPU.
+fn spinner_per_cpu(stop: &Arc<AtomicBool>) -> Vec<thread::JoinHandle<()>> {
+    let cpus = thread::available_parallelism().map_or(1, |n| n.get());
+    (0..cpus)
+        .map(|cpu| {
+            let stop = stop.clone();
+            thread::spawn(move || {
+                pin_to_cpu(cpu);
+                let mut x = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    std::hint::black_box(x);
+                }
+            })
+        })
+        .collect()
+}
+
+fn pin_to_cpu(cpu: usize) {
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // vDSO: no syscall, so the writer's own calls are only its writes and schedstat reads.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The calling thread's run delay so far (ns waiting on a runqueue), read with one pread
+/// from its open `/proc/thread-self/schedstat`.
+fn run_delay_ns(schedstat: i32) -> u64 {
+    let mut buf = [0u8; 128];
+    let n = unsafe { libc::pread(schedstat, buf.as_mut_ptr().cast(), buf.len(), 0) };
+    let text = std::str::from_utf8(&buf[..n.max(0) as usize]).unwrap_or("");
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|f| f.parse().ok())
+        .expect("schedstat run delay")
+}
+
+fn exit_wait(writes: u64, out: &str) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let spinners = spinner_per_cpu(&stop);
+    let (read_end, write_end) = pipe();
+    let reader = thread::spawn(move || {
+        pin_to_cpu(0);
+        let param = libc::sched_param { sched_priority: 10 };
+        let set = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+        assert_eq!(set, 0, "SCHED_FIFO needs root: {}", std::io::Error::last_os_error());
+        let mut byte = 0u8;
+        while unsafe { libc::syscall(libc::SYS_read, read_end, &mut byte as *mut u8, 1) } == 1 {
+            let until = Instant::now() + Duration::from_millis(1);
+            while Instant::now() < until {
+                std::hint::spin_loop();
+            }
+        }
+    });
+    pin_to_cpu(0);
+    thread::sleep(Duration::from_millis(50)); // the reader is waiting in read
+    let byte = 1u8;
+    let oracle = timed_calls(writes, || unsafe {
+        libc::syscall(libc::SYS_write, write_end, &byte as *const u8, 1);
+    });
+    unsafe { libc::close(write_end) };
+    reader.join().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    for spinner in spinners {
+        spinner.join().unwrap();
+    }
+    write_oracle(out, "writes", writes, oracle);
+}
+
+/// Makes `n` calls with `call`, each timed on the thread's own clock and with its run delay
+/// read just around it: `(wall_ns, run_delay_ns)` in all.
+fn timed_calls(n: u64, mut call: impl FnMut()) -> (u64, u64) {
+    let path = CString::new("/proc/thread-self/schedstat").unwrap();
+    let schedstat = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY) };
+    assert!(schedstat >= 0, "no /proc/thread-self/schedstat");
+    let (mut wall_ns, mut run_delay_total_ns) = (0u64, 0u64);
+    for _ in 0..n {
+        let delay_before = run_delay_ns(schedstat);
+        let start = monotonic_ns();
+        call();
+        wall_ns += monotonic_ns() - start;
+        run_delay_total_ns += run_delay_ns(schedstat) - delay_before;
+    }
+    unsafe { libc::close(schedstat) };
+    (wall_ns, run_delay_total_ns)
+}
+
+/// Writes the oracle figures to `out` as JSON, with pwrite: the writes a test counts are the
+/// measured ones.
+fn write_oracle(out: &str, calls_name: &str, calls: u64, (wall_ns, run_delay_ns): (u64, u64)) {
+    let oracle = format!("{{\"{calls_name}\":{calls},\"wall_ns\":{wall_ns},\"run_delay_ns\":{run_delay_ns}}}\n");
+    let file = std::fs::File::create(out).expect("create the oracle file");
+    std::os::unix::fs::FileExt::write_all_at(&file, oracle.as_bytes(), 0).expect("write the oracle file");
+}
+
+/// `read-spin N OUT`: N reads of 4 KiB from /dev/zero on CPU 0, which a spinner on every CPU
+/// shares: the scheduler tick preempts the reader, on its way out of a read as often as
+/// anywhere else. Oracles as for `exit-wait`.
+fn read_spin(reads: u64, out: &str) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let spinners = spinner_per_cpu(&stop);
+    pin_to_cpu(0);
+    let zero = std::fs::File::open("/dev/zero").expect("/dev/zero");
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&zero);
+    let mut buf = vec![0u8; 4096];
+    let oracle = timed_calls(reads, || unsafe {
+        libc::syscall(libc::SYS_read, fd, buf.as_mut_ptr(), buf.len());
+    });
+    stop.store(true, Ordering::Relaxed);
+    for spinner in spinners {
+        spinner.join().unwrap();
+    }
+    write_oracle(out, "reads", reads, oracle);
 }
 
 fn spin(secs: u64) {
@@ -457,6 +589,8 @@ fn main() {
         Some("steady") => steady(arg(&args, 2), arg(&args, 3)),
         Some("fork-storm") => fork_storm(arg(&args, 2), arg(&args, 3)),
         Some("churn-soak") => churn_soak(arg(&args, 2), arg(&args, 3), arg(&args, 4)),
+        Some("exit-wait") => exit_wait(arg(&args, 2), args.get(3).unwrap_or_else(|| usage())),
+        Some("read-spin") => read_spin(arg(&args, 2), args.get(3).unwrap_or_else(|| usage())),
         Some("exec-thread") => exec_thread(args.get(2).unwrap_or_else(|| usage())),
         _ => usage(),
     }

@@ -39,6 +39,24 @@ impl KernelArgs {
     }
 }
 
+/// The boundary cost charged to every call.
+#[derive(Args, Debug, Clone, Default)]
+pub struct BoundaryArgs {
+    /// Charge this many nanoseconds to every call as its entry (boundary crossing) cost
+    /// instead of calibrating it at start: for a machine too busy to calibrate, or to compare
+    /// runs with the same figure (`syscall-profiler calibrate` measures it).
+    #[arg(long = "boundary-ns", value_name = "NS", value_parser = boundary_ns)]
+    pub boundary_ns: Option<f64>,
+}
+
+/// A boundary cost in ns: from 0 to 100 µs (a syscall round trip is well under that).
+pub fn boundary_ns(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(ns) if (0.0..=100_000.0).contains(&ns) => Ok(ns),
+        _ => Err(format!("'{text}' is not a number of nanoseconds from 0 to 100000")),
+    }
+}
+
 /// Default sampling period of call timing (see [`KernelArgs::sample_every`]).
 pub const DEFAULT_SAMPLE_EVERY: u32 = 16;
 

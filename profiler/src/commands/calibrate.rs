@@ -5,12 +5,13 @@ use std::{fs, path::Path};
 use crate::{
     commands::args::KernelArgs,
     kernel::{Probe, Scope},
+    model::charges::CALIBRATION_QUANTILE,
     session::calibrate::{self, Calibration, NR_NO_HANDLER},
 };
 
 pub fn run(maps: KernelArgs) -> anyhow::Result<()> {
     let mut probe = Probe::load_default(maps.sizes(), Scope::SystemWide)?;
-    let mut calibration = calibrate::calibrate(&mut probe)?;
+    let mut calibration = calibrate::calibrate(&mut probe, None)?;
     calibrate::start_sampling(&mut probe, &mut calibration, maps.sample_every)?;
     probe.detach();
     let vulnerabilities = mitigations(std::path::Path::new("/sys/devices/system/cpu/vulnerabilities"));
@@ -42,51 +43,71 @@ fn mitigations(dir: &Path) -> Vec<(String, String)> {
 fn render(calibration: &Calibration, mitigations: &[(String, String)]) -> String {
     use std::fmt::Write;
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "boundary cost: {:.1} ns per syscall",
-        calibration.charges.boundary_ns_per_call
-    );
-    let _ = writeln!(
-        out,
-        "tracing inside the measured window: {:.1} ns per syscall (subtracted from handler times)",
-        calibration.charges.instrumentation_ns_per_call
-    );
-    let _ = writeln!(
-        out,
-        "\nhow: on each CPU, the median of {} runs of {} getppid() calls timed in userspace with the\n\
-         programs detached (the full round trip), minus getppid's own handler time: the handler time\n\
-         the tracepoints measured with the programs attached, less the tracing machinery inside that\n\
-         window (measured as the window of syscall {} which has no handler). What is left is what the\n\
-         tracepoints cannot see: the trap, entry/exit code and mitigations. It is charged to every\n\
-         call as `entry`.\n",
-        calibration.runs, calibration.calls_per_run, NR_NO_HANDLER
-    );
-    let _ = writeln!(
-        out,
-        "{:>4}  {:>10}  {:>13}  {:>16}  {:>10}  {:>8}  {:>10}",
-        "CPU", "round trip", "window tracing", "getppid window", "handler", "entry", "attached"
-    );
-    for cpu in &calibration.per_cpu {
+    let charges = &calibration.charges;
+    if calibration.measured() {
         let _ = writeln!(
             out,
-            "{:>4}  {:>10.1}  {:>13.1}  {:>16.1}  {:>10.1}  {:>8.1}  {:>10.1}",
-            cpu.cpu,
-            cpu.round_trip_ns,
-            cpu.instrumentation_ns,
-            cpu.measured_handler_ns,
-            cpu.handler_ns,
-            cpu.entry_ns,
-            cpu.round_trip_attached_ns
+            "boundary cost: {:.1} ns per syscall (±{:.1})",
+            charges.boundary_ns_per_call, charges.boundary_spread_ns
         );
+    } else {
+        let _ = writeln!(out, "boundary cost: {}", charges.boundary_source.describe());
     }
     let _ = writeln!(
         out,
-        "(ns per call; `attached` is the round trip with the profiler attached)"
+        "tracing inside the measured window: {:.1} ns per syscall (subtracted from handler times)",
+        charges.instrumentation_ns_per_call
     );
     let _ = writeln!(
         out,
-        "\nprofiler overhead: {:.1} ns per syscall (attached - detached round trip)",
+        "\nhow: on each CPU, {} rounds of batches of {} getppid() calls timed in userspace, with the\n\
+         programs detached (the full round trip) and attached (the handler time the tracepoints\n\
+         see, less the tracing machinery inside that window, measured as the window of syscall {},\n\
+         which has no handler). The round trip minus getppid's own handler time is what the\n\
+         tracepoints cannot see: the trap, entry/exit code and mitigations. It is charged to every\n\
+         call as `entry`. Batches during which the thread was switched out are thrown away; each\n\
+         figure is the {:.0}th percentile of the rest (noise only adds time); ± is half the\n\
+         difference between the estimates of the even and the odd batches.\n",
+        calibration.rounds,
+        calibration.calls_per_batch,
+        NR_NO_HANDLER,
+        CALIBRATION_QUANTILE * 100.0
+    );
+    let _ = writeln!(
+        out,
+        "{:>4}  {:>9}  {:>10}  {:>14}  {:>14}  {:>8}  {:>8}  {:>6}  {:>8}",
+        "CPU", "batches", "round trip", "window tracing", "getppid window", "handler", "entry", "±", "attached"
+    );
+    for cpu in &calibration.per_cpu {
+        let batches = format!("{}/{}", cpu.clean_batches, cpu.clean_batches + cpu.interrupted_batches);
+        match &cpu.estimate {
+            Some(e) => {
+                let _ = writeln!(
+                    out,
+                    "{:>4}  {:>9}  {:>10.1}  {:>14.1}  {:>14.1}  {:>8.1}  {:>8.1}  {:>6.1}  {:>8.1}",
+                    cpu.cpu,
+                    batches,
+                    e.round_trip_ns,
+                    e.instrumentation_ns,
+                    e.measured_handler_ns,
+                    e.handler_ns,
+                    e.entry_ns,
+                    e.spread_ns,
+                    e.round_trip_attached_ns
+                );
+            }
+            None => {
+                let _ = writeln!(out, "{:>4}  {:>9}  too few clean batches", cpu.cpu, batches);
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "(ns per call; batches: clean/all; `attached` is the round trip with the profiler attached)"
+    );
+    let _ = writeln!(
+        out,
+        "\nprofiler overhead: {:.1} ns per syscall (attached - detached round trip, at least the tracing inside the window)",
         calibration.overhead_ns_per_call
     );
     let _ = writeln!(out, "\nCPU mitigations (/sys/devices/system/cpu/vulnerabilities):");
@@ -102,7 +123,10 @@ fn render(calibration: &Calibration, mitigations: &[(String, String)]) -> String
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{model::charges::Charges, session::calibrate::CpuCalibration};
+    use crate::{
+        model::charges::{charges_from, CpuEstimate},
+        session::calibrate::CpuCalibration,
+    };
 
     #[test]
     fn mitigations_are_read_sorted() {
@@ -124,28 +148,44 @@ mod tests {
 
     #[test]
     fn render_names_the_method_and_the_figures() {
-        let calibration = Calibration {
-            per_cpu: vec![CpuCalibration {
-                cpu: 0,
-                round_trip_ns: 80.0,
-                round_trip_attached_ns: 125.0,
-                instrumentation_ns: 15.0,
-                measured_handler_ns: 45.0,
-                handler_ns: 30.0,
-                entry_ns: 50.0,
-            }],
-            charges: Charges {
-                boundary_ns_per_call: 50.0,
-                instrumentation_ns_per_call: 15.0,
-            },
+        let estimate = CpuEstimate {
+            round_trip_ns: 80.0,
+            round_trip_attached_ns: 125.0,
+            instrumentation_ns: 15.0,
+            measured_handler_ns: 45.0,
+            handler_ns: 30.0,
+            entry_ns: 50.0,
+            spread_ns: 2.5,
+        };
+        let mut calibration = Calibration {
+            per_cpu: vec![
+                CpuCalibration {
+                    cpu: 0,
+                    clean_batches: 70,
+                    interrupted_batches: 2,
+                    estimate: Some(estimate),
+                },
+                CpuCalibration {
+                    cpu: 1,
+                    clean_batches: 3,
+                    interrupted_batches: 69,
+                    estimate: None,
+                },
+            ],
+            charges: charges_from(&[estimate], None),
             overhead_ns_per_call: 45.0,
-            calls_per_run: 10,
-            runs: 3,
+            calls_per_batch: 10,
+            rounds: 3,
         };
         let text = render(&calibration, &[("meltdown".into(), "Not affected".into())]);
-        assert!(text.contains("boundary cost: 50.0 ns per syscall"));
+        assert!(text.contains("boundary cost: 50.0 ns per syscall (±2.5)"), "{text}");
         assert!(text.contains("getppid"));
         assert!(text.contains("meltdown"));
         assert!(text.contains("45.0 ns"));
+        assert!(text.contains("70/72"), "{text}");
+        assert!(text.contains("3/72  too few clean batches"), "{text}");
+        calibration.charges = charges_from(&[], None);
+        let text = render(&calibration, &[]);
+        assert!(text.contains("too busy to calibrate"), "{text}");
     }
 }

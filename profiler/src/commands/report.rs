@@ -12,7 +12,7 @@ use clap::{Args, ValueEnum};
 
 use crate::{
     commands::{
-        args::{parse_duration, KernelArgs},
+        args::{parse_duration, BoundaryArgs, KernelArgs},
         stop::{Stop, StopSignals},
     },
     model::{totals::ProcessTotals, view},
@@ -50,6 +50,8 @@ pub struct ReportArgs {
     pub top: usize,
     #[command(flatten)]
     pub maps: KernelArgs,
+    #[command(flatten)]
+    pub boundary: BoundaryArgs,
     /// Run this command and profile it and all its descendants until it exits.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
@@ -114,7 +116,12 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
 /// is given the chance to exit) or SIGTERM (a command gets it too).
 async fn profile(target: Target, args: &ReportArgs) -> anyhow::Result<(Session, ProcessTotals, Option<i32>)> {
     let mut stop = StopSignals::install()?;
-    let mut session = Session::start(target, args.maps.sizes(), args.maps.sample_every)?;
+    let mut session = Session::start(
+        target,
+        args.maps.sizes(),
+        args.maps.sample_every,
+        args.boundary.boundary_ns,
+    )?;
     let mut totals = ProcessTotals::default();
     let next_read = tokio::time::sleep(READ_INTERVAL);
     tokio::pin!(next_read);

@@ -16,7 +16,7 @@ use clap::Args;
 
 use crate::{
     commands::{
-        args::{interval_seconds, KernelArgs},
+        args::{interval_seconds, BoundaryArgs, KernelArgs},
         privileges::{drop_privileges, other_processes_of, resolve_user},
         stop::StopSignals,
     },
@@ -64,6 +64,8 @@ pub struct ServeArgs {
     pub max_connections: u64,
     #[command(flatten)]
     pub maps: KernelArgs,
+    #[command(flatten)]
+    pub boundary: BoundaryArgs,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -74,7 +76,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     })?;
     listener.set_nonblocking(true)?;
     let identity = args.user.as_deref().map(resolve_user).transpose()?;
-    let mut session = Session::start(Target::SystemWide, args.maps.sizes(), args.maps.sample_every)?;
+    let mut session = Session::start(
+        Target::SystemWide,
+        args.maps.sizes(),
+        args.maps.sample_every,
+        args.boundary.boundary_ns,
+    )?;
     drop_privileges(identity)?;
     if let Some(identity) = identity {
         let others = other_processes_of(identity.uid);

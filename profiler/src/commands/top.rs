@@ -20,7 +20,7 @@ use ratatui::crossterm::event::{self, Event as TermEvent, KeyEventKind};
 
 use crate::{
     commands::{
-        args::{interval_seconds, positive_seconds, KernelArgs},
+        args::{interval_seconds, positive_seconds, BoundaryArgs, KernelArgs},
         stop::stop_flag,
     },
     model::totals::ProcessTotals,
@@ -48,6 +48,8 @@ pub struct TopArgs {
     pub stuck_threshold: f64,
     #[command(flatten)]
     pub maps: KernelArgs,
+    #[command(flatten)]
+    pub boundary: BoundaryArgs,
 }
 
 fn monotonic_ns() -> u64 {
@@ -104,7 +106,12 @@ pub fn run(args: TopArgs) -> anyhow::Result<()> {
         bail!("syscall-top needs a terminal; for output to a file or pipe use `syscall-profiler report`");
     }
     // Loading and calibrating first: their errors print as plain lines.
-    let mut session = Session::start(Target::SystemWide, args.maps.sizes(), args.maps.sample_every)?;
+    let mut session = Session::start(
+        Target::SystemWide,
+        args.maps.sizes(),
+        args.maps.sample_every,
+        args.boundary.boundary_ns,
+    )?;
     let filter = args
         .comm
         .clone()

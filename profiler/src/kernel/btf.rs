@@ -48,6 +48,17 @@ pub struct TaskOffsets {
     /// the threads of a process still running, which tells its last thread's exit.
     pub signal: u32,
     pub signal_live: u32,
+    /// `task_struct.thread_info.flags` and `pt_regs.orig_ax` (x86_64): whether a thread
+    /// reschedules on its way out of a call, and whether it is still on that way.
+    /// `None` without them, and then the wait for a CPU on the way out is not timed.
+    pub exit_path: Option<ExitPathOffsets>,
+}
+
+/// See [`TaskOffsets::exit_path`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExitPathOffsets {
+    pub thread_flags: u32,
+    pub regs_orig_ax: u32,
 }
 
 impl TaskOffsets {
@@ -89,6 +100,16 @@ impl TaskOffsets {
             comm: required(&["task_struct", "comm"])?,
             signal: required(&["task_struct", "signal"])?,
             signal_live: required(&["signal_struct", "live"])?,
+            exit_path: match (
+                field(&["task_struct", "thread_info", "flags"])?,
+                field(&["pt_regs", "orig_ax"])?,
+            ) {
+                (Some(thread_flags), Some(regs_orig_ax)) => Some(ExitPathOffsets {
+                    thread_flags,
+                    regs_orig_ax,
+                }),
+                _ => None,
+            },
         })
     }
 }
@@ -189,6 +210,10 @@ mod tests {
         if cfg!(target_arch = "x86_64") {
             // r15..r8, rbp..rdi, orig_ax, ip, then cs: the 18th of 21 u64 registers.
             assert_eq!(offsets.regs_cs, Some(17 * 8));
+            let exit_path = offsets.exit_path.expect("thread_info.flags and pt_regs.orig_ax in BTF");
+            assert_eq!(exit_path.regs_orig_ax, 15 * 8);
+            // thread_info is the first member of task_struct on x86 (THREAD_INFO_IN_TASK).
+            assert_eq!(exit_path.thread_flags, 0);
         }
         // /proc/PID/schedstat exists exactly when the kernel keeps sched_info.
         if Path::new("/proc/self/schedstat").exists() {

@@ -17,7 +17,7 @@ use profiler_common::{
 };
 
 use crate::kernel::{
-    btf::{BtfError, TaskOffsets, VMLINUX_BTF},
+    btf::{BtfError, ExitPathOffsets, TaskOffsets, VMLINUX_BTF},
     error::{attach_error, classify_load_error, missing_map, ProbeError},
     mapped::MappedArray,
     sizes::MapSizes,
@@ -82,6 +82,14 @@ impl Probe {
         let regs_cs_offset = offsets.regs_cs.unwrap_or(0);
         let [cfs_rq_offset, rq_offset, rq_clock_offset] = offsets.scheduler_clock.unwrap_or([0; 3]);
         let last_queued_offset = offsets.last_queued.unwrap_or(0);
+        let exit_path = offsets.exit_path.unwrap_or(ExitPathOffsets {
+            thread_flags: 0,
+            regs_orig_ax: 0,
+        });
+        let need_resched_mask = match offsets.exit_path {
+            Some(_) => need_resched_mask(kernel_release().as_deref()),
+            None => 0,
+        };
         let (follow_only, follow_forks) = match scope {
             Scope::SystemWide => (0u32, 0u32),
             Scope::Followed { children } => (1, u32::from(children)),
@@ -100,6 +108,9 @@ impl Probe {
             .override_global(global::TASK_COMM_OFFSET, &offsets.comm, true)
             .override_global(global::TASK_SIGNAL_OFFSET, &offsets.signal, true)
             .override_global(global::SIGNAL_LIVE_OFFSET, &offsets.signal_live, true)
+            .override_global(global::TASK_TI_FLAGS_OFFSET, &exit_path.thread_flags, true)
+            .override_global(global::NEED_RESCHED_MASK, &need_resched_mask, true)
+            .override_global(global::REGS_ORIG_AX_OFFSET, &exit_path.regs_orig_ax, true)
             .override_global(global::SLOT_MASK, &slot_mask, true)
             .override_global(global::PROCS_MASK, &procs_mask, true)
             .override_global(global::STATS_MASK, &stats_mask, true)
@@ -317,11 +328,53 @@ impl Drop for Probe {
     }
 }
 
+/// The running kernel's release (`uname -r`).
+fn kernel_release() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .ok()
+        .map(|text| text.trim().to_owned())
+}
+
+/// The thread flags that make the way out of a syscall call the scheduler, on x86_64. The
+/// bits are macros, not in BTF, so they go by release: TIF_NEED_RESCHED is bit 3 up to Linux
+/// 6.12; 6.13 added TIF_NEED_RESCHED_LAZY as bit 4; 6.18 moved x86 to the generic TIF bits,
+/// with the two at bits 4 and 5 (checked on this machine's 6.18: bit 3 alone misses every
+/// wait on the way out; `tests/split.rs` fails then). Other architectures get 0, which
+/// leaves the way out untimed.
+fn need_resched_mask(release: Option<&str>) -> u64 {
+    if !cfg!(target_arch = "x86_64") {
+        return 0;
+    }
+    let version = release.and_then(|release| {
+        let mut parts = release.split(|c: char| !c.is_ascii_digit());
+        Some((parts.next()?.parse::<u32>().ok()?, parts.next()?.parse::<u32>().ok()?))
+    });
+    match version {
+        Some(version) if version >= (6, 18) => 1 << 4 | 1 << 5,
+        Some(version) if version >= (6, 13) => 1 << 3 | 1 << 4,
+        _ => 1 << 3,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::{BTreeSet, HashMap};
 
     use super::*;
+
+    #[test]
+    fn the_reschedule_bits_follow_the_kernel_release() {
+        if !cfg!(target_arch = "x86_64") {
+            return;
+        }
+        assert_eq!(need_resched_mask(Some("6.1.0-28-amd64")), 1 << 3);
+        assert_eq!(need_resched_mask(Some("6.12.48+deb13-amd64")), 1 << 3);
+        assert_eq!(need_resched_mask(Some("6.13.0")), 1 << 3 | 1 << 4);
+        assert_eq!(need_resched_mask(Some("6.17.9")), 1 << 3 | 1 << 4);
+        assert_eq!(need_resched_mask(Some("6.18.0-rc4")), 1 << 4 | 1 << 5);
+        assert_eq!(need_resched_mask(Some("7.0.1")), 1 << 4 | 1 << 5);
+        assert_eq!(need_resched_mask(None), 1 << 3);
+    }
 
     /// The names the agent uses are the object's: every map and program, and every global
     /// (patching one that does not exist fails).

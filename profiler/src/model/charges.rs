@@ -18,6 +18,37 @@ pub struct Charges {
     /// Tracing inside the window between the tracepoints, taken out of every call's handler
     /// time.
     pub instrumentation_ns_per_call: f64,
+    /// Where the boundary cost comes from.
+    pub boundary_source: BoundarySource,
+    /// How sure it is: half the difference between the estimates of two independent halves
+    /// of the calibration (0 when pinned or not measured).
+    pub boundary_spread_ns: f64,
+}
+
+/// Where [`Charges::boundary_ns_per_call`] comes from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BoundarySource {
+    /// Measured on this machine's CPUs at start (and refreshed, in the long-running modes).
+    #[default]
+    Calibrated,
+    /// Given by the user (`--boundary-ns`).
+    Pinned,
+    /// The machine was too busy to measure it: nearly every calibration batch was interrupted
+    /// by a context switch. Nothing is charged rather than a figure made of noise.
+    TooBusy,
+}
+
+impl BoundarySource {
+    pub fn describe(self) -> &'static str {
+        match self {
+            BoundarySource::Calibrated => "calibrated",
+            BoundarySource::Pinned => "pinned with --boundary-ns",
+            BoundarySource::TooBusy => {
+                "not charged: the machine was too busy to calibrate it (pin it with --boundary-ns)"
+            }
+        }
+    }
 }
 
 impl Charges {
@@ -46,22 +77,126 @@ impl Charges {
 }
 
 /// `(handler, entry)` of the calibration call from its detached round trip, its measured
-/// handler time and the instrumentation inside the window; neither is ever negative (noise
-/// can make a part look longer than the whole).
+/// handler time and the instrumentation inside the window. Consistent by construction: both
+/// parts lie between 0 and the round trip, and add up to it (noise can make a part look
+/// longer than the whole; the entry is never more than a call costs with nothing attached).
 pub fn entry_cost(round_trip_ns: f64, measured_handler_ns: f64, instrumentation_ns: f64) -> (f64, f64) {
-    let handler = (measured_handler_ns - instrumentation_ns).max(0.0);
-    (handler, (round_trip_ns - handler).max(0.0))
+    let round_trip_ns = round_trip_ns.max(0.0);
+    let handler = (measured_handler_ns - instrumentation_ns).clamp(0.0, round_trip_ns);
+    (handler, round_trip_ns - handler)
 }
 
-/// Median of a non-empty list.
-pub fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(|a, b| a.total_cmp(b));
-    let mid = values.len() / 2;
-    if values.len() % 2 == 1 {
-        values[mid]
-    } else {
-        (values[mid - 1] + values[mid]) / 2.0
+/// The calibration's measurements on one CPU, each a batch's mean in ns per call. Batches
+/// during which the thread was switched out are not here (they are counted in
+/// `interrupted`): a preemption or an interrupt storm says nothing about the boundary.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CpuBatches {
+    /// `getppid` round trips timed in userspace with the programs detached.
+    pub detached: Vec<f64>,
+    /// The same with the programs attached ...
+    pub attached: Vec<f64>,
+    /// ... and the window between the tracepoints of those calls.
+    pub getppid_window: Vec<f64>,
+    /// The window of a call without a handler (`ENOSYS`): the tracing machinery alone.
+    pub no_handler_window: Vec<f64>,
+    pub interrupted: usize,
+}
+
+/// What the batches of one CPU say, in ns per call.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct CpuEstimate {
+    pub round_trip_ns: f64,
+    pub round_trip_attached_ns: f64,
+    pub instrumentation_ns: f64,
+    pub measured_handler_ns: f64,
+    pub handler_ns: f64,
+    pub entry_ns: f64,
+    /// Half the difference between the entry estimated from the even and the odd batches.
+    pub spread_ns: f64,
+}
+
+/// The order statistic every figure is taken at. Noise only ever adds time to a batch
+/// (interrupts, cache misses after a switch, a sibling hyperthread, host steal), so a low
+/// quantile is the figure nearest the undisturbed cost; not the minimum, which one lucky
+/// batch decides.
+pub const CALIBRATION_QUANTILE: f64 = 0.2;
+/// Fewer clean batches than this of any kind, and a CPU's estimate is not made.
+pub const MIN_CLEAN_BATCHES: usize = 6;
+
+impl CpuBatches {
+    /// The estimate, or `None` when too few batches were clean.
+    pub fn estimate(&self) -> Option<CpuEstimate> {
+        let lists = [
+            &self.detached,
+            &self.attached,
+            &self.getppid_window,
+            &self.no_handler_window,
+        ];
+        if lists.iter().any(|list| list.len() < MIN_CLEAN_BATCHES) {
+            return None;
+        }
+        let q = |list: &[f64]| quantile(list, CALIBRATION_QUANTILE);
+        let round_trip_ns = q(&self.detached);
+        let measured_handler_ns = q(&self.getppid_window);
+        let instrumentation_ns = q(&self.no_handler_window);
+        let (handler_ns, entry_ns) = entry_cost(round_trip_ns, measured_handler_ns, instrumentation_ns);
+        let half = |parity: usize| {
+            let pick = |list: &[f64]| -> Vec<f64> { list.iter().skip(parity).step_by(2).copied().collect() };
+            entry_cost(
+                q(&pick(&self.detached)),
+                q(&pick(&self.getppid_window)),
+                q(&pick(&self.no_handler_window)),
+            )
+            .1
+        };
+        Some(CpuEstimate {
+            round_trip_ns,
+            round_trip_attached_ns: q(&self.attached),
+            instrumentation_ns,
+            measured_handler_ns,
+            handler_ns,
+            entry_ns,
+            spread_ns: (half(0) - half(1)).abs() / 2.0,
+        })
     }
+
+    pub fn clean(&self) -> usize {
+        self.detached.len() + self.attached.len() + self.no_handler_window.len()
+    }
+}
+
+/// The charges from the estimates of the CPUs that had one (their means), or, with none,
+/// nothing charged and the machine said to be too busy. `pinned`: the user's boundary cost,
+/// which replaces the measured one.
+pub fn charges_from(estimates: &[CpuEstimate], pinned: Option<f64>) -> Charges {
+    let mean = |f: fn(&CpuEstimate) -> f64| estimates.iter().map(f).sum::<f64>() / estimates.len().max(1) as f64;
+    let instrumentation_ns_per_call = mean(|e| e.instrumentation_ns);
+    match pinned {
+        Some(boundary_ns_per_call) => Charges {
+            boundary_ns_per_call,
+            instrumentation_ns_per_call,
+            boundary_source: BoundarySource::Pinned,
+            boundary_spread_ns: 0.0,
+        },
+        None if estimates.is_empty() => Charges {
+            boundary_source: BoundarySource::TooBusy,
+            ..Charges::default()
+        },
+        None => Charges {
+            boundary_ns_per_call: mean(|e| e.entry_ns),
+            instrumentation_ns_per_call,
+            boundary_source: BoundarySource::Calibrated,
+            boundary_spread_ns: mean(|e| e.spread_ns),
+        },
+    }
+}
+
+/// The `q` quantile (0..=1) of a non-empty list, by nearest rank.
+pub fn quantile(values: &[f64], q: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    let rank = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
 }
 
 #[cfg(test)]
@@ -71,21 +206,109 @@ mod tests {
     const CHARGES: Charges = Charges {
         boundary_ns_per_call: 52.4,
         instrumentation_ns_per_call: 20.0,
+        boundary_source: BoundarySource::Calibrated,
+        boundary_spread_ns: 0.0,
     };
-
-    #[test]
-    fn median_of_odd_and_even_lists() {
-        assert_eq!(median(&mut [5.0, 1.0, 3.0]), 3.0);
-        assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), 2.5);
-    }
 
     #[test]
     fn entry_cost_is_round_trip_minus_the_corrected_handler() {
         // 80 ns round trip; the window saw 45 ns, 15 of them tracing: handler 30, entry 50.
         assert_eq!(entry_cost(80.0, 45.0, 15.0), (30.0, 50.0));
-        // Noise never makes a part negative.
-        assert_eq!(entry_cost(30.0, 61.0, 0.0), (61.0, 0.0));
+        // Noise never makes a part negative, nor larger than the whole round trip.
+        assert_eq!(entry_cost(30.0, 61.0, 0.0), (30.0, 0.0));
         assert_eq!(entry_cost(80.0, 10.0, 15.0), (0.0, 80.0));
+        assert_eq!(entry_cost(-5.0, 10.0, 0.0), (0.0, 0.0));
+    }
+
+    #[test]
+    fn quantile_is_by_nearest_rank() {
+        let values = [5.0, 1.0, 4.0, 2.0, 3.0];
+        assert_eq!(quantile(&values, 0.0), 1.0);
+        assert_eq!(quantile(&values, 0.2), 1.0);
+        assert_eq!(quantile(&values, 0.5), 3.0);
+        assert_eq!(quantile(&values, 1.0), 5.0);
+    }
+
+    /// Batches around a true cost, most of them disturbed upwards as on a busy machine.
+    fn noisy(true_ns: f64, batches: usize, seed: u64) -> Vec<f64> {
+        let mut state = seed;
+        (0..batches)
+            .map(|i| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let jitter = (state >> 33) as f64 / (1u64 << 31) as f64; // 0..1
+                                                                         // One batch in three much slower (up to 3x): load, not the boundary.
+                let slow = if i % 3 == 0 { 2.0 * jitter } else { 0.05 * jitter };
+                true_ns * (1.0 + slow)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_busy_machines_noise_does_not_move_the_estimate() {
+        // Round trip 300 ns, of which 100 handler; the window holds 60 ns of tracing.
+        let batches = CpuBatches {
+            detached: noisy(300.0, 24, 1),
+            attached: noisy(520.0, 24, 2),
+            getppid_window: noisy(160.0, 24, 3),
+            no_handler_window: noisy(60.0, 24, 4),
+            interrupted: 10,
+        };
+        let estimate = batches.estimate().expect("enough clean batches");
+        assert!((estimate.entry_ns - 200.0).abs() < 20.0, "{estimate:?}");
+        assert!(estimate.entry_ns <= estimate.round_trip_ns);
+        assert!(estimate.spread_ns < 20.0, "{estimate:?}");
+        assert_eq!(batches.clean(), 72);
+    }
+
+    #[test]
+    fn too_few_clean_batches_make_no_estimate_and_nothing_is_charged() {
+        let batches = CpuBatches {
+            detached: vec![300.0; MIN_CLEAN_BATCHES - 1],
+            attached: vec![500.0; 20],
+            getppid_window: vec![160.0; 20],
+            no_handler_window: vec![60.0; 20],
+            interrupted: 40,
+        };
+        assert_eq!(batches.estimate(), None);
+        let charges = charges_from(&[], None);
+        assert_eq!(charges.boundary_source, BoundarySource::TooBusy);
+        assert_eq!(charges.boundary_ns_per_call, 0.0);
+        assert_eq!(charges.split(10, 1_000, 0, 0).entry_ns, 0);
+    }
+
+    #[test]
+    fn a_pinned_boundary_replaces_the_measured_one() {
+        let estimate = CpuEstimate {
+            round_trip_ns: 300.0,
+            round_trip_attached_ns: 500.0,
+            instrumentation_ns: 60.0,
+            measured_handler_ns: 160.0,
+            handler_ns: 100.0,
+            entry_ns: 200.0,
+            spread_ns: 4.0,
+        };
+        let measured = charges_from(
+            &[
+                estimate,
+                CpuEstimate {
+                    entry_ns: 220.0,
+                    spread_ns: 6.0,
+                    ..estimate
+                },
+            ],
+            None,
+        );
+        assert_eq!(measured.boundary_ns_per_call, 210.0);
+        assert_eq!(measured.boundary_spread_ns, 5.0);
+        assert_eq!(measured.boundary_source, BoundarySource::Calibrated);
+        let pinned = charges_from(&[estimate], Some(150.0));
+        assert_eq!(pinned.boundary_ns_per_call, 150.0);
+        assert_eq!(pinned.instrumentation_ns_per_call, 60.0);
+        assert_eq!(pinned.boundary_source, BoundarySource::Pinned);
+        // Pinned with no clean batch at all: the tracing is not taken out.
+        assert_eq!(charges_from(&[], Some(150.0)).instrumentation_ns_per_call, 0.0);
     }
 
     #[test]
@@ -114,6 +337,7 @@ mod tests {
         let negative = Charges {
             boundary_ns_per_call: 10.0,
             instrumentation_ns_per_call: 40.0,
+            ..CHARGES
         };
         assert_eq!(negative.latency_offset_ns(), -30);
     }

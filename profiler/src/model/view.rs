@@ -149,10 +149,13 @@ mod tests {
     use profiler_common::NR_IA32_FLAG;
 
     use super::*;
+    use crate::model::charges::BoundarySource;
 
     const CHARGES: Charges = Charges {
         boundary_ns_per_call: 50.0,
         instrumentation_ns_per_call: 10.0,
+        boundary_source: BoundarySource::Calibrated,
+        boundary_spread_ns: 0.0,
     };
 
     #[test]

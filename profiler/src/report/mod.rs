@@ -173,6 +173,7 @@ pub mod tests {
         let charges = Charges {
             boundary_ns_per_call: 50.0,
             instrumentation_ns_per_call: 0.0,
+            ..Charges::default()
         };
         build(&Inputs {
             processes: &by_process(&map, &charges),

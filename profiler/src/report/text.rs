@@ -3,7 +3,10 @@
 use std::fmt::Write;
 
 use crate::{
-    model::split::{split_cells, Split},
+    model::{
+        charges::BoundarySource,
+        split::{split_cells, Split},
+    },
     report::Report,
 };
 
@@ -73,15 +76,23 @@ pub struct TextOptions {
 pub fn render_text(report: &Report, options: &TextOptions) -> String {
     let mut out = String::new();
     let total_calls: u64 = report.processes.iter().map(|p| p.calls).sum();
+    let charges = &report.charges;
+    let boundary = match charges.boundary_source {
+        BoundarySource::Calibrated => format!(
+            "boundary cost {:.1} ns/call (±{:.1})",
+            charges.boundary_ns_per_call, charges.boundary_spread_ns
+        ),
+        BoundarySource::Pinned => format!("boundary cost {:.1} ns/call (pinned)", charges.boundary_ns_per_call),
+        BoundarySource::TooBusy => format!("boundary cost {}", charges.boundary_source.describe()),
+    };
     let _ = writeln!(
         out,
-        "syscall-profiler report: {} ({}), {} calls in {} processes; boundary cost {:.1} ns/call, tracing {:.1} ns/call taken out of handler times",
+        "syscall-profiler report: {} ({}), {} calls in {} processes; {boundary}, tracing {:.1} ns/call taken out of handler times",
         format_ns(report.duration_ns),
         report.scope,
         format_count(total_calls),
         report.processes.len(),
-        report.charges.boundary_ns_per_call,
-        report.charges.instrumentation_ns_per_call
+        charges.instrumentation_ns_per_call
     );
     if report.sample_every > 1 {
         let _ = writeln!(

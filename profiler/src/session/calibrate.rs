@@ -1,8 +1,8 @@
 //! Calibration of the boundary (entry) cost: the part of a syscall the tracepoints cannot see.
 //!
-//! On each CPU we time a trivial syscall (`getppid`) in a tight userspace loop with the
-//! programs detached: that is the full round trip, trap and mitigations included. Then we
-//! attach, run the same loop, and read how long the tracepoints saw its handler take. The
+//! On each CPU we time a trivial syscall (`getppid`) in short batches in userspace with the
+//! programs detached: that is the full round trip, trap and mitigations included. With them
+//! attached, the same batches tell how long the tracepoints saw its handler take. The
 //! difference is the cost of crossing the boundary, charged to every call.
 //!
 //! One correction: the window between the two tracepoints also holds some of the tracing
@@ -10,6 +10,12 @@
 //! entering the sys_exit program). We measure that per call with a syscall number that has no
 //! handler at all (it returns ENOSYS at once), subtract it from getppid's handler before
 //! taking the difference, and subtract it from every call's handler time in the reports.
+//!
+//! On a busy machine one measurement is mostly noise (the figure swung 5x from run to run),
+//! so: many short batches, detached and attached interleaved in rounds (the machine's speed
+//! drifts over seconds); a batch during which the thread was switched out is thrown away; and
+//! every figure is a low order statistic of the rest (see [`CpuBatches::estimate`]). Too few
+//! clean batches, and nothing is charged rather than noise ([`BoundarySource::TooBusy`]).
 use std::time::Instant;
 
 use profiler_common::StatsKey;
@@ -17,32 +23,31 @@ use serde::Serialize;
 
 use crate::{
     kernel::{Probe, ProbeError},
-    model::charges::{entry_cost, median, Charges},
+    model::charges::{charges_from, quantile, BoundarySource, Charges, CpuBatches, CpuEstimate, CALIBRATION_QUANTILE},
 };
 
 /// x86_64 `getppid`: no arguments, no locks, the cheapest real syscall.
 const NR_GETPPID: u32 = 110;
 /// A number no kernel assigns: dispatch finds no handler and returns ENOSYS.
 pub const NR_NO_HANDLER: u32 = 4000;
-const CALLS_PER_RUN: u64 = 50_000;
-const RUNS: usize = 5;
+/// Calls per batch: long enough to average out the clock's granularity, short enough (well
+/// under a millisecond here) that most batches run between two interruptions.
+pub const BATCH_CALLS: u64 = 2_000;
+/// Rounds per CPU; each detaches, runs `BATCHES_PER_ROUND` detached batches, attaches and
+/// runs as many of each attached kind.
+pub const ROUNDS: usize = 12;
+const BATCHES_PER_ROUND: usize = 2;
 
-/// Calibration on one CPU, in nanoseconds per call.
+/// Calibration on one CPU.
 #[derive(Clone, Debug, Serialize)]
 pub struct CpuCalibration {
     pub cpu: usize,
-    /// Userspace round trip of `getppid` with the programs detached.
-    pub round_trip_ns: f64,
-    /// The same with the programs attached: the difference is the profiler's own cost.
-    pub round_trip_attached_ns: f64,
-    /// Wall time between the tracepoints of a call without handler: tracing machinery only.
-    pub instrumentation_ns: f64,
-    /// Handler time of `getppid` as the tracepoints measured it.
-    pub measured_handler_ns: f64,
-    /// `measured_handler_ns - instrumentation_ns`: getppid's own handler time.
-    pub handler_ns: f64,
-    /// `round_trip_ns - handler_ns`: the boundary cost.
-    pub entry_ns: f64,
+    /// Clean batches, and batches thrown away because the thread was switched out.
+    pub clean_batches: usize,
+    pub interrupted_batches: usize,
+    /// What the clean batches say (ns per call); `None` if too few were clean.
+    #[serde(flatten)]
+    pub estimate: Option<CpuEstimate>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -52,10 +57,21 @@ pub struct Calibration {
     /// tracing inside the window (taken out of every call's handler time).
     #[serde(flatten)]
     pub charges: Charges,
-    /// Mean added cost of the attached programs on a syscall (attached - detached).
+    /// Mean added cost of the attached programs on a syscall (attached - detached), as the
+    /// profile runs (sampling on or off).
     pub overhead_ns_per_call: f64,
-    pub calls_per_run: u64,
-    pub runs: usize,
+    pub calls_per_batch: u64,
+    pub rounds: usize,
+}
+
+/// Context switches of the calling thread so far.
+fn context_switches() -> i64 {
+    // SAFETY: getrusage fills a zeroed struct.
+    unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_THREAD, &mut usage);
+        usage.ru_nvcsw + usage.ru_nivcsw
+    }
 }
 
 fn syscall_loop(nr: u32, calls: u64) -> f64 {
@@ -68,10 +84,27 @@ fn syscall_loop(nr: u32, calls: u64) -> f64 {
     start.elapsed().as_nanos() as f64 / calls as f64
 }
 
-fn median_round_trip(nr: u32) -> f64 {
-    syscall_loop(nr, CALLS_PER_RUN / 10); // warm up
-    let mut runs: Vec<f64> = (0..RUNS).map(|_| syscall_loop(nr, CALLS_PER_RUN)).collect();
-    median(&mut runs)
+/// The round trip of a batch of `nr` in ns per call, or `None` if the thread was switched
+/// out during it.
+fn clean_batch(nr: u32) -> Option<f64> {
+    let switches = context_switches();
+    let round_trip = syscall_loop(nr, BATCH_CALLS);
+    (context_switches() == switches).then_some(round_trip)
+}
+
+/// The round trip and the mean window between the tracepoints of a batch of `nr`, attached
+/// with every call timed; `None` if interrupted, or if the kernel side did not count every
+/// call of the batch.
+fn windowed_batch(probe: &Probe, nr: u32) -> Option<(f64, f64)> {
+    let key = StatsKey {
+        tgid: std::process::id(),
+        nr,
+    };
+    let before = probe.stats_of(key).unwrap_or((0, 0));
+    let round_trip = clean_batch(nr)?;
+    let after = probe.stats_of(key).unwrap_or((0, 0));
+    let calls = after.0.saturating_sub(before.0);
+    (calls == BATCH_CALLS).then(|| (round_trip, after.1.saturating_sub(before.1) as f64 / calls as f64))
 }
 
 fn allowed_cpus() -> Vec<usize> {
@@ -98,57 +131,76 @@ fn pin_to(cpus: &[usize]) {
     }
 }
 
+/// The batches of one CPU (the calling thread pinned to it): `ROUNDS` rounds of detached,
+/// then attached batches.
+fn measure_cpu(probe: &mut Probe) -> Result<CpuBatches, ProbeError> {
+    let mut batches = CpuBatches::default();
+    syscall_loop(NR_GETPPID, BATCH_CALLS); // warm up
+    for _round in 0..ROUNDS {
+        probe.detach();
+        for _ in 0..BATCHES_PER_ROUND {
+            match clean_batch(NR_GETPPID) {
+                Some(round_trip) => batches.detached.push(round_trip),
+                None => batches.interrupted += 1,
+            }
+        }
+        probe.attach()?;
+        for _ in 0..BATCHES_PER_ROUND {
+            match windowed_batch(probe, NR_GETPPID) {
+                Some((round_trip, window)) => {
+                    batches.attached.push(round_trip);
+                    batches.getppid_window.push(window);
+                }
+                None => batches.interrupted += 1,
+            }
+            match windowed_batch(probe, NR_NO_HANDLER) {
+                Some((_, window)) => batches.no_handler_window.push(window),
+                None => batches.interrupted += 1,
+            }
+        }
+    }
+    Ok(batches)
+}
+
 /// Calibrates with `probe` loaded but not attached; leaves it attached with every call timed
-/// (sampling off), which is how the calibration measures. The agent's own entries in the
-/// maps then hold the calibration calls: forget them before measuring.
-pub fn calibrate(probe: &mut Probe) -> Result<Calibration, ProbeError> {
+/// (sampling off), which is how the calibration measures. `pinned_boundary_ns`: the user's
+/// boundary cost, charged instead of the measured one. The agent's own entries in the maps
+/// then hold the calibration calls: forget them before measuring.
+pub fn calibrate(probe: &mut Probe, pinned_boundary_ns: Option<f64>) -> Result<Calibration, ProbeError> {
     probe.set_sample_every(1)?;
     let cpus = allowed_cpus();
-    let mut detached = Vec::with_capacity(cpus.len());
+    let mut per_cpu = Vec::with_capacity(cpus.len());
     for &cpu in &cpus {
         pin_to(&[cpu]);
-        detached.push(median_round_trip(NR_GETPPID));
-    }
-    probe.attach()?;
-    let tgid = std::process::id();
-    // Mean window time per call of `nr` over one more timed run on the current CPU.
-    let window = |probe: &Probe, nr: u32| -> Result<(f64, f64), ProbeError> {
-        let key = StatsKey { tgid, nr };
-        let read = |probe: &Probe| -> Result<(u64, u64), ProbeError> { Ok(probe.stats_of(key).unwrap_or((0, 0))) };
-        let before = read(probe)?;
-        let round_trip = median_round_trip(nr);
-        let after = read(probe)?;
-        let calls = after.0.saturating_sub(before.0).max(1);
-        Ok((round_trip, after.1.saturating_sub(before.1) as f64 / calls as f64))
-    };
-    let mut per_cpu = Vec::with_capacity(cpus.len());
-    for (&cpu, &round_trip_ns) in cpus.iter().zip(&detached) {
-        pin_to(&[cpu]);
-        let (_, instrumentation_ns) = window(probe, NR_NO_HANDLER)?;
-        let (round_trip_attached_ns, measured_handler_ns) = window(probe, NR_GETPPID)?;
-        let (handler_ns, entry_ns) = entry_cost(round_trip_ns, measured_handler_ns, instrumentation_ns);
+        let batches = measure_cpu(probe)?;
         per_cpu.push(CpuCalibration {
             cpu,
-            round_trip_ns,
-            round_trip_attached_ns,
-            instrumentation_ns,
-            measured_handler_ns,
-            handler_ns,
-            entry_ns,
+            clean_batches: batches.clean(),
+            interrupted_batches: batches.interrupted,
+            estimate: batches.estimate(),
         });
     }
     pin_to(&cpus);
-    let mean = |f: fn(&CpuCalibration) -> f64| mean_over(&per_cpu, f);
+    let estimates: Vec<CpuEstimate> = per_cpu.iter().filter_map(|cpu| cpu.estimate).collect();
+    let charges = charges_from(&estimates, pinned_boundary_ns);
     Ok(Calibration {
-        charges: Charges {
-            boundary_ns_per_call: mean(|c| c.entry_ns),
-            instrumentation_ns_per_call: mean(|c| c.instrumentation_ns),
-        },
-        overhead_ns_per_call: mean(|c| c.round_trip_attached_ns - c.round_trip_ns).max(0.0),
+        overhead_ns_per_call: overhead(&per_cpu),
         per_cpu,
-        calls_per_run: CALLS_PER_RUN,
-        runs: RUNS,
+        charges,
+        calls_per_batch: BATCH_CALLS,
+        rounds: ROUNDS,
     })
+}
+
+/// Mean over CPUs of attached minus detached round trip; never below the tracing measured
+/// inside the window, which is part of it.
+fn overhead(per_cpu: &[CpuCalibration]) -> f64 {
+    let estimates: Vec<&CpuEstimate> = per_cpu.iter().filter_map(|cpu| cpu.estimate.as_ref()).collect();
+    let sum: f64 = estimates
+        .iter()
+        .map(|e| (e.round_trip_attached_ns - e.round_trip_ns).max(e.instrumentation_ns))
+        .sum();
+    sum / estimates.len().max(1) as f64
 }
 
 /// Sets the timing sampling the profile runs with (the calibration times every call) and,
@@ -161,15 +213,25 @@ pub fn start_sampling(probe: &mut Probe, calibration: &mut Calibration, sample_e
     }
     let cpus = allowed_cpus();
     for cpu in &mut calibration.per_cpu {
+        let Some(estimate) = cpu.estimate.as_mut() else {
+            continue;
+        };
         pin_to(&[cpu.cpu]);
-        cpu.round_trip_attached_ns = median_round_trip(NR_GETPPID);
+        let attached: Vec<f64> = (0..ROUNDS * BATCHES_PER_ROUND)
+            .filter_map(|_| clean_batch(NR_GETPPID))
+            .collect();
+        if !attached.is_empty() {
+            estimate.round_trip_attached_ns = quantile(&attached, CALIBRATION_QUANTILE);
+        }
     }
     pin_to(&cpus);
-    calibration.overhead_ns_per_call =
-        mean_over(&calibration.per_cpu, |c| c.round_trip_attached_ns - c.round_trip_ns).max(0.0);
+    calibration.overhead_ns_per_call = overhead(&calibration.per_cpu);
     Ok(())
 }
 
-fn mean_over(per_cpu: &[CpuCalibration], f: fn(&CpuCalibration) -> f64) -> f64 {
-    per_cpu.iter().map(f).sum::<f64>() / per_cpu.len().max(1) as f64
+impl Calibration {
+    /// Whether the boundary cost charged is a measurement of this run.
+    pub fn measured(&self) -> bool {
+        self.charges.boundary_source == BoundarySource::Calibrated
+    }
 }

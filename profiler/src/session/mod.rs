@@ -71,8 +71,14 @@ pub const FILL_CHECK: Duration = Duration::from_millis(50);
 
 impl Session {
     /// Loads and calibrates, then starts measuring `target`.
-    /// `sample_every`: see [`Probe::set_sample_every`].
-    pub fn start(target: Target, sizes: MapSizes, sample_every: u32) -> Result<Session, SessionError> {
+    /// `sample_every`: see [`Probe::set_sample_every`]; `pinned_boundary_ns`: the boundary
+    /// cost to charge instead of the calibrated one.
+    pub fn start(
+        target: Target,
+        sizes: MapSizes,
+        sample_every: u32,
+        pinned_boundary_ns: Option<f64>,
+    ) -> Result<Session, SessionError> {
         // Check what the user gave us before touching the kernel.
         let command_path = match &target {
             Target::Pids(pids) => {
@@ -96,7 +102,7 @@ impl Session {
             // The calibration measures the agent's own calls (never reported: see `Store`).
             follow(&mut probe, self_tgid)?;
         }
-        let mut calibration = calibrate::calibrate(&mut probe)?;
+        let mut calibration = calibrate::calibrate(&mut probe, pinned_boundary_ns)?;
         calibrate::start_sampling(&mut probe, &mut calibration, sample_every)?;
         if scope != Scope::SystemWide {
             // Not the agent, nor what it starts (the command, before its gate opens).

@@ -473,6 +473,7 @@ pub mod tests {
                 charges: Charges {
                     boundary_ns_per_call: 50.0,
                     instrumentation_ns_per_call: 0.0,
+                    ..Charges::default()
                 },
                 overhead_ns_per_call: 40.0,
                 sample_every: 16,
