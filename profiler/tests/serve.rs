@@ -237,8 +237,7 @@ fn idle_connections_do_not_starve_scrapes() {
 fn a_fork_storm_loses_no_call() {
     let port = free_port();
     // The default table sizes; one group for the machine and room for every syscall, so that
-    // getppid's series counts every getppid call (nothing else on the machine makes them)
-    // rather than its first read going to `syscall="other"` while the budget is full.
+    // getppid's series counts every getppid call rather than its first read going to `syscall="other"` while the budget is full.
     let _serve = Killed(
         Command::new(PROFILER)
             .args([
@@ -274,7 +273,9 @@ fn a_fork_storm_loses_no_call() {
         last = (getppid(body_of(&response))? - before, body_of(&response).to_owned());
         (last.0 >= 100_000).then_some(last.0)
     });
-    assert_eq!(counted, 100_000);
+    // None lost; a few more may come from elsewhere on the machine (a shell calls getppid as
+    // it starts) and cannot be told apart without a group label.
+    assert!((100_000..100_100).contains(&counted), "{counted}");
     let drops: Vec<&str> = last
         .1
         .lines()

@@ -127,3 +127,24 @@ fn a_pinned_boundary_cost_is_charged_as_given() {
         "{stderr}"
     );
 }
+
+#[test]
+#[ignore = "needs root: loads eBPF programs (cargo xtask test runs it as root)"]
+fn processes_are_shown_under_their_current_names() {
+    let report = profile_workload(&["renames", "11"]);
+    let processes = report["processes"].as_array().expect("processes");
+    let named = |prefix: &str| -> Vec<&Value> {
+        processes
+            .iter()
+            .filter(|p| p["comm"].as_str().is_some_and(|c| c.starts_with(prefix)))
+            .collect()
+    };
+    assert!(named("old-name-").is_empty(), "{report}");
+    let renamed = named("new-name-");
+    assert_eq!(renamed.len(), 11, "{report}");
+    for process in renamed {
+        // The calls made under the old name count for the process, whatever its name now.
+        let getppid = syscall(process, "getppid", "x86_64").expect("getppid row");
+        assert_eq!(u64_of(getppid, "calls"), 20, "{process}");
+    }
+}

@@ -43,6 +43,8 @@
 //!                          from /proc/thread-self/schedstat read just around each write
 //!   read-spin N OUT        N reads of 4 KiB from /dev/zero on CPU 0, shared with a spinner
 //!                          (one on every CPU): oracles to OUT as for exit-wait
+//!   renames N              N children, one after another, each making 10 getppid calls as
+//!                          old-name-I, renaming itself new-name-I (prctl), and making 10 more
 //!   churn ROUNDS N         ROUNDS times, one after another: a thread that makes N getppid
 //!                          calls and exits, then a child process that does the same; the
 //!                          leader itself makes none (new tasks reuse the kernel stacks of
@@ -58,7 +60,7 @@ use std::{
 };
 
 fn usage() -> ! {
-    eprintln!("usage: profiler-workload getppid N | enoent N | sleep N MS | zero-read N BYTES | pingpong ROUNDS SPIN | spin SECS | write-i386 PATH N | exec-thread PATH | busy SECS | time-getppid N | time-pingpong ROUNDS | hang-after N SECS | time-getppid-threads N T | churn ROUNDS N | steady N SECS | fork-storm N CALLS | churn-soak SECS LIVE RATE | exit-wait N OUT | read-spin N OUT");
+    eprintln!("usage: profiler-workload getppid N | enoent N | sleep N MS | zero-read N BYTES | pingpong ROUNDS SPIN | spin SECS | write-i386 PATH N | exec-thread PATH | busy SECS | time-getppid N | time-pingpong ROUNDS | hang-after N SECS | time-getppid-threads N T | churn ROUNDS N | steady N SECS | fork-storm N CALLS | churn-soak SECS LIVE RATE | exit-wait N OUT | read-spin N OUT | renames N");
     std::process::exit(2);
 }
 
@@ -273,6 +275,27 @@ fn read_spin(reads: u64, out: &str) {
     write_oracle(out, "reads", reads, oracle);
 }
 
+/// `renames N`: N child processes, one after another, each making 10 getppid calls as
+/// `old-name-I`, renaming itself `new-name-I` (prctl), and making 10 more.
+fn renames(n: u64) {
+    for i in 0..n {
+        // SAFETY: the child makes raw syscalls and exits.
+        match unsafe { libc::fork() } {
+            -1 => panic!("fork: {}", std::io::Error::last_os_error()),
+            0 => {
+                set_name(&format!("old-name-{i}"));
+                getppid(10);
+                set_name(&format!("new-name-{i}"));
+                getppid(10);
+                unsafe { libc::_exit(0) };
+            }
+            child => unsafe {
+                libc::waitpid(child, std::ptr::null_mut(), 0);
+            },
+        }
+    }
+}
+
 fn spin(secs: u64) {
     let end = Instant::now() + Duration::from_secs(secs);
     while Instant::now() < end {
@@ -449,6 +472,8 @@ fn churn_soak(secs: u64, live: u64, rate: u64) {
         match unsafe { libc::fork() } {
             -1 => panic!("fork: {}", std::io::Error::last_os_error()),
             0 => {
+                // Killed with this process, should a failing test kill it before the end.
+                unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
                 let null = unsafe { libc::open(dev_null.as_ptr(), libc::O_RDWR) };
                 let mut name = i as usize % LIVE_NAMES.len();
                 set_name(LIVE_NAMES[name]);
@@ -590,6 +615,7 @@ fn main() {
         Some("fork-storm") => fork_storm(arg(&args, 2), arg(&args, 3)),
         Some("churn-soak") => churn_soak(arg(&args, 2), arg(&args, 3), arg(&args, 4)),
         Some("exit-wait") => exit_wait(arg(&args, 2), args.get(3).unwrap_or_else(|| usage())),
+        Some("renames") => renames(arg(&args, 2)),
         Some("read-spin") => read_spin(arg(&args, 2), args.get(3).unwrap_or_else(|| usage())),
         Some("exec-thread") => exec_thread(args.get(2).unwrap_or_else(|| usage())),
         _ => usage(),

@@ -24,9 +24,13 @@ use crate::{
         stop::stop_flag,
     },
     model::totals::ProcessTotals,
-    session::{procfs::proc_threads_in_syscalls, Session, Target},
+    session::{
+        procfs::{proc_threads_in_syscalls, read_comm, read_thread_comm},
+        Session, Target,
+    },
     top::{
-        app::{App, Event, InSyscall, Update, View},
+        app::{App, Event, Update, View},
+        spread::InSyscall,
         terminal::{restore_terminal, TerminalGuard},
         ui,
     },
@@ -65,8 +69,16 @@ const FORGET_AFTER_SECONDS: f64 = 60.0;
 /// Threads inside a syscall: those the kernel side saw enter (timed from their entry, or
 /// from when they left the CPU: short untimed calls are left out), plus those
 /// `/proc` shows inside one that were already there when profiling started (what a hang
-/// looks like when the profiler is started after it).
-fn in_syscall(session: &Session, now_ns: u64, started: Instant) -> Vec<InSyscall> {
+/// looks like when the profiler is started after it; with `with_proc` only: it reads every
+/// thread's `/proc` entry). Those in a call for `named_after_ns` or longer (the ones the
+/// stuck view shows) get their thread's name from `/proc`.
+fn in_syscall(
+    session: &Session,
+    now_ns: u64,
+    started: Instant,
+    named_after_ns: u64,
+    with_proc: bool,
+) -> Vec<InSyscall> {
     let clock_offset = session.monotonic_minus_scheduler_ns();
     let in_flight = session.in_flight();
     // Every thread the kernel side has in a call, timed or not, so that /proc does not add it
@@ -75,22 +87,33 @@ fn in_syscall(session: &Session, now_ns: u64, started: Instant) -> Vec<InSyscall
     let mut threads: Vec<InSyscall> = in_flight
         .into_iter()
         .filter_map(|slot| {
+            let elapsed_ns = now_ns.saturating_sub(slot.since_ns(clock_offset)?);
+            let pid = slot.stats_key().tgid;
             Some(InSyscall {
                 tid: slot.tid,
-                pid: slot.stats_key().tgid,
+                pid,
+                name: (elapsed_ns >= named_after_ns)
+                    .then(|| read_thread_comm(pid, slot.tid))
+                    .flatten(),
                 nr: slot.stats_key().nr,
                 blocked: slot.sleeping(),
-                elapsed_ns: now_ns.saturating_sub(slot.since_ns(clock_offset)?),
+                elapsed_ns,
                 before_start: false,
             })
         })
         .collect();
+    if !with_proc {
+        return threads;
+    }
     let since_start = started.elapsed().as_nanos() as u64;
     for (tid, pid, nr, blocked) in proc_threads_in_syscalls() {
         if !seen.contains(&tid) && pid != std::process::id() {
             threads.push(InSyscall {
                 tid,
                 pid,
+                name: (since_start >= named_after_ns)
+                    .then(|| read_thread_comm(pid, tid))
+                    .flatten(),
                 nr,
                 blocked,
                 elapsed_ns: since_start,
@@ -169,7 +192,15 @@ pub fn run(args: TopArgs) -> anyhow::Result<()> {
             continue;
         }
         next_refresh = now + interval;
-        let comm = |pid: u32| totals.name(pid).map(str::to_owned).unwrap_or_else(|| pid.to_string());
+        // The name the kernel side has (current: a rename starts a new epoch under the new
+        // name), else /proc's, for a process with no call counted yet.
+        let comm = |pid: u32| {
+            totals
+                .name(pid)
+                .map(str::to_owned)
+                .or_else(|| read_comm(pid))
+                .unwrap_or_else(|| pid.to_string())
+        };
         app.update(&Update {
             totals: totals.totals(),
             comm: &comm,
@@ -179,11 +210,15 @@ pub fn run(args: TopArgs) -> anyhow::Result<()> {
             overhead_ns_per_call: session.calibration.overhead_ns_per_call,
             sample_every: session.sample_every,
             lost_events: session.overflow().total(),
-            in_flight: if app.view == View::Stuck {
-                in_syscall(&session, monotonic_ns(), started)
-            } else {
-                Vec::new()
-            },
+            // Always: the rates spread long calls over the intervals they lasted. `/proc`'s
+            // threads stuck since before the start only for the view that lists them.
+            in_flight: in_syscall(
+                &session,
+                monotonic_ns(),
+                started,
+                app.stuck_threshold_ns,
+                app.view == View::Stuck,
+            ),
         });
         last_refresh = now;
     }

@@ -6,7 +6,7 @@ use std::{
 };
 
 use aya::Ebpf;
-use profiler_common::{ProcSlot, StatsSlot, SyscallStats, SLOT_FREED};
+use profiler_common::{ProcSlot, StatsSlot, SyscallStats, SLOT_EMPTY, SLOT_FREED};
 
 use crate::kernel::error::{missing_map, ProbeError};
 
@@ -92,6 +92,14 @@ impl MappedArray<StatsSlot> {
         // SAFETY: in bounds; the statistics are plain data.
         unsafe { std::ptr::write_volatile(std::ptr::addr_of_mut!((*slot).stats), SyscallStats::ZERO) };
         first_word(slot).store(SLOT_FREED, Ordering::Release);
+    }
+
+    /// Makes a freed slot empty, with a compare-and-swap: false if it is not freed any more
+    /// (the kernel side claimed it).
+    pub(super) fn empty_if_freed(&self, index: usize) -> bool {
+        first_word(self.entry(index))
+            .compare_exchange(SLOT_FREED, SLOT_EMPTY, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
     }
 }
 

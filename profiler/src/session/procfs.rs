@@ -12,6 +12,13 @@ pub fn read_comm(pid: u32) -> Option<String> {
         .map(|s| s.trim_end().to_owned())
 }
 
+/// A thread's own name (threads can name themselves apart from their process).
+pub fn read_thread_comm(pid: u32, tid: u32) -> Option<String> {
+    fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
+        .ok()
+        .map(|s| s.trim_end().to_owned())
+}
+
 /// The syscall number in a `/proc/PID/task/TID/syscall` line, if the thread is inside one:
 /// "running" and -1 mean it is not, and a kernel thread, which has no user registers, shows
 /// "0" with a zero user stack pointer and program counter (the last two fields).

@@ -14,6 +14,7 @@ use crate::model::{
     store::SyscallTotals,
     view::{self, ProcessView, SyscallView},
 };
+use crate::top::spread::{InSyscall, Spread};
 
 /// Everything that can happen to the app.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,8 +85,11 @@ pub struct Row {
     /// Process rows: the syscall with the most time. Syscall rows: the syscall's ABI.
     pub detail: String,
     pub class: Class,
-    /// Syscall rows: the latency distribution and errors by errno name.
+    /// Syscall rows: the latency distribution and errors by errno name. The distribution
+    /// is of the time between the tracepoints; `latency_offset_ns` shifts it to the call as
+    /// its caller sees it, entry included, as `p99_ns` is.
     pub latency: Latency,
+    pub latency_offset_ns: i64,
     pub errnos: Vec<(String, u64)>,
 }
 
@@ -100,18 +104,6 @@ pub struct StuckThread {
     /// Asleep (blocked) rather than runnable or running.
     pub blocked: bool,
     /// It was already inside the call when profiling started: `elapsed_ns` is a lower bound.
-    pub before_start: bool,
-}
-
-/// A thread inside a syscall, as the session sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct InSyscall {
-    pub tid: u32,
-    pub pid: u32,
-    /// As the kernel side stores it (ABI flag included).
-    pub nr: u32,
-    pub blocked: bool,
-    pub elapsed_ns: u64,
     pub before_start: bool,
 }
 
@@ -162,6 +154,8 @@ pub struct App {
     syscalls: BTreeMap<Mode, BTreeMap<u32, Vec<Row>>>,
     pub stuck: Vec<StuckThread>,
     previous: BTreeMap<StatsKey, SyscallTotals>,
+    /// Long calls spread over the intervals they lasted, in the rates.
+    spread: Spread,
     /// Set once the first refresh came in.
     pub ready: bool,
 }
@@ -193,6 +187,7 @@ impl Row {
             detail: view.abi.as_str().to_owned(),
             class: view.class(seconds),
             latency: view.latency.clone(),
+            latency_offset_ns: view.latency_offset_ns,
             errnos: view.errnos.clone(),
         }
     }
@@ -209,6 +204,7 @@ impl Row {
             detail: view.syscalls.first().map(|s| s.name.clone()).unwrap_or_default(),
             class: view.class(seconds),
             latency: Latency::default(),
+            latency_offset_ns: 0,
             errnos: Vec::new(),
         }
     }
@@ -233,18 +229,21 @@ impl App {
             syscalls: BTreeMap::new(),
             stuck: Vec::new(),
             previous: BTreeMap::new(),
+            spread: Spread::default(),
             ready: false,
         }
     }
 
-    /// Takes in a refresh. Ignored while paused, so the screen holds still.
+    /// Takes in a refresh. While paused the screen holds still, but the totals are taken in:
+    /// the first rates after the pause are over the last interval, not the whole pause.
     pub fn update(&mut self, update: &Update) {
         if self.paused {
+            self.previous = update.totals.clone();
             return;
         }
         let since_start = update.since_start_secs.max(1e-3);
         let interval = update.interval_secs.max(1e-3);
-        let deltas: BTreeMap<StatsKey, SyscallTotals> = update
+        let mut deltas: BTreeMap<StatsKey, SyscallTotals> = update
             .totals
             .iter()
             .map(|(key, totals)| {
@@ -254,6 +253,7 @@ impl App {
                 )
             })
             .collect();
+        self.spread.apply(&mut deltas, &update.in_flight);
         for (mode, totals, per, seconds) in [
             (Mode::Rates, &deltas, interval, interval),
             (Mode::Totals, update.totals, 1.0, since_start),
@@ -292,7 +292,7 @@ impl App {
                 StuckThread {
                     tid: t.tid,
                     pid: t.pid,
-                    comm: (update.comm)(t.pid),
+                    comm: t.name.clone().unwrap_or_else(|| (update.comm)(t.pid)),
                     syscall: syscall_name(abi, nr).into_owned(),
                     elapsed_ns: t.elapsed_ns,
                     blocked: t.blocked,
@@ -482,6 +482,7 @@ pub mod tests {
                     InSyscall {
                         tid: 201,
                         pid: 200,
+                        name: Some("sleeper-worker".into()),
                         nr: 35,
                         blocked: true,
                         elapsed_ns: 3_000_000_000,
@@ -490,6 +491,7 @@ pub mod tests {
                     InSyscall {
                         tid: 101,
                         pid: 100,
+                        name: None,
                         nr: 110,
                         blocked: false,
                         elapsed_ns: 10,
@@ -498,6 +500,7 @@ pub mod tests {
                     InSyscall {
                         tid: 301,
                         pid: 300,
+                        name: None,
                         nr: 0,
                         blocked: true,
                         elapsed_ns: 2_000_000_000,
@@ -590,7 +593,8 @@ pub mod tests {
         assert_eq!(app.stuck.len(), 2, "longest first, the short getppid left out");
         assert_eq!(app.stuck[0].syscall, "nanosleep");
         assert!(app.stuck[0].blocked && !app.stuck[0].before_start);
-        assert_eq!(app.stuck[0].comm, "sleeper");
+        assert_eq!(app.stuck[0].comm, "sleeper-worker", "the thread's own name");
+        assert_eq!(app.stuck[1].comm, "opener", "else its process's");
         assert_eq!(app.stuck[1].syscall, "read");
         assert!(app.stuck[1].before_start);
     }
@@ -613,6 +617,33 @@ pub mod tests {
             in_flight: Vec::new(),
         });
         assert_eq!(app.process_rows(), before, "paused: the screen holds still");
+        // Unpaused, the rates are over the last interval, not the pause.
+        let mut app = sample_app();
+        app.on_event(key(KeyCode::Char('p')));
+        let comm = |_: u32| "busy".to_owned();
+        let mut map = BTreeMap::new();
+        for (step, calls) in [(3u64, 30_000_000u64), (4, 31_000_000)] {
+            map.insert(
+                StatsKey { tgid: 100, nr: 110 },
+                SyscallTotals::of_calls(calls, 30 * calls, 0, 0, 30),
+            );
+            app.update(&Update {
+                totals: &map,
+                comm: &comm,
+                interval_secs: 1.0,
+                since_start_secs: step as f64,
+                charges: Charges::default(),
+                overhead_ns_per_call: 0.0,
+                sample_every: 1,
+                lost_events: 0,
+                in_flight: Vec::new(),
+            });
+            if step == 3 {
+                app.on_event(key(KeyCode::Char('p')));
+            }
+        }
+        let busy = app.process_rows().into_iter().find(|r| r.name == "busy").unwrap();
+        assert_eq!(busy.calls, 1_000_000.0);
         app.on_event(key(KeyCode::Char('?')));
         assert!(app.show_help);
         app.on_event(key(KeyCode::Char('x')));

@@ -236,12 +236,16 @@ fn render_detail(frame: &mut Frame, app: &App, area: Rect, row: Option<&Row>, pi
         return;
     };
     let [histogram, errors] = Layout::horizontal([Constraint::Percentage(65), Constraint::Percentage(35)]).areas(area);
-    let lines = histogram_lines(&row.latency, histogram.width.saturating_sub(22) as usize);
+    let lines = histogram_lines(
+        &row.latency,
+        row.latency_offset_ns,
+        histogram.width.saturating_sub(22) as usize,
+    );
     frame.render_widget(
         Paragraph::new(lines).block(
             Block::default()
                 .borders(Borders::TOP)
-                .title(format!(" {} latency ", row.name)),
+                .title(format!(" {} latency, entry included ", row.name)),
         ),
         histogram,
     );
@@ -259,14 +263,17 @@ fn render_detail(frame: &mut Frame, app: &App, area: Rect, row: Option<&Row>, pi
     );
 }
 
-/// One line per power of two between the smallest and largest non-empty bucket.
-pub fn histogram_lines(latency: &Latency, bar_width: usize) -> Vec<Line<'static>> {
+/// One line per power of two between the smallest and largest non-empty bucket, its bounds
+/// shifted by `offset_ns` (see [`Row::latency_offset_ns`]): the latency the caller sees, as
+/// the p99 column shows it.
+pub fn histogram_lines(latency: &Latency, offset_ns: i64, bar_width: usize) -> Vec<Line<'static>> {
     let per_power = 1usize << HIST_SUB_BITS;
+    let shift = |ns: u64| ns.saturating_add_signed(offset_ns);
     let groups: Vec<(u64, u64, u64)> = (0..HIST_BUCKETS / per_power)
         .map(|g| {
             let count: u64 = (g * per_power..(g + 1) * per_power).map(|b| latency.count_of(b)).sum();
-            let low = hist_bucket_bounds(g * per_power).0;
-            let high = hist_bucket_bounds((g + 1) * per_power - 1).1;
+            let low = shift(hist_bucket_bounds(g * per_power).0);
+            let high = shift(hist_bucket_bounds((g + 1) * per_power - 1).1);
             (low, high, count)
         })
         .collect();
@@ -480,8 +487,21 @@ mod tests {
     fn histogram_spans_the_occupied_powers_of_two() {
         let app = sample_app();
         let rows = app.syscall_rows(300);
-        let lines = histogram_lines(&rows[0].latency, 20);
+        let lines = histogram_lines(&rows[0].latency, rows[0].latency_offset_ns, 20);
         assert_eq!(lines.len(), 1, "all openat calls took ~2 µs");
         assert!(lines[0].to_string().contains("100"));
+        // The p99 column and the histogram agree: both include the entry charged per call.
+        let p99 = rows[0].p99_ns as f64;
+        let text = lines[0].to_string();
+        let bounds: Vec<f64> = text
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .split('-')
+            .map(|bound| bound.trim_end_matches("µs").parse::<f64>().unwrap() * 1e3)
+            .collect();
+        assert!(bounds[0] <= p99 && p99 <= bounds[1], "p99 {p99} outside {text}");
+        let unshifted = histogram_lines(&rows[0].latency, 0, 20)[0].to_string();
+        assert_ne!(unshifted, text, "the offset moves the bounds");
     }
 }
