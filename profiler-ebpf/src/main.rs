@@ -1016,16 +1016,24 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
         return 0;
     }
     let followed = child_tgid as u64 | proc_state::FOLLOWED;
-    let claimed = match find_process(child_tgid) {
-        // A dead process's pid, reused.
-        Found::Entry(index, state) if state & proc_state::DEAD != 0 => {
-            let revived = (state & proc_state::EPOCH_MASK) + proc_state::EPOCH_ONE | followed;
-            claim_process(index, state, revived, child)
+    // Twice: a claim can lose its entry to another CPU, or to the agent emptying a freed
+    // entry at that moment; the second search finds where it stands then.
+    let mut claimed = false;
+    for _attempt in 0..2 {
+        claimed = match find_process(child_tgid) {
+            // A dead process's pid, reused.
+            Found::Entry(index, state) if state & proc_state::DEAD != 0 => {
+                let revived = (state & proc_state::EPOCH_MASK) + proc_state::EPOCH_ONE | followed;
+                claim_process(index, state, revived, child)
+            }
+            Found::Entry(..) => true,
+            Found::Free(index, state) => claim_process(index, state, followed, child),
+            Found::Full => break,
+        };
+        if claimed {
+            break;
         }
-        Found::Entry(..) => true,
-        Found::Free(index, state) => claim_process(index, state, followed, child),
-        Found::Full => false,
-    };
+    }
     if !claimed {
         // Its calls are counted as lost (`FOLLOW_FULL`) when they come.
         bump(counter::PROC_FULL);
