@@ -44,9 +44,10 @@ fn a_wait_for_a_cpu_on_the_way_out_of_a_call_is_its_runqueue_time() {
 #[test]
 #[ignore = "needs root: loads eBPF programs (cargo xtask test runs it as root)"]
 fn a_read_loop_sharing_its_cpu_with_a_spinner_waits_on_its_way_out() {
-    // The tick preempts the reader wherever it is; on a kernel without in-kernel preemption,
-    // a tick during a read takes effect after sys_exit.
-    let reads = 100_000u64;
+    // The tick preempts the reader wherever it is, and it is in a 64 KiB read most of the
+    // time; on a kernel without in-kernel preemption, a tick during a read takes effect
+    // after sys_exit. About a second, so some hundred waits of a time slice each.
+    let reads = 200_000u64;
     let out = std::env::temp_dir().join(format!("read-spin-{}.json", std::process::id()));
     let report = profile_workload(&["read-spin", &reads.to_string(), out.to_str().unwrap()]);
     let oracle: Value = serde_json::from_str(&std::fs::read_to_string(&out).expect("oracle file")).unwrap();
@@ -58,15 +59,19 @@ fn a_read_loop_sharing_its_cpu_with_a_spinner_waits_on_its_way_out() {
     // And a few of the runtime's own (counting CPUs reads cgroup files).
     assert!((reads..reads + 64).contains(&u64_of(&read, "calls")), "{read}");
     let (total_ns, runqueue_ns) = (u64_of(&read, "total_ns"), u64_of(&read, "runqueue_ns"));
-    // The waits are few and long (a time slice, ~3 ms; a handful land in reads), and the
-    // reader's clock also sees those that land between its clock reads and the syscall: the
-    // split is checked loosely here, exactly by the test above. Before the way out was
-    // timed, runqueue was 0 and the total a third of the clock.
+    // The reader's clock also holds the clock reads around each call, and the waits that
+    // land between them and the call: a little more than the calls themselves.
     assert!(
-        total_ns <= wall_ns + wall_ns / 10 && total_ns * 2 >= wall_ns,
+        total_ns <= wall_ns + wall_ns / 20 && total_ns * 10 >= wall_ns * 8,
         "total {total_ns} ns, the reader's clock {wall_ns} ns: {read}"
     );
-    assert!(runqueue_ns * 4 >= total_ns, "{read}, oracle {oracle}");
+    // Nearly all of the loop's run delay is in its reads (before the way out was timed,
+    // runqueue was 0 here).
+    let run_delay_ns = u64_of(&oracle, "run_delay_ns");
+    assert!(
+        off_by(runqueue_ns, run_delay_ns) <= 0.15,
+        "runqueue {runqueue_ns} ns, the loop's run delay {run_delay_ns} ns: {read}"
+    );
 }
 
 /// The boundary cost `syscall-profiler calibrate` prints, and its ±.

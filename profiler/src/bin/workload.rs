@@ -41,8 +41,8 @@
 //!                          writer's own oracles go to OUT as JSON: the wall time of the
 //!                          writes on its own clock (vDSO, no syscall), and its run delay
 //!                          from /proc/thread-self/schedstat read just around each write
-//!   read-spin N OUT        N reads of 4 KiB from /dev/zero on CPU 0, shared with a spinner
-//!                          (one on every CPU): oracles to OUT as for exit-wait
+//!   read-spin N OUT        N reads of 64 KiB from /dev/zero on CPU 0, shared with a spinner
+//!                          (one on every CPU): the reader's clock around each read to OUT
 //!   renames N              N children, one after another, each making 10 getppid calls as
 //!                          old-name-I, renaming itself new-name-I (prctl), and making 10 more
 //!   churn ROUNDS N         ROUNDS times, one after another: a thread that makes N getppid
@@ -255,24 +255,34 @@ fn write_oracle(out: &str, calls_name: &str, calls: u64, (wall_ns, run_delay_ns)
     std::os::unix::fs::FileExt::write_all_at(&file, oracle.as_bytes(), 0).expect("write the oracle file");
 }
 
-/// `read-spin N OUT`: N reads of 4 KiB from /dev/zero on CPU 0, which a spinner on every CPU
-/// shares: the scheduler tick preempts the reader, on its way out of a read as often as
-/// anywhere else. Oracles as for `exit-wait`.
+/// `read-spin N OUT`: N reads of 64 KiB from /dev/zero on CPU 0, which a spinner on every CPU
+/// shares: the scheduler tick preempts the reader wherever it is, and it is in a read most of
+/// the time, so most of its waits come on its way out of one. The oracle is the reader's own
+/// clock around each read (no schedstat reads in the loop: they would take most of its time
+/// and most of the preemptions); `run_delay_ns` is the whole loop's.
 fn read_spin(reads: u64, out: &str) {
     let stop = Arc::new(AtomicBool::new(false));
     let spinners = spinner_per_cpu(&stop);
     pin_to_cpu(0);
     let zero = std::fs::File::open("/dev/zero").expect("/dev/zero");
     let fd = std::os::fd::AsRawFd::as_raw_fd(&zero);
-    let mut buf = vec![0u8; 4096];
-    let oracle = timed_calls(reads, || unsafe {
-        libc::syscall(libc::SYS_read, fd, buf.as_mut_ptr(), buf.len());
-    });
+    let mut buf = vec![0u8; 64 << 10];
+    let path = CString::new("/proc/thread-self/schedstat").unwrap();
+    let schedstat = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY) };
+    assert!(schedstat >= 0, "no /proc/thread-self/schedstat");
+    let delay_before = run_delay_ns(schedstat);
+    let mut wall_ns = 0u64;
+    for _ in 0..reads {
+        let start = monotonic_ns();
+        unsafe { libc::syscall(libc::SYS_read, fd, buf.as_mut_ptr(), buf.len()) };
+        wall_ns += monotonic_ns() - start;
+    }
+    let run_delay = run_delay_ns(schedstat) - delay_before;
     stop.store(true, Ordering::Relaxed);
     for spinner in spinners {
         spinner.join().unwrap();
     }
-    write_oracle(out, "reads", reads, oracle);
+    write_oracle(out, "reads", reads, (wall_ns, run_delay));
 }
 
 /// `renames N`: N child processes, one after another, each making 10 getppid calls as
