@@ -11,6 +11,10 @@
 //!   own clock (`rq->clock`, a plain load: no clock read); the time the scheduler records a
 //!   task was queued (`sched_info.last_queued`) says how much of it was spent waiting for a
 //!   CPU (runqueue), the rest was asleep (blocked). No wakeup hook is needed.
+//! - A call that returns with a reschedule pending (`sys_exit` looks at the thread's
+//!   TIF_NEED_RESCHED) waits for a CPU after `sys_exit`, on its way back to user mode: its time
+//!   stays in its slot (`flight::EXITING`) until `sched_switch` brings the thread back, and
+//!   that wait is its runqueue time too.
 //! - `PROCS`, the process table, gives each process an entry at its first call: its name,
 //!   cgroup, and an *epoch* that `task_rename` moves on when the process execs or renames
 //!   itself. Statistics keys carry the epoch, so each epoch's calls are counted apart, under
