@@ -587,23 +587,9 @@ fn record(slot: &mut InFlight, ret: i64, exiting: Option<*const u8>) {
     } else {
         0
     };
-    let mut index = slot.stats_index;
-    let Some(entry) = STATS.get_ptr_mut(index) else {
+    let Some((index, entry)) = entry_of(slot) else {
         return;
     };
-    let mut entry = unsafe { &mut *entry };
-    // The agent frees the entries of an epoch once it has ended (the process exec'd, renamed
-    // itself or exited): a call that straddled the change finds its entry gone, and takes a
-    // fresh one for the old epoch, which the agent folds next time.
-    if unsafe { core::ptr::read_volatile(&entry.key) } != slot.key {
-        match stats_slot(slot.key, NO_PROC) {
-            Some((fresh_index, fresh)) => {
-                index = fresh_index;
-                entry = fresh;
-            }
-            None => return,
-        }
-    }
     let stats = &mut entry.stats;
     atomic_add(&mut stats.calls, 1u64);
     if (-4095..0).contains(&ret) {
@@ -641,6 +627,20 @@ fn record(slot: &mut InFlight, ret: i64, exiting: Option<*const u8>) {
     add_time(stats, flags, handler_ns, blocked_ns, runqueue_ns);
 }
 
+/// The statistics entry of the call in `slot`, and its index. The agent frees the entries of
+/// an epoch once it has ended (the process exec'd, renamed itself or exited): a call that
+/// straddled the change finds its entry gone, and takes a fresh one for the old epoch, which
+/// the agent folds next time.
+#[inline(always)]
+fn entry_of(slot: &InFlight) -> Option<(u32, &'static mut StatsSlot)> {
+    let entry = unsafe { &mut *STATS.get_ptr_mut(slot.stats_index)? };
+    if unsafe { core::ptr::read_volatile(&entry.key) } == slot.key {
+        Some((slot.stats_index, entry))
+    } else {
+        stats_slot(slot.key, NO_PROC)
+    }
+}
+
 /// [`finish_exiting`]'s `exit_wait_ns` of a call that went back to user mode without
 /// switching (or went to sleep on its way out: a stop signal's wait is not the call's). Not
 /// an `Option`: a BPF-to-BPF call would pass its value uninitialised, which the verifier
@@ -653,16 +653,9 @@ const NO_EXIT_WAIT: u64 = u64::MAX;
 fn finish_exiting(slot: &mut InFlight, exit_wait_ns: u64) {
     let mut flags = slot.flags & !flight::EXITING;
     slot.flags = 0;
-    let Some(entry) = STATS.get_ptr_mut(slot.stats_index) else {
+    let Some((_, entry)) = entry_of(slot) else {
         return;
     };
-    let mut entry = unsafe { &mut *entry };
-    if unsafe { core::ptr::read_volatile(&entry.key) } != slot.key {
-        match stats_slot(slot.key, NO_PROC) {
-            Some((_, fresh)) => entry = fresh,
-            None => return,
-        }
-    }
     let mut runqueue_ns = slot.runqueue_ns;
     if exit_wait_ns != NO_EXIT_WAIT {
         // It left the CPU: like any call that did, it counts once, with its own times.
