@@ -85,20 +85,40 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// A plain HTTP/1.1 request over loopback; returns (status line, headers + body).
-pub fn http(port: u16, method: &str, path: &str, accept: Option<&str>) -> Option<(String, String)> {
+/// A plain HTTP/1.1 request over loopback, with `headers` (each ending in CRLF) added; returns
+/// the whole response as received.
+pub fn http_raw(port: u16, method: &str, path: &str, headers: &str) -> Option<Vec<u8>> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    let accept = accept.map(|a| format!("Accept: {a}\r\n")).unwrap_or_default();
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{accept}Connection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}Connection: close\r\n\r\n"
     )
     .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).ok()?;
+    Some(response)
+}
+
+/// A plain HTTP/1.1 request over loopback; returns (status line, headers + body).
+pub fn http(port: u16, method: &str, path: &str, accept: Option<&str>) -> Option<(String, String)> {
+    let accept = accept.map(|a| format!("Accept: {a}\r\n")).unwrap_or_default();
+    let response = String::from_utf8(http_raw(port, method, path, &accept)?).ok()?;
     let (status, rest) = response.split_once("\r\n")?;
     Some((status.to_owned(), rest.to_owned()))
+}
+
+/// `syscall-profiler serve --listen 127.0.0.1:PORT ARGS`, its stderr dropped, killed when the
+/// guard goes.
+pub fn spawn_serve(port: u16, args: &[&str]) -> Killed {
+    Killed(
+        Command::new(PROFILER)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(args)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 pub fn body_of(response: &str) -> &str {

@@ -65,26 +65,20 @@ fn grafana_dashboard_is_valid_json_on_these_metrics() {
 fn scraped_by_promtool_and_a_real_prometheus() {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let _serve = Killed(
-        Command::new(PROFILER)
-            // One group for the machine, and room for every syscall: getppid's series counts
-            // every getppid call exactly (nothing else on the machine makes them).
-            .args([
-                "serve",
-                "--listen",
-                &listen,
-                "--interval",
-                "0.5",
-                "--user",
-                "65533",
-                "--group-by",
-                "none",
-                "--top-syscalls",
-                "500",
-            ])
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    // One group for the machine, and room for every syscall: getppid's series counts every
+    // getppid call exactly (nothing else on the machine makes them).
+    let _serve = spawn_serve(
+        port,
+        &[
+            "--interval",
+            "0.5",
+            "--user",
+            "65533",
+            "--group-by",
+            "none",
+            "--top-syscalls",
+            "500",
+        ],
     );
     let serve_pid = _serve.0.id();
     wait_for("the endpoint", Duration::from_secs(30), || http(port, "GET", "/", None));
@@ -207,13 +201,7 @@ fn scraped_by_promtool_and_a_real_prometheus() {
 #[ignore = "needs root: loads eBPF programs (cargo xtask test runs it as root)"]
 fn idle_connections_do_not_starve_scrapes() {
     let port = free_port();
-    let _serve = Killed(
-        Command::new(PROFILER)
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _serve = spawn_serve(port, &[]);
     wait_for("the endpoint", Duration::from_secs(60), || http(port, "GET", "/", None));
     // Twice the connection cap, opened and left idle (never a byte sent).
     let idle: Vec<TcpStream> = (0..512)
@@ -237,22 +225,9 @@ fn idle_connections_do_not_starve_scrapes() {
 fn a_fork_storm_loses_no_call() {
     let port = free_port();
     // The default table sizes; one group for the machine and room for every syscall, so that
-    // getppid's series counts every getppid call rather than its first read going to `syscall="other"` while the budget is full.
-    let _serve = Killed(
-        Command::new(PROFILER)
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--group-by",
-                "none",
-                "--top-syscalls",
-                "500",
-            ])
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    // getppid's series counts every getppid call rather than its first read going to
+    // `syscall="other"` while the budget is full.
+    let _serve = spawn_serve(port, &["--group-by", "none", "--top-syscalls", "500"]);
     let getppid = |body: &str| -> Option<u64> {
         body.lines()
             .find(|l| l.starts_with(r#"syscall_profiler_calls_total{syscall="getppid",abi="x86_64"}"#))

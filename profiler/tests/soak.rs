@@ -9,8 +9,7 @@ mod common;
 
 use std::{
     collections::HashMap,
-    io::{Read, Write},
-    net::TcpStream,
+    io::Read,
     process::{Command, Stdio},
     thread,
     time::{Duration, Instant},
@@ -27,15 +26,7 @@ const MAX_RSS_GROWTH_KIB: u64 = 2 * 1024;
 
 /// One scrape, gzip-encoded as Prometheus asks for it: (body, bytes on the wire).
 fn scrape_gzip(port: u16) -> Option<(String, usize)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).ok()?;
+    let response = http_raw(port, "GET", "/metrics", "Accept-Encoding: gzip\r\n")?;
     let split = response.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = String::from_utf8_lossy(&response[..split]).to_lowercase();
     let body = &response[split + 4..];
@@ -80,13 +71,7 @@ fn serve_holds_up_under_churn() {
         .unwrap_or(300);
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let serve = Killed(
-        Command::new(PROFILER)
-            .args(["serve", "--listen", &listen])
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let serve = spawn_serve(port, &[]);
     let serve_pid = serve.0.id();
     wait_for("the endpoint", Duration::from_secs(60), || {
         http(port, "GET", "/metrics", None)
