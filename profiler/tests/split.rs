@@ -11,16 +11,23 @@ fn off_by(measured: u64, oracle: u64) -> f64 {
     (measured as f64 - oracle as f64).abs() / oracle.max(1) as f64
 }
 
+/// `report` of `profiler-workload MODE CALLS OUT`, and the workload's own oracle figures it
+/// wrote to OUT.
+fn profile_with_oracle(mode: &str, calls: u64) -> (Value, Value) {
+    let out = std::env::temp_dir().join(format!("{mode}-{}.json", std::process::id()));
+    let report = profile_workload(&[mode, &calls.to_string(), out.to_str().unwrap()]);
+    let oracle = serde_json::from_str(&std::fs::read_to_string(&out).expect("oracle file")).unwrap();
+    std::fs::remove_file(&out).ok();
+    (report, oracle)
+}
+
 #[test]
 #[ignore = "needs root: loads eBPF programs (cargo xtask test runs it as root)"]
 fn a_wait_for_a_cpu_on_the_way_out_of_a_call_is_its_runqueue_time() {
     // Each write wakes a SCHED_FIFO reader on the writer's CPU, which runs 1 ms: the kernel
     // switches to it after sys_exit, on the writer's way back to user mode.
     let writes = 300u64;
-    let out = std::env::temp_dir().join(format!("exit-wait-{}.json", std::process::id()));
-    let report = profile_workload(&["exit-wait", &writes.to_string(), out.to_str().unwrap()]);
-    let oracle: Value = serde_json::from_str(&std::fs::read_to_string(&out).expect("oracle file")).unwrap();
-    std::fs::remove_file(&out).ok();
+    let (report, oracle) = profile_with_oracle("exit-wait", writes);
     let (wall_ns, run_delay_ns) = (u64_of(&oracle, "wall_ns"), u64_of(&oracle, "run_delay_ns"));
     // The setup works: the writer waited about 1 ms per write, nearly all of it for a CPU.
     assert!(run_delay_ns > writes * 800_000, "oracle {oracle}");
@@ -48,10 +55,7 @@ fn a_read_loop_sharing_its_cpu_with_a_spinner_waits_on_its_way_out() {
     // time; on a kernel without in-kernel preemption, a tick during a read takes effect
     // after sys_exit. About a second, so some hundred waits of a time slice each.
     let reads = 200_000u64;
-    let out = std::env::temp_dir().join(format!("read-spin-{}.json", std::process::id()));
-    let report = profile_workload(&["read-spin", &reads.to_string(), out.to_str().unwrap()]);
-    let oracle: Value = serde_json::from_str(&std::fs::read_to_string(&out).expect("oracle file")).unwrap();
-    std::fs::remove_file(&out).ok();
+    let (report, oracle) = profile_with_oracle("read-spin", reads);
     let wall_ns = u64_of(&oracle, "wall_ns");
     let read = syscall(only_workload(&report), "read", "x86_64")
         .expect("read row")
