@@ -67,18 +67,11 @@ fn monotonic_ns() -> u64 {
 const FORGET_AFTER_SECONDS: f64 = 60.0;
 
 /// Threads inside a syscall: those the kernel side saw enter (timed from their entry, or
-/// from when they left the CPU: short untimed calls are left out), plus those
-/// `/proc` shows inside one that were already there when profiling started (what a hang
-/// looks like when the profiler is started after it; with `with_proc` only: it reads every
-/// thread's `/proc` entry). Those in a call for `named_after_ns` or longer (the ones the
-/// stuck view shows) get their thread's name from `/proc`.
-fn in_syscall(
-    session: &Session,
-    now_ns: u64,
-    started: Instant,
-    named_after_ns: u64,
-    with_proc: bool,
-) -> Vec<InSyscall> {
+/// from when they left the CPU: short untimed calls are left out). For the stuck view
+/// (`stuck_after_ns`: its threshold), also those `/proc` shows inside one that were already
+/// there when profiling started (what a hang looks like when the profiler is started after
+/// it), and the names of the threads it lists: both read `/proc`, which the rates need not.
+fn in_syscall(session: &Session, now_ns: u64, started: Instant, stuck_after_ns: Option<u64>) -> Vec<InSyscall> {
     let clock_offset = session.monotonic_minus_scheduler_ns();
     let in_flight = session.in_flight();
     // Every thread the kernel side has in a call, timed or not, so that /proc does not add it
@@ -92,7 +85,8 @@ fn in_syscall(
             Some(InSyscall {
                 tid: slot.tid,
                 pid,
-                name: (elapsed_ns >= named_after_ns)
+                name: stuck_after_ns
+                    .is_some_and(|after| elapsed_ns >= after)
                     .then(|| read_thread_comm(pid, slot.tid))
                     .flatten(),
                 nr: slot.stats_key().nr,
@@ -102,16 +96,16 @@ fn in_syscall(
             })
         })
         .collect();
-    if !with_proc {
+    let Some(stuck_after_ns) = stuck_after_ns else {
         return threads;
-    }
+    };
     let since_start = started.elapsed().as_nanos() as u64;
     for (tid, pid, nr, blocked) in proc_threads_in_syscalls() {
         if !seen.contains(&tid) && pid != std::process::id() {
             threads.push(InSyscall {
                 tid,
                 pid,
-                name: (since_start >= named_after_ns)
+                name: (since_start >= stuck_after_ns)
                     .then(|| read_thread_comm(pid, tid))
                     .flatten(),
                 nr,
@@ -210,14 +204,12 @@ pub fn run(args: TopArgs) -> anyhow::Result<()> {
             overhead_ns_per_call: session.calibration.overhead_ns_per_call,
             sample_every: session.sample_every,
             lost_events: session.overflow().total(),
-            // Always: the rates spread long calls over the intervals they lasted. `/proc`'s
-            // threads stuck since before the start only for the view that lists them.
+            // Every refresh: the rates spread long calls over the intervals they lasted.
             in_flight: in_syscall(
                 &session,
                 monotonic_ns(),
                 started,
-                app.stuck_threshold_ns,
-                app.view == View::Stuck,
+                (app.view == View::Stuck).then_some(app.stuck_threshold_ns),
             ),
         });
         last_refresh = now;
