@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use serde_json::Value;
+use std::time::Duration;
 
 /// Relative difference of a measured figure from its oracle.
 fn off_by(measured: u64, oracle: u64) -> f64 {
@@ -96,18 +97,7 @@ fn calibrated_boundary() -> (f64, f64) {
 #[ignore = "needs root: loads eBPF programs (cargo xtask test runs it as root)"]
 fn the_boundary_cost_holds_still_on_a_busy_machine() {
     let quiet: Vec<(f64, f64)> = (0..3).map(|_| calibrated_boundary()).collect();
-    // A spinner on every CPU (a shell loop: no syscalls of its own).
-    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let spinners: Vec<Killed> = (0..cpus)
-        .map(|_| {
-            Killed(
-                std::process::Command::new("sh")
-                    .args(["-c", "while :; do :; done"])
-                    .spawn()
-                    .unwrap(),
-            )
-        })
-        .collect();
+    let spinners = spinner_on_every_cpu();
     let busy: Vec<(f64, f64)> = (0..3).map(|_| calibrated_boundary()).collect();
     drop(spinners);
     let all: Vec<f64> = quiet.iter().chain(&busy).map(|(boundary, _)| *boundary).collect();
@@ -116,6 +106,103 @@ fn the_boundary_cost_holds_still_on_a_busy_machine() {
     assert!(low > 0.0 && high <= low * 1.25, "quiet {quiet:?}, busy {busy:?}");
     for (boundary, spread) in quiet.iter().chain(&busy) {
         assert!(*spread <= boundary * 0.1, "quiet {quiet:?}, busy {busy:?}");
+    }
+}
+
+/// A spinner on every CPU (a shell loop: no syscalls of its own), killed when dropped.
+fn spinner_on_every_cpu() -> Vec<Killed> {
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    (0..cpus)
+        .map(|_| {
+            Killed(
+                std::process::Command::new("sh")
+                    .args(["-c", "while :; do :; done"])
+                    .spawn()
+                    .unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The value of `series` (name and labels, as exposed) in a text exposition.
+fn sample(exposition: &str, series: &str) -> Option<f64> {
+    exposition
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+#[ignore = "needs root: loads eBPF programs (cargo xtask test runs it as root)"]
+fn serve_refreshes_the_boundary_cost_under_load_and_loses_no_call_to_it() {
+    const BOUNDARY: &str = "syscall_profiler_boundary_seconds";
+    const MOVED: &str = r#"syscall_profiler_boundary_refreshes_total{result="moved"}"#;
+    const TOO_BUSY: &str = r#"syscall_profiler_boundary_refreshes_total{result="too-busy"}"#;
+    const GETPPID: &str = r#"syscall_profiler_calls_total{syscall="getppid",abi="x86_64"}"#;
+    let port = free_port();
+    let _serve = spawn_serve(port, &["--boundary-refresh", "1", "--group-by", "none"]);
+    let scrape = || http(port, "GET", "/metrics", None).map(|(_, response)| body_of(&response).to_owned());
+    let first = wait_for("serve's first snapshot", Duration::from_secs(30), || {
+        scrape().filter(|body| sample(body, BOUNDARY).is_some_and(|boundary| boundary > 0.0))
+    });
+    let calibrated = sample(&first, BOUNDARY).unwrap();
+    let getppid = |calls: u32| {
+        let made = std::process::Command::new(WORKLOAD)
+            .args(["getppid", &calls.to_string()])
+            .status()
+            .unwrap();
+        assert!(made.success());
+    };
+    // A syscall gets a series of its own after a few seconds of activity (before, its calls
+    // go to syscall="other"); then its count settles.
+    wait_for("a getppid series", Duration::from_secs(30), || {
+        getppid(1000);
+        scrape().and_then(|body| sample(&body, GETPPID))
+    });
+    let getppid_before = wait_for("the getppid count to settle", Duration::from_secs(10), || {
+        let before = scrape().and_then(|body| sample(&body, GETPPID))?;
+        std::thread::sleep(Duration::from_millis(1500));
+        scrape()
+            .and_then(|body| sample(&body, GETPPID))
+            .filter(|&after| after == before)
+    });
+    let spinners = spinner_on_every_cpu();
+    // Exactly counted calls made while the agent measures itself again and again.
+    let (runs, calls_per_run) = (8u32, 25_000u32);
+    let mut figures = Vec::new();
+    for _ in 0..runs {
+        getppid(calls_per_run);
+        std::thread::sleep(Duration::from_millis(600));
+        figures.extend(scrape().and_then(|body| sample(&body, BOUNDARY)));
+    }
+    let last = wait_for("five refreshes under load", Duration::from_secs(30), || {
+        scrape().filter(|body| sample(body, MOVED).unwrap_or(0.0) + sample(body, TOO_BUSY).unwrap_or(0.0) >= 5.0)
+    });
+    drop(spinners);
+    let moved = sample(&last, MOVED).unwrap();
+    assert!(moved >= 3.0, "most refreshes measured under load:\n{last}");
+    // Every call counted (shells elsewhere on the machine may add a few getppid).
+    let expected = getppid_before + f64::from(runs * calls_per_run);
+    let counted = wait_for("the workload's calls", Duration::from_secs(15), || {
+        scrape()
+            .and_then(|body| sample(&body, GETPPID))
+            .filter(|&n| n >= expected)
+    });
+    assert!(
+        counted <= expected + 100.0,
+        "{counted} getppid counted, {expected} made"
+    );
+    // The figure stays where the calibration put it (it swung 3x between runs before).
+    figures.sort_by(f64::total_cmp);
+    let median = figures[figures.len() / 2];
+    assert!(
+        (median / calibrated - 1.0).abs() <= 0.15,
+        "calibrated {calibrated}, refreshed {figures:?}"
+    );
+    for figure in &figures {
+        assert!(
+            (figure / calibrated - 1.0).abs() <= 0.35,
+            "calibrated {calibrated}, refreshed {figures:?}"
+        );
     }
 }
 

@@ -49,6 +49,29 @@ pub struct BoundaryArgs {
     pub boundary_ns: Option<f64>,
 }
 
+/// How often the long-running modes measure the boundary cost again.
+#[derive(Args, Debug, Clone)]
+pub struct RefreshArgs {
+    /// Seconds between measurements of the boundary cost after the first (0: never). Each
+    /// takes ~10 ms of one thread per CPU, attached (no call is lost); a busy machine keeps
+    /// the last good figure. Not with --boundary-ns.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0, value_parser = refresh_seconds)]
+    pub boundary_refresh: f64,
+}
+
+impl RefreshArgs {
+    pub fn every(&self) -> Option<std::time::Duration> {
+        (self.boundary_refresh > 0.0).then(|| std::time::Duration::from_secs_f64(self.boundary_refresh))
+    }
+}
+
+fn refresh_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(seconds) if seconds == 0.0 || (1.0..=86_400.0).contains(&seconds) => Ok(seconds),
+        _ => Err(format!("'{text}' is not 0 or a number of seconds from 1 to 86400")),
+    }
+}
+
 /// A boundary cost in ns: from 0 to 100 µs (a syscall round trip is well under that).
 pub fn boundary_ns(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {

@@ -164,18 +164,22 @@ mod tests {
                     clean_batches: 70,
                     interrupted_batches: 2,
                     estimate: Some(estimate),
+                    start: None,
                 },
                 CpuCalibration {
                     cpu: 1,
                     clean_batches: 3,
                     interrupted_batches: 69,
                     estimate: None,
+                    start: None,
                 },
             ],
             charges: charges_from(&[estimate], None),
             overhead_ns_per_call: 45.0,
             calls_per_batch: 10,
             rounds: 3,
+            refreshes: 0,
+            refreshes_too_busy: 0,
         };
         let text = render(&calibration, &[("meltdown".into(), "Not affected".into())]);
         assert!(text.contains("boundary cost: 50.0 ns per syscall (±2.5)"), "{text}");

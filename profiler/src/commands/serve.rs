@@ -16,7 +16,7 @@ use clap::Args;
 
 use crate::{
     commands::{
-        args::{interval_seconds, BoundaryArgs, KernelArgs},
+        args::{interval_seconds, BoundaryArgs, KernelArgs, RefreshArgs},
         privileges::{drop_privileges, other_processes_of, resolve_user},
         stop::StopSignals,
     },
@@ -66,6 +66,8 @@ pub struct ServeArgs {
     pub maps: KernelArgs,
     #[command(flatten)]
     pub boundary: BoundaryArgs,
+    #[command(flatten)]
+    pub refresh: RefreshArgs,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -117,6 +119,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         tokio::pin!(next_read);
         let mut fill_check = tokio::time::interval(FILL_CHECK);
         let mut next_snapshot = tokio::time::Instant::now() + interval;
+        let refresh_every = args.refresh.every();
+        let mut next_refresh = refresh_every.map(|every| tokio::time::Instant::now() + every);
         loop {
             tokio::select! {
                 _ = &mut next_read => {}
@@ -129,6 +133,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
             exporter.read(&mut session)?;
             let now = tokio::time::Instant::now();
+            if let (Some(every), Some(due)) = (refresh_every, next_refresh) {
+                if now >= due {
+                    // Right after a read: the calls read so far were charged the old figure.
+                    session.refresh_boundary();
+                    next_refresh = Some(now + every);
+                }
+            }
             next_read.as_mut().reset(now + session.next_read_in(interval));
             if now >= next_snapshot {
                 next_snapshot = now + interval;
@@ -186,6 +197,9 @@ impl Exporter {
                 overflow: session.overflow(),
                 map_read_seconds: self.map_read_seconds,
                 boundary_seconds: session.calibration.charges.boundary_ns_per_call / 1e9,
+                boundary_spread_seconds: session.calibration.charges.boundary_spread_ns / 1e9,
+                boundary_refreshes: session.calibration.refreshes,
+                boundary_refreshes_too_busy: session.calibration.refreshes_too_busy,
                 sample_every: session.sample_every,
                 groups_tracked: self.exported.groups_tracked(),
             },

@@ -20,7 +20,7 @@ use ratatui::crossterm::event::{self, Event as TermEvent, KeyEventKind};
 
 use crate::{
     commands::{
-        args::{interval_seconds, positive_seconds, BoundaryArgs, KernelArgs},
+        args::{interval_seconds, positive_seconds, BoundaryArgs, KernelArgs, RefreshArgs},
         stop::stop_flag,
     },
     model::totals::ProcessTotals,
@@ -54,6 +54,8 @@ pub struct TopArgs {
     pub maps: KernelArgs,
     #[command(flatten)]
     pub boundary: BoundaryArgs,
+    #[command(flatten)]
+    pub refresh: RefreshArgs,
 }
 
 fn monotonic_ns() -> u64 {
@@ -144,6 +146,8 @@ pub fn run(args: TopArgs) -> anyhow::Result<()> {
     let mut last_refresh = Instant::now();
     let mut next_refresh = Instant::now() + interval;
     let mut next_read = next_refresh;
+    let boundary_every = args.refresh.every();
+    let mut next_boundary = boundary_every.map(|every| Instant::now() + every);
     let mut totals = ProcessTotals::default();
     let mut terminal_gone = false;
     while !app.quit && !stop.load(Ordering::Relaxed) {
@@ -178,6 +182,12 @@ pub fn run(args: TopArgs) -> anyhow::Result<()> {
         }
         let seconds = started.elapsed().as_secs_f64();
         totals.apply(&session.poll()?, seconds);
+        if let (Some(every), Some(due)) = (boundary_every, next_boundary) {
+            if now >= due {
+                session.refresh_boundary();
+                next_boundary = Some(now + every);
+            }
+        }
         // Processes gone and quiet for a while leave the view (and the memory).
         totals.forget_unseen_since(seconds - FORGET_AFTER_SECONDS);
         next_read = now + session.next_read_in(interval);

@@ -11,9 +11,10 @@ use prometheus_client::{
 
 use crate::metrics::{series::LATENCY_BOUNDS, Snapshot};
 
-/// Gauges of one series each about the profiler itself (build info, programs, map read
-/// time, boundary cost, sampling, series, groups).
-pub const SELF_GAUGES: usize = 7;
+/// Series about the profiler itself of fixed number: one each for build info, programs, map
+/// read time, boundary cost and its spread, sampling, series, groups; two for the boundary's
+/// refreshes.
+pub const SELF_SERIES: usize = 10;
 
 fn labels(group: &Option<String>, syscall: &str, abi: &str) -> Vec<(String, String)> {
     let mut labels = Vec::with_capacity(3);
@@ -136,6 +137,28 @@ impl Collector for Snapshot {
             "Calibrated boundary (entry) cost charged per syscall.",
             me.boundary_seconds,
         )?;
+        gauge(
+            &mut encoder,
+            "syscall_profiler_boundary_spread_seconds",
+            "How sure the boundary cost is: half the difference between two independent halves of its measurement.",
+            me.boundary_spread_seconds,
+        )?;
+        {
+            let mut family = encoder.encode_descriptor(
+                "syscall_profiler_boundary_refreshes",
+                "Measurements of the boundary cost after the first (--boundary-refresh): moved it, or too busy to (it stayed).",
+                None,
+                MetricType::Counter,
+            )?;
+            for (result, count) in [
+                ("moved", me.boundary_refreshes),
+                ("too-busy", me.boundary_refreshes_too_busy),
+            ] {
+                family
+                    .encode_family(&vec![("result".to_owned(), result.to_owned())])?
+                    .encode_counter::<NoLabelSet, _, u64>(&count, None)?;
+            }
+        }
         gauge(
             &mut encoder,
             "syscall_profiler_series",
@@ -285,6 +308,9 @@ mod tests {
                 overflow: Overflow::default(),
                 map_read_seconds: 0.002,
                 boundary_seconds: 1.5e-7,
+                boundary_spread_seconds: 2e-10,
+                boundary_refreshes: 3,
+                boundary_refreshes_too_busy: 1,
                 sample_every: 16,
                 groups_tracked: 3,
             },

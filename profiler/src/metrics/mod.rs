@@ -34,6 +34,11 @@ pub struct SelfMetrics {
     pub overflow: Overflow,
     pub map_read_seconds: f64,
     pub boundary_seconds: f64,
+    /// How sure the boundary cost is (see `Charges::boundary_spread_ns`).
+    pub boundary_spread_seconds: f64,
+    /// Refreshes of the boundary cost that moved it, and those too busy to.
+    pub boundary_refreshes: u64,
+    pub boundary_refreshes_too_busy: u64,
     /// Timing sampling period (`--sample`; 1: every call timed).
     pub sample_every: u32,
     /// Groups tracked: with series of their own, and waiting for them.
@@ -60,7 +65,7 @@ impl Snapshot {
             .map(|c| 1 + c.errors.len() + c.split.fractions().len())
             .sum();
         let histograms = self.latency.len() * (series::LATENCY_BOUNDS.len() + 1 + 2);
-        let me = self.me.map_fill.len() + self.me.overflow.by_name().count() + encode::SELF_GAUGES;
+        let me = self.me.map_fill.len() + self.me.overflow.by_name().count() + encode::SELF_SERIES;
         counters + histograms + me
     }
 }

@@ -165,6 +165,92 @@ impl CpuBatches {
     }
 }
 
+/// Attached batches of one CPU with the profile running as set (sampling on or off): taken
+/// once right after the calibration (the baseline) and again at every refresh, the same way,
+/// so that the difference between two of them is drift, not method. Nothing is detached: the
+/// long-running modes lose no call to a refresh, and need no capability for it.
+#[derive(Clone, Debug, Default)]
+pub struct AttachedBatches {
+    /// `getppid` round trips timed in userspace, ns per call.
+    pub round_trip: Vec<f64>,
+    /// `(calls, summed window ns)` of each batch of `getppid` and of the call without a
+    /// handler. With sampling on only some calls are timed (weighted): the windows are pooled
+    /// over the batches (an unbiased mean) rather than taken at a quantile of batch means,
+    /// which the random number of timed calls in a batch would drag low.
+    pub getppid_windows: Vec<(u64, u64)>,
+    pub no_handler_windows: Vec<(u64, u64)>,
+    pub interrupted: usize,
+}
+
+/// What a set of [`AttachedBatches`] says, in ns per call.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct AttachedEstimate {
+    pub round_trip_ns: f64,
+    pub getppid_window_ns: f64,
+    pub no_handler_window_ns: f64,
+}
+
+impl AttachedBatches {
+    /// The estimate, or `None` when too few batches were clean.
+    pub fn estimate(&self) -> Option<AttachedEstimate> {
+        self.estimate_of(0, 1)
+    }
+
+    /// The estimates from the even and from the odd batches.
+    pub fn halves(&self) -> Option<[AttachedEstimate; 2]> {
+        Some([self.estimate_of(0, 2)?, self.estimate_of(1, 2)?])
+    }
+
+    fn estimate_of(&self, skip: usize, step: usize) -> Option<AttachedEstimate> {
+        let round_trip: Vec<f64> = self.round_trip.iter().skip(skip).step_by(step).copied().collect();
+        let pooled = |windows: &[(u64, u64)]| {
+            let picked = windows.iter().skip(skip).step_by(step);
+            let (calls, ns) = picked.fold((0u64, 0u64), |(calls, ns), (c, n)| (calls + c, ns + n));
+            (calls > 0).then(|| ns as f64 / calls as f64)
+        };
+        let enough = |len: usize| len >= MIN_CLEAN_BATCHES.div_ceil(step);
+        if !enough(round_trip.len()) || !enough(self.getppid_windows.len()) || !enough(self.no_handler_windows.len()) {
+            return None;
+        }
+        Some(AttachedEstimate {
+            round_trip_ns: quantile(&round_trip, CALIBRATION_QUANTILE),
+            getppid_window_ns: pooled(&self.getppid_windows)?,
+            no_handler_window_ns: pooled(&self.no_handler_windows)?,
+        })
+    }
+}
+
+/// A CPU's calibration moved by what changed since its baseline, without detaching: the
+/// round trip with the programs attached is the boundary, the window and the programs' work
+/// outside the window (taken as unchanged); what the round trip gained that the window did
+/// not is the boundary's. The tracing inside the window moves with the window of the call
+/// without a handler. Consistent as [`entry_cost`] makes it.
+pub fn drifted(start: &CpuEstimate, baseline: &AttachedEstimate, now: &AttachedEstimate) -> CpuEstimate {
+    let tracing_drift = now.no_handler_window_ns - baseline.no_handler_window_ns;
+    let round_trip_ns = start.round_trip_ns + (now.round_trip_ns - baseline.round_trip_ns) - tracing_drift;
+    let measured_handler_ns = start.measured_handler_ns + (now.getppid_window_ns - baseline.getppid_window_ns);
+    let instrumentation_ns = (start.instrumentation_ns + tracing_drift).max(0.0);
+    let (handler_ns, entry_ns) = entry_cost(round_trip_ns, measured_handler_ns, instrumentation_ns);
+    CpuEstimate {
+        round_trip_ns: handler_ns + entry_ns,
+        round_trip_attached_ns: now.round_trip_ns,
+        instrumentation_ns,
+        measured_handler_ns,
+        handler_ns,
+        entry_ns,
+        spread_ns: start.spread_ns,
+    }
+}
+
+/// [`drifted`], with the spread widened by how far the two halves of the refresh disagree.
+pub fn refreshed(start: &CpuEstimate, baseline: &AttachedEstimate, now: &AttachedBatches) -> Option<CpuEstimate> {
+    let mut estimate = drifted(start, baseline, &now.estimate()?);
+    let [even, odd] = now.halves()?;
+    let disagreement = (drifted(start, baseline, &even).entry_ns - drifted(start, baseline, &odd).entry_ns).abs();
+    estimate.spread_ns = start.spread_ns + disagreement / 2.0;
+    Some(estimate)
+}
+
 /// The charges from the estimates of the CPUs that had one (their means), or, with none,
 /// nothing charged and the machine said to be too busy. `pinned`: the user's boundary cost,
 /// which replaces the measured one.
@@ -309,6 +395,118 @@ mod tests {
         assert_eq!(pinned.boundary_source, BoundarySource::Pinned);
         // Pinned with no clean batch at all: the tracing is not taken out.
         assert_eq!(charges_from(&[], Some(150.0)).instrumentation_ns_per_call, 0.0);
+    }
+
+    const START: CpuEstimate = CpuEstimate {
+        round_trip_ns: 80.0,
+        round_trip_attached_ns: 200.0,
+        instrumentation_ns: 15.0,
+        measured_handler_ns: 45.0,
+        handler_ns: 30.0,
+        entry_ns: 50.0,
+        spread_ns: 1.0,
+    };
+    const BASELINE: AttachedEstimate = AttachedEstimate {
+        round_trip_ns: 200.0,
+        getppid_window_ns: 45.0,
+        no_handler_window_ns: 15.0,
+    };
+
+    #[test]
+    fn no_drift_leaves_the_calibration_as_it_was() {
+        let same = drifted(&START, &BASELINE, &BASELINE);
+        assert_eq!(same, START);
+    }
+
+    #[test]
+    fn drift_the_window_did_not_see_is_the_boundarys() {
+        // The round trip gained 12 ns, the window nothing: a costlier boundary.
+        let slower_boundary = AttachedEstimate {
+            round_trip_ns: 212.0,
+            ..BASELINE
+        };
+        let moved = drifted(&START, &BASELINE, &slower_boundary);
+        assert_eq!((moved.entry_ns, moved.handler_ns), (62.0, 30.0));
+        assert_eq!(moved.round_trip_ns, 92.0);
+        // The window gained what the round trip did: a slower handler, the same boundary.
+        let slower_handler = AttachedEstimate {
+            round_trip_ns: 212.0,
+            getppid_window_ns: 57.0,
+            ..BASELINE
+        };
+        let moved = drifted(&START, &BASELINE, &slower_handler);
+        assert_eq!((moved.entry_ns, moved.handler_ns), (50.0, 42.0));
+        // Slower tracing inside the window: taken out of the handler, the boundary stays.
+        let slower_tracing = AttachedEstimate {
+            round_trip_ns: 205.0,
+            getppid_window_ns: 50.0,
+            no_handler_window_ns: 20.0,
+        };
+        let moved = drifted(&START, &BASELINE, &slower_tracing);
+        assert_eq!(
+            (moved.entry_ns, moved.handler_ns, moved.instrumentation_ns),
+            (50.0, 30.0, 20.0)
+        );
+        // Never below zero, nor more than a call costs.
+        let much_faster = AttachedEstimate {
+            round_trip_ns: 100.0,
+            ..BASELINE
+        };
+        assert_eq!(drifted(&START, &BASELINE, &much_faster).entry_ns, 0.0);
+    }
+
+    /// Attached batches of 2000 calls with 1 in 16 timed at random (weight 16): the number
+    /// of timed calls in a batch varies by ~9%.
+    fn sampled_batches(round_trip_ns: f64, window_ns: f64, batches: usize, seed: u64) -> AttachedBatches {
+        let mut state = seed;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as u32
+        };
+        let mut sampled = AttachedBatches::default();
+        for _ in 0..batches {
+            let timed = (0..2000).filter(|_| next() % 16 == 0).count() as u64;
+            let weighted_window = (timed * 16) as f64 * window_ns;
+            sampled
+                .round_trip
+                .push(round_trip_ns * (1.0 + f64::from(next() % 100) / 1000.0));
+            sampled.getppid_windows.push((2000, weighted_window as u64));
+            sampled.no_handler_windows.push((2000, (weighted_window / 3.0) as u64));
+        }
+        sampled
+    }
+
+    #[test]
+    fn sampled_windows_are_pooled_not_taken_at_a_low_quantile() {
+        let batches = sampled_batches(200.0, 45.0, 24, 7);
+        let estimate = batches.estimate().expect("enough batches");
+        assert!((estimate.getppid_window_ns - 45.0).abs() < 1.0, "{estimate:?}");
+        assert!((estimate.no_handler_window_ns - 15.0).abs() < 0.5, "{estimate:?}");
+        // The 20th percentile of the batch means would have been dragged low.
+        let means: Vec<f64> = batches
+            .getppid_windows
+            .iter()
+            .map(|(calls, ns)| *ns as f64 / *calls as f64)
+            .collect();
+        assert!(quantile(&means, CALIBRATION_QUANTILE) < 43.5);
+        assert!(AttachedBatches {
+            round_trip: vec![200.0; MIN_CLEAN_BATCHES - 1],
+            ..batches
+        }
+        .estimate()
+        .is_none());
+    }
+
+    #[test]
+    fn a_refresh_moves_by_the_drift_and_says_how_sure_it_is() {
+        let now = sampled_batches(212.0, 45.0, 24, 11);
+        let moved = refreshed(&START, &BASELINE, &now).expect("enough batches");
+        // The round trip's 20th percentile gained ~14 ns of which the window nothing.
+        assert!((moved.entry_ns - 64.0).abs() < 3.0, "{moved:?}");
+        assert!(moved.spread_ns >= START.spread_ns && moved.spread_ns < 5.0, "{moved:?}");
+        assert_eq!(refreshed(&START, &BASELINE, &AttachedBatches::default()), None);
     }
 
     #[test]

@@ -16,6 +16,12 @@
 //! drifts over seconds); a batch during which the thread was switched out is thrown away; and
 //! every figure is a low order statistic of the rest (see [`CpuBatches::estimate`]). Too few
 //! clean batches, and nothing is charged rather than noise ([`BoundarySource::TooBusy`]).
+//!
+//! The long-running modes refresh it without detaching (which would lose calls, and needs
+//! capabilities `serve` has dropped): right after the calibration a baseline of attached
+//! batches is taken on each CPU as the profile runs, and each refresh takes them again; what
+//! the round trip gained that the window did not is the boundary's ([`drifted`]). It needs
+//! the agent's own calls in the tables: system-wide only.
 use std::time::Instant;
 
 use profiler_common::StatsKey;
@@ -23,7 +29,9 @@ use serde::Serialize;
 
 use crate::{
     kernel::{Probe, ProbeError},
-    model::charges::{charges_from, quantile, BoundarySource, Charges, CpuBatches, CpuEstimate, CALIBRATION_QUANTILE},
+    model::charges::{
+        charges_from, refreshed, AttachedBatches, AttachedEstimate, BoundarySource, Charges, CpuBatches, CpuEstimate,
+    },
 };
 
 /// x86_64 `getppid`: no arguments, no locks, the cheapest real syscall.
@@ -48,9 +56,14 @@ pub struct CpuCalibration {
     /// Clean batches, and batches thrown away because the thread was switched out.
     pub clean_batches: usize,
     pub interrupted_batches: usize,
-    /// What the clean batches say (ns per call); `None` if too few were clean.
+    /// What the clean batches say (ns per call), moved by the latest refresh; `None` if too
+    /// few were clean.
     #[serde(flatten)]
     pub estimate: Option<CpuEstimate>,
+    /// The estimate of the calibration itself, and the attached batches taken right after
+    /// it: what a refresh starts from.
+    #[serde(skip)]
+    pub(crate) start: Option<(CpuEstimate, AttachedEstimate)>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -65,6 +78,9 @@ pub struct Calibration {
     pub overhead_ns_per_call: f64,
     pub calls_per_batch: u64,
     pub rounds: usize,
+    /// Refreshes that moved the charges, and refreshes too busy to (the charges stayed).
+    pub refreshes: u64,
+    pub refreshes_too_busy: u64,
 }
 
 /// Context switches of the calling thread so far.
@@ -95,10 +111,10 @@ fn clean_batch(nr: u32) -> Option<f64> {
     (context_switches() == switches).then_some(round_trip)
 }
 
-/// The round trip and the mean window between the tracepoints of a batch of `nr`, attached
-/// with every call timed; `None` if interrupted, or if the kernel side did not count every
+/// The round trip (ns per call) and the summed window between the tracepoints (ns) of an
+/// attached batch of `nr`; `None` if interrupted, or if the kernel side did not count every
 /// call of the batch.
-fn windowed_batch(probe: &Probe, nr: u32) -> Option<(f64, f64)> {
+fn windowed_batch(probe: &Probe, nr: u32) -> Option<(f64, u64)> {
     let key = StatsKey {
         tgid: std::process::id(),
         nr,
@@ -107,7 +123,7 @@ fn windowed_batch(probe: &Probe, nr: u32) -> Option<(f64, f64)> {
     let round_trip = clean_batch(nr)?;
     let after = probe.stats_of(key).unwrap_or((0, 0));
     let calls = after.0.saturating_sub(before.0);
-    (calls == BATCH_CALLS).then(|| (round_trip, after.1.saturating_sub(before.1) as f64 / calls as f64))
+    (calls == BATCH_CALLS).then(|| (round_trip, after.1.saturating_sub(before.1)))
 }
 
 fn allowed_cpus() -> Vec<usize> {
@@ -149,15 +165,16 @@ fn measure_cpu(probe: &mut Probe) -> Result<CpuBatches, ProbeError> {
         }
         probe.attach()?;
         for _ in 0..BATCHES_PER_ROUND {
+            let per_call = |window_ns: u64| window_ns as f64 / BATCH_CALLS as f64;
             match windowed_batch(probe, NR_GETPPID) {
-                Some((round_trip, window)) => {
+                Some((round_trip, window_ns)) => {
                     batches.attached.push(round_trip);
-                    batches.getppid_window.push(window);
+                    batches.getppid_window.push(per_call(window_ns));
                 }
                 None => batches.interrupted += 1,
             }
             match windowed_batch(probe, NR_NO_HANDLER) {
-                Some((_, window)) => batches.no_handler_window.push(window),
+                Some((_, window_ns)) => batches.no_handler_window.push(per_call(window_ns)),
                 None => batches.interrupted += 1,
             }
         }
@@ -183,6 +200,7 @@ pub fn calibrate(probe: &mut Probe, pinned_boundary_ns: Option<f64>) -> Result<C
                 clean_batches: batches.clean(),
                 interrupted_batches: batches.interrupted,
                 estimate: batches.estimate(),
+                start: None,
             });
         }
         if pinned_boundary_ns.is_some() || per_cpu.iter().any(|cpu| cpu.estimate.is_some()) {
@@ -198,6 +216,8 @@ pub fn calibrate(probe: &mut Probe, pinned_boundary_ns: Option<f64>) -> Result<C
         charges,
         calls_per_batch: BATCH_CALLS,
         rounds: ROUNDS,
+        refreshes: 0,
+        refreshes_too_busy: 0,
     })
 }
 
@@ -212,30 +232,75 @@ fn overhead(per_cpu: &[CpuCalibration]) -> f64 {
     sum / estimates.len().max(1) as f64
 }
 
-/// Sets the timing sampling the profile runs with (the calibration times every call) and,
-/// when it samples, measures the attached round trip again on each CPU: the profiler's own
-/// cost per call as it will run.
+/// Attached batches on the CPU the calling thread is pinned to, as the profile runs.
+fn measure_attached(probe: &Probe) -> AttachedBatches {
+    let mut batches = AttachedBatches::default();
+    for _ in 0..ROUNDS * BATCHES_PER_ROUND {
+        match windowed_batch(probe, NR_GETPPID) {
+            Some((round_trip, window_ns)) => {
+                batches.round_trip.push(round_trip);
+                batches.getppid_windows.push((BATCH_CALLS, window_ns));
+            }
+            None => batches.interrupted += 1,
+        }
+        match windowed_batch(probe, NR_NO_HANDLER) {
+            Some((_, window_ns)) => batches.no_handler_windows.push((BATCH_CALLS, window_ns)),
+            None => batches.interrupted += 1,
+        }
+    }
+    batches
+}
+
+/// Sets the timing sampling the profile runs with (the calibration times every call), then
+/// takes the attached baseline on each CPU (see the module header); its round trip is the
+/// profiler's own cost per call as it will run.
 pub fn start_sampling(probe: &mut Probe, calibration: &mut Calibration, sample_every: u32) -> Result<(), ProbeError> {
     probe.set_sample_every(sample_every)?;
-    if sample_every == 1 {
-        return Ok(());
-    }
     let cpus = allowed_cpus();
     for cpu in &mut calibration.per_cpu {
         let Some(estimate) = cpu.estimate.as_mut() else {
             continue;
         };
         pin_to(&[cpu.cpu]);
-        let attached: Vec<f64> = (0..ROUNDS * BATCHES_PER_ROUND)
-            .filter_map(|_| clean_batch(NR_GETPPID))
-            .collect();
-        if !attached.is_empty() {
-            estimate.round_trip_attached_ns = quantile(&attached, CALIBRATION_QUANTILE);
+        if let Some(baseline) = measure_attached(probe).estimate() {
+            estimate.round_trip_attached_ns = baseline.round_trip_ns;
+            cpu.start = Some((*estimate, baseline));
         }
     }
     pin_to(&cpus);
     calibration.overhead_ns_per_call = overhead(&calibration.per_cpu);
     Ok(())
+}
+
+/// Refreshes a measured calibration on the CPUs that have a baseline, attached (see the module
+/// header). When too few batches are clean on every CPU, the charges stay as they were.
+/// Returns whether they moved. Takes ~10 ms a CPU here.
+pub fn refresh(probe: &Probe, calibration: &mut Calibration) -> bool {
+    if !calibration.measured() {
+        return false;
+    }
+    let cpus = allowed_cpus();
+    let mut moved = false;
+    for cpu in &mut calibration.per_cpu {
+        let Some((start, baseline)) = cpu.start else {
+            continue;
+        };
+        pin_to(&[cpu.cpu]);
+        if let Some(estimate) = refreshed(&start, &baseline, &measure_attached(probe)) {
+            cpu.estimate = Some(estimate);
+            moved = true;
+        }
+    }
+    pin_to(&cpus);
+    if moved {
+        let estimates: Vec<CpuEstimate> = calibration.per_cpu.iter().filter_map(|cpu| cpu.estimate).collect();
+        calibration.charges = charges_from(&estimates, None);
+        calibration.overhead_ns_per_call = overhead(&calibration.per_cpu);
+        calibration.refreshes += 1;
+    } else {
+        calibration.refreshes_too_busy += 1;
+    }
+    moved
 }
 
 impl Calibration {

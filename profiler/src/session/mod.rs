@@ -136,6 +136,12 @@ impl Session {
         })
     }
 
+    /// Measures the boundary cost again, attached (see [`calibrate::refresh`]); whether the
+    /// charges moved. System-wide only: the agent's own calls are in the tables there.
+    pub fn refresh_boundary(&mut self) -> bool {
+        self.target == Target::SystemWide && calibrate::refresh(&self.probe, &mut self.calibration)
+    }
+
     /// Nanoseconds since measuring started.
     pub fn elapsed_ns(&self) -> u64 {
         self.started.elapsed().as_nanos() as u64
