@@ -161,6 +161,16 @@ pub struct SyscallStats {
     /// CPU, whose time off the CPU is measured but not their time on it.
     pub switched_handler_ns: u64,
     pub switched_timed_calls: u64,
+    /// What the sampling added to `handler_ns` for the calls it did not time: a sampled call
+    /// of weight N adds its handler time N-1 times more. Kept apart so that the agent can
+    /// bound it (no estimate above what the process's threads could have spent).
+    pub extrapolated_ns: u64,
+    /// When the earliest timed call entered (`bpf_ktime_get_ns`; 0: none timed yet). The
+    /// first calls of an entry are all timed: its calls began no earlier than this.
+    pub first_enter_ns: u64,
+    /// The most threads its process had running at a sampled call.
+    pub max_threads: u32,
+    pub _pad: u32,
     /// The first [`ERRNO_SLOTS`] distinct errnos of these calls (positive; 0: not taken yet),
     /// claimed with a compare-and-swap (of 64 bits: the one every BPF target has), and their
     /// counts.
@@ -187,6 +197,10 @@ impl SyscallStats {
         max_ns: 0,
         switched_handler_ns: 0,
         switched_timed_calls: 0,
+        extrapolated_ns: 0,
+        first_enter_ns: 0,
+        max_threads: 0,
+        _pad: 0,
         errno_codes: [0; ERRNO_SLOTS],
         errno_counts: [0; ERRNO_SLOTS],
         errno_other: 0,

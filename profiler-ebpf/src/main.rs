@@ -605,6 +605,9 @@ fn record(slot: &mut InFlight, ret: i64, exiting: Option<*const u8>) {
         (0, 0)
     };
     let handler_ns = if flags & flight::TIMED != 0 {
+        if stats.first_enter_ns == 0 || slot.enter_ns < stats.first_enter_ns {
+            stats.first_enter_ns = slot.enter_ns;
+        }
         let wall_ns = now_ns.saturating_sub(slot.enter_ns);
         if flags & flight::SWITCHED != 0 {
             remember_clock_pair(now_ns);
@@ -680,6 +683,11 @@ fn add_time(stats: &mut SyscallStats, flags: u32, timed_handler_ns: u64, blocked
             atomic_add(&mut stats.switched_timed_calls, 1u64);
         } else if flags & flight::SAMPLED != 0 {
             weight = (flags >> 16) + 1;
+            atomic_add(&mut stats.extrapolated_ns, timed_handler_ns * (weight - 1) as u64);
+            let threads = running_threads();
+            if threads > stats.max_threads {
+                stats.max_threads = threads;
+            }
         }
         timed_handler_ns
     } else {
@@ -709,6 +717,19 @@ fn add_time(stats: &mut SyscallStats, flags: u32, timed_handler_ns: u64, blocked
     if bucket < HIST_BUCKETS {
         atomic_add(&mut stats.hist[bucket], weight);
     }
+}
+
+/// The threads of the current task's process still running (`signal->live`). A sampled call
+/// is always counted by its own thread (in `sys_exit`, or as the thread enters its next call
+/// or exits): the current task is the caller.
+#[inline(always)]
+fn running_threads() -> u32 {
+    let task = unsafe { bpf_get_current_task_btf() } as *const u8;
+    let live = unsafe {
+        let signal = *(task.add(TASK_SIGNAL_OFFSET.load() as usize) as *const *const u8);
+        *(signal.add(SIGNAL_LIVE_OFFSET.load() as usize) as *const i32)
+    };
+    live.max(1) as u32
 }
 
 /// The statistics slot of the packed key `packed` (of the process at `proc` in the process

@@ -60,7 +60,7 @@ use std::{
 };
 
 fn usage() -> ! {
-    eprintln!("usage: profiler-workload getppid N | enoent N | sleep N MS | zero-read N BYTES | pingpong ROUNDS SPIN | spin SECS | write-i386 PATH N | exec-thread PATH | busy SECS | time-getppid N | time-pingpong ROUNDS | hang-after N SECS | time-getppid-threads N T | churn ROUNDS N | steady N SECS | fork-storm N CALLS | churn-soak SECS LIVE RATE | exit-wait N OUT | read-spin N OUT | renames N");
+    eprintln!("usage: profiler-workload getppid N | enoent N | sleep N MS | zero-read N BYTES | pingpong ROUNDS SPIN | spin SECS | write-i386 PATH N | exec-thread PATH | busy SECS | time-getppid N | time-pingpong ROUNDS | hang-after N SECS | time-getppid-threads N T | churn ROUNDS N | steady N SECS | fork-storm N CALLS | churn-soak SECS LIVE RATE | exit-wait N OUT | read-spin N OUT | heavy-tail CYCLES OUT | renames N");
     std::process::exit(2);
 }
 
@@ -283,6 +283,32 @@ fn read_spin(reads: u64, out: &str) {
         spinner.join().unwrap();
     }
     write_oracle(out, "reads", reads, (wall_ns, run_delay));
+}
+
+/// `heavy-tail CYCLES OUT`: CYCLES of 15 one-byte reads and one 16 MiB read from /dev/zero,
+/// nothing else: the reader is inside a read nearly all the time, and the long reads (~1-2
+/// ms on the CPU) are a heavy tail that sampling 1 in 16 overweights whenever it picks one.
+/// The oracle: the reader's own clock around each read (`wall_ns`), and its run delay.
+fn heavy_tail(cycles: u64, out: &str) {
+    let zero = std::fs::File::open("/dev/zero").expect("/dev/zero");
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&zero);
+    let mut buf = vec![0u8; 16 << 20];
+    buf.fill(1); // fault the buffer in before the clock starts
+    let path = CString::new("/proc/thread-self/schedstat").unwrap();
+    let schedstat = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY) };
+    assert!(schedstat >= 0, "no /proc/thread-self/schedstat");
+    let delay_before = run_delay_ns(schedstat);
+    let mut wall_ns = 0u64;
+    for _ in 0..cycles {
+        let start = monotonic_ns();
+        for _ in 0..15 {
+            unsafe { libc::syscall(libc::SYS_read, fd, buf.as_mut_ptr(), 1) };
+        }
+        unsafe { libc::syscall(libc::SYS_read, fd, buf.as_mut_ptr(), buf.len()) };
+        wall_ns += monotonic_ns() - start;
+    }
+    let run_delay = run_delay_ns(schedstat) - delay_before;
+    write_oracle(out, "reads", cycles * 16, (wall_ns, run_delay));
 }
 
 /// `renames N`: N child processes, one after another, each making 10 getppid calls as
@@ -626,6 +652,7 @@ fn main() {
         Some("churn-soak") => churn_soak(arg(&args, 2), arg(&args, 3), arg(&args, 4)),
         Some("exit-wait") => exit_wait(arg(&args, 2), args.get(3).unwrap_or_else(|| usage())),
         Some("renames") => renames(arg(&args, 2)),
+        Some("heavy-tail") => heavy_tail(arg(&args, 2), args.get(3).unwrap_or_else(|| usage())),
         Some("read-spin") => read_spin(arg(&args, 2), args.get(3).unwrap_or_else(|| usage())),
         Some("exec-thread") => exec_thread(args.get(2).unwrap_or_else(|| usage())),
         _ => usage(),

@@ -91,7 +91,10 @@ mod tests {
     fn slots_are_compact() {
         // The key, name and cgroup, 8 u64 counters, 4 errnos and their counts, the other
         // errors, and 160 u32 buckets.
-        assert_eq!(size_of::<StatsSlot>(), 8 + 16 + 8 + 8 * 8 + 4 * 8 + 4 * 4 + 8 + 160 * 4);
+        assert_eq!(
+            size_of::<StatsSlot>(),
+            8 + 16 + 8 + 8 * 8 + 8 * 3 + 4 * 8 + 4 * 4 + 8 + 160 * 4
+        );
         assert_eq!(size_of::<ProcSlot>(), 32);
         assert_eq!(size_of::<InFlight>(), 64);
     }

@@ -329,6 +329,7 @@ mod tests {
             comm: comm.into(),
             cgroup_id: 0,
             totals: SyscallTotals::of_calls(calls, calls * 1000, 0, 0, 1000),
+            extrapolation: Default::default(),
         }
     }
 

@@ -16,7 +16,7 @@ use profiler_common::{
     epoch_of, proc_hash, proc_state, ProcSlot, StatsKey, StatsSlot, SyscallStats, ERRNO_SLOTS, KEY_EPOCH_MASK,
 };
 
-use crate::model::{charges::Charges, histogram::Latency, split::Split};
+use crate::model::{bound::Extrapolation, charges::Charges, histogram::Latency, split::Split};
 
 /// The key of [`SyscallTotals::errnos`] that counts the errors of any errno beyond the first
 /// few of a statistics entry (no errno is 0).
@@ -33,6 +33,9 @@ pub struct SyscallTotals {
     pub latency: Latency,
     /// Error count per errno ([`OTHER_ERRNO`]: any other).
     pub errnos: BTreeMap<u32, u64>,
+    /// Handler time the sampling extrapolated beyond what the threads could have spent,
+    /// taken out of `handler_ns` (see [`crate::model::bound`]).
+    pub sampling_cut_ns: u64,
 }
 
 impl SyscallTotals {
@@ -47,6 +50,7 @@ impl SyscallTotals {
         self.handler_ns += other.handler_ns;
         self.blocked_ns += other.blocked_ns;
         self.runqueue_ns += other.runqueue_ns;
+        self.sampling_cut_ns += other.sampling_cut_ns;
         self.latency.merge(&other.latency);
         for (errno, count) in &other.errnos {
             *self.errnos.entry(*errno).or_default() += count;
@@ -75,6 +79,7 @@ impl SyscallTotals {
             runqueue_ns: self.runqueue_ns.saturating_sub(earlier.runqueue_ns),
             latency,
             errnos,
+            sampling_cut_ns: self.sampling_cut_ns.saturating_sub(earlier.sampling_cut_ns),
         }
     }
 }
@@ -118,6 +123,8 @@ pub struct Delta {
     pub comm: Comm,
     pub cgroup_id: u64,
     pub totals: SyscallTotals,
+    /// What the sampling extrapolated in `totals.handler_ns`, before the bound.
+    pub extrapolation: Extrapolation,
 }
 
 /// What a read of the tables brought, and what to free in the kernel.
@@ -154,6 +161,7 @@ struct LastRead {
     handler_ns: u64,
     blocked_ns: u64,
     runqueue_ns: u64,
+    extrapolated_ns: u64,
     errno_codes: [u64; ERRNO_SLOTS],
     errno_counts: [u32; ERRNO_SLOTS],
     errno_other: u64,
@@ -171,7 +179,7 @@ impl LastRead {
     /// What the slot gained from this read to `now`; this read becomes `now`. Counters are
     /// cumulative (`u32` ones wrap: differences are taken wrapping). `spare`: storage for the
     /// new sparse histogram, given the old one's back.
-    fn advance(&mut self, now: &SyscallStats, spare: &mut Vec<(u8, u32)>) -> SyscallTotals {
+    fn advance(&mut self, now: &SyscallStats, spare: &mut Vec<(u8, u32)>) -> (SyscallTotals, Extrapolation) {
         let mut latency = Latency::default();
         latency.max_ns = now.max_ns;
         spare.clear();
@@ -193,6 +201,12 @@ impl LastRead {
         }
         std::mem::swap(&mut self.hist, spare);
         let totals = self.gained_counts(now, latency);
+        let extrapolation = Extrapolation {
+            added_ns: now.extrapolated_ns.wrapping_sub(self.extrapolated_ns),
+            first_enter_ns: now.first_enter_ns,
+            max_threads: now.max_threads,
+        };
+        self.extrapolated_ns = now.extrapolated_ns;
         self.calls = now.calls;
         self.errors = now.errors;
         self.handler_ns = now.handler_ns;
@@ -201,7 +215,7 @@ impl LastRead {
         self.errno_codes = now.errno_codes;
         self.errno_counts = now.errno_counts;
         self.errno_other = now.errno_other;
-        totals
+        (totals, extrapolation)
     }
 
     /// What the slot's counters and errno counts gained from this read to `now`, with
@@ -233,6 +247,7 @@ impl LastRead {
             runqueue_ns: now.runqueue_ns.wrapping_sub(self.runqueue_ns),
             latency,
             errnos,
+            sampling_cut_ns: 0,
         }
     }
 }
@@ -327,13 +342,14 @@ impl Store {
             }
             live.read = self.reads;
             if !live.last.unchanged(&slot.stats) {
-                let totals = live.last.advance(&slot.stats, &mut spare_hist);
+                let (totals, extrapolation) = live.last.advance(&slot.stats, &mut spare_hist);
                 if key.tgid != self.own_tgid {
                     update.deltas.push(Delta {
                         key,
                         comm: Comm(slot.comm),
                         cgroup_id: slot.cgroup_id,
                         totals,
+                        extrapolation,
                     });
                 }
             }
@@ -490,6 +506,31 @@ mod tests {
         let quiet = store.update(&procs, [(3, slot(A, 0, 7, 700, "a"))], &nobody_gone, &no_flight);
         assert!(quiet.deltas.is_empty(), "nothing new");
         assert!(quiet.free_stats.is_empty(), "alive: kept");
+    }
+
+    #[test]
+    fn each_delta_says_what_the_sampling_extrapolated_in_it() {
+        let mut store = Store::new(OWN, CAPACITY, CAPACITY);
+        let procs = table(&[proc(10, 0, false, "a")]);
+        let sampled = |calls, handler_ns, extrapolated_ns| {
+            let mut sampled = slot(A, 0, calls, handler_ns, "a");
+            sampled.stats.extrapolated_ns = extrapolated_ns;
+            sampled.stats.first_enter_ns = 5_000;
+            sampled.stats.max_threads = 3;
+            sampled
+        };
+        store.update(&procs, [(3, sampled(100, 9_000, 4_500))], &nobody_gone, &no_flight);
+        let second = store.update(&procs, [(3, sampled(180, 15_000, 7_500))], &nobody_gone, &no_flight);
+        let delta = &second.deltas[0];
+        assert_eq!(delta.totals.handler_ns, 6_000);
+        assert_eq!(
+            delta.extrapolation,
+            Extrapolation {
+                added_ns: 3_000,
+                first_enter_ns: 5_000,
+                max_threads: 3
+            }
+        );
     }
 
     #[test]

@@ -60,6 +60,7 @@ mod tests {
             comm: comm.into(),
             cgroup_id: 0,
             totals: SyscallTotals::of_calls(calls, 0, 0, 0, 10),
+            extrapolation: Default::default(),
         }
     }
 

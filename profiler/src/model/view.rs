@@ -31,6 +31,9 @@ pub struct SyscallView {
     pub latency: Latency,
     /// What turns a latency between the tracepoints into the caller's ([`Charges`]).
     pub latency_offset_ns: i64,
+    /// Handler time the sampling extrapolated beyond what the threads could have spent, not
+    /// in `split` (see [`crate::model::bound`]).
+    pub sampling_cut_ns: u64,
 }
 
 impl SyscallView {
@@ -53,6 +56,7 @@ impl SyscallView {
             split: totals.split(charges),
             latency: totals.latency.clone(),
             latency_offset_ns: charges.latency_offset_ns(),
+            sampling_cut_ns: totals.sampling_cut_ns,
         }
     }
 

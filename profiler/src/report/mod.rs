@@ -70,6 +70,9 @@ pub struct SyscallReport {
     pub latency_ns: Percentiles,
     pub class: String,
     pub advice: String,
+    /// Handler time the sampled estimate had beyond what the process's threads could have
+    /// spent, taken out (0 but for outliers: see the README's sampling section).
+    pub sampling_cut_ns: u64,
 }
 
 /// What the report is built from.
@@ -99,6 +102,7 @@ impl SyscallReport {
             latency_ns: view.percentiles(),
             class: class.as_str().to_owned(),
             advice: class.advice().to_owned(),
+            sampling_cut_ns: view.sampling_cut_ns,
         }
     }
 }

@@ -101,6 +101,22 @@ pub fn render_text(report: &Report, options: &TextOptions) -> String {
             report.sample_every
         );
     }
+    let cut: Vec<(u64, &str)> = report
+        .processes
+        .iter()
+        .flat_map(|process| process.syscalls.iter())
+        .filter(|syscall| syscall.sampling_cut_ns > 0)
+        .map(|syscall| (syscall.sampling_cut_ns, syscall.name.as_str()))
+        .collect();
+    if !cut.is_empty() {
+        let total: u64 = cut.iter().map(|(ns, _)| ns).sum();
+        let _ = writeln!(
+            out,
+            "sampled estimates bounded: {} of handler time beyond what the threads could spend taken out ({} rows; an outlier sampled call, e.g. host steal)",
+            format_ns(total),
+            cut.len()
+        );
+    }
     if let Some(code) = report.command_exit_code {
         let _ = writeln!(out, "command exited with code {code}");
     }

@@ -17,6 +17,7 @@ use self::{
 use crate::{
     kernel::{MapSizes, Probe, ProbeError, Scope},
     model::{
+        bound::bound_extrapolation,
         overflow::Overflow,
         store::{Store, Update},
     },
@@ -59,6 +60,10 @@ pub struct Session {
     fill: (f64, f64),
     /// Slots and entries the kernel side had claimed by the last read.
     claims: (u64, u64),
+    /// When the last read began (CLOCK_MONOTONIC ns): every call the next read counts ended
+    /// after it (see [`bound_extrapolation`]).
+    last_read_started_ns: u64,
+    cpus_online: u32,
 }
 
 /// When a read leaves a table fuller than this, the next comes sooner (see
@@ -133,6 +138,9 @@ impl Session {
             self_tgid,
             fill: (0.0, 0.0),
             claims: (0, 0),
+            last_read_started_ns: monotonic_ns(),
+            // SAFETY: sysconf has no preconditions.
+            cpus_online: unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as u32,
         })
     }
 
@@ -150,11 +158,19 @@ impl Session {
     /// Reads the tables: what every (process, syscall) gained since the last read; frees
     /// in the kernel what is final and taken in.
     pub fn poll(&mut self) -> Result<Update, SessionError> {
+        let read_started_ns = monotonic_ns();
         self.claims = self.probe.claims();
         let procs = self.probe.read_procs();
         let gone = |tgid: u32| !process_exists(tgid);
         let in_flight = || self.probe.in_flight().iter().map(|call| call.key).collect();
-        let update = self.store.update(&procs, self.probe.stats(), &gone, &in_flight);
+        let mut update = self.store.update(&procs, self.probe.stats(), &gone, &in_flight);
+        bound_extrapolation(
+            &mut update.deltas,
+            self.last_read_started_ns,
+            monotonic_ns(),
+            self.cpus_online,
+        );
+        self.last_read_started_ns = read_started_ns;
         self.probe.free_stats(&update.free_stats);
         self.probe.free_procs(&update.free_procs);
         self.fill = (update.stats_fill, update.procs_fill);
@@ -230,6 +246,14 @@ fn follow(probe: &mut Probe, pid: u32) -> Result<(), SessionError> {
         comm[..len].copy_from_slice(&name[..len]);
     }
     Ok(probe.follow(pid, comm)?)
+}
+
+/// CLOCK_MONOTONIC in ns: the clock of the kernel side's `bpf_ktime_get_ns`.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime fills the timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 fn raise_memlock_limit() {
