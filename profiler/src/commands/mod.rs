@@ -68,7 +68,7 @@ pub fn main() -> i32 {
         Err(err) => return clap_error(err, "syscall-profiler"),
     };
     match run(cli) {
-        Ok(()) => 0,
+        Ok(code) => code,
         Err(err) => {
             eprintln!("syscall-profiler: {}", one_line(&err));
             1
@@ -141,14 +141,15 @@ fn one_line(err: &anyhow::Error) -> String {
     text.replace('\n', " ")
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs a subcommand; returns the exit code (`report -- COMMAND`: the command's).
+fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Report(args) => report::run(args),
-        Command::Top(args) => top::run(args),
-        Command::Serve(args) => serve::run(args),
-        Command::Calibrate(args) => calibrate::run(args),
-        Command::Attach(args) => attach::run(args),
-        Command::Memory(args) => memory::run(args),
+        Command::Top(args) => top::run(args).map(|()| 0),
+        Command::Serve(args) => serve::run(args).map(|()| 0),
+        Command::Calibrate(args) => calibrate::run(args).map(|()| 0),
+        Command::Attach(args) => attach::run(args).map(|()| 0),
+        Command::Memory(args) => memory::run(args).map(|()| 0),
     }
 }
 

@@ -4,23 +4,35 @@ use std::{
     ffi::OsString,
     fs::File,
     io::{self, Write},
+    os::unix::process::ExitStatusExt,
     path::PathBuf,
-    time::Duration,
+    process::ExitStatus,
+    time::{Duration, SystemTime},
 };
 
 use clap::{Args, ValueEnum};
 
 use crate::{
     commands::{
-        args::{parse_duration, BoundaryArgs, KernelArgs},
+        args::{parse_duration, positive_seconds, BoundaryArgs, KernelArgs},
         stop::{Stop, StopSignals},
     },
-    model::{totals::ProcessTotals, view},
+    model::{
+        names::{decode_nr, syscall_name},
+        split::waits_by_name,
+        totals::ProcessTotals,
+        view,
+    },
     report::{
         self,
         text::{render_text, TextOptions},
+        CommandExit,
     },
-    session::{Session, Target, FILL_CHECK},
+    session::{
+        host::Host,
+        in_flight::{Hang, InSyscall},
+        monotonic_ns, Session, Target, FILL_CHECK,
+    },
 };
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +49,9 @@ pub struct ReportArgs {
     /// Profile only this process (repeatable); stops early when all of them have exited.
     #[arg(long = "pid", value_name = "PID", conflicts_with = "command")]
     pub pids: Vec<u32>,
+    /// With --pid: also the processes they start while profiling (and theirs).
+    #[arg(long, requires = "pids")]
+    pub children: bool,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// Write the report here instead of standard output.
@@ -48,6 +63,10 @@ pub struct ReportArgs {
     /// Syscalls shown per process in the text report.
     #[arg(long, default_value_t = 10)]
     pub top: usize,
+    /// Threads inside one call for longer than this (seconds) at the end are listed, with
+    /// what they wait on.
+    #[arg(long, default_value_t = 1.0, value_parser = positive_seconds)]
+    pub hang_threshold: f64,
     #[command(flatten)]
     pub maps: KernelArgs,
     #[command(flatten)]
@@ -57,7 +76,8 @@ pub struct ReportArgs {
     pub command: Vec<OsString>,
 }
 
-pub fn run(args: ReportArgs) -> anyhow::Result<()> {
+/// Profiles and writes the report; returns the exit code: the command's (`-- COMMAND`), else 0.
+pub fn run(args: ReportArgs) -> anyhow::Result<i32> {
     // Open the output first: a typo in the path should not cost a whole profiling run.
     let mut output: Box<dyn Write> = match &args.output {
         Some(path) => {
@@ -68,28 +88,41 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
     let target = if !args.command.is_empty() {
         Target::Command(args.command.clone())
     } else if !args.pids.is_empty() {
-        Target::Pids(args.pids.clone())
+        Target::Pids {
+            pids: args.pids.clone(),
+            children: args.children,
+        }
     } else {
         Target::SystemWide
     };
     let scope = match target {
         Target::SystemWide => "system-wide",
-        Target::Pids(_) => "pids",
+        Target::Pids { .. } => "pids",
         Target::Command(_) => "command",
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let (session, totals, command_exit_code) = runtime.block_on(profile(target, &args))?;
+    let started = SystemTime::now();
+    let (session, totals, command_status, hangs) = runtime.block_on(profile(target, &args))?;
+    let command_exit = command_status.and_then(|status| match (status.code(), status.signal()) {
+        (Some(code), _) => Some(CommandExit::Code(code)),
+        (None, Some(signal)) => Some(CommandExit::Signal(signal)),
+        _ => None,
+    });
     let processes = view::by_process(totals.totals(), &session.calibration.charges);
     let comm = |pid: u32| totals.name(pid).unwrap_or("?").to_owned();
     let report = report::build(&report::Inputs {
+        host: Host::read(started),
         processes: &processes,
         comm: &comm,
         duration_ns: session.elapsed_ns(),
         charges: session.calibration.charges,
         scope,
         sample_every: session.sample_every,
-        command_exit_code,
+        command_exit,
         overflow: session.overflow(),
+        in_flight_total: hangs.len(),
+        in_flight: Hang::read_all(&hangs[..hangs.len().min(report::HANGS_LISTED)]),
+        hang_threshold_ns: hang_threshold_ns(&args),
     });
     let text = match args.format {
         Format::Json => serde_json::to_string_pretty(&report)? + "\n",
@@ -108,13 +141,16 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
             Some(path) => anyhow::anyhow!("cannot write {}: {e}", path.display()),
             None => anyhow::anyhow!("cannot write the report: {e}"),
         })?;
-    Ok(())
+    Ok(command_exit.map_or(0, CommandExit::code))
 }
 
 /// Measures until the duration ends, the command exits, the pids are gone, or a signal: SIGINT
 /// (with a command, the second one: the command got the first as well, from the terminal, and
 /// is given the chance to exit) or SIGTERM (a command gets it too).
-async fn profile(target: Target, args: &ReportArgs) -> anyhow::Result<(Session, ProcessTotals, Option<i32>)> {
+async fn profile(
+    target: Target,
+    args: &ReportArgs,
+) -> anyhow::Result<(Session, ProcessTotals, Option<ExitStatus>, Vec<InSyscall>)> {
     let mut stop = StopSignals::install()?;
     let mut session = Session::start(
         target,
@@ -122,13 +158,14 @@ async fn profile(target: Target, args: &ReportArgs) -> anyhow::Result<(Session, 
         args.maps.sample_every,
         args.boundary.boundary_ns,
     )?;
+    let started = std::time::Instant::now();
     let mut totals = ProcessTotals::default();
     let next_read = tokio::time::sleep(READ_INTERVAL);
     tokio::pin!(next_read);
     let mut fill_check = tokio::time::interval(FILL_CHECK);
     let deadline = tokio::time::sleep(Duration::from_secs_f64(args.duration));
     tokio::pin!(deadline);
-    let mut command_exit_code = None;
+    let mut command_status = None;
     let mut interrupts = 0;
     loop {
         let has_child = session.child.is_some();
@@ -147,7 +184,7 @@ async fn profile(target: Target, args: &ReportArgs) -> anyhow::Result<(Session, 
             }
             _ = &mut deadline, if !has_child => break,
             status = async { session.child.as_mut().expect("has_child").wait().await }, if has_child => {
-                command_exit_code = status?.code();
+                command_status = Some(status?);
                 session.child = None;
                 break;
             }
@@ -155,7 +192,7 @@ async fn profile(target: Target, args: &ReportArgs) -> anyhow::Result<(Session, 
                 interrupts += 1;
                 if signal == Stop::Terminate {
                     if let Some(child) = session.child.as_mut() {
-                        command_exit_code = terminate(child).await;
+                        command_status = terminate(child).await;
                         session.child = None;
                     }
                     break;
@@ -166,22 +203,36 @@ async fn profile(target: Target, args: &ReportArgs) -> anyhow::Result<(Session, 
             }
         }
     }
+    // Before the programs are detached: the kernel side knows when each call began.
+    let threshold_ns = hang_threshold_ns(args);
+    let mut hangs = session.threads_in_syscalls(monotonic_ns(), started, Some(threshold_ns));
+    let system_wide = session.target == Target::SystemWide;
+    hangs.retain(|thread| {
+        // Machine-wide, every idle event loop, timer and parent would be listed: not hangs.
+        let (abi, nr) = decode_nr(thread.nr);
+        thread.elapsed_ns >= threshold_ns && !(system_wide && waits_by_name(&syscall_name(abi, nr)).is_some())
+    });
+    hangs.sort_by(|a, b| b.elapsed_ns.cmp(&a.elapsed_ns).then(a.tid.cmp(&b.tid)));
     totals.apply(&session.stop()?, session.elapsed_ns() as f64 / 1e9);
-    Ok((session, totals, command_exit_code))
+    Ok((session, totals, command_status, hangs))
+}
+
+fn hang_threshold_ns(args: &ReportArgs) -> u64 {
+    (args.hang_threshold * 1e9) as u64
 }
 
 /// How often a report reads the tables (sooner while processes that come and go fill them).
 const READ_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Passes SIGTERM on to the command and gives it half a second to exit; its exit code if it
-/// exited normally by then.
-async fn terminate(child: &mut tokio::process::Child) -> Option<i32> {
+/// Passes SIGTERM on to the command and gives it half a second to exit; how it ended, if it
+/// did by then.
+async fn terminate(child: &mut tokio::process::Child) -> Option<ExitStatus> {
     if let Some(pid) = child.id() {
         // SAFETY: kill(2) of our own child.
         unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     }
     match tokio::time::timeout(Duration::from_millis(500), child.wait()).await {
-        Ok(Ok(status)) => status.code(),
+        Ok(Ok(status)) => Some(status),
         _ => None,
     }
 }

@@ -24,13 +24,9 @@ use crate::{
         stop::stop_flag,
     },
     model::totals::ProcessTotals,
-    session::{
-        procfs::{proc_threads_in_syscalls, read_comm, read_thread_comm},
-        Session, Target,
-    },
+    session::{monotonic_ns, procfs::read_comm, Session, Target},
     top::{
         app::{App, Event, Update, View},
-        spread::InSyscall,
         terminal::{restore_terminal, TerminalGuard},
         ui,
     },
@@ -58,67 +54,8 @@ pub struct TopArgs {
     pub refresh: RefreshArgs,
 }
 
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime fills the struct; CLOCK_MONOTONIC is bpf_ktime_get_ns's clock.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 /// A process gone and quiet this long leaves the view.
 const FORGET_AFTER_SECONDS: f64 = 60.0;
-
-/// Threads inside a syscall: those the kernel side saw enter (timed from their entry, or
-/// from when they left the CPU: short untimed calls are left out). For the stuck view
-/// (`stuck_after_ns`: its threshold), also those `/proc` shows inside one that were already
-/// there when profiling started (what a hang looks like when the profiler is started after
-/// it), and the names of the threads it lists: both read `/proc`, which the rates need not.
-fn in_syscall(session: &Session, now_ns: u64, started: Instant, stuck_after_ns: Option<u64>) -> Vec<InSyscall> {
-    let clock_offset = session.monotonic_minus_scheduler_ns();
-    let in_flight = session.in_flight();
-    // Every thread the kernel side has in a call, timed or not, so that /proc does not add it
-    // again below as one that was already there at start.
-    let seen: std::collections::HashSet<u32> = in_flight.iter().map(|slot| slot.tid).collect();
-    let mut threads: Vec<InSyscall> = in_flight
-        .into_iter()
-        .filter_map(|slot| {
-            let elapsed_ns = now_ns.saturating_sub(slot.since_ns(clock_offset)?);
-            let pid = slot.stats_key().tgid;
-            Some(InSyscall {
-                tid: slot.tid,
-                pid,
-                name: stuck_after_ns
-                    .is_some_and(|after| elapsed_ns >= after)
-                    .then(|| read_thread_comm(pid, slot.tid))
-                    .flatten(),
-                nr: slot.stats_key().nr,
-                blocked: slot.sleeping(),
-                elapsed_ns,
-                before_start: false,
-            })
-        })
-        .collect();
-    let Some(stuck_after_ns) = stuck_after_ns else {
-        return threads;
-    };
-    let since_start = started.elapsed().as_nanos() as u64;
-    for (tid, pid, nr, blocked) in proc_threads_in_syscalls() {
-        if !seen.contains(&tid) && pid != std::process::id() {
-            threads.push(InSyscall {
-                tid,
-                pid,
-                name: (since_start >= stuck_after_ns)
-                    .then(|| read_thread_comm(pid, tid))
-                    .flatten(),
-                nr,
-                blocked,
-                elapsed_ns: since_start,
-                before_start: true,
-            });
-        }
-    }
-    threads
-}
 
 pub fn run(args: TopArgs) -> anyhow::Result<()> {
     if !io::stdout().is_terminal() {
@@ -215,8 +152,7 @@ pub fn run(args: TopArgs) -> anyhow::Result<()> {
             sample_every: session.sample_every,
             lost_events: session.overflow().total(),
             // Every refresh: the rates spread long calls over the intervals they lasted.
-            in_flight: in_syscall(
-                &session,
+            in_flight: session.threads_in_syscalls(
                 monotonic_ns(),
                 started,
                 (app.view == View::Stuck).then_some(app.stuck_threshold_ns),

@@ -11,3 +11,4 @@ pub mod split;
 pub mod store;
 pub mod totals;
 pub mod view;
+pub mod wait;

@@ -66,6 +66,48 @@ pub fn errno_name(errno: u32) -> Cow<'static, str> {
     }
 }
 
+/// The name of a Linux signal (`SIGKILL`), or `SIG<n>` for one without a name (real-time
+/// signals).
+pub fn signal_name(signal: i32) -> Cow<'static, str> {
+    const NAMES: [&str; 31] = [
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
+    ];
+    match usize::try_from(signal).ok().and_then(|n| NAMES.get(n.wrapping_sub(1))) {
+        Some(name) => Cow::Borrowed(name),
+        None => Cow::Owned(format!("SIG{signal}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +153,15 @@ mod tests {
     #[test]
     fn unknown_numbers_get_a_placeholder() {
         assert_eq!(syscall_name(Abi::X86_64, 4000), "syscall_4000");
+    }
+
+    #[test]
+    fn signal_names() {
+        assert_eq!(signal_name(9), "SIGKILL");
+        assert_eq!(signal_name(libc::SIGTERM), "SIGTERM");
+        assert_eq!(signal_name(libc::SIGSYS), "SIGSYS");
+        assert_eq!(signal_name(0), "SIG0");
+        assert_eq!(signal_name(40), "SIG40");
     }
 
     #[test]

@@ -55,6 +55,13 @@ pub enum Class {
     CpuContention,
     /// No part dominates.
     Mixed,
+    /// Waiting by design for something to happen: an event loop or a poll with nothing to
+    /// do, a timed wait that timed out. Not work held up.
+    IdleWait,
+    /// Asked to sleep (`nanosleep`).
+    Sleep,
+    /// A parent waiting for its child (`wait4`, `waitid`).
+    ChildWait,
 }
 
 /// Thresholds of [`classify`], as shares of total time (or calls per second).
@@ -92,6 +99,47 @@ pub fn classify(split: &Split, calls_per_sec: f64) -> Class {
     }
 }
 
+/// Syscalls whose purpose is to wait for events.
+const EVENT_WAITS: [&str; 12] = [
+    "epoll_wait",
+    "epoll_pwait",
+    "epoll_pwait2",
+    "poll",
+    "ppoll",
+    "select",
+    "pselect6",
+    "_newselect",
+    "io_getevents",
+    "io_pgetevents",
+    "rt_sigtimedwait",
+    "pause",
+];
+
+/// The class of calls that wait by design, if these are: mostly asleep (see
+/// [`thresholds::BLOCKED_SHARE`]) in a call made to wait for events, a timer or a child, or
+/// in a `futex` whose waits mostly timed out (`timed_out` of `calls`: a condition variable's
+/// timed wait with nothing to wake it). A `read` on a pipe is not such a call: it waits for
+/// data the program needs.
+pub fn waiting_by_design(syscall: &str, split: &Split, calls: u64, timed_out: u64) -> Option<Class> {
+    if split.total_ns() == 0 || split.fractions()[2] < thresholds::BLOCKED_SHARE {
+        return None;
+    }
+    match syscall {
+        "futex" if calls > 0 && timed_out * 2 >= calls => Some(Class::IdleWait),
+        name => waits_by_name(name),
+    }
+}
+
+/// The class of a syscall made only to wait (for events, a timer, a child), by its name.
+pub fn waits_by_name(syscall: &str) -> Option<Class> {
+    match syscall {
+        name if EVENT_WAITS.contains(&name) => Some(Class::IdleWait),
+        "nanosleep" | "clock_nanosleep" | "clock_nanosleep_time64" => Some(Class::Sleep),
+        "wait4" | "waitid" | "waitpid" => Some(Class::ChildWait),
+        _ => None,
+    }
+}
+
 impl Class {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -100,6 +148,9 @@ impl Class {
             Class::HandlerHeavy => "handler-heavy",
             Class::CpuContention => "cpu-contention",
             Class::Mixed => "mixed",
+            Class::IdleWait => "idle-wait",
+            Class::Sleep => "sleep",
+            Class::ChildWait => "child-wait",
         }
     }
 
@@ -119,6 +170,11 @@ impl Class {
                 "waiting for a CPU after wakeups or preemption: too many runnable threads for the CPUs; check load, limits and affinity"
             }
             Class::Mixed => "no single part dominates: compare entry, handler, blocked and runqueue times",
+            Class::IdleWait => {
+                "waiting by design for events (an idle event loop, a poll, a timed wait that timed out): a problem only if what should wake it is late - look there"
+            }
+            Class::Sleep => "sleeping on purpose: a problem only if the sleeps delay work (retry or polling intervals)",
+            Class::ChildWait => "waiting for a child process: the time is the child's - look at its own rows",
         }
     }
 }
@@ -197,6 +253,22 @@ mod tests {
     }
 
     #[test]
+    fn waits_by_design_have_classes_of_their_own() {
+        let asleep = split(1, 10, 900, 0);
+        let busy = split(100, 800, 50, 50);
+        assert_eq!(waiting_by_design("epoll_wait", &asleep, 10, 0), Some(Class::IdleWait));
+        assert_eq!(waiting_by_design("ppoll", &asleep, 10, 0), Some(Class::IdleWait));
+        assert_eq!(waiting_by_design("clock_nanosleep", &asleep, 10, 0), Some(Class::Sleep));
+        assert_eq!(waiting_by_design("wait4", &asleep, 1, 0), Some(Class::ChildWait));
+        // A futex wait that timed out is idle; one that was woken waited on another thread.
+        assert_eq!(waiting_by_design("futex", &asleep, 10, 6), Some(Class::IdleWait));
+        assert_eq!(waiting_by_design("futex", &asleep, 10, 1), None);
+        // A read waits for data the program needs; a busy event loop is not idle.
+        assert_eq!(waiting_by_design("read", &asleep, 10, 0), None);
+        assert_eq!(waiting_by_design("epoll_wait", &busy, 10, 0), None);
+    }
+
+    #[test]
     fn every_class_has_a_name_and_advice() {
         for class in [
             Class::TinyFrequent,
@@ -204,6 +276,9 @@ mod tests {
             Class::HandlerHeavy,
             Class::CpuContention,
             Class::Mixed,
+            Class::IdleWait,
+            Class::Sleep,
+            Class::ChildWait,
         ] {
             assert!(!class.advice().is_empty());
             assert_eq!(serde_json::to_value(class).unwrap(), class.as_str());

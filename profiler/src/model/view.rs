@@ -10,7 +10,7 @@ use crate::model::{
     charges::Charges,
     histogram::{Latency, Percentiles},
     names::{decode_nr, errno_name, syscall_name, Abi},
-    split::{classify, Class, Split},
+    split::{classify, waiting_by_design, Class, Split},
     store::SyscallTotals,
 };
 
@@ -71,7 +71,18 @@ impl SyscallView {
 
     /// The class of these calls, made over `seconds`.
     pub fn class(&self, seconds: f64) -> Class {
-        classify(&self.split, per_second(self.calls, seconds))
+        self.by_design()
+            .unwrap_or_else(|| classify(&self.split, per_second(self.calls, seconds)))
+    }
+
+    /// Their class if they wait by design (see [`waiting_by_design`]).
+    pub fn by_design(&self) -> Option<Class> {
+        let timed_out = self
+            .errnos
+            .iter()
+            .find(|(name, _)| name == "ETIMEDOUT")
+            .map_or(0, |(_, count)| *count);
+        waiting_by_design(&self.name, &self.split, self.calls, timed_out)
     }
 }
 
@@ -82,38 +93,55 @@ pub struct ProcessView {
     pub calls: u64,
     pub errors: u64,
     pub split: Split,
-    /// The most time first (then the most calls, then by name).
+    /// The split of the calls that hold work up: all but those waiting by design.
+    pub active: Split,
+    /// The calls that hold work up first, the most time first (then the most calls, then by
+    /// name); then those waiting by design, likewise.
     pub syscalls: Vec<SyscallView>,
 }
 
 impl ProcessView {
     fn new(pid: u32, mut syscalls: Vec<SyscallView>) -> ProcessView {
         syscalls.sort_by(|a, b| {
-            b.total_ns()
-                .cmp(&a.total_ns())
+            (a.by_design().is_some())
+                .cmp(&b.by_design().is_some())
+                .then(b.total_ns().cmp(&a.total_ns()))
                 .then(b.calls.cmp(&a.calls))
                 .then(a.name.cmp(&b.name))
         });
-        let mut split = Split::default();
+        let (mut split, mut active) = (Split::default(), Split::default());
         for syscall in &syscalls {
             split.add(&syscall.split);
+            if syscall.by_design().is_none() {
+                active.add(&syscall.split);
+            }
         }
         ProcessView {
             pid,
             calls: syscalls.iter().map(|s| s.calls).sum(),
             errors: syscalls.iter().map(|s| s.errors).sum(),
             split,
+            active,
             syscalls,
         }
+    }
+
+    /// Time in calls that hold work up (see [`ProcessView::active`]).
+    pub fn active_ns(&self) -> u64 {
+        self.active.total_ns()
     }
 
     pub fn total_ns(&self) -> u64 {
         self.split.total_ns()
     }
 
-    /// The class of the process's calls, made over `seconds`.
+    /// The class of the process's calls that hold work up, made over `seconds`; if all it
+    /// did was wait by design, the class of its longest such wait.
     pub fn class(&self, seconds: f64) -> Class {
-        classify(&self.split, per_second(self.calls, seconds))
+        match self.syscalls.first().and_then(SyscallView::by_design) {
+            Some(class) if self.active_ns() == 0 => class,
+            _ => classify(&self.active, per_second(self.calls, seconds)),
+        }
     }
 
     /// Latency percentiles of all its calls as the callers see them.
@@ -201,7 +229,14 @@ mod tests {
         assert_eq!(views.iter().map(|p| p.pid).collect::<Vec<_>>(), [1, 2]);
         let one = &views[0];
         assert_eq!(one.syscalls.len(), 2, "no rows without calls");
-        assert_eq!(one.syscalls[0].name, "nanosleep");
+        // The sleep is the most time, but waits by design: after the read, and not active.
+        assert_eq!(one.syscalls[0].name, "read");
+        assert_eq!(one.syscalls[1].name, "nanosleep");
+        assert_eq!(one.syscalls[1].class(1.0), Class::Sleep);
+        assert_eq!(one.active_ns(), one.syscalls[0].total_ns());
+        // The process's class is that of its active calls, not of its sleep.
+        assert_eq!(one.class(1.0), one.syscalls[0].class(1.0));
+        assert_ne!(one.class(1.0), Class::Sleep);
         assert_eq!(one.calls, 3);
         assert_eq!(
             one.total_ns(),

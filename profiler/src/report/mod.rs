@@ -10,17 +10,23 @@ use serde::Serialize;
 use crate::model::{
     charges::Charges,
     histogram::Percentiles,
+    names::signal_name,
     overflow::Overflow,
     split::Split,
     view::{ProcessView, SyscallView},
 };
+use crate::session::{host::Host, in_flight::Hang};
 
 /// 2: `overflow` is keyed by the counters' names (`slot_collision`, was `slot_collisions`).
-pub const SCHEMA_VERSION: u32 = 2;
+/// 3: `host` (where and when); `command_exit_code` also for a command a signal ended
+/// (128 + its number, as a shell has it), with `command_signal`; `sampling_cut_ns`;
+/// `in_flight` (threads in a long call at the end) and `hang_threshold_ns`.
+pub const SCHEMA_VERSION: u32 = 3;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     pub schema_version: u32,
+    pub host: Host,
     pub duration_ns: u64,
     /// The boundary cost charged per call, and the tracing inside the window between the
     /// tracepoints, already taken out of every handler time (see `syscall-profiler
@@ -35,13 +41,26 @@ pub struct Report {
     pub sample_every: u32,
     /// The profiler's own pid: its calls are never in the report.
     pub agent_pid: u32,
-    /// Exit code of the profiled command (`-- COMMAND`), if it exited normally.
+    /// Exit code of the profiled command (`-- COMMAND`): its own, or 128 + the number of
+    /// the signal that ended it; `report` exits with it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub command_exit_code: Option<i32>,
+    /// The signal that ended the command (`SIGKILL`), if one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command_signal: Option<String>,
     /// Events the kernel side could not record; all zero on a healthy run.
     pub overflow: Overflow,
     pub processes: Vec<ProcessReport>,
+    /// Threads inside one call for longer than `--hang-threshold` at the end, longest first
+    /// (system-wide, not those waiting by design: event loops, sleeps, parents), at most
+    /// [`HANGS_LISTED`]; how many there were.
+    pub in_flight: Vec<Hang>,
+    pub in_flight_total: usize,
+    pub hang_threshold_ns: u64,
 }
+
+/// Hangs a report lists at most.
+pub const HANGS_LISTED: usize = 200;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct ProcessReport {
@@ -50,6 +69,9 @@ pub struct ProcessReport {
     pub calls: u64,
     pub errors: u64,
     pub total_ns: u64,
+    /// Of `total_ns`, the time in calls that hold work up: all but those waiting by design
+    /// (classes `idle-wait`, `sleep`, `child-wait`). Processes are ranked by it.
+    pub active_ns: u64,
     #[serde(flatten)]
     pub split: Split,
     pub class: String,
@@ -77,14 +99,36 @@ pub struct SyscallReport {
 
 /// What the report is built from.
 pub struct Inputs<'a> {
+    pub host: Host,
     pub processes: &'a [ProcessView],
     pub comm: &'a dyn Fn(u32) -> String,
     pub duration_ns: u64,
     pub charges: Charges,
     pub scope: &'a str,
     pub sample_every: u32,
-    pub command_exit_code: Option<i32>,
+    pub command_exit: Option<CommandExit>,
     pub overflow: Overflow,
+    /// At most [`HANGS_LISTED`], the longest first; and how many there were.
+    pub in_flight: Vec<Hang>,
+    pub in_flight_total: usize,
+    pub hang_threshold_ns: u64,
+}
+
+/// How the profiled command ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommandExit {
+    Code(i32),
+    Signal(i32),
+}
+
+impl CommandExit {
+    /// The exit code a shell would give: the command's own, or 128 + the signal's number.
+    pub fn code(self) -> i32 {
+        match self {
+            CommandExit::Code(code) => code,
+            CommandExit::Signal(signal) => 128 + signal,
+        }
+    }
 }
 
 impl SyscallReport {
@@ -119,6 +163,7 @@ pub fn build(inputs: &Inputs) -> Report {
             calls: process.calls,
             errors: process.errors,
             total_ns: process.total_ns(),
+            active_ns: process.active_ns(),
             split: process.split,
             class: process.class(seconds).as_str().to_owned(),
             syscalls: process
@@ -128,17 +173,32 @@ pub fn build(inputs: &Inputs) -> Report {
                 .collect(),
         })
         .collect();
-    processes.sort_by(|a, b| b.total_ns.cmp(&a.total_ns).then(a.pid.cmp(&b.pid)));
+    // Time that holds work up first: an idle event loop or a shell waiting for its command
+    // is not the headline.
+    processes.sort_by(|a, b| {
+        b.active_ns
+            .cmp(&a.active_ns)
+            .then(b.total_ns.cmp(&a.total_ns))
+            .then(a.pid.cmp(&b.pid))
+    });
     Report {
         schema_version: SCHEMA_VERSION,
+        host: inputs.host.clone(),
         duration_ns: inputs.duration_ns,
         charges: inputs.charges,
         scope: inputs.scope.to_owned(),
         sample_every: inputs.sample_every,
         agent_pid: std::process::id(),
-        command_exit_code: inputs.command_exit_code,
+        command_exit_code: inputs.command_exit.map(CommandExit::code),
+        command_signal: match inputs.command_exit {
+            Some(CommandExit::Signal(signal)) => Some(signal_name(signal).into_owned()),
+            _ => None,
+        },
         overflow: inputs.overflow,
         processes,
+        in_flight: inputs.in_flight.clone(),
+        in_flight_total: inputs.in_flight_total,
+        hang_threshold_ns: inputs.hang_threshold_ns,
     }
 }
 
@@ -162,8 +222,13 @@ pub mod tests {
         openat.errnos.insert(2, 10);
         map.insert(StatsKey { tgid: 100, nr: 257 }, openat);
         map.insert(
-            StatsKey { tgid: 200, nr: 35 },
+            StatsKey { tgid: 200, nr: 0 },
             SyscallTotals::of_calls(10, 1_000, 1_000_000_000, 0, 100_000_000),
+        );
+        // The most time of all, waiting for a child: by design, ranked last.
+        map.insert(
+            StatsKey { tgid: 400, nr: 61 },
+            SyscallTotals::of_calls(1, 1_000, 5_000_000_000, 0, 1_000_000_000),
         );
         map.insert(
             StatsKey {
@@ -186,16 +251,24 @@ pub mod tests {
             charges,
             scope: "system-wide",
             sample_every: 1,
-            command_exit_code: None,
+            command_exit: None,
+            host: Host::default(),
+            in_flight: Vec::new(),
+            in_flight_total: 0,
+            hang_threshold_ns: 1_000_000_000,
             overflow: Overflow::default(),
         })
     }
 
     #[test]
-    fn processes_are_ranked_by_total_time_and_rows_add_up() {
+    fn processes_are_ranked_by_the_time_that_holds_work_up_and_rows_add_up() {
         let report = sample();
         let pids: Vec<u32> = report.processes.iter().map(|p| p.pid).collect();
-        assert_eq!(pids, vec![200, 100, 300]);
+        assert_eq!(pids, vec![200, 100, 300, 400]);
+        let waiting = &report.processes[3];
+        assert_eq!((waiting.active_ns, waiting.class.as_str()), (0, "child-wait"));
+        assert_eq!(waiting.syscalls[0].class, "child-wait");
+        assert_eq!(report.processes[0].active_ns, report.processes[0].total_ns);
         for process in &report.processes {
             let s = process.split;
             assert_eq!(
@@ -230,9 +303,9 @@ pub mod tests {
         );
         let openat = &p100.syscalls[1];
         assert_eq!(openat.errno.get("ENOENT"), Some(&10));
-        let nanosleep = &report.processes[0].syscalls[0];
-        assert_eq!(nanosleep.name, "nanosleep");
-        assert_eq!(nanosleep.class, "blocked");
+        let read = &report.processes[0].syscalls[0];
+        assert_eq!(read.name, "read");
+        assert_eq!(read.class, "blocked");
         let ia32 = &report.processes[2];
         assert_eq!(ia32.syscalls.len(), 1, "zero-call rows are dropped");
         assert_eq!(

@@ -94,6 +94,14 @@ pub fn render_text(report: &Report, options: &TextOptions) -> String {
         report.processes.len(),
         charges.instrumentation_ns_per_call
     );
+    let host = &report.host;
+    if !host.hostname.is_empty() {
+        let _ = writeln!(
+            out,
+            "host {}, kernel {}, {}, started {}",
+            host.hostname, host.kernel_release, host.cpu_model, host.time
+        );
+    }
     if report.sample_every > 1 {
         let _ = writeln!(
             out,
@@ -117,8 +125,14 @@ pub fn render_text(report: &Report, options: &TextOptions) -> String {
             cut.len()
         );
     }
-    if let Some(code) = report.command_exit_code {
-        let _ = writeln!(out, "command exited with code {code}");
+    match (report.command_exit_code, &report.command_signal) {
+        (Some(code), Some(signal)) => {
+            let _ = writeln!(out, "command killed by {signal} (exit code {code})");
+        }
+        (Some(code), None) => {
+            let _ = writeln!(out, "command exited with code {code}");
+        }
+        _ => {}
     }
     if report.overflow.any() {
         let lost: Vec<String> = report
@@ -140,9 +154,14 @@ pub fn render_text(report: &Report, options: &TextOptions) -> String {
     for process in report.processes.iter().take(options.processes) {
         let s = &process.split;
         let t = process.total_ns;
+        let waiting = if process.active_ns < t {
+            format!(" ({} waiting by design)", format_ns(t - process.active_ns))
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "\nPID {} {}  calls {}  errors {}  syscall time {}  [{}]  {}",
+            "\nPID {} {}  calls {}  errors {}  syscall time {}{waiting}  [{}]  {}",
             process.pid,
             process.comm,
             format_count(process.calls),
@@ -219,13 +238,74 @@ pub fn render_text(report: &Report, options: &TextOptions) -> String {
             report.processes.len() - options.processes
         );
     }
+    render_hangs(&mut out, report);
     out
 }
+
+/// The threads inside one call for longer than the threshold at the end, and what each waits
+/// on.
+fn render_hangs(out: &mut String, report: &Report) {
+    if report.in_flight.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "
+Inside one call for more than {} at the end:",
+        format_ns(report.hang_threshold_ns)
+    );
+    for hang in report.in_flight.iter().take(HANGS_SHOWN) {
+        let name = if hang.thread.is_empty() || hang.thread == hang.comm {
+            hang.comm.clone()
+        } else {
+            format!("{}/{}", hang.comm, hang.thread)
+        };
+        let since = if hang.since_before_start {
+            format!(">= {} (since before the start)", format_ns(hang.elapsed_ns))
+        } else {
+            format_ns(hang.elapsed_ns)
+        };
+        let io = if hang.io_wait { ", I/O wait" } else { "" };
+        let _ = writeln!(
+            out,
+            "  TID {} (PID {} {name})  {}  {since}  {}{io}",
+            hang.tid, hang.pid, hang.syscall, hang.state
+        );
+        if !hang.wait_site.is_empty() {
+            let _ = writeln!(out, "    waiting in {}", hang.wait_site);
+        }
+        let on = match (&hang.fd, &hang.target, &hang.path) {
+            (Some(fd), Some(target), _) => Some(format!("fd {fd}: {target}")),
+            (_, _, Some(path)) => Some(format!("path {path}")),
+            _ => None,
+        };
+        if let Some(on) = on {
+            let other_end = if hang.other_end.is_empty() {
+                String::new()
+            } else {
+                format!(" (also open in {})", hang.other_end.join(", "))
+            };
+            let _ = writeln!(out, "    on {on}{other_end}");
+        }
+    }
+    let shown = report.in_flight.len().min(HANGS_SHOWN);
+    if report.in_flight_total > shown {
+        let _ = writeln!(
+            out,
+            "  ... {} more (--format json lists up to {})",
+            report.in_flight_total - shown,
+            crate::report::HANGS_LISTED
+        );
+    }
+}
+
+/// Hangs the text report shows.
+const HANGS_SHOWN: usize = 20;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::tests::sample;
+    use crate::{report::tests::sample, session::in_flight::Hang};
 
     #[test]
     fn text_shows_split_errors_and_advice() {
@@ -250,7 +330,62 @@ mod tests {
                 syscalls: 1,
             },
         );
-        assert!(limited.contains("... 2 more processes"), "{limited}");
+        assert!(limited.contains("... 3 more processes"), "{limited}");
+        // Waiting by design is said, and the waiting process comes last.
+        assert!(
+            text.contains("syscall time 5.00 s (5.00 s waiting by design)"),
+            "{text}"
+        );
+        assert!(text.find("PID 400").unwrap() > text.find("PID 300").unwrap(), "{text}");
+    }
+
+    #[test]
+    fn hangs_are_listed_with_what_they_wait_on() {
+        let mut report = sample();
+        assert!(!render_text(&report, &options()).contains("Inside one call"));
+        report.in_flight = vec![Hang {
+            tid: 42,
+            pid: 41,
+            comm: "cat".into(),
+            thread: "cat".into(),
+            syscall: "read".into(),
+            abi: "x86_64".into(),
+            elapsed_ns: 12_000_000_000,
+            since_before_start: true,
+            state: "asleep".into(),
+            wait_site: "pipe_read <- vfs_read <- ksys_read".into(),
+            io_wait: false,
+            fd: Some(0),
+            target: Some("pipe:[1234]".into()),
+            path: None,
+            other_end: vec!["40 sleep".into()],
+        }];
+        report.in_flight_total = 25;
+        let text = render_text(&report, &options());
+        assert!(
+            text.contains("Inside one call for more than 1.00 s at the end:"),
+            "{text}"
+        );
+        assert!(
+            text.contains("TID 42 (PID 41 cat)  read  >= 12.0 s (since before the start)  asleep"),
+            "{text}"
+        );
+        assert!(
+            text.contains("    waiting in pipe_read <- vfs_read <- ksys_read"),
+            "{text}"
+        );
+        assert!(
+            text.contains("    on fd 0: pipe:[1234] (also open in 40 sleep)"),
+            "{text}"
+        );
+        assert!(text.contains("... 24 more (--format json lists up to 200)"), "{text}");
+    }
+
+    fn options() -> TextOptions {
+        TextOptions {
+            processes: 20,
+            syscalls: 10,
+        }
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! the command's process.
 pub mod calibrate;
 pub mod cgroups;
+pub mod host;
+pub mod in_flight;
 pub mod launch;
 pub mod procfs;
 
@@ -27,8 +29,12 @@ use crate::{
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Target {
     SystemWide,
-    /// These processes (and their threads), not their children.
-    Pids(Vec<u32>),
+    /// These processes (and their threads); with `children`, also the processes they start
+    /// from now on (and theirs).
+    Pids {
+        pids: Vec<u32>,
+        children: bool,
+    },
     /// Run this command and measure it and all its descendants.
     Command(Vec<OsString>),
 }
@@ -86,7 +92,7 @@ impl Session {
     ) -> Result<Session, SessionError> {
         // Check what the user gave us before touching the kernel.
         let command_path = match &target {
-            Target::Pids(pids) => {
+            Target::Pids { pids, .. } => {
                 if let Some(&missing) = pids.iter().find(|&&pid| pid == 0 || !process_exists(pid)) {
                     return Err(SessionError::NoSuchProcess(missing));
                 }
@@ -95,9 +101,9 @@ impl Session {
             Target::Command(argv) => Some(resolve_command(&argv[0])?),
             Target::SystemWide => None,
         };
-        let scope = match target {
+        let scope = match &target {
             Target::SystemWide => Scope::SystemWide,
-            Target::Pids(_) => Scope::Followed { children: false },
+            Target::Pids { children, .. } => Scope::Followed { children: *children },
             Target::Command(_) => Scope::Followed { children: true },
         };
         raise_memlock_limit();
@@ -116,7 +122,7 @@ impl Session {
         let mut child = None;
         match &target {
             Target::SystemWide => {}
-            Target::Pids(pids) => {
+            Target::Pids { pids, .. } => {
                 for &pid in pids {
                     follow(&mut probe, pid)?;
                 }
@@ -200,7 +206,7 @@ impl Session {
     /// In [`Target::Pids`], whether every target process has exited.
     pub fn targets_gone(&self) -> bool {
         match &self.target {
-            Target::Pids(pids) => pids.iter().all(|&pid| !process_exists(pid)),
+            Target::Pids { pids, .. } => pids.iter().all(|&pid| !process_exists(pid)),
             _ => false,
         }
     }
@@ -249,7 +255,7 @@ fn follow(probe: &mut Probe, pid: u32) -> Result<(), SessionError> {
 }
 
 /// CLOCK_MONOTONIC in ns: the clock of the kernel side's `bpf_ktime_get_ns`.
-fn monotonic_ns() -> u64 {
+pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime fills the timespec.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };

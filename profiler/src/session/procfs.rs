@@ -1,6 +1,14 @@
-//! What `/proc` says about processes and threads: whether a process exists, its name, and
-//! which threads are inside a syscall (for those already in one when profiling started).
-use std::{fs, path::Path};
+//! What `/proc` says about processes and threads: whether a process exists, its name, which
+//! threads are inside a syscall (for those already in one when profiling started), and what a
+//! thread inside one waits on (its state, kernel stack, arguments and their targets).
+use std::{
+    collections::{HashMap, HashSet},
+    fs,
+    os::unix::fs::FileExt,
+    path::Path,
+};
+
+use crate::model::wait::stack_frame;
 
 pub fn process_exists(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
@@ -44,30 +52,163 @@ pub fn proc_threads_in_syscalls() -> Vec<(u32, u32, u32, bool)> {
             continue;
         };
         for tid in tasks.filter_map(Result::ok).filter_map(numeric) {
-            let base = format!("/proc/{pid}/task/{tid}");
-            let Some(nr) = std::fs::read_to_string(format!("{base}/syscall"))
+            let Some(nr) = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/syscall"))
                 .ok()
                 .and_then(|text| in_syscall_number(&text))
             else {
                 continue;
             };
-            // Field 3 of stat, after the parenthesised name: S and D are asleep.
-            let blocked = std::fs::read_to_string(format!("{base}/stat"))
-                .ok()
-                .and_then(|stat| {
-                    stat.rsplit_once(')')
-                        .map(|(_, rest)| rest.trim_start().starts_with(['S', 'D']))
-                })
-                .unwrap_or(false);
+            let blocked = matches!(thread_state(pid, tid), Some('S' | 'D'));
             found.push((tid, pid, nr, blocked));
         }
     }
     found
 }
 
+/// The state letter of a thread (`R`, `S`, `D`, `T`, ...): field 3 of its `stat`, after the
+/// parenthesised name (which may hold anything).
+pub fn thread_state(pid: u32, tid: u32) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// The function names of a thread's kernel stack, innermost first (`/proc/PID/task/TID/stack`,
+/// root only); empty when it cannot be read.
+pub fn kernel_stack(pid: u32, tid: u32) -> Vec<String> {
+    fs::read_to_string(format!("/proc/{pid}/task/{tid}/stack"))
+        .map(|text| text.lines().filter_map(stack_frame).collect())
+        .unwrap_or_default()
+}
+
+/// The six arguments of the syscall a thread is inside (`/proc/PID/task/TID/syscall`).
+pub fn syscall_args(pid: u32, tid: u32) -> Option<[u64; 6]> {
+    parse_syscall_args(&fs::read_to_string(format!("/proc/{pid}/task/{tid}/syscall")).ok()?)
+}
+
+fn parse_syscall_args(text: &str) -> Option<[u64; 6]> {
+    in_syscall_number(text)?;
+    let mut args = [0u64; 6];
+    let mut fields = text.split_whitespace().skip(1);
+    for arg in &mut args {
+        *arg = u64::from_str_radix(fields.next()?.trim_start_matches("0x"), 16).ok()?;
+    }
+    Some(args)
+}
+
+/// What descriptor `fd` of `pid` refers to: a path, `pipe:[inode]`, `socket:[inode]`, ...
+pub fn fd_target(pid: u32, fd: i64) -> Option<String> {
+    let link = fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?;
+    Some(link.to_string_lossy().into_owned())
+}
+
+/// A NUL-terminated string in `pid`'s memory at `address` (a path argument), at most 4 KiB.
+pub fn read_user_string(pid: u32, address: u64) -> Option<String> {
+    let memory = fs::File::open(format!("/proc/{pid}/mem")).ok()?;
+    let mut buffer = vec![0u8; 4096];
+    let read = memory.read_at(&mut buffer, address).ok()?;
+    let end = buffer[..read].iter().position(|&b| b == 0)?;
+    Some(String::from_utf8_lossy(&buffer[..end]).into_owned())
+}
+
+/// Descriptors [`holders_of`] looks at before giving up: a bound on its cost on a host with
+/// many open files.
+const HOLDER_SCAN_LIMIT: usize = 500_000;
+/// Holders it names per target.
+const HOLDERS_SHOWN: usize = 8;
+
+/// The processes with a descriptor on each of `targets` (pipes, sockets, named pipes), as
+/// `(pid, comm)`: the other ends of what threads wait on. One pass over every process's
+/// descriptors, best effort and bounded.
+pub fn holders_of(targets: &HashSet<String>) -> HashMap<String, Vec<(u32, String)>> {
+    let mut holders: HashMap<String, Vec<(u32, String)>> = HashMap::new();
+    let mut scanned = 0;
+    let Ok(processes) = fs::read_dir("/proc") else {
+        return holders;
+    };
+    let pids = processes
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok());
+    for pid in pids {
+        let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        let mut seen_here = HashSet::new();
+        for fd in fds.filter_map(Result::ok) {
+            scanned += 1;
+            let Ok(link) = fs::read_link(fd.path()) else {
+                continue;
+            };
+            let link = link.to_string_lossy();
+            if targets.contains(link.as_ref()) && seen_here.insert(link.to_string()) {
+                let list = holders.entry(link.into_owned()).or_default();
+                if list.len() < HOLDERS_SHOWN {
+                    list.push((pid, read_comm(pid).unwrap_or_default()));
+                }
+            }
+        }
+        if scanned >= HOLDER_SCAN_LIMIT {
+            break;
+        }
+    }
+    holders
+}
+
+/// The remote address of a TCP socket (`socket:[inode]`) of `pid`, from its network
+/// namespace's `/proc/PID/net/tcp` and `tcp6`.
+pub fn tcp_peer(pid: u32, target: &str) -> Option<String> {
+    let inode = target.strip_prefix("socket:[")?.strip_suffix(']')?;
+    ["tcp", "tcp6"].iter().find_map(|table| {
+        let text = fs::read_to_string(format!("/proc/{pid}/net/{table}")).ok()?;
+        text.lines().skip(1).find_map(|line| tcp_line_peer(line, inode))
+    })
+}
+
+/// The remote address of a `/proc/net/tcp{,6}` line if its socket is `inode`.
+fn tcp_line_peer(line: &str, inode: &str) -> Option<String> {
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    if fields.get(9) != Some(&inode) {
+        return None;
+    }
+    let (address, port) = fields.get(2)?.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let ip: std::net::IpAddr = match address.len() {
+        8 => std::net::Ipv4Addr::from(u32::from_str_radix(address, 16).ok()?.swap_bytes()).into(),
+        32 => {
+            // Four 32-bit words, each in host (little-endian) order.
+            let mut bytes = [0u8; 16];
+            for (i, chunk) in bytes.chunks_mut(4).enumerate() {
+                let word = u32::from_str_radix(&address[i * 8..i * 8 + 8], 16).ok()?;
+                chunk.copy_from_slice(&word.swap_bytes().to_be_bytes());
+            }
+            std::net::Ipv6Addr::from(bytes).into()
+        }
+        _ => return None,
+    };
+    Some(std::net::SocketAddr::new(ip, port).to_string())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::in_syscall_number;
+    use super::{in_syscall_number, parse_syscall_args, tcp_line_peer};
+
+    #[test]
+    fn syscall_arguments() {
+        let openat = "257 0xffffff9c 0x7ffc10a56ae5 0x0 0x0 0x0 0x0 0x7ffc10a54890 0x7fc437f07011";
+        assert_eq!(
+            parse_syscall_args(openat),
+            Some([0xffffff9c, 0x7ffc10a56ae5, 0, 0, 0, 0])
+        );
+        assert_eq!(parse_syscall_args("running"), None);
+    }
+
+    #[test]
+    fn tcp_peers() {
+        let v4 = "   1: 0100007F:A2C4 0100007F:1F90 01 00000000:00000000 00:00000000 00000000  1000        0 424242 1 0000000000000000 20 4 30 10 -1";
+        assert_eq!(tcp_line_peer(v4, "424242").as_deref(), Some("127.0.0.1:8080"));
+        assert_eq!(tcp_line_peer(v4, "1"), None);
+        let v6 = "   0: 00000000000000000000000001000000:A2C4 00000000000000000000000001000000:1F90 01 00000000:00000000 00:00000000 00000000  1000        0 77 1 0000000000000000 20 4 30 10 -1";
+        assert_eq!(tcp_line_peer(v6, "77").as_deref(), Some("[::1]:8080"));
+    }
 
     #[test]
     fn proc_syscall_lines() {

@@ -6,21 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use profiler_common::StatsKey;
 
-use crate::model::store::SyscallTotals;
-
-/// A thread inside a syscall, as the session sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct InSyscall {
-    pub tid: u32,
-    pub pid: u32,
-    /// The thread's own name now (`/proc/PID/task/TID/comm`), if it could be read.
-    pub name: Option<String>,
-    /// As the kernel side stores it (ABI flag included).
-    pub nr: u32,
-    pub blocked: bool,
-    pub elapsed_ns: u64,
-    pub before_start: bool,
-}
+use crate::{model::store::SyscallTotals, session::in_flight::InSyscall};
 
 /// What the rates have shown so far of one thread's call in flight.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

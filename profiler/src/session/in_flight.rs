@@ -1,0 +1,221 @@
+//! Threads inside a syscall right now: the ones the kernel side saw enter, and the ones
+//! `/proc` shows inside a call they were already in when profiling started (which is what a
+//! hang looks like when the profiler is started after it began); and, for a report, what a
+//! long one is waiting on ([`Hang`]).
+use std::{collections::HashSet, time::Instant};
+
+use serde::Serialize;
+
+use crate::{
+    model::{
+        names::{decode_nr, syscall_name},
+        wait::{fd_argument, path_argument, wait_site},
+    },
+    session::{
+        procfs::{
+            fd_target, holders_of, kernel_stack, proc_threads_in_syscalls, read_comm, read_thread_comm,
+            read_user_string, syscall_args, tcp_peer, thread_state,
+        },
+        Session, Target,
+    },
+};
+
+/// A thread inside a syscall, as the session sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InSyscall {
+    pub tid: u32,
+    pub pid: u32,
+    /// The thread's own name now (`/proc/PID/task/TID/comm`), if it was asked for and could
+    /// be read.
+    pub name: Option<String>,
+    /// As the kernel side stores it (ABI flag included).
+    pub nr: u32,
+    pub blocked: bool,
+    pub elapsed_ns: u64,
+    /// It was already inside the call when profiling started: `elapsed_ns` is a lower bound.
+    pub before_start: bool,
+}
+
+impl Session {
+    /// Threads inside a syscall at `now_ns` (CLOCK_MONOTONIC; the agent's own left out): those
+    /// the kernel side saw enter, timed from their entry, or from when they left the CPU
+    /// (short untimed calls are left out). With `long_after_ns`, also those `/proc` shows
+    /// inside one they were already in when profiling started, among the processes measured,
+    /// and the names of the threads in a call that long: both read `/proc`, which a caller
+    /// wanting only the rates need not. `started`: when profiling started.
+    pub fn threads_in_syscalls(&self, now_ns: u64, started: Instant, long_after_ns: Option<u64>) -> Vec<InSyscall> {
+        let clock_offset = self.monotonic_minus_scheduler_ns();
+        let in_flight = self.in_flight();
+        // Every thread the kernel side has in a call, timed or not, so that /proc does not add
+        // it again below as one that was already there at start.
+        let seen: HashSet<u32> = in_flight.iter().map(|slot| slot.tid).collect();
+        let mut threads: Vec<InSyscall> = in_flight
+            .into_iter()
+            .filter_map(|slot| {
+                let elapsed_ns = now_ns.saturating_sub(slot.since_ns(clock_offset)?);
+                let pid = slot.stats_key().tgid;
+                Some(InSyscall {
+                    tid: slot.tid,
+                    pid,
+                    name: long_after_ns
+                        .is_some_and(|after| elapsed_ns >= after)
+                        .then(|| read_thread_comm(pid, slot.tid))
+                        .flatten(),
+                    nr: slot.stats_key().nr,
+                    blocked: slot.sleeping(),
+                    elapsed_ns,
+                    before_start: false,
+                })
+            })
+            .collect();
+        let Some(long_after_ns) = long_after_ns else {
+            return threads;
+        };
+        let measured = |pid: u32| match &self.target {
+            Target::SystemWide => true,
+            // Their children were started since (and seen), if followed.
+            Target::Pids { pids, .. } => pids.contains(&pid),
+            // Started by the profiler: every call of it and its descendants was seen.
+            Target::Command(_) => false,
+        };
+        let since_start = started.elapsed().as_nanos() as u64;
+        for (tid, pid, nr, blocked) in proc_threads_in_syscalls() {
+            if !seen.contains(&tid) && pid != std::process::id() && measured(pid) {
+                threads.push(InSyscall {
+                    tid,
+                    pid,
+                    name: (since_start >= long_after_ns)
+                        .then(|| read_thread_comm(pid, tid))
+                        .flatten(),
+                    nr,
+                    blocked,
+                    elapsed_ns: since_start,
+                    before_start: true,
+                });
+            }
+        }
+        threads
+    }
+}
+
+/// A thread inside one call for a long time, and what `/proc` says it waits on. Every field
+/// past the call is best effort: the thread may return, or the process exit, while it is read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Hang {
+    pub tid: u32,
+    pub pid: u32,
+    /// The process's name and the thread's own.
+    pub comm: String,
+    pub thread: String,
+    pub syscall: String,
+    pub abi: String,
+    /// Time inside the call so far; with `since_before_start`, time since profiling started
+    /// (the call began earlier).
+    pub elapsed_ns: u64,
+    pub since_before_start: bool,
+    /// `asleep`, `disk` (uninterruptible: usually I/O), `running`, `stopped`, ...
+    pub state: String,
+    /// Where in the kernel it sleeps: the innermost functions of its kernel stack
+    /// (`wait_for_partner <- fifo_open <- do_dentry_open`); empty when unreadable.
+    pub wait_site: String,
+    /// Waiting for I/O (`io_schedule` on its stack, or uninterruptible sleep).
+    pub io_wait: bool,
+    /// For a call on a file descriptor: the descriptor, and what it refers to (a path,
+    /// `pipe:[inode]`, `socket:[inode]`, with the TCP peer when there is one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fd: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// For an open: the path it opens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Other processes holding the same pipe or socket (`pid comm`): the other end.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub other_end: Vec<String>,
+}
+
+impl Hang {
+    /// Reads what `/proc` says about each thread, now: one scan of every process's
+    /// descriptors for the other ends of all of them.
+    pub fn read_all(threads: &[InSyscall]) -> Vec<Hang> {
+        let mut hangs: Vec<Hang> = threads.iter().map(Hang::read).collect();
+        let shared: HashSet<String> = hangs
+            .iter()
+            .filter_map(|hang| hang.target.as_deref())
+            .map(|target| target.split(" peer ").next().unwrap_or(target))
+            .filter(|target| target.starts_with("pipe:") || target.starts_with("socket:") || is_fifo(target))
+            .map(str::to_owned)
+            .collect();
+        if shared.is_empty() {
+            return hangs;
+        }
+        let holders = holders_of(&shared);
+        for hang in &mut hangs {
+            let Some(target) = hang.target.as_deref() else {
+                continue;
+            };
+            let target = target.split(" peer ").next().unwrap_or(target);
+            hang.other_end = holders
+                .get(target)
+                .into_iter()
+                .flatten()
+                .filter(|(pid, _)| *pid != hang.pid)
+                .map(|(pid, comm)| format!("{pid} {comm}"))
+                .collect();
+        }
+        hangs
+    }
+
+    /// What `/proc` says about `thread`, now (not the other end: see [`Hang::read_all`]).
+    fn read(thread: &InSyscall) -> Hang {
+        let (pid, tid) = (thread.pid, thread.tid);
+        let (abi, nr) = decode_nr(thread.nr);
+        let syscall = syscall_name(abi, nr).into_owned();
+        let frames = kernel_stack(pid, tid);
+        let state = thread_state(pid, tid);
+        let args = syscall_args(pid, tid);
+        let fd = args.and_then(|args| fd_argument(&syscall).map(|i| args[i] as i32 as i64));
+        let target = fd.and_then(|fd| fd_target(pid, fd));
+        let peer = target.as_deref().and_then(|target| tcp_peer(pid, target));
+        let path = args.and_then(|args| path_argument(&syscall).and_then(|i| read_user_string(pid, args[i])));
+        Hang {
+            tid,
+            pid,
+            comm: read_comm(pid).unwrap_or_default(),
+            thread: thread
+                .name
+                .clone()
+                .or_else(|| read_thread_comm(pid, tid))
+                .unwrap_or_default(),
+            syscall,
+            abi: abi.as_str().to_owned(),
+            elapsed_ns: thread.elapsed_ns,
+            since_before_start: thread.before_start,
+            state: match state {
+                Some('S') => "asleep",
+                Some('D') => "disk",
+                Some('R') => "running",
+                Some('T' | 't') => "stopped",
+                Some(_) => "other",
+                None if thread.blocked => "asleep",
+                None => "unknown",
+            }
+            .to_owned(),
+            wait_site: wait_site(&frames),
+            io_wait: state == Some('D') || frames.iter().any(|f| f.starts_with("io_schedule")),
+            fd,
+            target: match (target, peer) {
+                (Some(target), Some(peer)) => Some(format!("{target} peer {peer}")),
+                (target, _) => target,
+            },
+            path,
+            other_end: Vec::new(),
+        }
+    }
+}
+
+/// Whether a descriptor's target is a named pipe (its other end is who else opened it).
+fn is_fifo(target: &str) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    target.starts_with('/') && std::fs::metadata(target).is_ok_and(|m| m.file_type().is_fifo())
+}

@@ -1,0 +1,216 @@
+//! What an incident report says beyond the numbers, for real: what hung threads wait on,
+//! where and when it was taken, the command's exit code, and waits by design kept out of the
+//! headline.
+mod common;
+
+use std::{
+    os::unix::process::ExitStatusExt,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use common::*;
+use serde_json::Value;
+
+/// The hang of `pid` in a report's `in_flight`.
+fn hang_of(report: &Value, pid: u32) -> &Value {
+    report["in_flight"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|hang| hang["pid"] == pid)
+        .unwrap_or_else(|| panic!("no hang of {pid} in {}", report["in_flight"]))
+}
+
+#[test]
+#[ignore = "needs root: loads eBPF programs (cargo xtask test runs it as root)"]
+fn a_report_names_what_hung_threads_wait_on() {
+    let dir = std::env::temp_dir().join(format!("hangs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("nobody-writes");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    // An open of a fifo nobody opens for writing; a read of a pipe whose writer sleeps; a sleep.
+    let fifo_reader = Killed(Command::new("cat").arg(&fifo).spawn().unwrap());
+    let mut pipeline = Command::new("sh")
+        .args(["-c", "sleep 60 | cat"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let sleeper = Killed(Command::new("sleep").arg("1000").spawn().unwrap());
+    std::thread::sleep(Duration::from_millis(300));
+    let shell = pipeline.id();
+    let pipe_reader = wait_for("the pipeline's cat", Duration::from_secs(5), || {
+        let children = std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children")).ok()?;
+        children
+            .split_whitespace()
+            .filter_map(|pid| pid.parse::<u32>().ok())
+            .find(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "cat"))
+    });
+    let (fifo_pid, sleep_pid) = (fifo_reader.0.id(), sleeper.0.id());
+    let report = report_json(&[
+        "--duration",
+        "1.5",
+        "--pid",
+        &fifo_pid.to_string(),
+        "--pid",
+        &pipe_reader.to_string(),
+        "--pid",
+        &sleep_pid.to_string(),
+    ]);
+    let _ = pipeline.kill();
+    let _ = Command::new("pkill").args(["-P", &shell.to_string()]).status();
+    let _ = pipeline.wait();
+    std::fs::remove_dir_all(&dir).ok();
+
+    // Already inside their calls when profiling began: at least the whole report.
+    let open = hang_of(&report, fifo_pid);
+    assert_eq!(open["syscall"], "openat", "{open}");
+    assert_eq!(open["since_before_start"], true, "{open}");
+    assert!(u64_of(open, "elapsed_ns") >= 1_000_000_000, "{open}");
+    assert_eq!(open["state"], "asleep", "{open}");
+    assert!(
+        open["wait_site"]
+            .as_str()
+            .unwrap()
+            .starts_with("wait_for_partner <- fifo_open"),
+        "{open}"
+    );
+    assert_eq!(open["path"], fifo.to_str().unwrap(), "{open}");
+
+    let read = hang_of(&report, pipe_reader);
+    assert_eq!(read["syscall"], "read", "{read}");
+    // pipe_read, anon_pipe_read since Linux 6.16.
+    let site = read["wait_site"].as_str().unwrap();
+    assert!(site.contains("pipe_read <- vfs_read"), "{read}");
+    assert_eq!(read["fd"], 0, "{read}");
+    assert!(read["target"].as_str().unwrap().starts_with("pipe:["), "{read}");
+    // The other end: the sleeping writer (and the shell, which may still hold it).
+    let other_end: Vec<&str> = read["other_end"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|holder| holder.as_str().unwrap())
+        .collect();
+    assert!(other_end.iter().any(|holder| holder.ends_with(" sleep")), "{read}");
+
+    let sleep = hang_of(&report, sleep_pid);
+    assert_eq!(sleep["syscall"], "clock_nanosleep", "{sleep}");
+    assert!(
+        sleep["wait_site"].as_str().unwrap().starts_with("hrtimer_nanosleep"),
+        "{sleep}"
+    );
+    assert_eq!(sleep["io_wait"], false, "{sleep}");
+
+    // The text report lists them too.
+    let text = run(&["report", "--duration", "1", "--pid", &fifo_pid.to_string()]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("Inside one call for more than"), "{text}");
+    assert!(text.contains("waiting in wait_for_partner"), "{text}");
+}
+
+#[test]
+#[ignore = "needs root: loads eBPF programs (cargo xtask test runs it as root)"]
+fn report_exits_with_the_commands_exit_code_and_says_where_it_ran() {
+    let exited = run(&["report", "--format", "json", "--", "sh", "-c", "exit 3"]);
+    assert_eq!(exited.status.code(), Some(3));
+    let report: Value = serde_json::from_slice(&exited.stdout).unwrap();
+    assert_eq!(report["command_exit_code"], 3);
+    assert!(report.get("command_signal").is_none(), "{report}");
+
+    let killed = run(&["report", "--format", "json", "--", "sh", "-c", "kill -9 $$"]);
+    assert_eq!(killed.status.code(), Some(128 + 9), "{:?}", killed.status.signal());
+    let report: Value = serde_json::from_slice(&killed.stdout).unwrap();
+    assert_eq!(report["command_exit_code"], 137);
+    assert_eq!(report["command_signal"], "SIGKILL");
+    let text = run(&["report", "--", "sh", "-c", "kill -9 $$"]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("command killed by SIGKILL (exit code 137)"));
+
+    // Where and when.
+    let host = &report["host"];
+    let release = String::from_utf8(Command::new("uname").arg("-r").output().unwrap().stdout).unwrap();
+    assert_eq!(host["kernel_release"], release.trim());
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    assert_eq!(host["boot_id"], boot_id.trim());
+    assert!(!host["hostname"].as_str().unwrap().is_empty(), "{host}");
+    assert!(!host["cpu_model"].as_str().unwrap().is_empty(), "{host}");
+    let time = host["time"].as_str().unwrap();
+    assert!(
+        time.len() == 20 && time.ends_with('Z') && time.as_bytes()[10] == b'T',
+        "{time}"
+    );
+    assert_eq!(host["command_line"][1], "report", "{host}");
+}
+
+#[test]
+#[ignore = "needs root: loads eBPF programs (cargo xtask test runs it as root)"]
+fn waits_by_design_are_not_the_headline() {
+    // A shell waiting for its child, which sleeps a little and then works: the shell's wait4
+    // and the sleep are the most time, the work is what the report puts first.
+    let script = format!("sleep 0.3; {WORKLOAD} getppid 200000; exit 0");
+    let report = report_json(&["--", "sh", "-c", &script]);
+    let processes = report["processes"].as_array().unwrap();
+    let first = &processes[0];
+    assert!(
+        first["comm"].as_str().unwrap().starts_with("profiler-work"),
+        "{}",
+        processes
+            .iter()
+            .map(|p| p["comm"].to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let shell = processes.iter().find(|p| p["comm"] == "sh").expect("the shell");
+    let wait4 = syscall(shell, "wait4", "x86_64").expect("the shell's wait4");
+    assert_eq!(wait4["class"], "child-wait", "{wait4}");
+    assert!(
+        u64_of(shell, "total_ns") > u64_of(first, "total_ns"),
+        "the shell waited longer"
+    );
+    assert!(u64_of(shell, "active_ns") < u64_of(shell, "total_ns"), "{shell}");
+    let sleep = processes.iter().find(|p| p["comm"] == "sleep").expect("sleep");
+    let nanosleep = syscall(sleep, "clock_nanosleep", "x86_64").expect("clock_nanosleep");
+    assert_eq!(nanosleep["class"], "sleep", "{nanosleep}");
+}
+
+#[test]
+#[ignore = "needs root: loads eBPF programs (cargo xtask test runs it as root)"]
+fn pid_with_children_follows_what_it_starts() {
+    for children in [true, false] {
+        use std::io::Write;
+        // A shell that starts the workload once told to: after profiling has begun.
+        let mut shell = Command::new("sh")
+            .args(["-c", &format!("read go; {WORKLOAD} getppid 777; exit 0")])
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = shell.id().to_string();
+        let mut args = vec!["--duration", "20", "--pid", &pid];
+        if children {
+            args.push("--children");
+        }
+        let args: Vec<String> = args.into_iter().map(str::to_owned).collect();
+        let profiler = std::thread::spawn(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            report_json(&args)
+        });
+        // Loading and calibrating take about a second.
+        std::thread::sleep(Duration::from_secs(3));
+        shell.stdin.take().unwrap().write_all(b"go\n").unwrap();
+        assert!(shell.wait().unwrap().success());
+        // The report ends when its pid has exited.
+        let report = profiler.join().unwrap();
+        let workload = report["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["comm"].as_str().unwrap().starts_with("profiler-work"));
+        match (children, workload) {
+            (true, Some(workload)) => {
+                let getppid = syscall(workload, "getppid", "x86_64").expect("getppid row");
+                assert_eq!(u64_of(getppid, "calls"), 777);
+            }
+            (false, None) => {}
+            (_, workload) => panic!("--children {children}: workload {workload:?}"),
+        }
+    }
+}
