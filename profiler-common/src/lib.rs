@@ -555,7 +555,43 @@ pub mod counter {
     /// claimed (not overflows: the agent reads the tables sooner when they fill fast).
     pub const STATS_CLAIMS: u32 = COUNT;
     pub const PROCS_CLAIMS: u32 = COUNT + 1;
+    /// Blocked calls whose wait site was not recorded: the wait-site or stack table was full,
+    /// or a stack collided with another in the stack table (not an overflow: the call and its
+    /// times are counted).
+    pub const WAIT_SITES_LOST: u32 = COUNT + 2;
 }
+
+/// Where blocked calls slept: the statistics entry's packed key ([`StatsKey::packed`]) and
+/// the id in the stack table of the kernel stack the call went to sleep on.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct WaitKey {
+    pub key: u64,
+    pub stack_id: u32,
+    pub _pad: u32,
+}
+
+/// The calls of a [`WaitKey`] and their time asleep.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WaitStats {
+    pub calls: u64,
+    pub blocked_ns: u64,
+}
+
+/// Distinct kernel stacks kept (a few hundred cover a busy machine's wait sites), each up to
+/// [`WAIT_STACK_DEPTH`] frames.
+pub const WAIT_STACKS_ENTRIES: u32 = 1024;
+/// Frames a stack-trace map keeps per stack (the kernel's `PERF_MAX_STACK_DEPTH`).
+pub const WAIT_STACK_DEPTH: usize = 127;
+/// Distinct (process, syscall, stack) kept.
+pub const WAIT_SITES_ENTRIES: u32 = 16384;
+/// A thread's `WAIT_STACK_OF` entry: no stack taken in its call (yet) ...
+pub const NO_WAIT_STACK: u32 = u32::MAX;
+/// ... or none could be (a collision in the stack table, or it was full): not tried again.
+pub const WAIT_STACK_FAILED: u32 = u32::MAX - 1;
+/// `SAMPLING[SAMPLING_WAIT_SITES]`: 1 to record where blocked calls sleep (reports), 0 not to.
+pub const SAMPLING_WAIT_SITES: u32 = 1;
 
 /// Names the eBPF object and the agent share. The kernel side defines its maps, load-time
 /// globals and programs under these names (as statics named so: aya's macros take the name
@@ -572,8 +608,23 @@ pub mod object {
         pub const CLOCK_PAIR: &str = "CLOCK_PAIR";
         pub const EPOCHS: &str = "EPOCHS";
         pub const SAMPLING: &str = "SAMPLING";
+        pub const WAIT_STACKS: &str = "WAIT_STACKS";
+        pub const WAIT_STACK_OF: &str = "WAIT_STACK_OF";
+        pub const WAIT_SITES: &str = "WAIT_SITES";
         /// Every map of the object.
-        pub const ALL: [&str; 8] = [SLOTS, STATS, PROCS, COUNTERS, CURRENT, CLOCK_PAIR, EPOCHS, SAMPLING];
+        pub const ALL: [&str; 11] = [
+            SLOTS,
+            STATS,
+            PROCS,
+            COUNTERS,
+            CURRENT,
+            CLOCK_PAIR,
+            EPOCHS,
+            SAMPLING,
+            WAIT_STACKS,
+            WAIT_STACK_OF,
+            WAIT_SITES,
+        ];
         /// The maps the agent reads and writes through memory mappings (`BPF_F_MMAPABLE`
         /// arrays): once the programs are attached it needs no `bpf()` call, and so no
         /// capability, on any kernel.
@@ -657,6 +708,8 @@ mod pod {
     unsafe impl aya::Pod for super::ProcSlot {}
     unsafe impl aya::Pod for super::InFlight {}
     unsafe impl aya::Pod for super::Epochs {}
+    unsafe impl aya::Pod for super::WaitKey {}
+    unsafe impl aya::Pod for super::WaitStats {}
 }
 
 #[cfg(test)]

@@ -51,15 +51,16 @@ use aya_ebpf::{
         bpf_probe_read_kernel_str_bytes,
     },
     macros::{btf_tracepoint, map, raw_tracepoint},
-    maps::{Array, PerCpuArray},
-    programs::{BtfTracePointContext, RawTracePointContext},
+    maps::{Array, HashMap, PerCpuArray, StackTrace},
+    programs::{tracing::StackIdContext, BtfTracePointContext, RawTracePointContext},
     Global,
 };
 use profiler_common::{
     counter, flight, hist_bucket, known_task_index, proc_hash, proc_state, stats_hash, thread_state, xorshift32,
-    Caller, Current, Epochs, InFlight, KnownTask, ProcSlot, StatsKey, StatsSlot, SyscallStats, CALLER_FOLLOWED,
-    ERRNO_SLOTS, HIST_BUCKETS, KEY_EPOCH_MASK, NO_PROC, NR_IA32_FLAG, NR_KEY_BITS, NR_OUT_OF_RANGE, NR_X32_FLAG,
-    PROC_EMPTY, PROC_FREED, PROC_PROBES, SLOT_EMPTY, SLOT_FREED, STATS_PROBES, TIMED_FIRST_CALLS, USER32_CS,
+    Caller, Current, Epochs, InFlight, KnownTask, ProcSlot, StatsKey, StatsSlot, SyscallStats, WaitKey, WaitStats,
+    CALLER_FOLLOWED, ERRNO_SLOTS, HIST_BUCKETS, KEY_EPOCH_MASK, NO_PROC, NO_WAIT_STACK, NR_IA32_FLAG, NR_KEY_BITS,
+    NR_OUT_OF_RANGE, NR_X32_FLAG, PROC_EMPTY, PROC_FREED, PROC_PROBES, SAMPLING_WAIT_SITES, SLOT_EMPTY, SLOT_FREED,
+    STATS_PROBES, TIMED_FIRST_CALLS, USER32_CS, WAIT_SITES_ENTRIES, WAIT_STACKS_ENTRIES, WAIT_STACK_FAILED,
 };
 
 // ---- load-time configuration (read-only globals, set by the agent before loading) ----
@@ -161,7 +162,17 @@ static EPOCHS: Array<Epochs> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 /// load-time constant, so that the agent calibrates with every call timed and then turns
 /// sampling on.
 #[map]
-static SAMPLING: Array<u32> = Array::with_max_entries(1, 0);
+static SAMPLING: Array<u32> = Array::with_max_entries(2, 0);
+/// Kernel stacks blocked calls went to sleep on (`SAMPLING[SAMPLING_WAIT_SITES]` on).
+#[map]
+static WAIT_STACKS: StackTrace = StackTrace::with_max_entries(WAIT_STACKS_ENTRIES, 0);
+/// The stack id of each thread's call in flight, by the index of its `SLOTS` slot (apart
+/// from the slot: it keeps one cache line).
+#[map]
+static WAIT_STACK_OF: Array<u32> = Array::with_max_entries(1, 0);
+/// Calls and time asleep per (statistics entry, stack): where blocked calls waited.
+#[map]
+static WAIT_SITES: HashMap<WaitKey, WaitStats> = HashMap::with_max_entries(WAIT_SITES_ENTRIES, 0);
 
 // x86_64 and i386 numbers of the calls that never return.
 const NR_EXIT_64: u32 = 60;
@@ -627,6 +638,9 @@ fn record(slot: &mut InFlight, ret: i64, exiting: Option<*const u8>) {
         slot.flags = (flags & !flight::IN_FLIGHT) | flight::EXITING;
         return;
     }
+    if blocked_ns != 0 {
+        add_wait_site(slot.key, slot.tid, blocked_ns);
+    }
     add_time(stats, flags, handler_ns, blocked_ns, runqueue_ns);
 }
 
@@ -667,6 +681,9 @@ fn finish_exiting(slot: &mut InFlight, exit_wait_ns: u64) {
     }
     if flags & (flight::TIMED | flight::SWITCHED) == 0 {
         return; // a short call sampling did not time: the sampled ones stand for it
+    }
+    if slot.blocked_ns != 0 {
+        add_wait_site(slot.key, slot.tid, slot.blocked_ns);
     }
     add_time(&mut entry.stats, flags, slot.enter_ns, slot.blocked_ns, runqueue_ns);
 }
@@ -831,6 +848,68 @@ fn count_errno(stats: &mut SyscallStats, errno: u32) {
     atomic_add(&mut stats.errno_other, 1u64);
 }
 
+/// The thread's `WAIT_STACK_OF` entry.
+#[inline(always)]
+fn wait_stack_of(tid: u32) -> Option<&'static mut u32> {
+    WAIT_STACK_OF
+        .get_ptr_mut(tid & SLOT_MASK.load())
+        .map(|entry| unsafe { &mut *entry })
+}
+
+/// Records the kernel stack a thread goes to sleep on in its call, once per call (`first_off`:
+/// the call's first switch-out, which forgets any earlier call's), when wait sites are on.
+#[inline(always)]
+fn take_wait_stack(ctx: &BtfTracePointContext, tid: u32, first_off: bool) {
+    let Some(stack) = wait_stack_of(tid) else {
+        return;
+    };
+    if first_off {
+        *stack = NO_WAIT_STACK;
+    } else if *stack != NO_WAIT_STACK {
+        return;
+    }
+    if SAMPLING.get(SAMPLING_WAIT_SITES).copied().unwrap_or(0) == 0 {
+        return;
+    }
+    *stack = match ctx.get_stackid(&WAIT_STACKS, 0) {
+        Ok(id) => id as u32,
+        Err(_) => WAIT_STACK_FAILED,
+    };
+}
+
+/// Adds a finished call that slept (`blocked_ns`) to the wait site of its statistics entry
+/// (`key`) and of the stack its thread (`tid`) went to sleep on.
+#[inline(always)]
+fn add_wait_site(key: u64, tid: u32, blocked_ns: u64) {
+    let Some(stack) = wait_stack_of(tid) else {
+        return;
+    };
+    let stack_id = *stack;
+    *stack = NO_WAIT_STACK;
+    if stack_id == NO_WAIT_STACK || blocked_ns == 0 {
+        return;
+    }
+    if stack_id == WAIT_STACK_FAILED {
+        bump(counter::WAIT_SITES_LOST);
+        return;
+    }
+    let site = WaitKey { key, stack_id, _pad: 0 };
+    for _attempt in 0..2 {
+        if let Some(stats) = WAIT_SITES.get_ptr_mut(&site) {
+            let stats = unsafe { &mut *stats };
+            atomic_add(&mut stats.calls, 1u64);
+            atomic_add(&mut stats.blocked_ns, blocked_ns);
+            return;
+        }
+        let first = WaitStats { calls: 1, blocked_ns };
+        // BPF_NOEXIST: another CPU may have added the site meanwhile; then add to it.
+        if WAIT_SITES.insert(&site, &first, 1).is_ok() {
+            return;
+        }
+    }
+    bump(counter::WAIT_SITES_LOST);
+}
+
 // sched_switch(bool preempt, struct task_struct *prev, struct task_struct *next,
 //              unsigned int prev_state); runs on the CPU switching.
 #[btf_tracepoint(function = "sched_switch")]
@@ -859,11 +938,15 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
                 finish_exiting(slot, NO_EXIT_WAIT);
             }
         } else {
-            if slot.flags & flight::SWITCHED == 0 {
+            let first_off = slot.flags & flight::SWITCHED == 0;
+            if first_off {
                 slot.flags |= flight::SWITCHED;
                 slot.first_off_ns = now;
                 slot.blocked_ns = 0;
                 slot.runqueue_ns = 0;
+            }
+            if !prev_runnable {
+                take_wait_stack(&ctx, slot.tid, first_off);
             }
             slot.off_since_ns = now;
             slot.state = if prev_runnable {

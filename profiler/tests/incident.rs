@@ -214,3 +214,61 @@ fn pid_with_children_follows_what_it_starts() {
         }
     }
 }
+
+/// The wait sites of a workload process's `syscall` row.
+fn sites_of<'a>(report: &'a Value, syscall_name: &str) -> Vec<&'a Value> {
+    let row = syscall(only_workload(report), syscall_name, "x86_64").unwrap_or_else(|| panic!("no {syscall_name} row"));
+    row["wait_sites"].as_array().unwrap().iter().collect()
+}
+
+#[test]
+#[ignore = "needs root: loads eBPF programs (cargo xtask test runs it as root)"]
+fn blocked_calls_are_named_by_where_they_slept() {
+    let rounds = 10u64;
+    let dir = std::env::current_dir().unwrap(); // a disk: fdatasync waits for it
+    let report = profile_workload(&["waits", &rounds.to_string(), dir.to_str().unwrap()]);
+    let site_text = |sites: &[&Value]| sites.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("\n");
+
+    // A pipe read waiting for its writer: pipe_read (anon_pipe_read since Linux 6.16).
+    let reads = sites_of(&report, "read");
+    let pipe = reads
+        .iter()
+        .find(|site| site["site"].as_str().unwrap().contains("pipe_read <- vfs_read"))
+        .unwrap_or_else(|| panic!("no pipe_read site:\n{}", site_text(&reads)));
+    assert_eq!(u64_of(pipe, "calls"), rounds, "{pipe}");
+    // Each read waited about the writer's 20 ms.
+    let blocked = u64_of(pipe, "blocked_ns");
+    assert!(blocked >= rounds * 15_000_000, "{pipe}");
+    assert_eq!(pipe["io_wait"], false);
+
+    // A mutex held by another thread: the futex wait queue.
+    let futexes = sites_of(&report, "futex");
+    assert!(
+        futexes
+            .iter()
+            .any(|site| site["site"].as_str().unwrap().contains("futex_wait")
+                && u64_of(site, "blocked_ns") >= rounds * 10_000_000),
+        "no futex_wait site:\n{}",
+        site_text(&futexes)
+    );
+
+    // fdatasync waits for the disk (the journal, or the data's writeback).
+    let syncs = sites_of(&report, "fdatasync");
+    assert!(!syncs.is_empty(), "fdatasync slept somewhere");
+    assert!(
+        syncs
+            .iter()
+            .all(|site| site["site"] != "unknown" && !site["site"].as_str().unwrap().is_empty()),
+        "{}",
+        site_text(&syncs)
+    );
+    assert_eq!(report["wait_sites_lost"], 0);
+
+    // The text report shows them under their rows.
+    let text = run(&["report", "--", WORKLOAD, "waits", "3", dir.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("waits in ") && text.contains("pipe_read <- vfs_read"),
+        "{text}"
+    );
+}

@@ -60,7 +60,7 @@ use std::{
 };
 
 fn usage() -> ! {
-    eprintln!("usage: profiler-workload getppid N | enoent N | sleep N MS | zero-read N BYTES | pingpong ROUNDS SPIN | spin SECS | write-i386 PATH N | exec-thread PATH | busy SECS | time-getppid N | time-pingpong ROUNDS | hang-after N SECS | time-getppid-threads N T | churn ROUNDS N | steady N SECS | fork-storm N CALLS | churn-soak SECS LIVE RATE | exit-wait N OUT | read-spin N OUT | heavy-tail CYCLES OUT | renames N");
+    eprintln!("usage: profiler-workload getppid N | enoent N | sleep N MS | zero-read N BYTES | pingpong ROUNDS SPIN | spin SECS | write-i386 PATH N | exec-thread PATH | busy SECS | time-getppid N | time-pingpong ROUNDS | hang-after N SECS | time-getppid-threads N T | churn ROUNDS N | steady N SECS | fork-storm N CALLS | churn-soak SECS LIVE RATE | exit-wait N OUT | read-spin N OUT | heavy-tail CYCLES OUT | waits ROUNDS DIR | renames N");
     std::process::exit(2);
 }
 
@@ -309,6 +309,53 @@ fn heavy_tail(cycles: u64, out: &str) {
     }
     let run_delay = run_delay_ns(schedstat) - delay_before;
     write_oracle(out, "reads", cycles * 16, (wall_ns, run_delay));
+}
+
+/// `waits ROUNDS DIR`: blocked calls with known wait sites, ROUNDS of each, one after the
+/// other: a read of a pipe whose writer sleeps 20 ms before each byte; a lock of a mutex
+/// (a futex) another thread holds for 20 ms; a 4 KiB write to a file in DIR and its
+/// `fdatasync` (a disk wait).
+fn waits(rounds: u64, dir: &str) {
+    let mut fds = [0i32; 2];
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    let [read_end, write_end] = fds;
+    let writer = thread::spawn(move || {
+        for _ in 0..rounds {
+            thread::sleep(Duration::from_millis(20));
+            unsafe { libc::write(write_end, b"x".as_ptr().cast(), 1) };
+        }
+    });
+    let mut byte = [0u8; 1];
+    for _ in 0..rounds {
+        unsafe { libc::read(read_end, byte.as_mut_ptr().cast(), 1) };
+    }
+    writer.join().unwrap();
+
+    let lock = Arc::new(std::sync::Mutex::new(()));
+    for _ in 0..rounds {
+        let (held, holder_lock) = (Arc::new(AtomicBool::new(false)), lock.clone());
+        let holder_held = held.clone();
+        let holder = thread::spawn(move || {
+            let _guard = holder_lock.lock().unwrap();
+            holder_held.store(true, Ordering::Release);
+            thread::sleep(Duration::from_millis(20));
+        });
+        while !held.load(Ordering::Acquire) {
+            std::hint::spin_loop();
+        }
+        drop(lock.lock().unwrap());
+        holder.join().unwrap();
+    }
+
+    let path = std::path::Path::new(dir).join(format!("waits-{}", std::process::id()));
+    let file = std::fs::File::create(&path).expect("a file to sync");
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+    let block = vec![7u8; 4096];
+    for round in 0..rounds {
+        std::os::unix::fs::FileExt::write_all_at(&file, &block, round * 4096).unwrap();
+        unsafe { libc::fdatasync(fd) };
+    }
+    std::fs::remove_file(&path).ok();
 }
 
 /// `renames N`: N child processes, one after another, each making 10 getppid calls as
@@ -652,6 +699,7 @@ fn main() {
         Some("churn-soak") => churn_soak(arg(&args, 2), arg(&args, 3), arg(&args, 4)),
         Some("exit-wait") => exit_wait(arg(&args, 2), args.get(3).unwrap_or_else(|| usage())),
         Some("renames") => renames(arg(&args, 2)),
+        Some("waits") => waits(arg(&args, 2), args.get(3).unwrap_or_else(|| usage())),
         Some("heavy-tail") => heavy_tail(arg(&args, 2), args.get(3).unwrap_or_else(|| usage())),
         Some("read-spin") => read_spin(arg(&args, 2), args.get(3).unwrap_or_else(|| usage())),
         Some("exec-thread") => exec_thread(args.get(2).unwrap_or_else(|| usage())),

@@ -28,7 +28,7 @@ pub struct AttachArgs {
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AttachMode {
-    /// Every program of the profiler, as `report` runs them (system-wide).
+    /// Every program of the profiler, as `report` runs them (system-wide, wait sites on).
     Full,
     /// Empty programs on sys_enter and sys_exit only.
     Floor,
@@ -46,6 +46,8 @@ fn control_attachment(probe: &mut Probe) -> anyhow::Result<()> {
             ["floor"] => probe.attach_floor()?,
             ["full", every] => {
                 probe.set_sample_every(parse_sample_every(every).map_err(anyhow::Error::msg)?)?;
+                // As `report` runs: recording where blocked calls sleep.
+                probe.record_wait_sites(true)?;
                 probe.attach()?;
             }
             _ => anyhow::bail!("attach control: unknown command {line:?}"),
@@ -62,7 +64,10 @@ pub fn run(args: AttachArgs) -> anyhow::Result<()> {
     let mut probe = Probe::load_default(maps.sizes(), Scope::SystemWide)?;
     probe.set_sample_every(maps.sample_every)?;
     match mode {
-        AttachMode::Full => probe.attach()?,
+        AttachMode::Full => {
+            probe.record_wait_sites(true)?;
+            probe.attach()?
+        }
         AttachMode::Floor => probe.attach_floor()?,
         AttachMode::Control => {}
     }

@@ -103,6 +103,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<i32> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let started = SystemTime::now();
     let (session, totals, command_status, hangs) = runtime.block_on(profile(target, &args))?;
+    let (wait_sites, wait_sites_lost) = session.wait_sites()?;
     let command_exit = command_status.and_then(|status| match (status.code(), status.signal()) {
         (Some(code), _) => Some(CommandExit::Code(code)),
         (None, Some(signal)) => Some(CommandExit::Signal(signal)),
@@ -122,6 +123,8 @@ pub fn run(args: ReportArgs) -> anyhow::Result<i32> {
         overflow: session.overflow(),
         in_flight_total: hangs.len(),
         in_flight: Hang::read_all(&hangs[..hangs.len().min(report::HANGS_LISTED)]),
+        wait_sites: &wait_sites,
+        wait_sites_lost,
         hang_threshold_ns: hang_threshold_ns(&args),
     });
     let text = match args.format {
@@ -158,6 +161,7 @@ async fn profile(
         args.maps.sample_every,
         args.boundary.boundary_ns,
     )?;
+    session.record_wait_sites()?;
     let started = std::time::Instant::now();
     let mut totals = ProcessTotals::default();
     let next_read = tokio::time::sleep(READ_INTERVAL);

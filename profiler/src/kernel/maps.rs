@@ -75,7 +75,7 @@ impl Probe {
     }
 
     /// Counter `index`, summed over the CPUs' rows.
-    fn counter(&self, index: u32) -> u64 {
+    pub(super) fn counter(&self, index: u32) -> u64 {
         (0..self.counters.entries())
             .step_by(counter::ROW as usize)
             .map(|row| self.counters.read(row + index as usize))

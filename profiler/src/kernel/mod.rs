@@ -10,9 +10,11 @@ mod mapped;
 mod maps;
 mod probe;
 pub(crate) mod sizes;
+mod wait_sites;
 
 pub use btf::BtfError;
 pub use error::ProbeError;
 pub(crate) use probe::enable_run_stats;
 pub use probe::{Probe, Scope};
 pub use sizes::MapSizes;
+pub use wait_sites::RawWaitSite;

@@ -51,7 +51,7 @@ pub struct Probe {
     pub(super) clock_pair: MappedArray<u64>,
     /// `Epochs` as two words: exits, attaches.
     epochs: MappedArray<u64>,
-    ebpf: Ebpf,
+    pub(super) ebpf: Ebpf,
     links: Vec<(&'static str, Link)>,
     pub sizes: MapSizes,
 }
@@ -118,6 +118,7 @@ impl Probe {
             .override_global(global::FOLLOW_ONLY, &follow_only, true)
             .override_global(global::FOLLOW_FORKS, &follow_forks, true)
             .map_max_entries(map::SLOTS, sizes.threads)
+            .map_max_entries(map::WAIT_STACK_OF, sizes.threads)
             .map_max_entries(map::STATS, sizes.syscalls)
             .map_max_entries(map::PROCS, sizes.processes)
             .map_max_entries(map::COUNTERS, cpus * counter::ROW);

@@ -3,7 +3,10 @@
 //! whole pages; per-CPU arrays: one value per entry per CPU).
 use std::mem::size_of;
 
-use profiler_common::{counter, object::map, Epochs, InFlight, ProcSlot, StatsSlot, STATS_LANES};
+use profiler_common::{
+    counter, object::map, Epochs, InFlight, ProcSlot, StatsSlot, WaitKey, WaitStats, STATS_LANES, WAIT_SITES_ENTRIES,
+    WAIT_STACKS_ENTRIES, WAIT_STACK_DEPTH,
+};
 
 /// Map sizes; together they bound the kernel-side memory (see `syscall-profiler memory`). The
 /// tables indexed by hash (`threads`, `syscalls`, `processes`) are rounded up to powers of two.
@@ -58,6 +61,12 @@ fn array_bytes(entries: u32, value: usize) -> u64 {
     u64::from(entries) * round8(value)
 }
 
+/// A hash map: per entry its key and value (each rounded up to 8 bytes) and the kernel's
+/// element header (about 48 bytes).
+fn hash_bytes(entries: u32, key: usize, value: usize) -> u64 {
+    u64::from(entries) * (round8(key) + round8(value) + 48)
+}
+
 /// Bytes per map, by name, at `sizes` on a machine with `cpus` possible CPUs.
 pub(crate) fn map_bytes(sizes: &MapSizes, cpus: u32) -> Vec<(&'static str, u64)> {
     let sizes = sizes.rounded();
@@ -75,7 +84,17 @@ pub(crate) fn map_bytes(sizes: &MapSizes, cpus: u32) -> Vec<(&'static str, u64)>
         ),
         (map::CLOCK_PAIR, mmapable_array_bytes(2, size_of::<u64>())),
         (map::EPOCHS, mmapable_array_bytes(1, size_of::<Epochs>())),
-        (map::SAMPLING, array_bytes(1, size_of::<u32>())),
+        (map::SAMPLING, array_bytes(2, size_of::<u32>())),
+        (
+            map::WAIT_STACKS,
+            // Per stack its frames and a bucket header (about 16 bytes).
+            u64::from(WAIT_STACKS_ENTRIES) * (WAIT_STACK_DEPTH as u64 * 8 + 16),
+        ),
+        (map::WAIT_STACK_OF, array_bytes(sizes.threads, size_of::<u32>())),
+        (
+            map::WAIT_SITES,
+            hash_bytes(WAIT_SITES_ENTRIES, size_of::<WaitKey>(), size_of::<WaitStats>()),
+        ),
     ]
 }
 

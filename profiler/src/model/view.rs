@@ -17,6 +17,8 @@ use crate::model::{
 /// A syscall of a process.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SyscallView {
+    /// The (process, syscall) as the tables have it.
+    pub key: StatsKey,
     pub pid: u32,
     pub abi: Abi,
     /// The number in the ABI's table.
@@ -46,6 +48,7 @@ impl SyscallView {
             .collect();
         errnos.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         SyscallView {
+            key,
             pid: key.tgid,
             abi,
             nr,

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use profiler_common::StatsKey;
+
 use crate::model::{
     charges::Charges,
     histogram::Percentiles,
@@ -14,6 +16,7 @@ use crate::model::{
     overflow::Overflow,
     split::Split,
     view::{ProcessView, SyscallView},
+    wait::WaitSite,
 };
 use crate::session::{host::Host, in_flight::Hang};
 
@@ -57,6 +60,9 @@ pub struct Report {
     pub in_flight: Vec<Hang>,
     pub in_flight_total: usize,
     pub hang_threshold_ns: u64,
+    /// Blocked calls whose wait site could not be recorded (a table full): the sites listed
+    /// are short of them.
+    pub wait_sites_lost: u64,
 }
 
 /// Hangs a report lists at most.
@@ -95,7 +101,13 @@ pub struct SyscallReport {
     /// Handler time the sampled estimate had beyond what the process's threads could have
     /// spent, taken out (0 but for outliers: see the README's sampling section).
     pub sampling_cut_ns: u64,
+    /// Where its blocked calls slept, the most time asleep first (at most
+    /// [`WAIT_SITES_LISTED`]).
+    pub wait_sites: Vec<WaitSite>,
 }
+
+/// Wait sites a report lists per (process, syscall).
+pub const WAIT_SITES_LISTED: usize = 5;
 
 /// What the report is built from.
 pub struct Inputs<'a> {
@@ -112,6 +124,10 @@ pub struct Inputs<'a> {
     pub in_flight: Vec<Hang>,
     pub in_flight_total: usize,
     pub hang_threshold_ns: u64,
+    /// Where blocked calls slept, per (process, syscall); and the blocked calls whose site
+    /// could not be recorded.
+    pub wait_sites: &'a BTreeMap<StatsKey, Vec<WaitSite>>,
+    pub wait_sites_lost: u64,
 }
 
 /// How the profiled command ended.
@@ -132,7 +148,7 @@ impl CommandExit {
 }
 
 impl SyscallReport {
-    fn new(view: &SyscallView, seconds: f64) -> SyscallReport {
+    fn new(view: &SyscallView, seconds: f64, wait_sites: &[WaitSite]) -> SyscallReport {
         let class = view.class(seconds);
         SyscallReport {
             name: view.name.clone(),
@@ -147,6 +163,7 @@ impl SyscallReport {
             class: class.as_str().to_owned(),
             advice: class.advice().to_owned(),
             sampling_cut_ns: view.sampling_cut_ns,
+            wait_sites: wait_sites.iter().take(WAIT_SITES_LISTED).cloned().collect(),
         }
     }
 }
@@ -169,7 +186,10 @@ pub fn build(inputs: &Inputs) -> Report {
             syscalls: process
                 .syscalls
                 .iter()
-                .map(|syscall| SyscallReport::new(syscall, seconds))
+                .map(|syscall| {
+                    let sites = inputs.wait_sites.get(&syscall.key).map_or(&[][..], Vec::as_slice);
+                    SyscallReport::new(syscall, seconds, sites)
+                })
                 .collect(),
         })
         .collect();
@@ -198,6 +218,7 @@ pub fn build(inputs: &Inputs) -> Report {
         processes,
         in_flight: inputs.in_flight.clone(),
         in_flight_total: inputs.in_flight_total,
+        wait_sites_lost: inputs.wait_sites_lost,
         hang_threshold_ns: inputs.hang_threshold_ns,
     }
 }
@@ -256,6 +277,8 @@ pub mod tests {
             in_flight: Vec::new(),
             in_flight_total: 0,
             hang_threshold_ns: 1_000_000_000,
+            wait_sites: &BTreeMap::new(),
+            wait_sites_lost: 0,
             overflow: Overflow::default(),
         })
     }

@@ -125,6 +125,13 @@ pub fn render_text(report: &Report, options: &TextOptions) -> String {
             cut.len()
         );
     }
+    if report.wait_sites_lost > 0 {
+        let _ = writeln!(
+            out,
+            "note: the wait sites of {} blocked calls were not recorded (a table full): the sites shown are short of them",
+            format_count(report.wait_sites_lost)
+        );
+    }
     match (report.command_exit_code, &report.command_signal) {
         (Some(code), Some(signal)) => {
             let _ = writeln!(out, "command killed by {signal} (exit code {code})");
@@ -219,6 +226,17 @@ pub fn render_text(report: &Report, options: &TextOptions) -> String {
                     .collect();
                 let _ = writeln!(out, "  {:<18} errors: {}", "", list.join(", "));
             }
+            for site in syscall.wait_sites.iter().take(SITES_SHOWN) {
+                let io = if site.io_wait { ", I/O" } else { "" };
+                let _ = writeln!(
+                    out,
+                    "  {:<18} waits in {}: {} calls, {} asleep{io}",
+                    "",
+                    site.site,
+                    format_count(site.calls),
+                    format_ns(site.blocked_ns)
+                );
+            }
         }
         let mut advised = Vec::new();
         for syscall in process.syscalls.iter().take(options.syscalls) {
@@ -298,6 +316,9 @@ Inside one call for more than {} at the end:",
         );
     }
 }
+
+/// Wait sites the text report shows per syscall (JSON: up to `WAIT_SITES_LISTED`).
+const SITES_SHOWN: usize = 3;
 
 /// Hangs the text report shows.
 const HANGS_SHOWN: usize = 20;

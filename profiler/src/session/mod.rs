@@ -9,7 +9,9 @@ pub mod in_flight;
 pub mod launch;
 pub mod procfs;
 
-use std::{ffi::OsString, time::Duration, time::Instant};
+use std::{collections::BTreeMap, ffi::OsString, time::Duration, time::Instant};
+
+use profiler_common::StatsKey;
 
 use self::{
     calibrate::Calibration,
@@ -22,6 +24,7 @@ use crate::{
         bound::bound_extrapolation,
         overflow::Overflow,
         store::{Store, Update},
+        wait::{sites_by_key, WaitSite},
     },
 };
 
@@ -230,6 +233,25 @@ impl Session {
         let mut slots = self.probe.in_flight();
         slots.retain(|slot| slot.stats_key().tgid != self.self_tgid);
         slots
+    }
+
+    /// Records from now on where blocked calls sleep (see [`Session::wait_sites`]).
+    pub fn record_wait_sites(&mut self) -> Result<(), SessionError> {
+        Ok(self.probe.record_wait_sites(true)?)
+    }
+
+    /// Where the blocked calls of each (process, syscall) slept since recording began (the
+    /// agent's own left out), and the blocked calls whose site could not be recorded.
+    pub fn wait_sites(&self) -> Result<(BTreeMap<StatsKey, Vec<WaitSite>>, u64), SessionError> {
+        let stacks = self.probe.wait_sites()?;
+        let own = self.self_tgid;
+        let sites = sites_by_key(
+            stacks
+                .into_iter()
+                .filter(|site| site.key.tgid != own)
+                .map(|site| (site.key, site.frames, site.calls, site.blocked_ns)),
+        );
+        Ok((sites, self.probe.wait_sites_lost()))
     }
 
     pub fn overflow(&self) -> Overflow {
