@@ -561,14 +561,16 @@ pub mod counter {
     pub const WAIT_SITES_LOST: u32 = COUNT + 2;
 }
 
-/// Where blocked calls slept: the statistics entry's packed key ([`StatsKey::packed`]) and
-/// the id in the stack table of the kernel stack the call went to sleep on.
+/// Where blocked calls slept and who woke them: the statistics entry's packed key
+/// ([`StatsKey::packed`]), the id in the stack table of the kernel stack the call went to
+/// sleep on, and the process that last woke it (0: none seen, or the idle task: a wakeup
+/// from an interrupt on an idle CPU).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct WaitKey {
     pub key: u64,
     pub stack_id: u32,
-    pub _pad: u32,
+    pub waker_tgid: u32,
 }
 
 /// The calls of a [`WaitKey`] and their time asleep.
@@ -586,10 +588,22 @@ pub const WAIT_STACKS_ENTRIES: u32 = 1024;
 pub const WAIT_STACK_DEPTH: usize = 127;
 /// Distinct (process, syscall, stack) kept.
 pub const WAIT_SITES_ENTRIES: u32 = 16384;
-/// A thread's `WAIT_STACK_OF` entry: no stack taken in its call (yet) ...
+/// A thread's `WAIT_STACK_OF` entry (its low half; the high half is the waker's tgid): no
+/// stack taken in its call (yet) ...
 pub const NO_WAIT_STACK: u32 = u32::MAX;
-/// ... or none could be (a collision in the stack table, or it was full): not tried again.
+/// ... or none could be (a collision in the stack table, or it was full): not tried again ...
 pub const WAIT_STACK_FAILED: u32 = u32::MAX - 1;
+/// ... or the sampling left this call out. Otherwise the entry is a stack id, with
+/// [`WAIT_STACK_SAMPLED`] set when the call stands for [`WAIT_SITE_SAMPLE_EVERY`] calls.
+pub const WAIT_STACK_SKIPPED: u32 = u32::MAX - 2;
+/// Set in a thread's `WAIT_STACK_OF` stack id when the call was sampled (stack ids are
+/// below [`WAIT_STACKS_ENTRIES`]).
+pub const WAIT_STACK_SAMPLED: u32 = 1 << 30;
+/// Taking a kernel stack costs about 1 µs here (the unwinder, the stack map's hashing): the
+/// first calls of each (process, syscall) that go to sleep get theirs
+/// ([`TIMED_FIRST_CALLS`]), then 1 in this many, at random, counting this many times. Rare
+/// blocking calls are all seen; the wait sites of frequent ones are an unbiased estimate.
+pub const WAIT_SITE_SAMPLE_EVERY: u32 = 64;
 /// `SAMPLING[SAMPLING_WAIT_SITES]`: 1 to record where blocked calls sleep (reports), 0 not to.
 pub const SAMPLING_WAIT_SITES: u32 = 1;
 
@@ -695,6 +709,9 @@ pub mod object {
         /// Empty classic raw tracepoint programs on the two syscall tracepoints: the cost
         /// floor any profiler built on them pays, measured by `cargo xtask bench`.
         pub const FLOOR: [(&str, &str); 2] = [("floor_sys_enter", "sys_enter"), ("floor_sys_exit", "sys_exit")];
+        /// Attached while wait sites are recorded (a report): who wakes a call asleep. It
+        /// runs on every wakeup of the machine, so the modes that do not need it go without.
+        pub const WAKERS: [(&str, &str); 1] = [("sched_waking", "sched_waking")];
     }
 }
 

@@ -60,7 +60,8 @@ use profiler_common::{
     Caller, Current, Epochs, InFlight, KnownTask, ProcSlot, StatsKey, StatsSlot, SyscallStats, WaitKey, WaitStats,
     CALLER_FOLLOWED, ERRNO_SLOTS, HIST_BUCKETS, KEY_EPOCH_MASK, NO_PROC, NO_WAIT_STACK, NR_IA32_FLAG, NR_KEY_BITS,
     NR_OUT_OF_RANGE, NR_X32_FLAG, PROC_EMPTY, PROC_FREED, PROC_PROBES, SAMPLING_WAIT_SITES, SLOT_EMPTY, SLOT_FREED,
-    STATS_PROBES, TIMED_FIRST_CALLS, USER32_CS, WAIT_SITES_ENTRIES, WAIT_STACKS_ENTRIES, WAIT_STACK_FAILED,
+    STATS_PROBES, TIMED_FIRST_CALLS, USER32_CS, WAIT_SITES_ENTRIES, WAIT_SITE_SAMPLE_EVERY, WAIT_STACKS_ENTRIES,
+    WAIT_STACK_FAILED, WAIT_STACK_SAMPLED, WAIT_STACK_SKIPPED,
 };
 
 // ---- load-time configuration (read-only globals, set by the agent before loading) ----
@@ -166,10 +167,11 @@ static SAMPLING: Array<u32> = Array::with_max_entries(2, 0);
 /// Kernel stacks blocked calls went to sleep on (`SAMPLING[SAMPLING_WAIT_SITES]` on).
 #[map]
 static WAIT_STACKS: StackTrace = StackTrace::with_max_entries(WAIT_STACKS_ENTRIES, 0);
-/// The stack id of each thread's call in flight, by the index of its `SLOTS` slot (apart
-/// from the slot: it keeps one cache line).
+/// The stack id of each thread's call in flight (low half) and the tgid of the process that
+/// last woke it (high half), by the index of its `SLOTS` slot (apart from the slot: it keeps
+/// one cache line).
 #[map]
-static WAIT_STACK_OF: Array<u32> = Array::with_max_entries(1, 0);
+static WAIT_STACK_OF: Array<u64> = Array::with_max_entries(1, 0);
 /// Calls and time asleep per (statistics entry, stack): where blocked calls waited.
 #[map]
 static WAIT_SITES: HashMap<WaitKey, WaitStats> = HashMap::with_max_entries(WAIT_SITES_ENTRIES, 0);
@@ -850,31 +852,50 @@ fn count_errno(stats: &mut SyscallStats, errno: u32) {
 
 /// The thread's `WAIT_STACK_OF` entry.
 #[inline(always)]
-fn wait_stack_of(tid: u32) -> Option<&'static mut u32> {
+fn wait_stack_of(tid: u32) -> Option<&'static mut u64> {
     WAIT_STACK_OF
         .get_ptr_mut(tid & SLOT_MASK.load())
         .map(|entry| unsafe { &mut *entry })
 }
 
 /// Records the kernel stack a thread goes to sleep on in its call, once per call (`first_off`:
-/// the call's first switch-out, which forgets any earlier call's), when wait sites are on.
+/// the call's first switch-out, which forgets any earlier call's), when wait sites are on:
+/// for the first calls of its statistics entry, then for 1 in [`WAIT_SITE_SAMPLE_EVERY`].
 #[inline(always)]
-fn take_wait_stack(ctx: &BtfTracePointContext, tid: u32, first_off: bool) {
-    let Some(stack) = wait_stack_of(tid) else {
+fn take_wait_stack(ctx: &BtfTracePointContext, slot: &InFlight, first_off: bool) {
+    let Some(stack) = wait_stack_of(slot.tid) else {
         return;
     };
     if first_off {
-        *stack = NO_WAIT_STACK;
-    } else if *stack != NO_WAIT_STACK {
+        *stack = u64::from(NO_WAIT_STACK);
+    } else if *stack as u32 != NO_WAIT_STACK {
         return;
     }
     if SAMPLING.get(SAMPLING_WAIT_SITES).copied().unwrap_or(0) == 0 {
         return;
     }
-    *stack = match ctx.get_stackid(&WAIT_STACKS, 0) {
-        Ok(id) => id as u32,
+    let calls = STATS.get(slot.stats_index).map_or(0, |entry| entry.stats.calls);
+    let mut sampled = 0;
+    if calls >= TIMED_FIRST_CALLS {
+        let Some(current) = current() else {
+            return;
+        };
+        let mut rng = current.rng;
+        if rng == 0 {
+            rng = unsafe { bpf_get_prandom_u32() } | 1;
+        }
+        rng = xorshift32(rng);
+        current.rng = rng;
+        if (rng >> 8) & (WAIT_SITE_SAMPLE_EVERY - 1) != 0 {
+            *stack = u64::from(WAIT_STACK_SKIPPED);
+            return;
+        }
+        sampled = WAIT_STACK_SAMPLED;
+    }
+    *stack = u64::from(match ctx.get_stackid(&WAIT_STACKS, 0) {
+        Ok(id) => id as u32 | sampled,
         Err(_) => WAIT_STACK_FAILED,
-    };
+    });
 }
 
 /// Adds a finished call that slept (`blocked_ns`) to the wait site of its statistics entry
@@ -884,24 +905,34 @@ fn add_wait_site(key: u64, tid: u32, blocked_ns: u64) {
     let Some(stack) = wait_stack_of(tid) else {
         return;
     };
-    let stack_id = *stack;
-    *stack = NO_WAIT_STACK;
-    if stack_id == NO_WAIT_STACK || blocked_ns == 0 {
+    let (stack_id, waker_tgid) = (*stack as u32, (*stack >> 32) as u32);
+    *stack = u64::from(NO_WAIT_STACK);
+    if stack_id == NO_WAIT_STACK || stack_id == WAIT_STACK_SKIPPED || blocked_ns == 0 {
         return;
     }
     if stack_id == WAIT_STACK_FAILED {
         bump(counter::WAIT_SITES_LOST);
         return;
     }
-    let site = WaitKey { key, stack_id, _pad: 0 };
+    let weight = if stack_id & WAIT_STACK_SAMPLED != 0 {
+        u64::from(WAIT_SITE_SAMPLE_EVERY)
+    } else {
+        1
+    };
+    let (calls, blocked_ns) = (weight, blocked_ns * weight);
+    let site = WaitKey {
+        key,
+        stack_id: stack_id & !WAIT_STACK_SAMPLED,
+        waker_tgid,
+    };
     for _attempt in 0..2 {
         if let Some(stats) = WAIT_SITES.get_ptr_mut(&site) {
             let stats = unsafe { &mut *stats };
-            atomic_add(&mut stats.calls, 1u64);
+            atomic_add(&mut stats.calls, calls);
             atomic_add(&mut stats.blocked_ns, blocked_ns);
             return;
         }
-        let first = WaitStats { calls: 1, blocked_ns };
+        let first = WaitStats { calls, blocked_ns };
         // BPF_NOEXIST: another CPU may have added the site meanwhile; then add to it.
         if WAIT_SITES.insert(&site, &first, 1).is_ok() {
             return;
@@ -946,7 +977,7 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
                 slot.runqueue_ns = 0;
             }
             if !prev_runnable {
-                take_wait_stack(&ctx, slot.tid, first_off);
+                take_wait_stack(&ctx, slot, first_off);
             }
             slot.off_since_ns = now;
             slot.state = if prev_runnable {
@@ -997,6 +1028,30 @@ fn still_returning(slot: &InFlight) -> bool {
     let orig_ax = unsafe { bpf_probe_read_kernel(regs.add(REGS_ORIG_AX_OFFSET.load() as usize) as *const u64) };
     let nr = StatsKey::unpack(slot.key).nr & !NR_IA32_FLAG;
     matches!(orig_ax, Ok(orig_ax) if orig_ax as u32 == nr)
+}
+
+// sched_waking(struct task_struct *p): runs in the waker (or in whatever task an interrupt
+// found on the CPU), before the wakee is queued. Attached only while wait sites are recorded.
+// A call asleep with its stack taken remembers the waker's process; the last one counts.
+#[btf_tracepoint(function = "sched_waking")]
+pub fn sched_waking(ctx: BtfTracePointContext) -> i32 {
+    let task: *const u8 = ctx.arg(0);
+    let tid = unsafe { task_u32(task, TASK_PID_OFFSET.load()) };
+    let Some(stack) = wait_stack_of(tid) else {
+        return 0;
+    };
+    let stack_id = *stack as u32;
+    if stack_id == NO_WAIT_STACK || stack_id == WAIT_STACK_FAILED || stack_id == WAIT_STACK_SKIPPED {
+        return 0;
+    }
+    // The entry is indexed like the slots: make sure it is this thread's call, asleep.
+    match tracked(tid) {
+        Some(slot) if slot.state == thread_state::SLEEPING => {}
+        _ => return 0,
+    }
+    let waker_tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    *stack = u64::from(stack_id) | (u64::from(waker_tgid) << 32);
+    0
 }
 
 // sched_wakeup_new(struct task_struct *p): a new thread starts. Its first sys_exit (the

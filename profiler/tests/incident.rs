@@ -240,17 +240,22 @@ fn blocked_calls_are_named_by_where_they_slept() {
     let blocked = u64_of(pipe, "blocked_ns");
     assert!(blocked >= rounds * 15_000_000, "{pipe}");
     assert_eq!(pipe["io_wait"], false);
+    // Woken, every time, by the writer: a process of its own.
+    let writer = &pipe["wakers"][0];
+    assert_eq!(writer["name"], "pipe-writer", "{pipe}");
+    assert_eq!(u64_of(writer, "calls"), rounds, "{pipe}");
 
     // A mutex held by another thread: the futex wait queue.
     let futexes = sites_of(&report, "futex");
-    assert!(
-        futexes
-            .iter()
-            .any(|site| site["site"].as_str().unwrap().contains("futex_wait")
-                && u64_of(site, "blocked_ns") >= rounds * 10_000_000),
-        "no futex_wait site:\n{}",
-        site_text(&futexes)
-    );
+    let lock = futexes
+        .iter()
+        .find(|site| {
+            site["site"].as_str().unwrap().contains("futex_wait") && u64_of(site, "blocked_ns") >= rounds * 10_000_000
+        })
+        .unwrap_or_else(|| panic!("no futex_wait site:\n{}", site_text(&futexes)));
+    // Woken by the thread that held the lock: the workload's own process.
+    let workload_pid = only_workload(&report)["pid"].clone();
+    assert_eq!(lock["wakers"][0]["pid"], workload_pid, "{lock}");
 
     // fdatasync waits for the disk (the journal, or the data's writeback).
     let syncs = sites_of(&report, "fdatasync");
@@ -271,4 +276,5 @@ fn blocked_calls_are_named_by_where_they_slept() {
         text.contains("waits in ") && text.contains("pipe_read <- vfs_read"),
         "{text}"
     );
+    assert!(text.contains(" pipe-writer (3)"), "{text}");
 }

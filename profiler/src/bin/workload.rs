@@ -312,24 +312,37 @@ fn heavy_tail(cycles: u64, out: &str) {
 }
 
 /// `waits ROUNDS DIR`: blocked calls with known wait sites, ROUNDS of each, one after the
-/// other: a read of a pipe whose writer sleeps 20 ms before each byte; a lock of a mutex
-/// (a futex) another thread holds for 20 ms; a 4 KiB write to a file in DIR and its
-/// `fdatasync` (a disk wait).
+/// other: a read of a pipe whose writer (a child process named `pipe-writer`) sleeps 20 ms
+/// before each byte; a lock of a mutex (a futex) another thread holds for 20 ms; a 4 KiB
+/// write to a file in DIR and its `fdatasync` (a disk wait).
 fn waits(rounds: u64, dir: &str) {
     let mut fds = [0i32; 2];
     assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
     let [read_end, write_end] = fds;
-    let writer = thread::spawn(move || {
-        for _ in 0..rounds {
-            thread::sleep(Duration::from_millis(20));
-            unsafe { libc::write(write_end, b"x".as_ptr().cast(), 1) };
+    // SAFETY: the child sleeps, writes and exits with raw calls.
+    let writer = match unsafe { libc::fork() } {
+        -1 => panic!("fork: {}", std::io::Error::last_os_error()),
+        0 => {
+            set_name("pipe-writer");
+            let pause = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 20_000_000,
+            };
+            for _ in 0..rounds {
+                unsafe {
+                    libc::nanosleep(&pause, std::ptr::null_mut());
+                    libc::write(write_end, b"x".as_ptr().cast(), 1);
+                }
+            }
+            unsafe { libc::_exit(0) };
         }
-    });
+        child => child,
+    };
     let mut byte = [0u8; 1];
     for _ in 0..rounds {
         unsafe { libc::read(read_end, byte.as_mut_ptr().cast(), 1) };
     }
-    writer.join().unwrap();
+    unsafe { libc::waitpid(writer, std::ptr::null_mut(), 0) };
 
     let lock = Arc::new(std::sync::Mutex::new(()));
     for _ in 0..rounds {

@@ -103,7 +103,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<i32> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let started = SystemTime::now();
     let (session, totals, command_status, hangs) = runtime.block_on(profile(target, &args))?;
-    let (wait_sites, wait_sites_lost) = session.wait_sites()?;
+    let (wait_sites, wait_sites_lost) = session.wait_sites(&|pid| totals.name(pid).map(str::to_owned))?;
     let command_exit = command_status.and_then(|status| match (status.code(), status.signal()) {
         (Some(code), _) => Some(CommandExit::Code(code)),
         (None, Some(signal)) => Some(CommandExit::Signal(signal)),

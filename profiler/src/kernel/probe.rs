@@ -129,7 +129,7 @@ impl Probe {
             path: btf_path.to_owned(),
             reason: err.to_string(),
         })?;
-        for (name, tracepoint) in program::PROFILER {
+        for (name, tracepoint) in program::PROFILER.iter().chain(&program::WAKERS) {
             let program: &mut BtfTracePoint = program_as(&mut ebpf, name)?;
             program
                 .load(tracepoint, &kernel_btf)
@@ -185,6 +185,20 @@ impl Probe {
     /// Bumps `Epochs::attaches`, which invalidates every record of who is calling.
     fn forget_callers(&self) {
         self.epochs.add(1, 1);
+    }
+
+    /// Attaches the program that sees who wakes a call asleep ([`program::WAKERS`]).
+    pub(crate) fn attach_wakers(&mut self) -> Result<(), ProbeError> {
+        for (name, tracepoint) in program::WAKERS {
+            if self.is_attached(name) {
+                continue;
+            }
+            let link = program_as::<BtfTracePoint>(&mut self.ebpf, name)?
+                .attach()
+                .map_err(|err| attach_error(name, tracepoint, &err))?;
+            self.links.push((name, Link::Btf(link)));
+        }
+        Ok(())
     }
 
     /// Attaches the empty floor programs ([`program::FLOOR`]), for the benchmark.
@@ -393,6 +407,7 @@ mod tests {
         let named: BTreeSet<&str> = program::PROFILER
             .iter()
             .chain(&program::FLOOR)
+            .chain(&program::WAKERS)
             .map(|(name, _)| *name)
             .collect();
         assert_eq!(programs, named);

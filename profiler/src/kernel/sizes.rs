@@ -90,7 +90,7 @@ pub(crate) fn map_bytes(sizes: &MapSizes, cpus: u32) -> Vec<(&'static str, u64)>
             // Per stack its frames and a bucket header (about 16 bytes).
             u64::from(WAIT_STACKS_ENTRIES) * (WAIT_STACK_DEPTH as u64 * 8 + 16),
         ),
-        (map::WAIT_STACK_OF, array_bytes(sizes.threads, size_of::<u32>())),
+        (map::WAIT_STACK_OF, array_bytes(sizes.threads, size_of::<u64>())),
         (
             map::WAIT_SITES,
             hash_bytes(WAIT_SITES_ENTRIES, size_of::<WaitKey>(), size_of::<WaitStats>()),

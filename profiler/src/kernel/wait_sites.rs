@@ -17,6 +17,8 @@ use crate::kernel::{
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RawWaitSite {
     pub key: StatsKey,
+    /// The process that last woke these calls (0: none seen, or an interrupt on an idle CPU).
+    pub waker_tgid: u32,
     /// Function names of the stack, innermost first (`0x...` where an address has no
     /// symbol).
     pub frames: Vec<String>,
@@ -25,7 +27,8 @@ pub struct RawWaitSite {
 }
 
 impl Probe {
-    /// Records from now on where blocked calls sleep (or stops).
+    /// Records from now on where blocked calls sleep and who wakes them (attaching the
+    /// waker program), or stops.
     pub fn record_wait_sites(&mut self, on: bool) -> Result<(), ProbeError> {
         let map_error = |source| ProbeError::Map {
             map: map::SAMPLING,
@@ -36,7 +39,11 @@ impl Probe {
             .map_mut(map::SAMPLING)
             .ok_or_else(|| missing_map(map::SAMPLING))?;
         let mut sampling: Array<&mut MapData, u32> = Array::try_from(data).map_err(map_error)?;
-        sampling.set(SAMPLING_WAIT_SITES, u32::from(on), 0).map_err(map_error)
+        sampling.set(SAMPLING_WAIT_SITES, u32::from(on), 0).map_err(map_error)?;
+        if on {
+            self.attach_wakers()?;
+        }
+        Ok(())
     }
 
     /// Blocked calls whose wait site could not be recorded (a table full, or a stack
@@ -67,19 +74,21 @@ impl Probe {
             map: map::WAIT_STACKS,
             source,
         })?;
-        let mut summed: BTreeMap<(StatsKey, u32), WaitStats> = BTreeMap::new();
+        let mut summed: BTreeMap<(StatsKey, u32, u32), WaitStats> = BTreeMap::new();
         for entry in sites.iter() {
             let Ok((site, stats)) = entry else {
                 continue; // removed while iterating: nothing does that
             };
-            let sum = summed.entry((StatsKey::unpack(site.key), site.stack_id)).or_default();
+            let sum = summed
+                .entry((StatsKey::unpack(site.key), site.stack_id, site.waker_tgid))
+                .or_default();
             sum.calls += stats.calls;
             sum.blocked_ns += stats.blocked_ns;
         }
         let symbols = aya::util::kernel_symbols().unwrap_or_default();
         let mut named: StdHashMap<u32, Vec<String>> = StdHashMap::new();
         let mut found = Vec::with_capacity(summed.len());
-        for ((key, stack_id), stats) in summed {
+        for ((key, stack_id, waker_tgid), stats) in summed {
             let frames = named
                 .entry(stack_id)
                 .or_insert_with(|| match stacks.get(&stack_id, 0) {
@@ -89,6 +98,7 @@ impl Probe {
                 .clone();
             found.push(RawWaitSite {
                 key,
+                waker_tgid,
                 frames,
                 calls: stats.calls,
                 blocked_ns: stats.blocked_ns,

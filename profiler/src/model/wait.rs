@@ -61,30 +61,72 @@ pub struct WaitSite {
     pub io_wait: bool,
     pub calls: u64,
     pub blocked_ns: u64,
+    /// Who woke them, the most calls first (at most [`WAKERS_LISTED`]).
+    pub wakers: Vec<Waker>,
 }
 
-/// The wait sites of each (process, syscall) from `(key, stack frames, calls, blocked ns)`:
-/// stacks that name the same site added up, the most time asleep first.
+/// A process that woke blocked calls at a site.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Waker {
+    /// 0: no wakeup seen (a timeout or a signal may end a wait without one), or a wakeup
+    /// from an interrupt on an idle CPU.
+    pub pid: u32,
+    pub name: String,
+    pub calls: u64,
+    pub blocked_ns: u64,
+}
+
+/// Wakers listed per site.
+pub const WAKERS_LISTED: usize = 3;
+
+/// One (process, syscall, kernel stack, waker)'s blocked calls, as the kernel side adds them
+/// up.
+pub struct SleptAt {
+    pub key: StatsKey,
+    pub frames: Vec<String>,
+    pub waker_tgid: u32,
+    pub calls: u64,
+    pub blocked_ns: u64,
+}
+
+/// The wait sites of each (process, syscall): stacks that name the same site added up, the
+/// most time asleep first, each with its wakers named by `name_of`.
 pub fn sites_by_key(
-    stacks: impl IntoIterator<Item = (StatsKey, Vec<String>, u64, u64)>,
+    stacks: impl IntoIterator<Item = SleptAt>,
+    name_of: &dyn Fn(u32) -> String,
 ) -> BTreeMap<StatsKey, Vec<WaitSite>> {
-    let mut summed: BTreeMap<(StatsKey, String, bool), (u64, u64)> = BTreeMap::new();
-    for (key, frames, calls, blocked_ns) in stacks {
-        let site = match wait_site(&frames) {
+    // (calls, blocked ns) by waker, per (key, site, I/O wait).
+    type ByWaker = BTreeMap<u32, (u64, u64)>;
+    let mut summed: BTreeMap<(StatsKey, String, bool), ByWaker> = BTreeMap::new();
+    for slept in stacks {
+        let site = match wait_site(&slept.frames) {
             site if site.is_empty() => "unknown".to_owned(),
             site => site,
         };
-        let sum = summed.entry((key, site, is_io_wait(&frames))).or_default();
-        sum.0 += calls;
-        sum.1 += blocked_ns;
+        let io_wait = is_io_wait(&slept.frames);
+        let by_waker = summed.entry((slept.key, site, io_wait)).or_default();
+        let sum = by_waker.entry(slept.waker_tgid).or_default();
+        sum.0 += slept.calls;
+        sum.1 += slept.blocked_ns;
     }
     let mut by_key: BTreeMap<StatsKey, Vec<WaitSite>> = BTreeMap::new();
-    for ((key, site, io_wait), (calls, blocked_ns)) in summed {
+    for ((key, site, io_wait), by_waker) in summed {
+        let mut wakers: Vec<Waker> = by_waker
+            .into_iter()
+            .map(|(pid, (calls, blocked_ns))| Waker {
+                pid,
+                name: name_of(pid),
+                calls,
+                blocked_ns,
+            })
+            .collect();
+        wakers.sort_by(|a, b| b.calls.cmp(&a.calls).then(a.pid.cmp(&b.pid)));
         by_key.entry(key).or_default().push(WaitSite {
             site,
             io_wait,
-            calls,
-            blocked_ns,
+            calls: wakers.iter().map(|w| w.calls).sum(),
+            blocked_ns: wakers.iter().map(|w| w.blocked_ns).sum(),
+            wakers: wakers.into_iter().take(WAKERS_LISTED).collect(),
         });
     }
     for sites in by_key.values_mut() {
@@ -204,7 +246,7 @@ mod tests {
     }
 
     #[test]
-    fn sites_are_added_up_per_key_most_time_first() {
+    fn sites_are_added_up_per_key_most_time_first_with_their_wakers() {
         let key = StatsKey { tgid: 7, nr: 0 };
         let pipe = frames(&[
             "__schedule",
@@ -224,18 +266,48 @@ mod tests {
             "__ia32_sys_read",
         ]);
         let fifo = frames(&["__schedule", "schedule", "wait_for_partner", "fifo_open"]);
-        let sites = sites_by_key([
-            (key, pipe, 3, 300),
-            (key, pipe_too, 2, 200),
-            (key, fifo, 1, 1_000),
-            (key, Vec::new(), 1, 5),
-        ]);
+        let slept = |frames: &Vec<String>, waker_tgid, calls, blocked_ns| SleptAt {
+            key,
+            frames: frames.clone(),
+            waker_tgid,
+            calls,
+            blocked_ns,
+        };
+        let name_of = |pid: u32| if pid == 0 { "-".to_owned() } else { format!("p{pid}") };
+        let sites = sites_by_key(
+            [
+                slept(&pipe, 40, 3, 300),
+                slept(&pipe_too, 40, 2, 200),
+                slept(&pipe, 41, 1, 100),
+                slept(&fifo, 0, 1, 1_000),
+                slept(&Vec::new(), 0, 1, 5),
+            ],
+            &name_of,
+        );
         let found = &sites[&key];
         assert_eq!(found.len(), 3);
         assert_eq!(found[0].site, "wait_for_partner <- fifo_open");
+        let read = &found[1];
         assert_eq!(
-            (found[1].site.as_str(), found[1].calls, found[1].blocked_ns),
-            ("pipe_read <- vfs_read <- ksys_read", 5, 500)
+            (read.site.as_str(), read.calls, read.blocked_ns),
+            ("pipe_read <- vfs_read <- ksys_read", 6, 600)
+        );
+        assert_eq!(
+            read.wakers,
+            [
+                Waker {
+                    pid: 40,
+                    name: "p40".into(),
+                    calls: 5,
+                    blocked_ns: 500
+                },
+                Waker {
+                    pid: 41,
+                    name: "p41".into(),
+                    calls: 1,
+                    blocked_ns: 100
+                },
+            ]
         );
         assert_eq!(found[2].site, "unknown");
     }

@@ -228,13 +228,22 @@ pub fn render_text(report: &Report, options: &TextOptions) -> String {
             }
             for site in syscall.wait_sites.iter().take(SITES_SHOWN) {
                 let io = if site.io_wait { ", I/O" } else { "" };
+                let wakers: Vec<String> = site
+                    .wakers
+                    .iter()
+                    .map(|waker| match waker.pid {
+                        0 => format!("{} ({})", waker.name, format_count(waker.calls)),
+                        pid => format!("{pid} {} ({})", waker.name, format_count(waker.calls)),
+                    })
+                    .collect();
                 let _ = writeln!(
                     out,
-                    "  {:<18} waits in {}: {} calls, {} asleep{io}",
+                    "  {:<18} waits in {}: {} calls, {} asleep{io}; woken by {}",
                     "",
                     site.site,
                     format_count(site.calls),
-                    format_ns(site.blocked_ns)
+                    format_ns(site.blocked_ns),
+                    wakers.join(", ")
                 );
             }
         }

@@ -24,7 +24,7 @@ use crate::{
         bound::bound_extrapolation,
         overflow::Overflow,
         store::{Store, Update},
-        wait::{sites_by_key, WaitSite},
+        wait::{sites_by_key, SleptAt, WaitSite},
     },
 };
 
@@ -241,15 +241,32 @@ impl Session {
     }
 
     /// Where the blocked calls of each (process, syscall) slept since recording began (the
-    /// agent's own left out), and the blocked calls whose site could not be recorded.
-    pub fn wait_sites(&self) -> Result<(BTreeMap<StatsKey, Vec<WaitSite>>, u64), SessionError> {
+    /// agent's own left out), their wakers named by `name_of` (else from `/proc`); and the
+    /// blocked calls whose site could not be recorded.
+    pub fn wait_sites(
+        &self,
+        name_of: &dyn Fn(u32) -> Option<String>,
+    ) -> Result<(BTreeMap<StatsKey, Vec<WaitSite>>, u64), SessionError> {
         let stacks = self.probe.wait_sites()?;
         let own = self.self_tgid;
+        let name_of = |pid: u32| match pid {
+            0 => "interrupt or idle".to_owned(),
+            pid => name_of(pid)
+                .or_else(|| read_comm(pid))
+                .unwrap_or_else(|| "?".to_owned()),
+        };
         let sites = sites_by_key(
             stacks
                 .into_iter()
                 .filter(|site| site.key.tgid != own)
-                .map(|site| (site.key, site.frames, site.calls, site.blocked_ns)),
+                .map(|site| SleptAt {
+                    key: site.key,
+                    frames: site.frames,
+                    waker_tgid: site.waker_tgid,
+                    calls: site.calls,
+                    blocked_ns: site.blocked_ns,
+                }),
+            &name_of,
         );
         Ok((sites, self.probe.wait_sites_lost()))
     }
