@@ -278,3 +278,42 @@ fn blocked_calls_are_named_by_where_they_slept() {
     );
     assert!(text.contains(" pipe-writer (3)"), "{text}");
 }
+
+#[test]
+#[ignore = "needs root: loads eBPF programs (cargo xtask test runs it as root)"]
+fn rows_by_name_or_cgroup_add_their_processes_up() {
+    // A shell loop running the workload five times: one row, not five.
+    let script = format!("for i in 1 2 3 4 5; do {WORKLOAD} getppid 100; done; exit 0");
+    let report = report_json(&["--group-by", "comm", "--", "sh", "-c", &script]);
+    let processes = report["processes"].as_array().unwrap();
+    let workloads: Vec<&Value> = processes
+        .iter()
+        .filter(|p| p["comm"].as_str().unwrap().starts_with("profiler-work"))
+        .collect();
+    assert_eq!(workloads.len(), 1, "{report}");
+    let workload = workloads[0];
+    assert_eq!(workload["pids"].as_array().unwrap().len(), 5, "{workload}");
+    let getppid = syscall(workload, "getppid", "x86_64").expect("getppid row");
+    assert_eq!(u64_of(getppid, "calls"), 500);
+    let text = run(&["report", "--group-by", "comm", "--", "sh", "-c", &script]);
+    assert!(
+        String::from_utf8_lossy(&text.stdout).contains("profiler-worklo (5 processes)"),
+        "{}",
+        String::from_utf8_lossy(&text.stdout)
+    );
+
+    // By cgroup: the workload runs in the test's own cgroup.
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let path = own
+        .lines()
+        .find_map(|line| line.strip_prefix("0::"))
+        .expect("cgroup v2");
+    let report = report_json(&["--group-by", "cgroup", "--", WORKLOAD, "getppid", "321"]);
+    let row = report["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["comm"] == path)
+        .unwrap_or_else(|| panic!("no row for {path}: {report}"));
+    assert_eq!(u64_of(syscall(row, "getppid", "x86_64").unwrap(), "calls"), 321);
+}

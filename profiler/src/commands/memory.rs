@@ -19,10 +19,10 @@ pub fn run(args: MemoryArgs) -> anyhow::Result<()> {
     let sizes = maps.sizes();
     println!("kernel map memory at {cpus} CPUs (approx., preallocated):");
     for (name, bytes) in sizes::map_bytes(&sizes, cpus) {
-        println!("  {name:<9} {:>9.2} MiB", bytes as f64 / (1 << 20) as f64);
+        println!("  {name:<13} {:>9.2} MiB", bytes as f64 / (1 << 20) as f64);
     }
     println!(
-        "  {:<9} {:>9.2} MiB",
+        "  {:<13} {:>9.2} MiB",
         "total",
         sizes::total_bytes(&sizes, cpus) as f64 / (1 << 20) as f64
     );

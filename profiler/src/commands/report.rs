@@ -1,6 +1,7 @@
 //! `syscall-profiler report`: profile for a while, a set of processes, or a command and its
 //! descendants, then print the report as text or JSON.
 use std::{
+    collections::HashMap,
     ffi::OsString,
     fs::File,
     io::{self, Write},
@@ -18,6 +19,7 @@ use crate::{
         stop::{Stop, StopSignals},
     },
     model::{
+        group::group,
         names::{decode_nr, syscall_name},
         split::waits_by_name,
         totals::ProcessTotals,
@@ -29,6 +31,7 @@ use crate::{
         CommandExit,
     },
     session::{
+        cgroups::{cgroup2_mount, CgroupPaths},
         host::Host,
         in_flight::{Hang, InSyscall},
         monotonic_ns, Session, Target, FILL_CHECK,
@@ -39,6 +42,17 @@ use crate::{
 pub enum Format {
     Text,
     Json,
+}
+
+/// What a report's rows are.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupBy {
+    /// One row per process.
+    Pid,
+    /// One row per process name: the processes of each name added up.
+    Comm,
+    /// One row per cgroup (v2) path: a container, a service.
+    Cgroup,
 }
 
 #[derive(Args, Debug)]
@@ -63,6 +77,9 @@ pub struct ReportArgs {
     /// Syscalls shown per process in the text report.
     #[arg(long, default_value_t = 10)]
     pub top: usize,
+    /// Rows per process, or per name or cgroup with their processes added up.
+    #[arg(long, value_enum, default_value_t = GroupBy::Pid)]
+    pub group_by: GroupBy,
     /// Threads inside one call for longer than this (seconds) at the end are listed, with
     /// what they wait on.
     #[arg(long, default_value_t = 1.0, value_parser = positive_seconds)]
@@ -95,6 +112,10 @@ pub fn run(args: ReportArgs) -> anyhow::Result<i32> {
     } else {
         Target::SystemWide
     };
+    if args.group_by == GroupBy::Cgroup && cgroup2_mount().is_none() {
+        // Every process would land in one unknown group.
+        anyhow::bail!("--group-by cgroup: this host has no cgroup v2 hierarchy mounted (cgroup v1 only)");
+    }
     let scope = match target {
         Target::SystemWide => "system-wide",
         Target::Pids { .. } => "pids",
@@ -109,11 +130,33 @@ pub fn run(args: ReportArgs) -> anyhow::Result<i32> {
         (None, Some(signal)) => Some(CommandExit::Signal(signal)),
         _ => None,
     });
-    let processes = view::by_process(totals.totals(), &session.calibration.charges);
     let comm = |pid: u32| totals.name(pid).unwrap_or("?").to_owned();
+    let grouped = match args.group_by {
+        GroupBy::Pid => None,
+        GroupBy::Comm => Some(group(totals.totals(), &wait_sites, &comm)),
+        GroupBy::Cgroup => {
+            let mut paths = CgroupPaths::default();
+            let by_pid: HashMap<u32, String> = totals
+                .totals()
+                .keys()
+                .map(|key| key.tgid)
+                .map(|pid| {
+                    let path = totals.cgroup(pid).and_then(|id| paths.path(id));
+                    (pid, path.unwrap_or_else(|| "unknown".to_owned()))
+                })
+                .collect();
+            Some(group(totals.totals(), &wait_sites, &|pid| by_pid[&pid].clone()))
+        }
+    };
+    let (rows, wait_sites) = match &grouped {
+        Some(grouped) => (&grouped.totals, &grouped.wait_sites),
+        None => (totals.totals(), &wait_sites),
+    };
+    let processes = view::by_process(rows, &session.calibration.charges);
     let report = report::build(&report::Inputs {
         host: Host::read(started),
         processes: &processes,
+        groups: grouped.as_ref().map(|grouped| &grouped.groups),
         comm: &comm,
         duration_ns: session.elapsed_ns(),
         charges: session.calibration.charges,
@@ -123,7 +166,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<i32> {
         overflow: session.overflow(),
         in_flight_total: hangs.len(),
         in_flight: Hang::read_all(&hangs[..hangs.len().min(report::HANGS_LISTED)]),
-        wait_sites: &wait_sites,
+        wait_sites,
         wait_sites_lost,
         hang_threshold_ns: hang_threshold_ns(&args),
     });

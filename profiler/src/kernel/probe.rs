@@ -285,10 +285,10 @@ impl Probe {
         self.forget_callers();
     }
 
-    /// Measures the process `tgid` (in [`Scope::Followed`]), named `comm`, from its next
-    /// call: its process table entry, taken (or revived, for a reused pid) as the kernel side
-    /// takes them, marked followed.
-    pub(crate) fn follow(&mut self, tgid: u32, comm: [u8; 16]) -> Result<(), ProbeError> {
+    /// Measures the process `tgid` (in [`Scope::Followed`]), named `comm`, in cgroup
+    /// `cgroup_id`, from its next call: its process table entry, taken (or revived, for a
+    /// reused pid) as the kernel side takes them, marked followed.
+    pub(crate) fn follow(&mut self, tgid: u32, comm: [u8; 16], cgroup_id: u64) -> Result<(), ProbeError> {
         let mask = self.sizes.processes - 1;
         let start = profiler_common::proc_hash(tgid, mask);
         let table_full = || ProbeError::Load(format!("cannot follow {tgid}: the process table is full"));
@@ -321,7 +321,7 @@ impl Probe {
             };
             if self.procs.swap_state(index, expected, new_state) {
                 if found.is_none_or(|(_, state)| state & proc_state::DEAD != 0) {
-                    self.procs.name(index, comm, 0);
+                    self.procs.name(index, comm, cgroup_id);
                 }
                 self.forget_callers();
                 return Ok(());

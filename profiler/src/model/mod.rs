@@ -4,6 +4,7 @@
 //! extrapolates ([`bound`]) out, and the per-syscall [`view`] every output is built from. No kernel, no I/O: unit-tested without root.
 pub mod bound;
 pub mod charges;
+pub mod group;
 pub mod histogram;
 pub mod names;
 pub mod overflow;

@@ -13,6 +13,8 @@ pub struct ProcessTotals {
     /// The latest name of each process, and when it was last seen in the process table or
     /// making calls (seconds since the start).
     names: HashMap<u32, (String, f64)>,
+    /// The cgroup (id) of each process, as of its latest calls.
+    cgroups: HashMap<u32, u64>,
 }
 
 impl ProcessTotals {
@@ -25,9 +27,13 @@ impl ProcessTotals {
                 .entry(delta.key.tgid)
                 .and_modify(|(_, seen)| *seen = now)
                 .or_insert_with(|| (delta.comm.text(), now));
+            self.cgroups.insert(delta.key.tgid, delta.cgroup_id);
         }
-        for (tgid, comm, _) in &update.processes {
+        for (tgid, comm, cgroup_id) in &update.processes {
             self.names.insert(*tgid, (comm.clone(), now));
+            if *cgroup_id != 0 {
+                self.cgroups.insert(*tgid, *cgroup_id);
+            }
         }
     }
 
@@ -40,11 +46,17 @@ impl ProcessTotals {
         self.names.get(&pid).map(|(name, _)| name.as_str())
     }
 
+    /// The process's cgroup (its id: the inode of its cgroup v2 directory).
+    pub fn cgroup(&self, pid: u32) -> Option<u64> {
+        self.cgroups.get(&pid).copied()
+    }
+
     /// Forgets the processes not seen since `since` seconds after the start (gone, and
     /// quiet since): bounds the memory of a long-running view under process churn.
     pub fn forget_unseen_since(&mut self, since: f64) {
         self.names.retain(|_, (_, seen)| *seen >= since);
         let names = &self.names;
+        self.cgroups.retain(|pid, _| names.contains_key(pid));
         self.totals.retain(|key, _| names.contains_key(&key.tgid));
     }
 }

@@ -70,8 +70,12 @@ pub const HANGS_LISTED: usize = 200;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct ProcessReport {
+    /// The process; grouped (`--group-by`), the group's smallest pid.
     pub pid: u32,
+    /// Its name; grouped, the group's (a name or a cgroup path).
     pub comm: String,
+    /// The processes added up in this row (one, but with `--group-by`).
+    pub pids: Vec<u32>,
     pub calls: u64,
     pub errors: u64,
     pub total_ns: u64,
@@ -113,6 +117,8 @@ pub const WAIT_SITES_LISTED: usize = 5;
 pub struct Inputs<'a> {
     pub host: Host,
     pub processes: &'a [ProcessView],
+    /// With `--group-by`: each group's name and processes, by the pid its rows are under.
+    pub groups: Option<&'a BTreeMap<u32, (String, Vec<u32>)>>,
     pub comm: &'a dyn Fn(u32) -> String,
     pub duration_ns: u64,
     pub charges: Charges,
@@ -176,7 +182,14 @@ pub fn build(inputs: &Inputs) -> Report {
         .iter()
         .map(|process| ProcessReport {
             pid: process.pid,
-            comm: (inputs.comm)(process.pid),
+            comm: match inputs.groups.and_then(|groups| groups.get(&process.pid)) {
+                Some((name, _)) => name.clone(),
+                None => (inputs.comm)(process.pid),
+            },
+            pids: match inputs.groups.and_then(|groups| groups.get(&process.pid)) {
+                Some((_, pids)) => pids.clone(),
+                None => vec![process.pid],
+            },
             calls: process.calls,
             errors: process.errors,
             total_ns: process.total_ns(),
@@ -274,6 +287,7 @@ pub mod tests {
             sample_every: 1,
             command_exit: None,
             host: Host::default(),
+            groups: None,
             in_flight: Vec::new(),
             in_flight_total: 0,
             hang_threshold_ns: 1_000_000_000,

@@ -166,11 +166,13 @@ pub fn render_text(report: &Report, options: &TextOptions) -> String {
         } else {
             String::new()
         };
+        let who = match process.pids.len() {
+            1 => format!("PID {} {}", process.pid, process.comm),
+            n => format!("{} ({n} processes)", process.comm),
+        };
         let _ = writeln!(
             out,
-            "\nPID {} {}  calls {}  errors {}  syscall time {}{waiting}  [{}]  {}",
-            process.pid,
-            process.comm,
+            "\n{who}  calls {}  errors {}  syscall time {}{waiting}  [{}]  {}",
             format_count(process.calls),
             format_count(process.errors),
             format_ns(t),

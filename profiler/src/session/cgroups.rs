@@ -32,8 +32,24 @@ impl CgroupPaths {
     }
 }
 
+/// The cgroup v2 id of a process (the inode of its cgroup's directory, as the kernel side
+/// records it), from `/proc/PID/cgroup`; 0 when unknown.
+pub fn cgroup_id_of(pid: u32) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Some(root) = cgroup2_mount() else {
+        return 0;
+    };
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
+        return 0;
+    };
+    text.lines()
+        .find_map(|line| line.strip_prefix("0::"))
+        .and_then(|path| std::fs::metadata(format!("{root}{}", path.trim_end_matches('/'))).ok())
+        .map_or(0, |meta| meta.ino())
+}
+
 /// Where the cgroup v2 hierarchy is mounted (unified, or hybrid's `unified`), if it is.
-fn cgroup2_mount() -> Option<&'static str> {
+pub fn cgroup2_mount() -> Option<&'static str> {
     const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
     ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"].into_iter().find(|path| {
         let path = std::ffi::CString::new(*path).expect("no NUL");

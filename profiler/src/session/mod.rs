@@ -290,7 +290,7 @@ fn follow(probe: &mut Probe, pid: u32) -> Result<(), SessionError> {
         let len = name.len().min(15);
         comm[..len].copy_from_slice(&name[..len]);
     }
-    Ok(probe.follow(pid, comm)?)
+    Ok(probe.follow(pid, comm, cgroups::cgroup_id_of(pid))?)
 }
 
 /// CLOCK_MONOTONIC in ns: the clock of the kernel side's `bpf_ktime_get_ns`.
