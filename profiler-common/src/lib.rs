@@ -466,6 +466,13 @@ pub mod flight {
     /// thread is back on a CPU, with the wait for it as runqueue time (see
     /// [`InFlight::first_off_ns`]). The rest of the flags are the call's own, as at `sys_exit`.
     pub const EXITING: u32 = 16;
+    /// One of the first calls of its (process, syscall) ([`TIMED_FIRST_CALLS`]): if it goes
+    /// to sleep, its wait site is always taken.
+    pub const FIRST_CALLS: u32 = 32;
+    /// Whether to take the call's wait site has been decided (at its first sleep) ...
+    pub const STACK_DECIDED: u32 = 64;
+    /// ... and it was taken: the thread's `WAIT_STACK_OF` entry holds it.
+    pub const STACK_TAKEN: u32 = 128;
 }
 
 /// In-flight state of one thread that is inside a syscall. One slot per thread, in an array
@@ -588,22 +595,16 @@ pub const WAIT_STACKS_ENTRIES: u32 = 1024;
 pub const WAIT_STACK_DEPTH: usize = 127;
 /// Distinct (process, syscall, stack) kept.
 pub const WAIT_SITES_ENTRIES: u32 = 16384;
-/// A thread's `WAIT_STACK_OF` entry (its low half; the high half is the waker's tgid): no
-/// stack taken in its call (yet) ...
-pub const NO_WAIT_STACK: u32 = u32::MAX;
-/// ... or none could be (a collision in the stack table, or it was full): not tried again ...
-pub const WAIT_STACK_FAILED: u32 = u32::MAX - 1;
-/// ... or the sampling left this call out. Otherwise the entry is a stack id, with
-/// [`WAIT_STACK_SAMPLED`] set when the call stands for [`WAIT_SITE_SAMPLE_EVERY`] calls.
-pub const WAIT_STACK_SKIPPED: u32 = u32::MAX - 2;
-/// Set in a thread's `WAIT_STACK_OF` stack id when the call was sampled (stack ids are
-/// below [`WAIT_STACKS_ENTRIES`]).
+/// Set in a thread's `WAIT_STACK_OF` stack id (its low half; the high half is the waker's
+/// tgid) when the call was sampled: it stands for [`WAIT_SITE_SAMPLE_EVERY`] calls (stack
+/// ids are below [`WAIT_STACKS_ENTRIES`]).
 pub const WAIT_STACK_SAMPLED: u32 = 1 << 30;
 /// Taking a kernel stack costs about 1 µs here (the unwinder, the stack map's hashing): the
 /// first calls of each (process, syscall) that go to sleep get theirs
 /// ([`TIMED_FIRST_CALLS`]), then 1 in this many, at random, counting this many times. Rare
-/// blocking calls are all seen; the wait sites of frequent ones are an unbiased estimate.
-pub const WAIT_SITE_SAMPLE_EVERY: u32 = 64;
+/// blocking calls are all seen; the wait sites of frequent ones are an unbiased estimate
+/// (1 in 64 cost the ping-pong benchmark 5.5 points: BENCHMARKS.md, step 18).
+pub const WAIT_SITE_SAMPLE_EVERY: u32 = 256;
 /// `SAMPLING[SAMPLING_WAIT_SITES]`: 1 to record where blocked calls sleep (reports), 0 not to.
 pub const SAMPLING_WAIT_SITES: u32 = 1;
 

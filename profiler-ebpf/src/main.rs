@@ -58,10 +58,9 @@ use aya_ebpf::{
 use profiler_common::{
     counter, flight, hist_bucket, known_task_index, proc_hash, proc_state, stats_hash, thread_state, xorshift32,
     Caller, Current, Epochs, InFlight, KnownTask, ProcSlot, StatsKey, StatsSlot, SyscallStats, WaitKey, WaitStats,
-    CALLER_FOLLOWED, ERRNO_SLOTS, HIST_BUCKETS, KEY_EPOCH_MASK, NO_PROC, NO_WAIT_STACK, NR_IA32_FLAG, NR_KEY_BITS,
-    NR_OUT_OF_RANGE, NR_X32_FLAG, PROC_EMPTY, PROC_FREED, PROC_PROBES, SAMPLING_WAIT_SITES, SLOT_EMPTY, SLOT_FREED,
-    STATS_PROBES, TIMED_FIRST_CALLS, USER32_CS, WAIT_SITES_ENTRIES, WAIT_SITE_SAMPLE_EVERY, WAIT_STACKS_ENTRIES,
-    WAIT_STACK_FAILED, WAIT_STACK_SAMPLED, WAIT_STACK_SKIPPED,
+    CALLER_FOLLOWED, ERRNO_SLOTS, HIST_BUCKETS, KEY_EPOCH_MASK, NO_PROC, NR_IA32_FLAG, NR_KEY_BITS, NR_OUT_OF_RANGE,
+    NR_X32_FLAG, PROC_EMPTY, PROC_FREED, PROC_PROBES, SAMPLING_WAIT_SITES, SLOT_EMPTY, SLOT_FREED, STATS_PROBES,
+    TIMED_FIRST_CALLS, USER32_CS, WAIT_SITES_ENTRIES, WAIT_SITE_SAMPLE_EVERY, WAIT_STACKS_ENTRIES, WAIT_STACK_SAMPLED,
 };
 
 // ---- load-time configuration (read-only globals, set by the agent before loading) ----
@@ -467,8 +466,11 @@ unsafe fn last_queued_ns(task: *const u8) -> u64 {
 /// weight minus one) in the high half.
 #[inline(always)]
 fn timing(current: &mut Current, calls: u64) -> u32 {
+    if calls < TIMED_FIRST_CALLS {
+        return flight::IN_FLIGHT | flight::TIMED | flight::FIRST_CALLS;
+    }
     let mask = SAMPLING.get(0).copied().unwrap_or(0);
-    if mask == 0 || calls < TIMED_FIRST_CALLS {
+    if mask == 0 {
         return flight::IN_FLIGHT | flight::TIMED;
     }
     let mut rng = current.rng;
@@ -640,9 +642,7 @@ fn record(slot: &mut InFlight, ret: i64, exiting: Option<*const u8>) {
         slot.flags = (flags & !flight::IN_FLIGHT) | flight::EXITING;
         return;
     }
-    if blocked_ns != 0 {
-        add_wait_site(slot.key, slot.tid, blocked_ns);
-    }
+    add_wait_site(slot.key, slot.tid, flags, blocked_ns);
     add_time(stats, flags, handler_ns, blocked_ns, runqueue_ns);
 }
 
@@ -684,9 +684,7 @@ fn finish_exiting(slot: &mut InFlight, exit_wait_ns: u64) {
     if flags & (flight::TIMED | flight::SWITCHED) == 0 {
         return; // a short call sampling did not time: the sampled ones stand for it
     }
-    if slot.blocked_ns != 0 {
-        add_wait_site(slot.key, slot.tid, slot.blocked_ns);
-    }
+    add_wait_site(slot.key, slot.tid, flags, slot.blocked_ns);
     add_time(&mut entry.stats, flags, slot.enter_ns, slot.blocked_ns, runqueue_ns);
 }
 
@@ -858,25 +856,18 @@ fn wait_stack_of(tid: u32) -> Option<&'static mut u64> {
         .map(|entry| unsafe { &mut *entry })
 }
 
-/// Records the kernel stack a thread goes to sleep on in its call, once per call (`first_off`:
-/// the call's first switch-out, which forgets any earlier call's), when wait sites are on:
-/// for the first calls of its statistics entry, then for 1 in [`WAIT_SITE_SAMPLE_EVERY`].
+/// Records the kernel stack a thread goes to sleep on in its call, when wait sites are on:
+/// decided once per call, at its first sleep; taken for the first calls of its statistics
+/// entry, then for 1 in [`WAIT_SITE_SAMPLE_EVERY`]. A call whose stack is not taken touches
+/// nothing but its own flags.
 #[inline(always)]
-fn take_wait_stack(ctx: &BtfTracePointContext, slot: &InFlight, first_off: bool) {
-    let Some(stack) = wait_stack_of(slot.tid) else {
-        return;
-    };
-    if first_off {
-        *stack = u64::from(NO_WAIT_STACK);
-    } else if *stack as u32 != NO_WAIT_STACK {
+fn take_wait_stack(ctx: &BtfTracePointContext, slot: &mut InFlight) {
+    if slot.flags & flight::STACK_DECIDED != 0 || SAMPLING.get(SAMPLING_WAIT_SITES).copied().unwrap_or(0) == 0 {
         return;
     }
-    if SAMPLING.get(SAMPLING_WAIT_SITES).copied().unwrap_or(0) == 0 {
-        return;
-    }
-    let calls = STATS.get(slot.stats_index).map_or(0, |entry| entry.stats.calls);
+    slot.flags |= flight::STACK_DECIDED;
     let mut sampled = 0;
-    if calls >= TIMED_FIRST_CALLS {
+    if slot.flags & flight::FIRST_CALLS == 0 {
         let Some(current) = current() else {
             return;
         };
@@ -887,33 +878,35 @@ fn take_wait_stack(ctx: &BtfTracePointContext, slot: &InFlight, first_off: bool)
         rng = xorshift32(rng);
         current.rng = rng;
         if (rng >> 8) & (WAIT_SITE_SAMPLE_EVERY - 1) != 0 {
-            *stack = u64::from(WAIT_STACK_SKIPPED);
             return;
         }
         sampled = WAIT_STACK_SAMPLED;
     }
-    *stack = u64::from(match ctx.get_stackid(&WAIT_STACKS, 0) {
-        Ok(id) => id as u32 | sampled,
-        Err(_) => WAIT_STACK_FAILED,
-    });
+    let Some(stack) = wait_stack_of(slot.tid) else {
+        return;
+    };
+    match ctx.get_stackid(&WAIT_STACKS, 0) {
+        Ok(id) => {
+            *stack = u64::from(id as u32 | sampled);
+            slot.flags |= flight::STACK_TAKEN;
+        }
+        // A collision in the stack table, or it is full.
+        Err(_) => bump(counter::WAIT_SITES_LOST),
+    }
 }
 
-/// Adds a finished call that slept (`blocked_ns`) to the wait site of its statistics entry
-/// (`key`) and of the stack its thread (`tid`) went to sleep on.
+/// Adds a finished call that slept (`blocked_ns`) and whose stack was taken (`flags`: its
+/// [`flight`] bits) to the wait site of its statistics entry (`key`), its stack and waker
+/// (in its thread's `WAIT_STACK_OF` entry; `tid`).
 #[inline(always)]
-fn add_wait_site(key: u64, tid: u32, blocked_ns: u64) {
+fn add_wait_site(key: u64, tid: u32, flags: u32, blocked_ns: u64) {
+    if flags & flight::STACK_TAKEN == 0 || blocked_ns == 0 {
+        return;
+    }
     let Some(stack) = wait_stack_of(tid) else {
         return;
     };
     let (stack_id, waker_tgid) = (*stack as u32, (*stack >> 32) as u32);
-    *stack = u64::from(NO_WAIT_STACK);
-    if stack_id == NO_WAIT_STACK || stack_id == WAIT_STACK_SKIPPED || blocked_ns == 0 {
-        return;
-    }
-    if stack_id == WAIT_STACK_FAILED {
-        bump(counter::WAIT_SITES_LOST);
-        return;
-    }
     let weight = if stack_id & WAIT_STACK_SAMPLED != 0 {
         u64::from(WAIT_SITE_SAMPLE_EVERY)
     } else {
@@ -969,15 +962,14 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
                 finish_exiting(slot, NO_EXIT_WAIT);
             }
         } else {
-            let first_off = slot.flags & flight::SWITCHED == 0;
-            if first_off {
+            if slot.flags & flight::SWITCHED == 0 {
                 slot.flags |= flight::SWITCHED;
                 slot.first_off_ns = now;
                 slot.blocked_ns = 0;
                 slot.runqueue_ns = 0;
             }
             if !prev_runnable {
-                take_wait_stack(&ctx, slot, first_off);
+                take_wait_stack(&ctx, slot);
             }
             slot.off_since_ns = now;
             slot.state = if prev_runnable {
@@ -1037,20 +1029,15 @@ fn still_returning(slot: &InFlight) -> bool {
 pub fn sched_waking(ctx: BtfTracePointContext) -> i32 {
     let task: *const u8 = ctx.arg(0);
     let tid = unsafe { task_u32(task, TASK_PID_OFFSET.load()) };
+    match tracked(tid) {
+        Some(slot) if slot.flags & flight::STACK_TAKEN != 0 && slot.state == thread_state::SLEEPING => {}
+        _ => return 0,
+    }
     let Some(stack) = wait_stack_of(tid) else {
         return 0;
     };
-    let stack_id = *stack as u32;
-    if stack_id == NO_WAIT_STACK || stack_id == WAIT_STACK_FAILED || stack_id == WAIT_STACK_SKIPPED {
-        return 0;
-    }
-    // The entry is indexed like the slots: make sure it is this thread's call, asleep.
-    match tracked(tid) {
-        Some(slot) if slot.state == thread_state::SLEEPING => {}
-        _ => return 0,
-    }
     let waker_tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    *stack = u64::from(stack_id) | (u64::from(waker_tgid) << 32);
+    *stack = u64::from(*stack as u32) | (u64::from(waker_tgid) << 32);
     0
 }
 
