@@ -170,6 +170,9 @@ fn waits_by_design_are_not_the_headline() {
     let sleep = processes.iter().find(|p| p["comm"] == "sleep").expect("sleep");
     let nanosleep = syscall(sleep, "clock_nanosleep", "x86_64").expect("clock_nanosleep");
     assert_eq!(nanosleep["class"], "sleep", "{nanosleep}");
+    // Ranked by total time on request: the waiting shell first.
+    let by_total = report_json(&["--sort", "total", "--", "sh", "-c", &script]);
+    assert_eq!(by_total["processes"][0]["comm"], "sh", "{by_total}");
 }
 
 #[test]

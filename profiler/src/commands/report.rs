@@ -28,7 +28,7 @@ use crate::{
     report::{
         self,
         text::{render_text, TextOptions},
-        CommandExit,
+        CommandExit, SortBy,
     },
     session::{
         cgroups::{cgroup2_mount, CgroupPaths},
@@ -80,6 +80,10 @@ pub struct ReportArgs {
     /// Rows per process, or per name or cgroup with their processes added up.
     #[arg(long, value_enum, default_value_t = GroupBy::Pid)]
     pub group_by: GroupBy,
+    /// What ranks the rows: the time that holds work up (waits by design last), total time,
+    /// calls or errors.
+    #[arg(long, value_enum, default_value_t = SortBy::Active)]
+    pub sort: SortBy,
     /// Threads inside one call for longer than this (seconds) at the end are listed, with
     /// what they wait on.
     #[arg(long, default_value_t = 1.0, value_parser = positive_seconds)]
@@ -156,6 +160,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<i32> {
     let report = report::build(&report::Inputs {
         host: Host::read(started),
         processes: &processes,
+        sort: args.sort,
         groups: grouped.as_ref().map(|grouped| &grouped.groups),
         comm: &comm,
         duration_ns: session.elapsed_ns(),

@@ -117,6 +117,8 @@ pub const WAIT_SITES_LISTED: usize = 5;
 pub struct Inputs<'a> {
     pub host: Host,
     pub processes: &'a [ProcessView],
+    /// How rows are ranked.
+    pub sort: SortBy,
     /// With `--group-by`: each group's name and processes, by the pid its rows are under.
     pub groups: Option<&'a BTreeMap<u32, (String, Vec<u32>)>>,
     pub comm: &'a dyn Fn(u32) -> String,
@@ -134,6 +136,38 @@ pub struct Inputs<'a> {
     /// could not be recorded.
     pub wait_sites: &'a BTreeMap<StatsKey, Vec<WaitSite>>,
     pub wait_sites_lost: u64,
+}
+
+/// What ranks a report's rows (the most first).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum SortBy {
+    /// Syscall time that holds work up: all but the calls that wait by design (their rows
+    /// last), then total time.
+    #[default]
+    Active,
+    /// Total syscall time, waits by design included.
+    Total,
+    Calls,
+    Errors,
+}
+
+impl SortBy {
+    fn key_of_process(self, process: &ProcessReport) -> u64 {
+        match self {
+            SortBy::Active => process.active_ns,
+            SortBy::Total => process.total_ns,
+            SortBy::Calls => process.calls,
+            SortBy::Errors => process.errors,
+        }
+    }
+
+    fn key_of_syscall(self, syscall: &SyscallReport) -> u64 {
+        match self {
+            SortBy::Active | SortBy::Total => syscall.total_ns,
+            SortBy::Calls => syscall.calls,
+            SortBy::Errors => syscall.errors,
+        }
+    }
 }
 
 /// How the profiled command ended.
@@ -208,12 +242,22 @@ pub fn build(inputs: &Inputs) -> Report {
         .collect();
     // Time that holds work up first: an idle event loop or a shell waiting for its command
     // is not the headline.
+    let sort = inputs.sort;
     processes.sort_by(|a, b| {
-        b.active_ns
-            .cmp(&a.active_ns)
+        sort.key_of_process(b)
+            .cmp(&sort.key_of_process(a))
             .then(b.total_ns.cmp(&a.total_ns))
             .then(a.pid.cmp(&b.pid))
     });
+    if sort != SortBy::Active {
+        for process in &mut processes {
+            process.syscalls.sort_by(|a, b| {
+                sort.key_of_syscall(b)
+                    .cmp(&sort.key_of_syscall(a))
+                    .then(a.name.cmp(&b.name))
+            });
+        }
+    }
     Report {
         schema_version: SCHEMA_VERSION,
         host: inputs.host.clone(),
@@ -246,6 +290,10 @@ pub mod tests {
     use crate::model::{store::SyscallTotals, view::by_process};
 
     pub fn sample() -> Report {
+        sample_sorted(SortBy::Active)
+    }
+
+    pub fn sample_sorted(sort: SortBy) -> Report {
         let mut map = BTreeMap::new();
         map.insert(
             StatsKey { tgid: 100, nr: 110 },
@@ -288,6 +336,7 @@ pub mod tests {
             command_exit: None,
             host: Host::default(),
             groups: None,
+            sort,
             in_flight: Vec::new(),
             in_flight_total: 0,
             hang_threshold_ns: 1_000_000_000,
@@ -321,6 +370,17 @@ pub mod tests {
             }
             assert_eq!(process.calls, process.syscalls.iter().map(|s| s.calls).sum::<u64>());
         }
+    }
+
+    #[test]
+    fn other_rankings_on_request() {
+        let first = |sort| sample_sorted(sort).processes[0].pid;
+        // By total time the parent waiting for its child (5 s) comes first.
+        assert_eq!(first(SortBy::Total), 400);
+        assert_eq!(first(SortBy::Calls), 100);
+        assert_eq!(first(SortBy::Errors), 100);
+        let by_errors = sample_sorted(SortBy::Errors);
+        assert_eq!(by_errors.processes[0].syscalls[0].name, "openat");
     }
 
     #[test]

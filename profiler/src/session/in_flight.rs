@@ -34,6 +34,8 @@ pub struct InSyscall {
     pub elapsed_ns: u64,
     /// It was already inside the call when profiling started: `elapsed_ns` is a lower bound.
     pub before_start: bool,
+    /// Where in the kernel it waits (see [`wait_site`]), read with the name.
+    pub wait_site: Option<String>,
 }
 
 impl Session {
@@ -54,17 +56,16 @@ impl Session {
             .filter_map(|slot| {
                 let elapsed_ns = now_ns.saturating_sub(slot.since_ns(clock_offset)?);
                 let pid = slot.stats_key().tgid;
+                let long = long_after_ns.is_some_and(|after| elapsed_ns >= after);
                 Some(InSyscall {
                     tid: slot.tid,
                     pid,
-                    name: long_after_ns
-                        .is_some_and(|after| elapsed_ns >= after)
-                        .then(|| read_thread_comm(pid, slot.tid))
-                        .flatten(),
+                    name: long.then(|| read_thread_comm(pid, slot.tid)).flatten(),
                     nr: slot.stats_key().nr,
                     blocked: slot.sleeping(),
                     elapsed_ns,
                     before_start: false,
+                    wait_site: long.then(|| wait_site(&kernel_stack(pid, slot.tid))),
                 })
             })
             .collect();
@@ -81,16 +82,16 @@ impl Session {
         let since_start = started.elapsed().as_nanos() as u64;
         for (tid, pid, nr, blocked) in proc_threads_in_syscalls() {
             if !seen.contains(&tid) && pid != std::process::id() && measured(pid) {
+                let long = since_start >= long_after_ns;
                 threads.push(InSyscall {
                     tid,
                     pid,
-                    name: (since_start >= long_after_ns)
-                        .then(|| read_thread_comm(pid, tid))
-                        .flatten(),
+                    name: long.then(|| read_thread_comm(pid, tid)).flatten(),
                     nr,
                     blocked,
                     elapsed_ns: since_start,
                     before_start: true,
+                    wait_site: long.then(|| wait_site(&kernel_stack(pid, tid))),
                 });
             }
         }

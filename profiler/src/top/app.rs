@@ -105,6 +105,8 @@ pub struct StuckThread {
     pub blocked: bool,
     /// It was already inside the call when profiling started: `elapsed_ns` is a lower bound.
     pub before_start: bool,
+    /// Where in the kernel it waits (empty if unknown).
+    pub wait_site: String,
 }
 
 /// Header facts.
@@ -297,6 +299,7 @@ impl App {
                     elapsed_ns: t.elapsed_ns,
                     blocked: t.blocked,
                     before_start: t.before_start,
+                    wait_site: t.wait_site.clone().unwrap_or_default(),
                 }
             })
             .collect();
@@ -487,6 +490,7 @@ pub mod tests {
                         blocked: true,
                         elapsed_ns: 3_000_000_000,
                         before_start: false,
+                        wait_site: None,
                     },
                     InSyscall {
                         tid: 101,
@@ -496,6 +500,7 @@ pub mod tests {
                         blocked: false,
                         elapsed_ns: 10,
                         before_start: false,
+                        wait_site: None,
                     },
                     InSyscall {
                         tid: 301,
@@ -505,6 +510,7 @@ pub mod tests {
                         blocked: true,
                         elapsed_ns: 2_000_000_000,
                         before_start: true,
+                        wait_site: Some("anon_pipe_read <- vfs_read".into()),
                     },
                 ],
             });

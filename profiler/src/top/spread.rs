@@ -99,6 +99,7 @@ mod tests {
             blocked: true,
             elapsed_ns,
             before_start: false,
+            wait_site: None,
         }
     }
 

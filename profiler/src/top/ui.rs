@@ -314,6 +314,7 @@ fn render_stuck(frame: &mut Frame, app: &App, area: Rect) {
                     )),
                     Cell::from(if t.blocked { "blocked" } else { "runnable" })
                         .style(Style::default().fg(if t.blocked { Color::Blue } else { Color::Magenta })),
+                    Cell::from(t.wait_site.clone()),
                 ])
             })
             .collect();
@@ -324,6 +325,7 @@ fn render_stuck(frame: &mut Frame, app: &App, area: Rect) {
         Constraint::Fill(1),
         Constraint::Length(9),
         Constraint::Length(9),
+        Constraint::Fill(2),
     ];
     let title = format!(
         " {} threads inside a syscall for over {} ",
@@ -332,7 +334,7 @@ fn render_stuck(frame: &mut Frame, app: &App, area: Rect) {
     );
     let table = Table::new(rows, widths)
         .header(
-            TableRow::new(["TID", "PID", "COMM", "SYSCALL", "FOR", "STATE"])
+            TableRow::new(["TID", "PID", "COMM", "SYSCALL", "FOR", "STATE", "WAITING IN"])
                 .style(Style::default().add_modifier(Modifier::BOLD | Modifier::REVERSED)),
         )
         .block(Block::default().borders(Borders::TOP).title(title))
@@ -461,6 +463,11 @@ mod tests {
         assert!(screen.contains("2 threads inside a syscall for over 1.0s"), "{screen}");
         assert!(screen.contains("≥2.0s"), "{screen}");
         assert!(screen.contains("nanosleep") && screen.contains("blocked"), "{screen}");
+        let wide = draw(&app, 140, 24);
+        assert!(
+            wide.contains("WAITING IN") && wide.contains("anon_pipe_read <- vfs_read"),
+            "{wide}"
+        );
         key(&mut app, KeyCode::Char('p'));
         key(&mut app, KeyCode::Char('?'));
         let screen = draw(&app, 80, 24);
