@@ -22,6 +22,7 @@ use crate::{
         group::group,
         names::{decode_nr, syscall_name},
         split::waits_by_name,
+        threads::InSyscall,
         totals::ProcessTotals,
         view,
     },
@@ -32,8 +33,8 @@ use crate::{
     },
     session::{
         cgroups::{cgroup2_mount, CgroupPaths},
-        host::Host,
-        in_flight::{Hang, InSyscall},
+        host::read_host,
+        in_flight::read_hangs,
         monotonic_ns, Session, Target, FILL_CHECK,
     },
 };
@@ -158,7 +159,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<i32> {
     };
     let processes = view::by_process(rows, &session.calibration.charges);
     let report = report::build(&report::Inputs {
-        host: Host::read(started),
+        host: read_host(started),
         processes: &processes,
         sort: args.sort,
         groups: grouped.as_ref().map(|grouped| &grouped.groups),
@@ -170,7 +171,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<i32> {
         command_exit,
         overflow: session.overflow(),
         in_flight_total: hangs.len(),
-        in_flight: Hang::read_all(&hangs[..hangs.len().min(report::HANGS_LISTED)]),
+        in_flight: read_hangs(&hangs[..hangs.len().min(report::HANGS_LISTED)]),
         wait_sites,
         wait_sites_lost,
         hang_threshold_ns: hang_threshold_ns(&args),

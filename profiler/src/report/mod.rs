@@ -18,7 +18,7 @@ use crate::model::{
     view::{ProcessView, SyscallView},
     wait::WaitSite,
 };
-use crate::session::{host::Host, in_flight::Hang};
+use crate::model::{host::Host, threads::Hang};
 
 /// 2: `overflow` is keyed by the counters' names (`slot_collision`, was `slot_collisions`).
 /// 3: `host` (where and when); `command_exit_code` also for a command a signal ended

@@ -337,7 +337,7 @@ const HANGS_SHOWN: usize = 20;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{report::tests::sample, session::in_flight::Hang};
+    use crate::{model::threads::Hang, report::tests::sample};
 
     #[test]
     fn text_shows_split_errors_and_advice() {

@@ -1,39 +1,23 @@
-//! What a report says about where and when it was taken: the time, the host, its kernel and
-//! boot, its CPU, and the command line. Each read best effort: a fact that cannot be read is
-//! empty, never an error (a report matters more than its header).
+//! Reading where and when a report is taken ([`Host`]). Each fact best effort: one that
+//! cannot be read is empty, never an error (a report matters more than its header).
 use std::{fs, time::SystemTime};
 
-use serde::Serialize;
+use crate::model::host::Host;
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Host {
-    /// When profiling began, RFC 3339 in UTC.
-    pub time: String,
-    pub hostname: String,
-    pub kernel_release: String,
-    /// `/proc/sys/kernel/random/boot_id`: tells two boots of one host apart.
-    pub boot_id: String,
-    pub cpu_model: String,
-    /// The profiler's own command line.
-    pub command_line: Vec<String>,
-}
-
-impl Host {
-    /// The facts as of `started`.
-    pub fn read(started: SystemTime) -> Host {
-        let (hostname, kernel_release) = uname();
-        Host {
-            time: humantime::format_rfc3339_seconds(started).to_string(),
-            hostname,
-            kernel_release,
-            boot_id: fs::read_to_string("/proc/sys/kernel/random/boot_id")
-                .map(|id| id.trim().to_owned())
-                .unwrap_or_default(),
-            cpu_model: fs::read_to_string("/proc/cpuinfo")
-                .map(|text| cpu_model(&text))
-                .unwrap_or_default(),
-            command_line: std::env::args().collect(),
-        }
+/// The facts as of `started`.
+pub fn read_host(started: SystemTime) -> Host {
+    let (hostname, kernel_release) = uname();
+    Host {
+        time: humantime::format_rfc3339_seconds(started).to_string(),
+        hostname,
+        kernel_release,
+        boot_id: fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .map(|id| id.trim().to_owned())
+            .unwrap_or_default(),
+        cpu_model: fs::read_to_string("/proc/cpuinfo")
+            .map(|text| cpu_model(&text))
+            .unwrap_or_default(),
+        command_line: std::env::args().collect(),
     }
 }
 
@@ -89,6 +73,6 @@ mod tests {
     #[test]
     fn the_time_is_rfc3339_in_utc() {
         let started = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_795_990_396);
-        assert_eq!(Host::read(started).time, "2026-11-29T22:13:16Z");
+        assert_eq!(read_host(started).time, "2026-11-29T22:13:16Z");
     }
 }

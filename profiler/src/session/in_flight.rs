@@ -1,14 +1,13 @@
-//! Threads inside a syscall right now: the ones the kernel side saw enter, and the ones
-//! `/proc` shows inside a call they were already in when profiling started (which is what a
-//! hang looks like when the profiler is started after it began); and, for a report, what a
-//! long one is waiting on ([`Hang`]).
+//! Finding the threads inside a syscall right now: the ones the kernel side saw enter, and the
+//! ones `/proc` shows inside a call they were already in when profiling started (which is what
+//! a hang looks like when the profiler is started after it began); and, for a report, reading
+//! what a long one is waiting on ([`Hang`]).
 use std::{collections::HashSet, time::Instant};
-
-use serde::Serialize;
 
 use crate::{
     model::{
         names::{decode_nr, syscall_name},
+        threads::{Hang, InSyscall},
         wait::{fd_argument, path_argument, wait_site},
     },
     session::{
@@ -19,24 +18,6 @@ use crate::{
         Session, Target,
     },
 };
-
-/// A thread inside a syscall, as the session sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct InSyscall {
-    pub tid: u32,
-    pub pid: u32,
-    /// The thread's own name now (`/proc/PID/task/TID/comm`), if it was asked for and could
-    /// be read.
-    pub name: Option<String>,
-    /// As the kernel side stores it (ABI flag included).
-    pub nr: u32,
-    pub blocked: bool,
-    pub elapsed_ns: u64,
-    /// It was already inside the call when profiling started: `elapsed_ns` is a lower bound.
-    pub before_start: bool,
-    /// Where in the kernel it waits (see [`wait_site`]), read with the name.
-    pub wait_site: Option<String>,
-}
 
 impl Session {
     /// Threads inside a syscall at `now_ns` (CLOCK_MONOTONIC; the agent's own left out): those
@@ -99,119 +80,81 @@ impl Session {
     }
 }
 
-/// A thread inside one call for a long time, and what `/proc` says it waits on. Every field
-/// past the call is best effort: the thread may return, or the process exit, while it is read.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Hang {
-    pub tid: u32,
-    pub pid: u32,
-    /// The process's name and the thread's own.
-    pub comm: String,
-    pub thread: String,
-    pub syscall: String,
-    pub abi: String,
-    /// Time inside the call so far; with `since_before_start`, time since profiling started
-    /// (the call began earlier).
-    pub elapsed_ns: u64,
-    pub since_before_start: bool,
-    /// `asleep`, `disk` (uninterruptible: usually I/O), `running`, `stopped`, ...
-    pub state: String,
-    /// Where in the kernel it sleeps: the innermost functions of its kernel stack
-    /// (`wait_for_partner <- fifo_open <- do_dentry_open`); empty when unreadable.
-    pub wait_site: String,
-    /// Waiting for I/O (`io_schedule` on its stack, or uninterruptible sleep).
-    pub io_wait: bool,
-    /// For a call on a file descriptor: the descriptor, and what it refers to (a path,
-    /// `pipe:[inode]`, `socket:[inode]`, with the TCP peer when there is one).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fd: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub target: Option<String>,
-    /// For an open: the path it opens.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
-    /// Other processes holding the same pipe or socket (`pid comm`): the other end.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub other_end: Vec<String>,
+/// What `/proc` says about each thread, now: one scan of every process's descriptors for the
+/// other ends of all of them.
+pub fn read_hangs(threads: &[InSyscall]) -> Vec<Hang> {
+    let mut hangs: Vec<Hang> = threads.iter().map(read_hang).collect();
+    let shared: HashSet<String> = hangs
+        .iter()
+        .filter_map(|hang| hang.target.as_deref())
+        .map(|target| target.split(" peer ").next().unwrap_or(target))
+        .filter(|target| target.starts_with("pipe:") || target.starts_with("socket:") || is_fifo(target))
+        .map(str::to_owned)
+        .collect();
+    if shared.is_empty() {
+        return hangs;
+    }
+    let holders = holders_of(&shared);
+    for hang in &mut hangs {
+        let Some(target) = hang.target.as_deref() else {
+            continue;
+        };
+        let target = target.split(" peer ").next().unwrap_or(target);
+        hang.other_end = holders
+            .get(target)
+            .into_iter()
+            .flatten()
+            .filter(|(pid, _)| *pid != hang.pid)
+            .map(|(pid, comm)| format!("{pid} {comm}"))
+            .collect();
+    }
+    hangs
 }
 
-impl Hang {
-    /// Reads what `/proc` says about each thread, now: one scan of every process's
-    /// descriptors for the other ends of all of them.
-    pub fn read_all(threads: &[InSyscall]) -> Vec<Hang> {
-        let mut hangs: Vec<Hang> = threads.iter().map(Hang::read).collect();
-        let shared: HashSet<String> = hangs
-            .iter()
-            .filter_map(|hang| hang.target.as_deref())
-            .map(|target| target.split(" peer ").next().unwrap_or(target))
-            .filter(|target| target.starts_with("pipe:") || target.starts_with("socket:") || is_fifo(target))
-            .map(str::to_owned)
-            .collect();
-        if shared.is_empty() {
-            return hangs;
+/// What `/proc` says about `thread`, now (not the other end: see [`read_hangs`]).
+fn read_hang(thread: &InSyscall) -> Hang {
+    let (pid, tid) = (thread.pid, thread.tid);
+    let (abi, nr) = decode_nr(thread.nr);
+    let syscall = syscall_name(abi, nr).into_owned();
+    let frames = kernel_stack(pid, tid);
+    let state = thread_state(pid, tid);
+    let args = syscall_args(pid, tid);
+    let fd = args.and_then(|args| fd_argument(&syscall).map(|i| args[i] as i32 as i64));
+    let target = fd.and_then(|fd| fd_target(pid, fd));
+    let peer = target.as_deref().and_then(|target| tcp_peer(pid, target));
+    let path = args.and_then(|args| path_argument(&syscall).and_then(|i| read_user_string(pid, args[i])));
+    Hang {
+        tid,
+        pid,
+        comm: read_comm(pid).unwrap_or_default(),
+        thread: thread
+            .name
+            .clone()
+            .or_else(|| read_thread_comm(pid, tid))
+            .unwrap_or_default(),
+        syscall,
+        abi: abi.as_str().to_owned(),
+        elapsed_ns: thread.elapsed_ns,
+        since_before_start: thread.before_start,
+        state: match state {
+            Some('S') => "asleep",
+            Some('D') => "disk",
+            Some('R') => "running",
+            Some('T' | 't') => "stopped",
+            Some(_) => "other",
+            None if thread.blocked => "asleep",
+            None => "unknown",
         }
-        let holders = holders_of(&shared);
-        for hang in &mut hangs {
-            let Some(target) = hang.target.as_deref() else {
-                continue;
-            };
-            let target = target.split(" peer ").next().unwrap_or(target);
-            hang.other_end = holders
-                .get(target)
-                .into_iter()
-                .flatten()
-                .filter(|(pid, _)| *pid != hang.pid)
-                .map(|(pid, comm)| format!("{pid} {comm}"))
-                .collect();
-        }
-        hangs
-    }
-
-    /// What `/proc` says about `thread`, now (not the other end: see [`Hang::read_all`]).
-    fn read(thread: &InSyscall) -> Hang {
-        let (pid, tid) = (thread.pid, thread.tid);
-        let (abi, nr) = decode_nr(thread.nr);
-        let syscall = syscall_name(abi, nr).into_owned();
-        let frames = kernel_stack(pid, tid);
-        let state = thread_state(pid, tid);
-        let args = syscall_args(pid, tid);
-        let fd = args.and_then(|args| fd_argument(&syscall).map(|i| args[i] as i32 as i64));
-        let target = fd.and_then(|fd| fd_target(pid, fd));
-        let peer = target.as_deref().and_then(|target| tcp_peer(pid, target));
-        let path = args.and_then(|args| path_argument(&syscall).and_then(|i| read_user_string(pid, args[i])));
-        Hang {
-            tid,
-            pid,
-            comm: read_comm(pid).unwrap_or_default(),
-            thread: thread
-                .name
-                .clone()
-                .or_else(|| read_thread_comm(pid, tid))
-                .unwrap_or_default(),
-            syscall,
-            abi: abi.as_str().to_owned(),
-            elapsed_ns: thread.elapsed_ns,
-            since_before_start: thread.before_start,
-            state: match state {
-                Some('S') => "asleep",
-                Some('D') => "disk",
-                Some('R') => "running",
-                Some('T' | 't') => "stopped",
-                Some(_) => "other",
-                None if thread.blocked => "asleep",
-                None => "unknown",
-            }
-            .to_owned(),
-            wait_site: wait_site(&frames),
-            io_wait: state == Some('D') || frames.iter().any(|f| f.starts_with("io_schedule")),
-            fd,
-            target: match (target, peer) {
-                (Some(target), Some(peer)) => Some(format!("{target} peer {peer}")),
-                (target, _) => target,
-            },
-            path,
-            other_end: Vec::new(),
-        }
+        .to_owned(),
+        wait_site: wait_site(&frames),
+        io_wait: state == Some('D') || frames.iter().any(|f| f.starts_with("io_schedule")),
+        fd,
+        target: match (target, peer) {
+            (Some(target), Some(peer)) => Some(format!("{target} peer {peer}")),
+            (target, _) => target,
+        },
+        path,
+        other_end: Vec::new(),
     }
 }
 

@@ -14,7 +14,7 @@ use crate::model::{
     store::SyscallTotals,
     view::{self, ProcessView, SyscallView},
 };
-use crate::{session::in_flight::InSyscall, top::spread::Spread};
+use crate::{model::threads::InSyscall, top::spread::Spread};
 
 /// Everything that can happen to the app.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use profiler_common::StatsKey;
 
-use crate::{model::store::SyscallTotals, session::in_flight::InSyscall};
+use crate::model::{store::SyscallTotals, threads::InSyscall};
 
 /// What the rates have shown so far of one thread's call in flight.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
