@@ -170,7 +170,12 @@ impl Probe {
         // Tasks may have exited unseen while detached: what the syscall programs remember
         // about who is calling must not outlive that (see `profiler_common::KnownTask`).
         self.forget_callers();
-        for (name, tracepoint) in program::PROFILER {
+        self.attach_btf(&program::PROFILER)
+    }
+
+    /// Attaches those of `programs` (BTF tracepoints) not attached yet, in order.
+    fn attach_btf(&mut self, programs: &[(&'static str, &'static str)]) -> Result<(), ProbeError> {
+        for &(name, tracepoint) in programs {
             if self.is_attached(name) {
                 continue;
             }
@@ -189,16 +194,7 @@ impl Probe {
 
     /// Attaches the program that sees who wakes a call asleep ([`program::WAKERS`]).
     pub(crate) fn attach_wakers(&mut self) -> Result<(), ProbeError> {
-        for (name, tracepoint) in program::WAKERS {
-            if self.is_attached(name) {
-                continue;
-            }
-            let link = program_as::<BtfTracePoint>(&mut self.ebpf, name)?
-                .attach()
-                .map_err(|err| attach_error(name, tracepoint, &err))?;
-            self.links.push((name, Link::Btf(link)));
-        }
-        Ok(())
+        self.attach_btf(&program::WAKERS)
     }
 
     /// Attaches the empty floor programs ([`program::FLOOR`]), for the benchmark.
@@ -238,6 +234,12 @@ impl Probe {
             every.is_power_of_two() && every <= MAX_SAMPLE_EVERY,
             "bad sampling period {every}"
         );
+        self.set_sampling(0, every - 1)
+    }
+
+    /// Sets word `index` of the `SAMPLING` map (0: the sampling mask; see
+    /// `profiler_common::SAMPLING_WAIT_SITES`).
+    pub(super) fn set_sampling(&mut self, index: u32, value: u32) -> Result<(), ProbeError> {
         let map_error = |source| ProbeError::Map {
             map: map::SAMPLING,
             source,
@@ -247,7 +249,7 @@ impl Probe {
             .map_mut(map::SAMPLING)
             .ok_or_else(|| missing_map(map::SAMPLING))?;
         let mut sampling: Array<&mut MapData, u32> = Array::try_from(data).map_err(map_error)?;
-        sampling.set(0, every - 1, 0).map_err(map_error)
+        sampling.set(index, value, 0).map_err(map_error)
     }
 
     pub(crate) fn attached_programs(&self) -> usize {

@@ -5,7 +5,7 @@
 //! (`kptr_restrict`).
 use std::collections::{BTreeMap, HashMap as StdHashMap};
 
-use aya::maps::{Array, HashMap, MapData, StackTraceMap};
+use aya::maps::{HashMap, MapData, StackTraceMap};
 use profiler_common::{counter, object::map, StatsKey, WaitKey, WaitStats, SAMPLING_WAIT_SITES};
 
 use crate::kernel::{
@@ -30,16 +30,7 @@ impl Probe {
     /// Records from now on where blocked calls sleep and who wakes them (attaching the
     /// waker program), or stops.
     pub fn record_wait_sites(&mut self, on: bool) -> Result<(), ProbeError> {
-        let map_error = |source| ProbeError::Map {
-            map: map::SAMPLING,
-            source,
-        };
-        let data = self
-            .ebpf
-            .map_mut(map::SAMPLING)
-            .ok_or_else(|| missing_map(map::SAMPLING))?;
-        let mut sampling: Array<&mut MapData, u32> = Array::try_from(data).map_err(map_error)?;
-        sampling.set(SAMPLING_WAIT_SITES, u32::from(on), 0).map_err(map_error)?;
+        self.set_sampling(SAMPLING_WAIT_SITES, u32::from(on))?;
         if on {
             self.attach_wakers()?;
         }
