@@ -24,9 +24,13 @@
 //! - `sched_process_exit`/`sched_wakeup_new`/`sched_process_exec` keep the per-thread
 //!   in-flight slots from leaking when a thread dies or changes tid inside a syscall.
 //! - `sched_process_fork` follows the children of followed processes (`--pid`, `-- CMD`).
+//! - In a report (`SAMPLING[SAMPLING_WAIT_SITES]` on), `sched_switch` takes the kernel stack
+//!   a call goes to sleep on (the first calls of each entry, then 1 in 256), `sched_waking`
+//!   (attached only then) notes who wakes it, and the call's end adds it to `WAIT_SITES`.
 //!
-//! Every map the agent reads is a memory-mappable array: after attaching, it needs no
-//! `bpf()` call, and so no capability.
+//! Every map the counting modes read is a memory-mappable array: after attaching, `top` and
+//! `serve` need no `bpf()` call, and so no capability. The wait-site maps (a hash map and a
+//! stack-trace map) are read with `bpf()` by `report`, which keeps its capabilities.
 //!
 //! All programs are BTF-enabled raw tracepoints (`tp_btf`, Linux 5.5+; no tracefs needed): the
 //! kernel hands them typed pointers, so task and register fields are plain loads rather than
