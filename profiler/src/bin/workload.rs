@@ -185,6 +185,15 @@ fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// The calling thread's `/proc/thread-self/schedstat`, opened once (for [`run_delay_ns`]):
+/// a read per measurement, no open inside the measured loop.
+fn open_schedstat() -> i32 {
+    let path = CString::new("/proc/thread-self/schedstat").unwrap();
+    let schedstat = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY) };
+    assert!(schedstat >= 0, "no /proc/thread-self/schedstat");
+    schedstat
+}
+
 /// The calling thread's run delay so far (ns waiting on a runqueue), read with one pread
 /// from its open `/proc/thread-self/schedstat`.
 fn run_delay_ns(schedstat: i32) -> u64 {
@@ -232,9 +241,7 @@ fn exit_wait(writes: u64, out: &str) {
 /// Makes `n` calls with `call`, each timed on the thread's own clock and with its run delay
 /// read just around it: `(wall_ns, run_delay_ns)` in all.
 fn timed_calls(n: u64, mut call: impl FnMut()) -> (u64, u64) {
-    let path = CString::new("/proc/thread-self/schedstat").unwrap();
-    let schedstat = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY) };
-    assert!(schedstat >= 0, "no /proc/thread-self/schedstat");
+    let schedstat = open_schedstat();
     let (mut wall_ns, mut run_delay_total_ns) = (0u64, 0u64);
     for _ in 0..n {
         let delay_before = run_delay_ns(schedstat);
@@ -267,9 +274,7 @@ fn read_spin(reads: u64, out: &str) {
     let zero = std::fs::File::open("/dev/zero").expect("/dev/zero");
     let fd = std::os::fd::AsRawFd::as_raw_fd(&zero);
     let mut buf = vec![0u8; 64 << 10];
-    let path = CString::new("/proc/thread-self/schedstat").unwrap();
-    let schedstat = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY) };
-    assert!(schedstat >= 0, "no /proc/thread-self/schedstat");
+    let schedstat = open_schedstat();
     let delay_before = run_delay_ns(schedstat);
     let mut wall_ns = 0u64;
     for _ in 0..reads {
@@ -294,9 +299,7 @@ fn heavy_tail(cycles: u64, out: &str) {
     let fd = std::os::fd::AsRawFd::as_raw_fd(&zero);
     let mut buf = vec![0u8; 16 << 20];
     buf.fill(1); // fault the buffer in before the clock starts
-    let path = CString::new("/proc/thread-self/schedstat").unwrap();
-    let schedstat = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY) };
-    assert!(schedstat >= 0, "no /proc/thread-self/schedstat");
+    let schedstat = open_schedstat();
     let delay_before = run_delay_ns(schedstat);
     let mut wall_ns = 0u64;
     for _ in 0..cycles {

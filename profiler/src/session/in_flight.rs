@@ -8,7 +8,7 @@ use crate::{
     model::{
         names::{decode_nr, syscall_name},
         threads::{Hang, InSyscall},
-        wait::{fd_argument, path_argument, wait_site},
+        wait::{fd_argument, is_io_wait, path_argument, wait_site},
     },
     session::{
         procfs::{
@@ -147,7 +147,7 @@ fn read_hang(thread: &InSyscall) -> Hang {
         }
         .to_owned(),
         wait_site: wait_site(&frames),
-        io_wait: state == Some('D') || frames.iter().any(|f| f.starts_with("io_schedule")),
+        io_wait: state == Some('D') || is_io_wait(&frames),
         fd,
         target: match (target, peer) {
             (Some(target), Some(peer)) => Some(format!("{target} peer {peer}")),
