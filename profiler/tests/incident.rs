@@ -110,6 +110,60 @@ fn a_report_names_what_hung_threads_wait_on() {
 
 #[test]
 #[ignore = "needs root: loads eBPF programs (cargo xtask test runs it as root)"]
+fn a_hang_at_the_start_is_listed_even_if_it_returns_during_the_report() {
+    let returns = Killed(Command::new("sleep").arg("3").spawn().unwrap());
+    let stays = Killed(Command::new("sleep").arg("1000").spawn().unwrap());
+    std::thread::sleep(Duration::from_millis(500));
+    let (returns_pid, stays_pid) = (returns.0.id(), stays.0.id());
+    let report = report_json(&[
+        "--duration",
+        "4",
+        "--hang-threshold",
+        "0.3",
+        "--pid",
+        &returns_pid.to_string(),
+        "--pid",
+        &stays_pid.to_string(),
+    ]);
+    // Read at the start, while it slept: time off the CPU then, where it slept.
+    let returned: Vec<&Value> = report["returned"].as_array().unwrap().iter().collect();
+    assert_eq!(returned.len(), 1, "{}", report["returned"]);
+    let hang = returned[0];
+    assert_eq!(hang["pid"], returns_pid, "{hang}");
+    assert_eq!(hang["syscall"], "clock_nanosleep", "{hang}");
+    assert!(u64_of(hang, "elapsed_ns") >= 300_000_000, "{hang}");
+    assert!(u64_of(hang, "elapsed_ns") < 3_000_000_000, "{hang}");
+    assert!(
+        hang["wait_site"].as_str().unwrap().starts_with("hrtimer_nanosleep"),
+        "{hang}"
+    );
+    assert!(report["in_flight"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|h| h["pid"] != returns_pid));
+    // Still asleep at the end: the report's 4 s and its sleep before the start.
+    let stays = hang_of(&report, stays_pid);
+    assert!(u64_of(stays, "elapsed_ns") >= 4_300_000_000, "{stays}");
+
+    let text = run(&[
+        "report",
+        "--duration",
+        "0.5",
+        "--hang-threshold",
+        "0.3",
+        "--pid",
+        &stays_pid.to_string(),
+    ]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("Inside one call for more than 300 ms at the end"),
+        "{text}"
+    );
+}
+
+#[test]
+#[ignore = "needs root: loads eBPF programs (cargo xtask test runs it as root)"]
 fn report_exits_with_the_commands_exit_code_and_says_where_it_ran() {
     let exited = run(&["report", "--format", "json", "--", "sh", "-c", "exit 3"]);
     assert_eq!(exited.status.code(), Some(3));

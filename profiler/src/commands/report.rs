@@ -22,7 +22,7 @@ use crate::{
         group::group,
         names::{decode_nr, syscall_name},
         split::waits_by_name,
-        threads::InSyscall,
+        threads::{returned_since_start, Hang, InSyscall},
         totals::ProcessTotals,
         view,
     },
@@ -128,7 +128,13 @@ pub fn run(args: ReportArgs) -> anyhow::Result<i32> {
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let started = SystemTime::now();
-    let (session, totals, command_status, hangs) = runtime.block_on(profile(target, &args))?;
+    let Profiled {
+        session,
+        totals,
+        command_status,
+        hangs,
+        returned,
+    } = runtime.block_on(profile(target, &args))?;
     let (wait_sites, wait_sites_lost) = session.wait_sites(&|pid| totals.name(pid).map(str::to_owned))?;
     let command_exit = command_status.and_then(|status| match (status.code(), status.signal()) {
         (Some(code), _) => Some(CommandExit::Code(code)),
@@ -172,6 +178,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<i32> {
         overflow: session.overflow(),
         in_flight_total: hangs.len(),
         in_flight: read_hangs(&hangs[..hangs.len().min(report::HANGS_LISTED)]),
+        returned,
         wait_sites,
         wait_sites_lost,
         hang_threshold_ns: hang_threshold_ns(&args),
@@ -199,10 +206,17 @@ pub fn run(args: ReportArgs) -> anyhow::Result<i32> {
 /// Measures until the duration ends, the command exits, the pids are gone, or a signal: SIGINT
 /// (with a command, the second one: the command got the first as well, from the terminal, and
 /// is given the chance to exit) or SIGTERM (a command gets it too).
-async fn profile(
-    target: Target,
-    args: &ReportArgs,
-) -> anyhow::Result<(Session, ProcessTotals, Option<ExitStatus>, Vec<InSyscall>)> {
+/// What a profiling run leaves for the report: the totals, how the command ended, the
+/// threads in a long call at the end, and the hangs of the start that returned meanwhile.
+struct Profiled {
+    session: Session,
+    totals: ProcessTotals,
+    command_status: Option<ExitStatus>,
+    hangs: Vec<InSyscall>,
+    returned: Vec<Hang>,
+}
+
+async fn profile(target: Target, args: &ReportArgs) -> anyhow::Result<Profiled> {
     let mut stop = StopSignals::install()?;
     let mut session = Session::start(
         target,
@@ -212,6 +226,13 @@ async fn profile(
     )?;
     session.record_wait_sites()?;
     let started = std::time::Instant::now();
+    let threshold_ns = hang_threshold_ns(args);
+    let system_wide = session.target == Target::SystemWide;
+    // Read now: a hang that ends during the report would be counted, not listed.
+    let mut asleep_at_start = session.asleep_in_syscalls(threshold_ns);
+    asleep_at_start.retain(|thread| !made_to_wait(thread, system_wide));
+    asleep_at_start.truncate(report::HANGS_LISTED);
+    let hangs_at_start = read_hangs(&asleep_at_start);
     let mut totals = ProcessTotals::default();
     let next_read = tokio::time::sleep(READ_INTERVAL);
     tokio::pin!(next_read);
@@ -257,17 +278,28 @@ async fn profile(
         }
     }
     // Before the programs are detached: the kernel side knows when each call began.
-    let threshold_ns = hang_threshold_ns(args);
     let mut hangs = session.threads_in_syscalls(monotonic_ns(), started, Some(threshold_ns));
-    let system_wide = session.target == Target::SystemWide;
-    hangs.retain(|thread| {
-        // Machine-wide, every idle event loop, timer and parent would be listed: not hangs.
-        let (abi, nr) = decode_nr(thread.nr);
-        thread.elapsed_ns >= threshold_ns && !(system_wide && waits_by_name(&syscall_name(abi, nr)).is_some())
-    });
+    let returned = returned_since_start(hangs_at_start, &mut hangs, &call_name);
+    hangs.retain(|thread| thread.elapsed_ns >= threshold_ns && !made_to_wait(thread, system_wide));
     hangs.sort_by(|a, b| b.elapsed_ns.cmp(&a.elapsed_ns).then(a.tid.cmp(&b.tid)));
     totals.apply(&session.stop()?, session.elapsed_ns() as f64 / 1e9);
-    Ok((session, totals, command_status, hangs))
+    Ok(Profiled {
+        session,
+        totals,
+        command_status,
+        hangs,
+        returned,
+    })
+}
+
+/// Machine-wide, every idle event loop, timer and parent would be listed: not hangs.
+fn made_to_wait(thread: &InSyscall, system_wide: bool) -> bool {
+    system_wide && waits_by_name(&call_name(thread)).is_some()
+}
+
+fn call_name(thread: &InSyscall) -> String {
+    let (abi, nr) = decode_nr(thread.nr);
+    syscall_name(abi, nr).into_owned()
 }
 
 fn hang_threshold_ns(args: &ReportArgs) -> u64 {

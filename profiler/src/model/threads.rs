@@ -57,3 +57,89 @@ pub struct Hang {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub other_end: Vec<String>,
 }
+
+/// Joins the hangs seen at the start of a report (`at_start`, read then; `elapsed_ns` their
+/// time off the CPU at the start) with the threads inside a call at its end: a thread still
+/// in the same call adds its time before the start to its time so far. Returns the hangs that
+/// returned meanwhile. `call_of`: a thread's call, named as a hang names it.
+pub fn returned_since_start(
+    at_start: Vec<Hang>,
+    at_end: &mut [InSyscall],
+    call_of: &dyn Fn(&InSyscall) -> String,
+) -> Vec<Hang> {
+    at_start
+        .into_iter()
+        .filter(|hang| {
+            let still = at_end
+                .iter_mut()
+                .find(|thread| thread.before_start && thread.tid == hang.tid && call_of(thread) == hang.syscall);
+            match still {
+                Some(thread) => {
+                    thread.elapsed_ns += hang.elapsed_ns;
+                    false
+                }
+                None => true,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn thread(tid: u32, nr: u32, elapsed_ns: u64, before_start: bool) -> InSyscall {
+        InSyscall {
+            tid,
+            pid: tid,
+            name: None,
+            nr,
+            blocked: true,
+            elapsed_ns,
+            before_start,
+            wait_site: None,
+        }
+    }
+
+    fn hang(tid: u32, syscall: &str, elapsed_ns: u64) -> Hang {
+        Hang {
+            tid,
+            pid: tid,
+            comm: "x".into(),
+            thread: "x".into(),
+            syscall: syscall.into(),
+            abi: "x86_64".into(),
+            elapsed_ns,
+            since_before_start: true,
+            state: "asleep".into(),
+            wait_site: String::new(),
+            io_wait: false,
+            fd: None,
+            target: None,
+            path: None,
+            other_end: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_hang_still_there_carries_its_time_before_the_start_and_the_others_returned() {
+        let call_of = |thread: &InSyscall| if thread.nr == 0 { "read" } else { "wait4" }.to_owned();
+        let mut at_end = vec![
+            thread(10, 0, 5_000, true),
+            // Same thread, but a call it entered during the report: not the same hang.
+            thread(11, 0, 4_000, false),
+            // Same thread, another call that was under way at start: the first one returned.
+            thread(12, 61, 3_000, true),
+        ];
+        let at_start = vec![
+            hang(10, "read", 2_000),
+            hang(11, "read", 1_000),
+            hang(12, "read", 1_000),
+        ];
+        let returned = returned_since_start(at_start, &mut at_end, &call_of);
+        assert_eq!(returned.iter().map(|h| h.tid).collect::<Vec<_>>(), vec![11, 12]);
+        assert_eq!(at_end[0].elapsed_ns, 7_000);
+        assert_eq!(at_end[1].elapsed_ns, 4_000);
+        assert_eq!(at_end[2].elapsed_ns, 3_000);
+    }
+}

@@ -59,6 +59,11 @@ pub struct Report {
     /// [`HANGS_LISTED`]; how many there were.
     pub in_flight: Vec<Hang>,
     pub in_flight_total: usize,
+    /// Threads asleep inside one call for longer than `--hang-threshold` at the start
+    /// (`--pid` or system-wide; `elapsed_ns`: their time off the CPU then) that returned
+    /// during the report, read at the start; at most [`HANGS_LISTED`]. (Those still inside
+    /// it are in `in_flight`, their time before the start added.)
+    pub returned: Vec<Hang>,
     pub hang_threshold_ns: u64,
     /// Blocked calls whose wait site could not be recorded (a table full): the sites listed
     /// are short of them.
@@ -131,6 +136,7 @@ pub struct Inputs<'a> {
     /// At most [`HANGS_LISTED`], the longest first; and how many there were.
     pub in_flight: Vec<Hang>,
     pub in_flight_total: usize,
+    pub returned: Vec<Hang>,
     pub hang_threshold_ns: u64,
     /// Where blocked calls slept, per (process, syscall); and the blocked calls whose site
     /// could not be recorded.
@@ -275,6 +281,7 @@ pub fn build(inputs: &Inputs) -> Report {
         processes,
         in_flight: inputs.in_flight.clone(),
         in_flight_total: inputs.in_flight_total,
+        returned: inputs.returned.clone(),
         wait_sites_lost: inputs.wait_sites_lost,
         hang_threshold_ns: inputs.hang_threshold_ns,
     }
@@ -339,6 +346,7 @@ pub mod tests {
             sort,
             in_flight: Vec::new(),
             in_flight_total: 0,
+            returned: Vec::new(),
             hang_threshold_ns: 1_000_000_000,
             wait_sites: &BTreeMap::new(),
             wait_sites_lost: 0,

@@ -6,6 +6,7 @@ use crate::{
     model::{
         charges::BoundarySource,
         split::{split_cells, Split},
+        threads::Hang,
     },
     report::Report,
 };
@@ -274,16 +275,27 @@ pub fn render_text(report: &Report, options: &TextOptions) -> String {
 /// The threads inside one call for longer than the threshold at the end, and what each waits
 /// on.
 fn render_hangs(out: &mut String, report: &Report) {
-    if report.in_flight.is_empty() {
-        return;
+    if !report.in_flight.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nInside one call for more than {} at the end:",
+            format_ns(report.hang_threshold_ns)
+        );
+        render_hang_list(out, &report.in_flight, report.in_flight_total);
     }
-    let _ = writeln!(
-        out,
-        "
-Inside one call for more than {} at the end:",
-        format_ns(report.hang_threshold_ns)
-    );
-    for hang in report.in_flight.iter().take(HANGS_SHOWN) {
+    if !report.returned.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nAsleep in one call for more than {} at the start, returned during the report (as read then):",
+            format_ns(report.hang_threshold_ns)
+        );
+        render_hang_list(out, &report.returned, report.returned.len());
+    }
+}
+
+/// `hangs`, the first [`HANGS_SHOWN`] of `total`.
+fn render_hang_list(out: &mut String, hangs: &[Hang], total: usize) {
+    for hang in hangs.iter().take(HANGS_SHOWN) {
         let name = if hang.thread.is_empty() || hang.thread == hang.comm {
             hang.comm.clone()
         } else {
@@ -317,12 +329,12 @@ Inside one call for more than {} at the end:",
             let _ = writeln!(out, "    on {on}{other_end}");
         }
     }
-    let shown = report.in_flight.len().min(HANGS_SHOWN);
-    if report.in_flight_total > shown {
+    let shown = hangs.len().min(HANGS_SHOWN);
+    if total > shown {
         let _ = writeln!(
             out,
             "  ... {} more (--format json lists up to {})",
-            report.in_flight_total - shown,
+            total - shown,
             crate::report::HANGS_LISTED
         );
     }

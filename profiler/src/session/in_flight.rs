@@ -12,7 +12,7 @@ use crate::{
     },
     session::{
         procfs::{
-            fd_target, holders_of, kernel_stack, proc_threads_in_syscalls, read_comm, read_thread_comm,
+            fd_target, holders_of, kernel_stack, off_cpu_for_ns, proc_threads_in_syscalls, read_comm, read_thread_comm,
             read_user_string, syscall_args, tcp_peer, thread_state,
         },
         Session, Target,
@@ -53,16 +53,9 @@ impl Session {
         let Some(long_after_ns) = long_after_ns else {
             return threads;
         };
-        let measured = |pid: u32| match &self.target {
-            Target::SystemWide => true,
-            // Their children were started since (and seen), if followed.
-            Target::Pids { pids, .. } => pids.contains(&pid),
-            // Started by the profiler: every call of it and its descendants was seen.
-            Target::Command(_) => false,
-        };
         let since_start = started.elapsed().as_nanos() as u64;
         for (tid, pid, nr, blocked) in proc_threads_in_syscalls() {
-            if !seen.contains(&tid) && pid != std::process::id() && measured(pid) {
+            if !seen.contains(&tid) && self.measured_before_start(pid) {
                 let long = since_start >= long_after_ns;
                 threads.push(InSyscall {
                     tid,
@@ -77,6 +70,43 @@ impl Session {
             }
         }
         threads
+    }
+}
+
+impl Session {
+    /// Threads of the processes measured that `/proc` shows asleep inside a call, and off the
+    /// CPU for at least `after_ns`, now (at the start of a report): a hang that may end before
+    /// the report does. `elapsed_ns` is the time off the CPU: a lower bound of the call's.
+    pub fn asleep_in_syscalls(&self, after_ns: u64) -> Vec<InSyscall> {
+        proc_threads_in_syscalls()
+            .into_iter()
+            .filter(|&(_, pid, _, blocked)| blocked && self.measured_before_start(pid))
+            .filter_map(|(tid, pid, nr, blocked)| {
+                let elapsed_ns = off_cpu_for_ns(pid, tid).filter(|&ns| ns >= after_ns)?;
+                Some(InSyscall {
+                    tid,
+                    pid,
+                    name: read_thread_comm(pid, tid),
+                    nr,
+                    blocked,
+                    elapsed_ns,
+                    before_start: true,
+                    wait_site: Some(wait_site(&kernel_stack(pid, tid))),
+                })
+            })
+            .collect()
+    }
+
+    /// Whether calls `pid` was inside when profiling started are its to report.
+    fn measured_before_start(&self, pid: u32) -> bool {
+        pid != std::process::id()
+            && match &self.target {
+                Target::SystemWide => true,
+                // Their children were started since (and seen), if followed.
+                Target::Pids { pids, .. } => pids.contains(&pid),
+                // Started by the profiler: every call of it and its descendants was seen.
+                Target::Command(_) => false,
+            }
     }
 }
 

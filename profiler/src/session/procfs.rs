@@ -72,6 +72,26 @@ pub fn thread_state(pid: u32, tid: u32) -> Option<char> {
     stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
 
+/// How long a thread has been off the CPU, as far as `/proc/PID/task/TID/sched` tells: the
+/// scheduler clock now (the reading thread's own `se.exec_start`, the start of its current
+/// run) less the thread's `se.exec_start` (when it last ran). For a thread asleep in a call,
+/// a lower bound of the call's time so far. `None` without `/proc/PID/sched`
+/// (CONFIG_SCHED_DEBUG).
+pub fn off_cpu_for_ns(pid: u32, tid: u32) -> Option<u64> {
+    let read = |path: String| fs::read_to_string(path).ok().and_then(|text| exec_start_ns(&text));
+    let now_ns = read("/proc/thread-self/sched".to_owned())?;
+    let last_ran_ns = read(format!("/proc/{pid}/task/{tid}/sched"))?;
+    Some(now_ns.saturating_sub(last_ran_ns))
+}
+
+/// `se.exec_start` of a `/proc/PID/sched` text (milliseconds with six decimals), in ns.
+fn exec_start_ns(text: &str) -> Option<u64> {
+    let line = text.lines().find(|line| line.starts_with("se.exec_start"))?;
+    let (ms, fraction) = line.rsplit(':').next()?.trim().split_once('.')?;
+    let fraction_ns: u64 = format!("{fraction:0<6}").get(..6)?.parse().ok()?;
+    Some(ms.parse::<u64>().ok()? * 1_000_000 + fraction_ns)
+}
+
 /// The function names of a thread's kernel stack, innermost first (`/proc/PID/task/TID/stack`,
 /// root only); empty when it cannot be read.
 pub fn kernel_stack(pid: u32, tid: u32) -> Vec<String> {
@@ -189,7 +209,14 @@ fn tcp_line_peer(line: &str, inode: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{in_syscall_number, parse_syscall_args, tcp_line_peer};
+    #[test]
+    fn exec_start_is_read_in_nanoseconds() {
+        let text = "sleep (26035, #threads: 1)\n----\nse.exec_start                                :      30626132.078835\nse.vruntime : 1.0\n";
+        assert_eq!(exec_start_ns(text), Some(30_626_132_078_835));
+        assert_eq!(exec_start_ns("se.vruntime : 1.0\n"), None);
+    }
+
+    use super::{exec_start_ns, in_syscall_number, parse_syscall_args, tcp_line_peer};
 
     #[test]
     fn syscall_arguments() {
