@@ -1117,6 +1117,12 @@ pub fn task_rename(ctx: BtfTracePointContext) -> i32 {
     let entry = unsafe { &mut *entry };
     atomic_add(&mut entry.state, proc_state::EPOCH_ONE);
     let _ = unsafe { bpf_probe_read_kernel_str_bytes(comm, &mut entry.comm) };
+    if task == unsafe { bpf_get_current_task_btf() } as *const u8 {
+        // An exec (or the process naming itself): the new epoch gets the cgroup the process
+        // is in now. A container's first process is moved into the container's cgroup by
+        // its runtime after its first calls, before it execs the container's program.
+        entry.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    }
     0
 }
 

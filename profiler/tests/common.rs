@@ -224,3 +224,67 @@ impl Drop for Prometheus {
         std::fs::remove_dir_all(&self.dir).ok();
     }
 }
+
+/// A container as Docker's systemd driver lays one out: a cgroup v2 scope named by its id,
+/// and its state (its name) under `/var/lib/docker`, here under a host root of the test's
+/// own. Both removed on drop (the cgroup once its processes have exited).
+pub struct FakeContainer {
+    pub mount: std::path::PathBuf,
+    pub cgroup: std::path::PathBuf,
+    pub host_root: std::path::PathBuf,
+}
+
+impl FakeContainer {
+    pub fn docker(name: &str) -> FakeContainer {
+        let unique = format!(
+            "{:08x}{:08x}",
+            std::process::id(),
+            COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let id = unique.repeat(4);
+        let mount = std::fs::read_to_string("/proc/mounts")
+            .unwrap()
+            .lines()
+            .find_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                (fields.get(2) == Some(&"cgroup2")).then(|| fields[1].to_owned())
+            })
+            .expect("a cgroup v2 mount");
+        let cgroup = std::path::Path::new(&mount)
+            .join(format!("profiler-test-{unique}.slice"))
+            .join(format!("docker-{id}.scope"));
+        std::fs::create_dir_all(&cgroup).unwrap();
+        let host_root = std::env::temp_dir().join(format!("host-root-{unique}"));
+        let state = host_root.join(format!("var/lib/docker/containers/{id}"));
+        std::fs::create_dir_all(&state).unwrap();
+        std::fs::write(state.join("config.v2.json"), format!(r#"{{"Name":"/{name}"}}"#)).unwrap();
+        FakeContainer {
+            mount: mount.into(),
+            cgroup,
+            host_root,
+        }
+    }
+
+    /// The container's cgroup path, as `/proc/PID/cgroup` has it.
+    pub fn cgroup_path(&self) -> String {
+        format!("/{}", self.cgroup.strip_prefix(&self.mount).unwrap().display())
+    }
+
+    /// A shell script that moves itself into the container's cgroup and execs `command`: as
+    /// a runtime starts a container's program (after its first calls, outside).
+    pub fn run(&self, command: &str) -> String {
+        format!("echo $$ > {}/cgroup.procs && exec {command}", self.cgroup.display())
+    }
+}
+
+static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+impl Drop for FakeContainer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.cgroup);
+        if let Some(parent) = self.cgroup.parent() {
+            let _ = std::fs::remove_dir(parent);
+        }
+        let _ = std::fs::remove_dir_all(&self.host_root);
+    }
+}

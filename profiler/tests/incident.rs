@@ -374,3 +374,35 @@ fn rows_by_name_or_cgroup_add_their_processes_up() {
         .unwrap_or_else(|| panic!("no row for {path}: {report}"));
     assert_eq!(u64_of(syscall(row, "getppid", "x86_64").unwrap(), "calls"), 321);
 }
+
+#[test]
+#[ignore = "needs root: loads eBPF programs (cargo xtask test runs it as root)"]
+fn rows_by_container_are_named_from_the_runtimes_state() {
+    let container = FakeContainer::docker("web-test");
+    let host_root = container.host_root.to_str().unwrap();
+    for (group_by, name) in [
+        ("container", "docker:web-test".to_owned()),
+        ("cgroup", container.cgroup_path()),
+    ] {
+        let report = report_json(&[
+            "--group-by",
+            group_by,
+            "--host-root",
+            host_root,
+            "--",
+            "sh",
+            "-c",
+            &container.run(&format!("{WORKLOAD} getppid 321")),
+        ]);
+        let row = report["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["comm"] == name.as_str())
+            .unwrap_or_else(|| panic!("no row for {name}: {report}"));
+        assert!(
+            u64_of(syscall(row, "getppid", "x86_64").unwrap(), "calls") >= 321,
+            "{row}"
+        );
+    }
+}

@@ -267,3 +267,34 @@ fn a_fork_storm_loses_no_call() {
         .collect();
     assert!(drops.is_empty(), "{drops:?}");
 }
+
+#[test]
+#[ignore = "needs root: loads eBPF programs (cargo xtask test runs it as root)"]
+fn series_by_container_are_named_from_the_runtimes_state() {
+    let container = FakeContainer::docker("shop-api");
+    let port = free_port();
+    let host_root = container.host_root.to_str().unwrap();
+    let _serve = spawn_serve(
+        port,
+        &[
+            "--group-by",
+            "container",
+            "--host-root",
+            host_root,
+            "--top-syscalls",
+            "500",
+        ],
+    );
+    wait_for("the endpoint", Duration::from_secs(60), || {
+        http(port, "GET", "/metrics", None).filter(|(status, _)| status.contains("200"))
+    });
+    // A group gets series of its own once active over 10 s: a container busy for 15.
+    let busy = format!("sh -c 'for i in $(seq 75); do {WORKLOAD} getppid 100; sleep 0.2; done'");
+    let _container = Killed(Command::new("sh").args(["-c", &container.run(&busy)]).spawn().unwrap());
+    let series = r#"syscall_profiler_calls_total{group="docker:shop-api",syscall="getppid",abi="x86_64"}"#;
+    wait_for("the container's series", Duration::from_secs(30), || {
+        let (_, response) = http(port, "GET", "/metrics", None)?;
+        let line = body_of(&response).lines().find(|l| l.starts_with(series))?.to_owned();
+        line.rsplit_once(' ')?.1.parse::<u64>().ok().filter(|&n| n >= 100)
+    });
+}

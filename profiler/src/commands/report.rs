@@ -33,6 +33,7 @@ use crate::{
     },
     session::{
         cgroups::{cgroup2_mount, CgroupPaths},
+        containers::Containers,
         host::read_host,
         in_flight::read_hangs,
         monotonic_ns, Session, Target, FILL_CHECK,
@@ -54,6 +55,9 @@ pub enum GroupBy {
     Comm,
     /// One row per cgroup (v2) path: a container, a service.
     Cgroup,
+    /// One row per container, named from its runtime's state (`docker:web`,
+    /// `k8s:namespace/pod/container`); processes outside containers by cgroup path.
+    Container,
 }
 
 #[derive(Args, Debug)]
@@ -81,6 +85,10 @@ pub struct ReportArgs {
     /// Rows per process, or per name or cgroup with their processes added up.
     #[arg(long, value_enum, default_value_t = GroupBy::Pid)]
     pub group_by: GroupBy,
+    /// Where the host's root is (an agent in a container with the host's `/` mounted
+    /// elsewhere): container runtimes' state is read under it.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub host_root: PathBuf,
     /// What ranks the rows: the time that holds work up (waits by design last), total time,
     /// calls or errors.
     #[arg(long, value_enum, default_value_t = SortBy::Active)]
@@ -117,9 +125,9 @@ pub fn run(args: ReportArgs) -> anyhow::Result<i32> {
     } else {
         Target::SystemWide
     };
-    if args.group_by == GroupBy::Cgroup && cgroup2_mount().is_none() {
+    if matches!(args.group_by, GroupBy::Cgroup | GroupBy::Container) && cgroup2_mount().is_none() {
         // Every process would land in one unknown group.
-        anyhow::bail!("--group-by cgroup: this host has no cgroup v2 hierarchy mounted (cgroup v1 only)");
+        anyhow::bail!("--group-by: this host has no cgroup v2 hierarchy mounted (cgroup v1 only)");
     }
     let scope = match target {
         Target::SystemWide => "system-wide",
@@ -145,15 +153,20 @@ pub fn run(args: ReportArgs) -> anyhow::Result<i32> {
     let grouped = match args.group_by {
         GroupBy::Pid => None,
         GroupBy::Comm => Some(group(totals.totals(), &wait_sites, &comm)),
-        GroupBy::Cgroup => {
+        GroupBy::Cgroup | GroupBy::Container => {
             let mut paths = CgroupPaths::default();
+            let mut containers = Containers::new(&args.host_root);
             let by_pid: HashMap<u32, String> = totals
                 .totals()
                 .keys()
                 .map(|key| key.tgid)
                 .map(|pid| {
-                    let path = totals.cgroup(pid).and_then(|id| paths.path(id));
-                    (pid, path.unwrap_or_else(|| "unknown".to_owned()))
+                    let group = match totals.cgroup(pid).and_then(|id| paths.path(id)) {
+                        Some(path) if args.group_by == GroupBy::Container => containers.group_of(&path),
+                        Some(path) => path,
+                        None => "unknown".to_owned(),
+                    };
+                    (pid, group)
                 })
                 .collect();
             Some(group(totals.totals(), &wait_sites, &|pid| by_pid[&pid].clone()))

@@ -8,6 +8,7 @@
 //! [`privileges`]: crate::commands::privileges
 use std::{
     net::SocketAddr,
+    path::PathBuf,
     sync::{Arc, RwLock},
     time::{Duration, Instant},
 };
@@ -25,7 +26,7 @@ use crate::{
         Exported, GroupBy, Limits, SelfMetrics, Snapshot,
     },
     model::store::{Delta, Update},
-    session::{cgroups::CgroupPaths, Session, SessionError, Target, FILL_CHECK},
+    session::{cgroups::CgroupPaths, containers::Containers, Session, SessionError, Target, FILL_CHECK},
 };
 
 #[derive(Args, Debug)]
@@ -33,9 +34,14 @@ pub struct ServeArgs {
     /// Address to serve /metrics on. Loopback by default: exposing it is a choice to make.
     #[arg(long, default_value = "127.0.0.1:9464")]
     pub listen: SocketAddr,
-    /// Label series by process name, cgroup, or not at all.
+    /// Label series by process name, cgroup, container, or not at all.
     #[arg(long, value_enum, default_value_t = GroupBy::Comm)]
     pub group_by: GroupBy,
+    /// Where the host's root is (an agent in a container with the host's `/` mounted
+    /// elsewhere): container runtimes' state is read under it. Once privileges are dropped,
+    /// state only root can read (Docker's) is not: such containers show their short id.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub host_root: PathBuf,
     /// Groups with series of their own: the most active by syscall time, once active for
     /// 10 s; everything else is added into `group="other"`.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=10_000))]
@@ -110,6 +116,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             exported: Exported::new(args.group_by, limits),
             group_by: args.group_by,
             cgroups: CgroupPaths::default(),
+            containers: Containers::new(&args.host_root),
             started: Instant::now(),
             map_read_seconds: 0.0,
         };
@@ -160,6 +167,7 @@ struct Exporter {
     exported: Exported,
     group_by: GroupBy,
     cgroups: CgroupPaths,
+    containers: Containers,
     started: Instant,
     /// How long the last read took.
     map_read_seconds: f64,
@@ -176,9 +184,12 @@ impl Exporter {
 
     fn take(&mut self, session: &Session, update: &Update) {
         let now = self.started.elapsed().as_secs_f64();
-        let (group_by, cgroups) = (self.group_by, &mut self.cgroups);
+        let (group_by, cgroups, containers) = (self.group_by, &mut self.cgroups, &mut self.containers);
         let mut group_of = |delta: &Delta| match group_by {
             GroupBy::Cgroup => cgroups.path(delta.cgroup_id).unwrap_or_else(|| "unknown".into()),
+            GroupBy::Container => cgroups
+                .path(delta.cgroup_id)
+                .map_or_else(|| "unknown".into(), |path| containers.group_of(&path)),
             _ if delta.comm.is_empty() => "unknown".into(),
             _ => delta.comm.text(),
         };

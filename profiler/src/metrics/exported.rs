@@ -41,6 +41,9 @@ pub enum GroupBy {
     Comm,
     /// The process's cgroup (v2 path).
     Cgroup,
+    /// The process's container, named from its runtime's state where it can be read
+    /// (`docker:web`, `k8s:namespace/pod/container`); outside containers, the cgroup path.
+    Container,
 }
 
 /// Name of the group (and of the syscall) everything beyond a budget is added into.
@@ -173,7 +176,7 @@ impl Exported {
             let source = match self.group_by {
                 GroupBy::None => (Comm::default(), 0),
                 GroupBy::Comm => (delta.comm, 0),
-                GroupBy::Cgroup => (Comm::default(), delta.cgroup_id),
+                GroupBy::Cgroup | GroupBy::Container => (Comm::default(), delta.cgroup_id),
             };
             sums.entry((source.0, source.1, delta.key.nr))
                 .or_insert_with(|| (delta, SyscallTotals::default()))

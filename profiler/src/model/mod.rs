@@ -1,9 +1,10 @@
 //! The pure model: numbers read from the maps in; totals ([`store`]), the time split and its
-//! classes ([`split`]), the calibrated charges ([`charges`]), latency distributions
+//! classes ([`split`]), the calibrated charges ([`charges`]), containers by cgroup path ([`container`]), latency distributions
 //! ([`histogram`]), names ([`names`]), lost events ([`overflow`]), the bound on what sampling
 //! extrapolates ([`bound`]) out, and the per-syscall [`view`] every output is built from. No kernel, no I/O: unit-tested without root.
 pub mod bound;
 pub mod charges;
+pub mod container;
 pub mod group;
 pub mod histogram;
 pub mod host;

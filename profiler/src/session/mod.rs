@@ -4,6 +4,7 @@
 //! the command's process.
 pub mod calibrate;
 pub mod cgroups;
+pub mod containers;
 pub mod host;
 pub mod in_flight;
 pub mod launch;
