@@ -297,6 +297,12 @@ pub struct Current {
     /// xorshift32 state of the sampling decision; 0 until seeded.
     pub rng: u32,
     pub _pad: u32,
+    /// Where a task's `pt_regs` sit from the base of its kernel stack (`task_struct.stack`):
+    /// the same for every task of a kernel, learned from a caller (0 until then). Finds the
+    /// arguments of a call asleep ([`WaitOf`]).
+    pub regs_from_stack: u64,
+    /// A scratch word: a pointer stored here reads back as a plain number.
+    pub scratch: u64,
     /// Indexed by [`known_task_index`] of the task's `pt_regs` pointer.
     pub known: [KnownTask; KNOWN_TASKS],
 }
@@ -588,6 +594,40 @@ pub struct WaitStats {
     pub blocked_ns: u64,
 }
 
+/// A thread's blocked call whose wait site is recorded (its `WAIT_STACK_OF` entry): the stack
+/// id (low half; [`WAIT_STACK_SAMPLED`] set for a sampled call) and the tgid of the process
+/// that last woke it (high half); for a call on a file descriptor, the descriptor and its
+/// file's inode number and mode (type bits) as they were when it went to sleep.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WaitOf {
+    pub stack: u64,
+    pub ino: u64,
+    /// [`NO_FD`] for a call not on a descriptor (or whose file could not be read).
+    pub fd: u32,
+    pub mode: u32,
+}
+
+/// [`WaitOf::fd`] of a call without one.
+pub const NO_FD: u32 = u32::MAX;
+
+/// The blocked calls of a statistics entry ([`StatsKey::packed`]) on one file: its
+/// descriptor, inode number and mode (`S_IFIFO`, `S_IFSOCK`, ... in the type bits).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FdWaitKey {
+    pub key: u64,
+    pub ino: u64,
+    pub fd: u32,
+    pub mode: u32,
+}
+
+/// Distinct (process, syscall, descriptor, file) kept.
+pub const FD_WAITS_ENTRIES: u32 = 4096;
+/// Native syscall numbers below this can be marked as taking a descriptor first
+/// (`FD_CALLS`, one bit each, in `u64` words).
+pub const FD_CALLS_BITS: u32 = 512;
+
 /// Distinct kernel stacks kept (a few hundred cover a busy machine's wait sites), each up to
 /// [`WAIT_STACK_DEPTH`] frames.
 pub const WAIT_STACKS_ENTRIES: u32 = 1024;
@@ -626,8 +666,10 @@ pub mod object {
         pub const WAIT_STACKS: &str = "WAIT_STACKS";
         pub const WAIT_STACK_OF: &str = "WAIT_STACK_OF";
         pub const WAIT_SITES: &str = "WAIT_SITES";
+        pub const FD_WAITS: &str = "FD_WAITS";
+        pub const FD_CALLS: &str = "FD_CALLS";
         /// Every map of the object.
-        pub const ALL: [&str; 11] = [
+        pub const ALL: [&str; 13] = [
             SLOTS,
             STATS,
             PROCS,
@@ -639,6 +681,8 @@ pub mod object {
             WAIT_STACKS,
             WAIT_STACK_OF,
             WAIT_SITES,
+            FD_WAITS,
+            FD_CALLS,
         ];
         /// The maps the agent reads and writes through memory mappings (`BPF_F_MMAPABLE`
         /// arrays): once the programs are attached it needs no `bpf()` call, and so no
@@ -669,8 +713,17 @@ pub mod object {
         pub const STATS_LANE_MASK: &str = "STATS_LANE_MASK";
         pub const FOLLOW_ONLY: &str = "FOLLOW_ONLY";
         pub const FOLLOW_FORKS: &str = "FOLLOW_FORKS";
+        pub const REGS_ARG0_OFFSET: &str = "REGS_ARG0_OFFSET";
+        pub const TASK_STACK_OFFSET: &str = "TASK_STACK_OFFSET";
+        pub const TASK_FILES_OFFSET: &str = "TASK_FILES_OFFSET";
+        pub const FILES_FDT_OFFSET: &str = "FILES_FDT_OFFSET";
+        pub const FDT_MAX_FDS_OFFSET: &str = "FDT_MAX_FDS_OFFSET";
+        pub const FDT_FD_OFFSET: &str = "FDT_FD_OFFSET";
+        pub const FILE_INODE_OFFSET: &str = "FILE_INODE_OFFSET";
+        pub const INODE_INO_OFFSET: &str = "INODE_INO_OFFSET";
+        pub const INODE_MODE_OFFSET: &str = "INODE_MODE_OFFSET";
         /// Every global of the object.
-        pub const ALL: [&str; 18] = [
+        pub const ALL: [&str; 27] = [
             REGS_CS_OFFSET,
             TASK_PID_OFFSET,
             TASK_TGID_OFFSET,
@@ -689,6 +742,15 @@ pub mod object {
             STATS_LANE_MASK,
             FOLLOW_ONLY,
             FOLLOW_FORKS,
+            REGS_ARG0_OFFSET,
+            TASK_STACK_OFFSET,
+            TASK_FILES_OFFSET,
+            FILES_FDT_OFFSET,
+            FDT_MAX_FDS_OFFSET,
+            FDT_FD_OFFSET,
+            FILE_INODE_OFFSET,
+            INODE_INO_OFFSET,
+            INODE_MODE_OFFSET,
         ];
     }
 
@@ -728,6 +790,8 @@ mod pod {
     unsafe impl aya::Pod for super::Epochs {}
     unsafe impl aya::Pod for super::WaitKey {}
     unsafe impl aya::Pod for super::WaitStats {}
+    unsafe impl aya::Pod for super::WaitOf {}
+    unsafe impl aya::Pod for super::FdWaitKey {}
 }
 
 #[cfg(test)]

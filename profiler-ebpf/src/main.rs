@@ -61,10 +61,11 @@ use aya_ebpf::{
 };
 use profiler_common::{
     counter, flight, hist_bucket, known_task_index, proc_hash, proc_state, stats_hash, thread_state, xorshift32,
-    Caller, Current, Epochs, InFlight, KnownTask, ProcSlot, StatsKey, StatsSlot, SyscallStats, WaitKey, WaitStats,
-    CALLER_FOLLOWED, ERRNO_SLOTS, HIST_BUCKETS, KEY_EPOCH_MASK, NO_PROC, NR_IA32_FLAG, NR_KEY_BITS, NR_OUT_OF_RANGE,
-    NR_X32_FLAG, PROC_EMPTY, PROC_FREED, PROC_PROBES, SAMPLING_WAIT_SITES, SLOT_EMPTY, SLOT_FREED, STATS_PROBES,
-    TIMED_FIRST_CALLS, USER32_CS, WAIT_SITES_ENTRIES, WAIT_SITE_SAMPLE_EVERY, WAIT_STACKS_ENTRIES, WAIT_STACK_SAMPLED,
+    Caller, Current, Epochs, FdWaitKey, InFlight, KnownTask, ProcSlot, StatsKey, StatsSlot, SyscallStats, WaitKey,
+    WaitOf, WaitStats, CALLER_FOLLOWED, ERRNO_SLOTS, FD_CALLS_BITS, FD_WAITS_ENTRIES, HIST_BUCKETS, KEY_EPOCH_MASK,
+    NO_FD, NO_PROC, NR_IA32_FLAG, NR_KEY_BITS, NR_OUT_OF_RANGE, NR_X32_FLAG, PROC_EMPTY, PROC_FREED, PROC_PROBES,
+    SAMPLING_WAIT_SITES, SLOT_EMPTY, SLOT_FREED, STATS_PROBES, TIMED_FIRST_CALLS, USER32_CS, WAIT_SITES_ENTRIES,
+    WAIT_SITE_SAMPLE_EVERY, WAIT_STACKS_ENTRIES, WAIT_STACK_SAMPLED,
 };
 
 // ---- load-time configuration (read-only globals, set by the agent before loading) ----
@@ -114,6 +115,29 @@ static NEED_RESCHED_MASK: Global<u64> = Global::new(0);
 /// Offset of `pt_regs.orig_ax`: the number of the call (see `still_returning`).
 #[no_mangle]
 static REGS_ORIG_AX_OFFSET: Global<u32> = Global::new(0);
+/// Offset of the first argument register in `pt_regs` (`di` on x86_64), and the way from a
+/// task to the file behind a descriptor: `task_struct.stack` (its `pt_regs` are at a fixed
+/// distance from it), `.files`, `files_struct.fdt`, `fdtable.max_fds` and `.fd`,
+/// `file.f_inode`, `inode.i_ino` and `.i_mode`. `TASK_FILES_OFFSET` 0: not known, no
+/// descriptor is read.
+#[no_mangle]
+static REGS_ARG0_OFFSET: Global<u32> = Global::new(0);
+#[no_mangle]
+static TASK_STACK_OFFSET: Global<u32> = Global::new(0);
+#[no_mangle]
+static TASK_FILES_OFFSET: Global<u32> = Global::new(0);
+#[no_mangle]
+static FILES_FDT_OFFSET: Global<u32> = Global::new(0);
+#[no_mangle]
+static FDT_MAX_FDS_OFFSET: Global<u32> = Global::new(0);
+#[no_mangle]
+static FDT_FD_OFFSET: Global<u32> = Global::new(0);
+#[no_mangle]
+static FILE_INODE_OFFSET: Global<u32> = Global::new(0);
+#[no_mangle]
+static INODE_INO_OFFSET: Global<u32> = Global::new(0);
+#[no_mangle]
+static INODE_MODE_OFFSET: Global<u32> = Global::new(0);
 /// `SLOTS` size minus one; the size is a power of two.
 #[no_mangle]
 static SLOT_MASK: Global<u32> = Global::new(0);
@@ -170,14 +194,20 @@ static SAMPLING: Array<u32> = Array::with_max_entries(2, 0);
 /// Kernel stacks blocked calls went to sleep on (`SAMPLING[SAMPLING_WAIT_SITES]` on).
 #[map]
 static WAIT_STACKS: StackTrace = StackTrace::with_max_entries(WAIT_STACKS_ENTRIES, 0);
-/// The stack id of each thread's call in flight (low half) and the tgid of the process that
-/// last woke it (high half), by the index of its `SLOTS` slot (apart from the slot: it keeps
-/// one cache line).
+/// Each thread's call in flight whose wait site is recorded, by the index of its `SLOTS`
+/// slot (apart from the slot: it keeps one cache line): see [`WaitOf`].
 #[map]
-static WAIT_STACK_OF: Array<u64> = Array::with_max_entries(1, 0);
+static WAIT_STACK_OF: Array<WaitOf> = Array::with_max_entries(1, 0);
 /// Calls and time asleep per (statistics entry, stack): where blocked calls waited.
 #[map]
 static WAIT_SITES: HashMap<WaitKey, WaitStats> = HashMap::with_max_entries(WAIT_SITES_ENTRIES, 0);
+/// Calls and time asleep per (statistics entry, descriptor, file): what they waited on.
+#[map]
+static FD_WAITS: HashMap<FdWaitKey, WaitStats> = HashMap::with_max_entries(FD_WAITS_ENTRIES, 0);
+/// Which native syscalls take a descriptor as their first argument: one bit per number
+/// (`FD_CALLS_BITS`), set by the agent from its syscall table.
+#[map]
+static FD_CALLS: Array<u64> = Array::with_max_entries(FD_CALLS_BITS / 64, 0);
 
 // x86_64 and i386 numbers of the calls that never return.
 const NR_EXIT_64: u32 = 60;
@@ -254,14 +284,17 @@ fn caller(current: &mut Current, regs: u64) -> Option<Caller> {
     // pt_regs as well as their address does.
     let regs_key = regs.wrapping_sub(epochs as u64);
     let epochs = unsafe { *epochs };
-    let known = &mut current.known[known_task_index(regs_key)];
-    if let Some(caller) = known.caller_of(regs_key, epochs) {
+    let index = known_task_index(regs_key);
+    if let Some(caller) = current.known[index].caller_of(regs_key, epochs) {
         return Some(caller);
     }
     // The epochs were read before asking: an exit in between makes this record stale at
     // once, never valid for too long.
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
+    if current.regs_from_stack == 0 {
+        learn_regs_from_stack(current, regs);
+    }
     let (proc, flags) = process_of(tgid);
     let caller = Caller {
         tid: pid_tgid as u32,
@@ -269,8 +302,26 @@ fn caller(current: &mut Current, regs: u64) -> Option<Caller> {
         proc,
         flags,
     };
-    *known = KnownTask::new(regs_key, epochs, caller);
+    current.known[index] = KnownTask::new(regs_key, epochs, caller);
     Some(caller)
+}
+
+/// Learns where a task's `pt_regs` are from the base of its kernel stack, from the caller's
+/// (`regs`): the same distance for every task. Read back from a map value, the pointers are
+/// plain numbers the verifier lets a program subtract.
+#[inline(never)]
+fn learn_regs_from_stack(current: &mut Current, regs: u64) {
+    if TASK_FILES_OFFSET.load() == 0 {
+        return;
+    }
+    let task = unsafe { bpf_get_current_task_btf() } as *const u8;
+    let Ok(stack) = (unsafe { bpf_probe_read_kernel(task.add(TASK_STACK_OFFSET.load() as usize) as *const u64) })
+    else {
+        return;
+    };
+    current.scratch = regs;
+    let regs = unsafe { core::ptr::read_volatile(&current.scratch) };
+    current.regs_from_stack = regs.wrapping_sub(stack);
 }
 
 /// [`Caller::flags`] bit: the process is not followed, but its parent was when it forked (the
@@ -854,7 +905,7 @@ fn count_errno(stats: &mut SyscallStats, errno: u32) {
 
 /// The thread's `WAIT_STACK_OF` entry.
 #[inline(always)]
-fn wait_stack_of(tid: u32) -> Option<&'static mut u64> {
+fn wait_stack_of(tid: u32) -> Option<&'static mut WaitOf> {
     WAIT_STACK_OF
         .get_ptr_mut(tid & SLOT_MASK.load())
         .map(|entry| unsafe { &mut *entry })
@@ -865,16 +916,16 @@ fn wait_stack_of(tid: u32) -> Option<&'static mut u64> {
 /// entry, then for 1 in [`WAIT_SITE_SAMPLE_EVERY`]. A call whose stack is not taken touches
 /// nothing but its own flags.
 #[inline(always)]
-fn take_wait_stack(ctx: &BtfTracePointContext, slot: &mut InFlight) {
+fn take_wait_stack(ctx: &BtfTracePointContext, slot: &mut InFlight, task: *const u8) {
     if slot.flags & flight::STACK_DECIDED != 0 || SAMPLING.get(SAMPLING_WAIT_SITES).copied().unwrap_or(0) == 0 {
         return;
     }
     slot.flags |= flight::STACK_DECIDED;
     let mut sampled = 0;
+    let Some(current) = current() else {
+        return;
+    };
     if slot.flags & flight::FIRST_CALLS == 0 {
-        let Some(current) = current() else {
-            return;
-        };
         let mut rng = current.rng;
         if rng == 0 {
             rng = unsafe { bpf_get_prandom_u32() } | 1;
@@ -891,12 +942,67 @@ fn take_wait_stack(ctx: &BtfTracePointContext, slot: &mut InFlight) {
     };
     match ctx.get_stackid(&WAIT_STACKS, 0) {
         Ok(id) => {
-            *stack = u64::from(id as u32 | sampled);
+            stack.stack = u64::from(id as u32 | sampled);
+            note_file(current.regs_from_stack, task, slot.key, stack);
             slot.flags |= flight::STACK_TAKEN;
         }
         // A collision in the stack table, or it is full.
         Err(_) => bump(counter::WAIT_SITES_LOST),
     }
+}
+
+/// Notes in `wait` the descriptor and file a call going to sleep (of statistics entry `key`,
+/// made by `task`, the current task) works on, if its syscall takes one first (`FD_CALLS`);
+/// `regs_from_stack`: see [`Current::regs_from_stack`]. Only for calls whose stack is taken:
+/// a handful of reads beside the stack's microsecond.
+#[inline(always)]
+fn note_file(regs_from_stack: u64, task: *const u8, key: u64, wait: &mut WaitOf) {
+    wait.fd = NO_FD;
+    let nr = StatsKey::unpack(key).nr;
+    if nr >= FD_CALLS_BITS || regs_from_stack == 0 {
+        return; // ia32 and x32 numbers carry flag bits above
+    }
+    match FD_CALLS.get(nr / 64) {
+        Some(bits) if bits >> (nr % 64) & 1 != 0 => {}
+        _ => return,
+    }
+    let read_u64 = |address: u64| unsafe { bpf_probe_read_kernel(address as *const u64) }.ok();
+    let task = task as u64;
+    let Some(stack) = read_u64(task + TASK_STACK_OFFSET.load() as u64) else {
+        return;
+    };
+    let Some(fd) = read_u64(stack.wrapping_add(regs_from_stack) + REGS_ARG0_OFFSET.load() as u64) else {
+        return;
+    };
+    let Some(files) = read_u64(task + TASK_FILES_OFFSET.load() as u64) else {
+        return;
+    };
+    let Some(fdt) = read_u64(files + FILES_FDT_OFFSET.load() as u64) else {
+        return;
+    };
+    let Ok(max_fds) = (unsafe { bpf_probe_read_kernel((fdt + FDT_MAX_FDS_OFFSET.load() as u64) as *const u32) }) else {
+        return;
+    };
+    if fd as u32 as u64 != fd || fd as u32 >= max_fds {
+        return;
+    }
+    let Some(file) = read_u64(fdt + FDT_FD_OFFSET.load() as u64).and_then(|array| read_u64(array + fd * 8)) else {
+        return;
+    };
+    let Some(inode) = read_u64(file + FILE_INODE_OFFSET.load() as u64) else {
+        return;
+    };
+    let (Some(ino), Ok(mode)) = (read_u64(inode + INODE_INO_OFFSET.load() as u64), unsafe {
+        bpf_probe_read_kernel((inode + INODE_MODE_OFFSET.load() as u64) as *const u16)
+    }) else {
+        return;
+    };
+    if file == 0 || inode == 0 {
+        return;
+    }
+    wait.fd = fd as u32;
+    wait.ino = ino;
+    wait.mode = u32::from(mode);
 }
 
 /// Adds a finished call that slept (`blocked_ns`) and whose stack was taken (`flags`: its
@@ -910,32 +1016,53 @@ fn add_wait_site(key: u64, tid: u32, flags: u32, blocked_ns: u64) {
     let Some(stack) = wait_stack_of(tid) else {
         return;
     };
-    let (stack_id, waker_tgid) = (*stack as u32, (*stack >> 32) as u32);
+    let (stack_id, waker_tgid) = (stack.stack as u32, (stack.stack >> 32) as u32);
     let weight = if stack_id & WAIT_STACK_SAMPLED != 0 {
         u64::from(WAIT_SITE_SAMPLE_EVERY)
     } else {
         1
     };
-    let (calls, blocked_ns) = (weight, blocked_ns * weight);
+    let added = WaitStats {
+        calls: weight,
+        blocked_ns: blocked_ns * weight,
+    };
     let site = WaitKey {
         key,
         stack_id: stack_id & !WAIT_STACK_SAMPLED,
         waker_tgid,
     };
-    for _attempt in 0..2 {
-        if let Some(stats) = WAIT_SITES.get_ptr_mut(&site) {
-            let stats = unsafe { &mut *stats };
-            atomic_add(&mut stats.calls, calls);
-            atomic_add(&mut stats.blocked_ns, blocked_ns);
-            return;
-        }
-        let first = WaitStats { calls, blocked_ns };
-        // BPF_NOEXIST: another CPU may have added the site meanwhile; then add to it.
-        if WAIT_SITES.insert(&site, &first, 1).is_ok() {
-            return;
+    if !add_wait(&WAIT_SITES, &site, &added) {
+        bump(counter::WAIT_SITES_LOST);
+    }
+    if stack.fd != NO_FD {
+        let on = FdWaitKey {
+            key,
+            ino: stack.ino,
+            fd: stack.fd,
+            mode: stack.mode,
+        };
+        if !add_wait(&FD_WAITS, &on, &added) {
+            bump(counter::WAIT_SITES_LOST);
         }
     }
-    bump(counter::WAIT_SITES_LOST);
+}
+
+/// Adds `added` to `key`'s entry of `map`, creating it; false if the map is full.
+#[inline(always)]
+fn add_wait<K>(map: &HashMap<K, WaitStats>, key: &K, added: &WaitStats) -> bool {
+    for _attempt in 0..2 {
+        if let Some(stats) = map.get_ptr_mut(key) {
+            let stats = unsafe { &mut *stats };
+            atomic_add(&mut stats.calls, added.calls);
+            atomic_add(&mut stats.blocked_ns, added.blocked_ns);
+            return true;
+        }
+        // BPF_NOEXIST: another CPU may have added it meanwhile; then add to it.
+        if map.insert(key, added, 1).is_ok() {
+            return true;
+        }
+    }
+    false
 }
 
 // sched_switch(bool preempt, struct task_struct *prev, struct task_struct *next,
@@ -973,7 +1100,7 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
                 slot.runqueue_ns = 0;
             }
             if !prev_runnable {
-                take_wait_stack(&ctx, slot);
+                take_wait_stack(&ctx, slot, prev);
             }
             slot.off_since_ns = now;
             slot.state = if prev_runnable {
@@ -1041,7 +1168,7 @@ pub fn sched_waking(ctx: BtfTracePointContext) -> i32 {
         return 0;
     };
     let waker_tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    *stack = u64::from(*stack as u32) | (u64::from(waker_tgid) << 32);
+    stack.stack = u64::from(stack.stack as u32) | (u64::from(waker_tgid) << 32);
     0
 }
 

@@ -326,6 +326,23 @@ fn blocked_calls_are_named_by_where_they_slept() {
     );
     assert_eq!(report["wait_sites_lost"], 0);
 
+    // What they waited on: the pipe (by the inode the kernel side saw; the writer had gone
+    // by the end), and the file being synced, by its path (read while the workload lived).
+    let workload = only_workload(&report);
+    let read_on = &syscall(workload, "read", "x86_64").unwrap()["waited_on"];
+    let pipe_file = read_on
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|file| file["target"].as_str().unwrap().starts_with("pipe:["))
+        .unwrap_or_else(|| panic!("no pipe in {read_on}"));
+    assert_eq!(u64_of(pipe_file, "calls"), rounds, "{pipe_file}");
+    assert!(u64_of(pipe_file, "blocked_ns") >= rounds * 15_000_000, "{pipe_file}");
+    let synced = &syscall(workload, "fdatasync", "x86_64").unwrap()["waited_on"][0];
+    let path = dir.join(format!("waits-{}", workload["pid"]));
+    assert_eq!(synced["target"], path.to_str().unwrap(), "{synced}");
+    assert!(u64_of(synced, "fd") > 2, "{synced}");
+
     // The text report shows them under their rows.
     let text = run(&["report", "--", WORKLOAD, "waits", "3", dir.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&text.stdout);
@@ -334,6 +351,7 @@ fn blocked_calls_are_named_by_where_they_slept() {
         "{text}"
     );
     assert!(text.contains(" pipe-writer (3)"), "{text}");
+    assert!(text.contains(" on fd ") && text.contains(" pipe:["), "{text}");
 }
 
 #[test]

@@ -371,6 +371,9 @@ fn waits(rounds: u64, dir: &str) {
         std::os::unix::fs::FileExt::write_all_at(&file, &block, round * 4096).unwrap();
         unsafe { libc::fdatasync(fd) };
     }
+    // Open a moment longer, as a service's file would be: a report names what a call
+    // waited on from /proc while the process lives.
+    thread::sleep(Duration::from_millis(500));
     std::fs::remove_file(&path).ok();
 }
 

@@ -137,13 +137,13 @@ pub fn run(args: ReportArgs) -> anyhow::Result<i32> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let started = SystemTime::now();
     let Profiled {
-        session,
+        mut session,
         totals,
         command_status,
         hangs,
         returned,
     } = runtime.block_on(profile(target, &args))?;
-    let (wait_sites, wait_sites_lost) = session.wait_sites(&|pid| totals.name(pid).map(str::to_owned))?;
+    let (wait_sites, wait_sites_lost) = session.waits(&|pid| totals.name(pid).map(str::to_owned))?;
     let command_exit = command_status.and_then(|status| match (status.code(), status.signal()) {
         (Some(code), _) => Some(CommandExit::Code(code)),
         (None, Some(signal)) => Some(CommandExit::Signal(signal)),
@@ -173,7 +173,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<i32> {
         }
     };
     let (rows, wait_sites) = match &grouped {
-        Some(grouped) => (&grouped.totals, &grouped.wait_sites),
+        Some(grouped) => (&grouped.totals, &grouped.waits),
         None => (totals.totals(), &wait_sites),
     };
     let processes = view::by_process(rows, &session.calibration.charges);
@@ -252,11 +252,19 @@ async fn profile(target: Target, args: &ReportArgs) -> anyhow::Result<Profiled> 
     let mut fill_check = tokio::time::interval(FILL_CHECK);
     let deadline = tokio::time::sleep(Duration::from_secs_f64(args.duration));
     tokio::pin!(deadline);
+    let next_naming = tokio::time::sleep(NAME_FILES_EVERY);
+    tokio::pin!(next_naming);
     let mut command_status = None;
     let mut interrupts = 0;
     loop {
         let has_child = session.child.is_some();
         tokio::select! {
+            _ = &mut next_naming => {
+                // Reading the table costs two bpf() calls an entry: when it is large, at
+                // each read only.
+                let every = if session.name_files()? > NAME_FILES_OFTEN_UP_TO { READ_INTERVAL } else { NAME_FILES_EVERY };
+                next_naming.as_mut().reset(tokio::time::Instant::now() + every);
+            }
             _ = fill_check.tick() => {
                 if session.filling_fast() {
                     next_read.as_mut().reset(tokio::time::Instant::now());
@@ -264,6 +272,7 @@ async fn profile(target: Target, args: &ReportArgs) -> anyhow::Result<Profiled> 
             }
             _ = &mut next_read => {
                 totals.apply(&session.poll()?, session.elapsed_ns() as f64 / 1e9);
+                session.name_waits()?;
                 next_read.as_mut().reset(tokio::time::Instant::now() + session.next_read_in(READ_INTERVAL));
                 if session.targets_gone() {
                     break;
@@ -321,6 +330,11 @@ fn hang_threshold_ns(args: &ReportArgs) -> u64 {
 
 /// How often a report reads the tables (sooner while processes that come and go fill them).
 const READ_INTERVAL: Duration = Duration::from_secs(1);
+/// How often a report reads what the descriptors blocked calls waited on refer to (only
+/// while a process lives can they be read), while there are at most
+/// `NAME_FILES_OFTEN_UP_TO` of them.
+const NAME_FILES_EVERY: Duration = Duration::from_millis(200);
+const NAME_FILES_OFTEN_UP_TO: usize = 512;
 
 /// Passes SIGTERM on to the command and gives it half a second to exit; how it ended, if it
 /// did by then.

@@ -52,6 +52,25 @@ pub struct TaskOffsets {
     /// reschedules on its way out of a call, and whether it is still on that way.
     /// `None` without them, and then the wait for a CPU on the way out is not timed.
     pub exit_path: Option<ExitPathOffsets>,
+    /// The way from a task asleep in a call to the file behind its first argument. `None`
+    /// without one of the fields, and then blocked calls are not traced to their files.
+    pub files: Option<FileOffsets>,
+}
+
+/// See [`TaskOffsets::files`]: `pt_regs`' first argument register (`di` on x86_64),
+/// `task_struct.stack` and `.files`, `files_struct.fdt`, `fdtable.max_fds` and `.fd`,
+/// `file.f_inode`, `inode.i_ino` and `.i_mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileOffsets {
+    pub regs_arg0: u32,
+    pub task_stack: u32,
+    pub task_files: u32,
+    pub files_fdt: u32,
+    pub fdt_max_fds: u32,
+    pub fdt_fd: u32,
+    pub file_inode: u32,
+    pub inode_ino: u32,
+    pub inode_mode: u32,
 }
 
 /// See [`TaskOffsets::exit_path`].
@@ -108,6 +127,32 @@ impl TaskOffsets {
                     thread_flags,
                     regs_orig_ax,
                 }),
+                _ => None,
+            },
+            files: match [
+                field(&["pt_regs", "di"])?,
+                field(&["task_struct", "stack"])?,
+                field(&["task_struct", "files"])?,
+                field(&["files_struct", "fdt"])?,
+                field(&["fdtable", "max_fds"])?,
+                field(&["fdtable", "fd"])?,
+                field(&["file", "f_inode"])?,
+                field(&["inode", "i_ino"])?,
+                field(&["inode", "i_mode"])?,
+            ] {
+                [Some(regs_arg0), Some(task_stack), Some(task_files), Some(files_fdt), Some(fdt_max_fds), Some(fdt_fd), Some(file_inode), Some(inode_ino), Some(inode_mode)] => {
+                    Some(FileOffsets {
+                        regs_arg0,
+                        task_stack,
+                        task_files,
+                        files_fdt,
+                        fdt_max_fds,
+                        fdt_fd,
+                        file_inode,
+                        inode_ino,
+                        inode_mode,
+                    })
+                }
                 _ => None,
             },
         })
@@ -214,6 +259,12 @@ mod tests {
             assert_eq!(exit_path.regs_orig_ax, 15 * 8);
             // thread_info is the first member of task_struct on x86 (THREAD_INFO_IN_TASK).
             assert_eq!(exit_path.thread_flags, 0);
+            let files = offsets.files.expect("the way to a descriptor's file in BTF");
+            // di: the 15th of pt_regs' u64 registers.
+            assert_eq!(files.regs_arg0, 14 * 8);
+            assert!([files.task_files, files.fdt_fd, files.file_inode]
+                .iter()
+                .all(|o| o.is_multiple_of(8)));
         }
         // /proc/PID/schedstat exists exactly when the kernel keeps sched_info.
         if Path::new("/proc/self/schedstat").exists() {

@@ -17,7 +17,7 @@ use profiler_common::{
 };
 
 use crate::kernel::{
-    btf::{BtfError, ExitPathOffsets, TaskOffsets, VMLINUX_BTF},
+    btf::{BtfError, ExitPathOffsets, FileOffsets, TaskOffsets, VMLINUX_BTF},
     error::{attach_error, classify_load_error, missing_map, ProbeError},
     mapped::MappedArray,
     sizes::MapSizes,
@@ -86,6 +86,17 @@ impl Probe {
             thread_flags: 0,
             regs_orig_ax: 0,
         });
+        let files = offsets.files.unwrap_or(FileOffsets {
+            regs_arg0: 0,
+            task_stack: 0,
+            task_files: 0,
+            files_fdt: 0,
+            fdt_max_fds: 0,
+            fdt_fd: 0,
+            file_inode: 0,
+            inode_ino: 0,
+            inode_mode: 0,
+        });
         let need_resched_mask = match offsets.exit_path {
             Some(_) => need_resched_mask(kernel_release().as_deref()),
             None => 0,
@@ -117,6 +128,15 @@ impl Probe {
             .override_global(global::STATS_LANE_MASK, &lane_mask, true)
             .override_global(global::FOLLOW_ONLY, &follow_only, true)
             .override_global(global::FOLLOW_FORKS, &follow_forks, true)
+            .override_global(global::REGS_ARG0_OFFSET, &files.regs_arg0, true)
+            .override_global(global::TASK_STACK_OFFSET, &files.task_stack, true)
+            .override_global(global::TASK_FILES_OFFSET, &files.task_files, true)
+            .override_global(global::FILES_FDT_OFFSET, &files.files_fdt, true)
+            .override_global(global::FDT_MAX_FDS_OFFSET, &files.fdt_max_fds, true)
+            .override_global(global::FDT_FD_OFFSET, &files.fdt_fd, true)
+            .override_global(global::FILE_INODE_OFFSET, &files.file_inode, true)
+            .override_global(global::INODE_INO_OFFSET, &files.inode_ino, true)
+            .override_global(global::INODE_MODE_OFFSET, &files.inode_mode, true)
             .map_max_entries(map::SLOTS, sizes.threads)
             .map_max_entries(map::WAIT_STACK_OF, sizes.threads)
             .map_max_entries(map::STATS, sizes.syscalls)

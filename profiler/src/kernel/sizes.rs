@@ -4,8 +4,8 @@
 use std::mem::size_of;
 
 use profiler_common::{
-    counter, object::map, Epochs, InFlight, ProcSlot, StatsSlot, WaitKey, WaitStats, STATS_LANES, WAIT_SITES_ENTRIES,
-    WAIT_STACKS_ENTRIES, WAIT_STACK_DEPTH,
+    counter, object::map, Epochs, FdWaitKey, InFlight, ProcSlot, StatsSlot, WaitKey, WaitOf, WaitStats, FD_CALLS_BITS,
+    FD_WAITS_ENTRIES, STATS_LANES, WAIT_SITES_ENTRIES, WAIT_STACKS_ENTRIES, WAIT_STACK_DEPTH,
 };
 
 /// Map sizes; together they bound the kernel-side memory (see `syscall-profiler memory`). The
@@ -90,11 +90,16 @@ pub(crate) fn map_bytes(sizes: &MapSizes, cpus: u32) -> Vec<(&'static str, u64)>
             // Per stack its frames and a bucket header (about 16 bytes).
             u64::from(WAIT_STACKS_ENTRIES) * (WAIT_STACK_DEPTH as u64 * 8 + 16),
         ),
-        (map::WAIT_STACK_OF, array_bytes(sizes.threads, size_of::<u64>())),
+        (map::WAIT_STACK_OF, array_bytes(sizes.threads, size_of::<WaitOf>())),
         (
             map::WAIT_SITES,
             hash_bytes(WAIT_SITES_ENTRIES, size_of::<WaitKey>(), size_of::<WaitStats>()),
         ),
+        (
+            map::FD_WAITS,
+            hash_bytes(FD_WAITS_ENTRIES, size_of::<FdWaitKey>(), size_of::<WaitStats>()),
+        ),
+        (map::FD_CALLS, array_bytes(FD_CALLS_BITS / 64, size_of::<u64>())),
     ]
 }
 

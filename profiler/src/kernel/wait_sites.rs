@@ -3,15 +3,32 @@
 //! (hash and stack-trace maps cannot be memory-mapped): for `report`, which keeps its
 //! capabilities to the end. Needs Linux 4.6+ (stack-trace maps); the names need root
 //! (`kptr_restrict`).
-use std::collections::{BTreeMap, HashMap as StdHashMap};
+use std::collections::{BTreeMap, HashMap as StdHashMap, HashSet};
 
-use aya::maps::{HashMap, MapData, StackTraceMap};
-use profiler_common::{counter, object::map, StatsKey, WaitKey, WaitStats, SAMPLING_WAIT_SITES};
-
-use crate::kernel::{
-    error::{missing_map, ProbeError},
-    probe::Probe,
+use aya::maps::{Array, HashMap, MapData, StackTraceMap};
+use profiler_common::{
+    counter, object::map, FdWaitKey, StatsKey, WaitKey, WaitStats, FD_CALLS_BITS, SAMPLING_WAIT_SITES,
 };
+
+use crate::{
+    kernel::{
+        error::{missing_map, ProbeError},
+        probe::Probe,
+    },
+    model::{names::native_nr, wait::FIRST_IS_FD},
+};
+
+/// One (process, syscall, descriptor, file)'s blocked calls whose wait site was recorded:
+/// the file's inode number and mode as the call saw them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawFdWait {
+    pub key: StatsKey,
+    pub fd: u32,
+    pub ino: u64,
+    pub mode: u32,
+    pub calls: u64,
+    pub blocked_ns: u64,
+}
 
 /// One (process, syscall, kernel stack)'s blocked calls.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,11 +47,80 @@ impl Probe {
     /// Records from now on where blocked calls sleep and who wakes them (attaching the
     /// waker program), or stops.
     pub fn record_wait_sites(&mut self, on: bool) -> Result<(), ProbeError> {
+        if on {
+            self.mark_fd_calls()?;
+        }
         self.set_sampling(SAMPLING_WAIT_SITES, u32::from(on))?;
         if on {
             self.attach_wakers()?;
         }
         Ok(())
+    }
+
+    /// Tells the kernel side which native syscalls take a descriptor first
+    /// ([`FIRST_IS_FD`]): their blocked calls are traced to the file they wait on.
+    fn mark_fd_calls(&mut self) -> Result<(), ProbeError> {
+        let map_error = |source| ProbeError::Map {
+            map: map::FD_CALLS,
+            source,
+        };
+        let mut words = [0u64; (FD_CALLS_BITS / 64) as usize];
+        for nr in FIRST_IS_FD.iter().filter_map(|name| native_nr(name)) {
+            if nr < FD_CALLS_BITS {
+                words[(nr / 64) as usize] |= 1 << (nr % 64);
+            }
+        }
+        let data = self
+            .ebpf
+            .map_mut(map::FD_CALLS)
+            .ok_or_else(|| missing_map(map::FD_CALLS))?;
+        let mut fd_calls: Array<&mut MapData, u64> = Array::try_from(data).map_err(map_error)?;
+        for (index, word) in words.into_iter().enumerate() {
+            fd_calls.set(index as u32, word, 0).map_err(map_error)?;
+        }
+        Ok(())
+    }
+
+    /// The processes that woke blocked calls whose wait site was recorded, so far.
+    pub fn wakers(&self) -> Result<HashSet<u32>, ProbeError> {
+        let sites: HashMap<&MapData, WaitKey, WaitStats> = HashMap::try_from(
+            self.ebpf
+                .map(map::WAIT_SITES)
+                .ok_or_else(|| missing_map(map::WAIT_SITES))?,
+        )
+        .map_err(|source| ProbeError::Map {
+            map: map::WAIT_SITES,
+            source,
+        })?;
+        Ok(sites
+            .keys()
+            .filter_map(Result::ok)
+            .map(|site| site.waker_tgid)
+            .collect())
+    }
+
+    /// The files blocked calls on a descriptor waited on, so far; entries of several lanes
+    /// or epochs apart (the caller adds them up).
+    pub fn fd_waits(&self) -> Result<Vec<RawFdWait>, ProbeError> {
+        let fd_waits: HashMap<&MapData, FdWaitKey, WaitStats> = HashMap::try_from(
+            self.ebpf.map(map::FD_WAITS).ok_or_else(|| missing_map(map::FD_WAITS))?,
+        )
+        .map_err(|source| ProbeError::Map {
+            map: map::FD_WAITS,
+            source,
+        })?;
+        Ok(fd_waits
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(on, stats)| RawFdWait {
+                key: StatsKey::unpack(on.key),
+                fd: on.fd,
+                ino: on.ino,
+                mode: on.mode,
+                calls: stats.calls,
+                blocked_ns: stats.blocked_ns,
+            })
+            .collect())
     }
 
     /// Blocked calls whose wait site could not be recorded (a table full, or a stack

@@ -7,14 +7,14 @@ use profiler_common::StatsKey;
 
 use crate::model::{
     store::SyscallTotals,
-    wait::{WaitSite, Waker, WAKERS_LISTED},
+    wait::{sort_files, FdWait, WaitSite, Waits, Waker, WAKERS_LISTED},
 };
 
 /// Totals and wait sites by group, each group keyed by its smallest pid.
 #[derive(Debug, Default, PartialEq)]
 pub struct Grouped {
     pub totals: BTreeMap<StatsKey, SyscallTotals>,
-    pub wait_sites: BTreeMap<StatsKey, Vec<WaitSite>>,
+    pub waits: BTreeMap<StatsKey, Waits>,
     /// By the pid a group is keyed by: its name and its processes (ascending).
     pub groups: BTreeMap<u32, (String, Vec<u32>)>,
 }
@@ -22,7 +22,7 @@ pub struct Grouped {
 /// Adds up the processes of each group (`group_of` a pid).
 pub fn group(
     totals: &BTreeMap<StatsKey, SyscallTotals>,
-    wait_sites: &BTreeMap<StatsKey, Vec<WaitSite>>,
+    waits: &BTreeMap<StatsKey, Waits>,
     group_of: &dyn Fn(u32) -> String,
 ) -> Grouped {
     let mut members: BTreeMap<String, Vec<u32>> = BTreeMap::new();
@@ -50,12 +50,33 @@ pub fn group(
     for (key, row) in totals {
         grouped.totals.entry(grouped_key(key)).or_default().merge(row);
     }
-    for (key, sites) in wait_sites {
+    for (key, waits) in waits {
         if first_of.contains_key(&key.tgid) {
-            merge_sites(grouped.wait_sites.entry(grouped_key(key)).or_default(), sites);
+            let group = grouped.waits.entry(grouped_key(key)).or_default();
+            merge_sites(&mut group.sites, &waits.sites);
+            merge_files(&mut group.files, &waits.files);
         }
     }
     grouped
+}
+
+/// Adds `more` into `files`: the same descriptor and target once (the processes of a group
+/// have their own descriptors: the same number names the same file only if the target is
+/// the same too).
+fn merge_files(files: &mut Vec<FdWait>, more: &[FdWait]) {
+    for file in more {
+        match files
+            .iter_mut()
+            .find(|known| known.fd == file.fd && known.target == file.target)
+        {
+            Some(known) => {
+                known.calls += file.calls;
+                known.blocked_ns += file.blocked_ns;
+            }
+            None => files.push(file.clone()),
+        }
+    }
+    sort_files(files);
 }
 
 /// Adds `more` into `sites`: the same site (and I/O wait) once, its calls, time and wakers
@@ -121,21 +142,44 @@ mod tests {
             (key(20, 0), SyscallTotals::of_calls(5, 50, 0, 0, 10)),
             (key(5, 61), SyscallTotals::of_calls(3, 3, 9_000, 0, 3_000)),
         ]);
-        let wait_sites = BTreeMap::from([
-            (key(10, 0), vec![site("pipe_read", 1, 5)]),
-            (key(30, 0), vec![site("pipe_read", 2, 5), site("ep_poll", 1, 0)]),
+        let file = |target: &str, calls| FdWait {
+            fd: 0,
+            target: target.into(),
+            calls,
+            blocked_ns: calls * 10,
+            other_end: Vec::new(),
+        };
+        let waits = BTreeMap::from([
+            (
+                key(10, 0),
+                Waits {
+                    sites: vec![site("pipe_read", 1, 5)],
+                    files: vec![file("pipe:[1]", 1)],
+                },
+            ),
+            (
+                key(30, 0),
+                Waits {
+                    sites: vec![site("pipe_read", 2, 5), site("ep_poll", 1, 0)],
+                    files: vec![file("pipe:[1]", 2), file("pipe:[2]", 1)],
+                },
+            ),
         ]);
         let name = |pid: u32| if pid == 5 { "sh".to_owned() } else { "ls".to_owned() };
-        let grouped = group(&totals, &wait_sites, &name);
+        let grouped = group(&totals, &waits, &name);
         assert_eq!(grouped.groups[&10], ("ls".to_owned(), vec![10, 20, 30]));
         assert_eq!(grouped.groups[&5], ("sh".to_owned(), vec![5]));
         assert_eq!(grouped.totals[&key(10, 0)].calls, 9);
         assert_eq!(grouped.totals[&key(10, 1)].calls, 2);
         assert_eq!(grouped.totals[&key(5, 61)].calls, 3);
         assert_eq!(grouped.totals.len(), 3);
-        let sites = &grouped.wait_sites[&key(10, 0)];
+        let sites = &grouped.waits[&key(10, 0)].sites;
         assert_eq!((sites[0].site.as_str(), sites[0].calls), ("pipe_read", 3));
         assert_eq!(sites[0].wakers[0].calls, 3);
         assert_eq!(sites[1].site, "ep_poll");
+        // fd 0 of two processes: one file where it is the same pipe, two where not.
+        let files = &grouped.waits[&key(10, 0)].files;
+        assert_eq!(files.len(), 2);
+        assert_eq!((files[0].target.as_str(), files[0].calls), ("pipe:[1]", 3));
     }
 }

@@ -53,6 +53,13 @@ pub fn syscall_name(abi: Abi, nr: u32) -> Cow<'static, str> {
     }
 }
 
+/// The native (x86_64) number of the syscall called `name`.
+pub fn native_nr(name: &str) -> Option<u32> {
+    name.parse::<syscalls::x86_64::Sysno>()
+        .ok()
+        .map(|sysno| sysno.id() as u32)
+}
+
 /// Symbolic name of a positive errno (`ENOENT`), including the kernel-internal restart codes
 /// (512..) that a tracepoint can see; `E<n>` when unknown, and `other` for 0: the errors of
 /// any errno beyond the first few of a statistics entry (see `store::OTHER_ERRNO`).

@@ -142,44 +142,156 @@ pub fn stack_frame(line: &str) -> Option<String> {
     (!name.is_empty()).then(|| name.to_owned())
 }
 
+/// What the blocked calls of a (process, syscall) waited on: where in the kernel they slept,
+/// and on which files (calls on a descriptor).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Waits {
+    pub sites: Vec<WaitSite>,
+    pub files: Vec<FdWait>,
+}
+
+/// The blocked calls of a (process, syscall) whose wait site was recorded, on one file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FdWait {
+    pub fd: u32,
+    /// What the descriptor referred to: a path, `pipe:[inode]`, `socket:[inode]` (with its
+    /// TCP peer), `anon_inode:[eventfd]`; for a file whose descriptor was closed before it
+    /// could be read in `/proc`, its kind and inode (`file inode 1234`).
+    pub target: String,
+    pub calls: u64,
+    pub blocked_ns: u64,
+    /// Other processes holding the same pipe or socket at the end (`pid comm`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub other_end: Vec<String>,
+}
+
+/// Files listed per (process, syscall).
+pub const FILES_LISTED: usize = 5;
+
+/// One (process, syscall, descriptor, file)'s blocked calls, as the kernel side adds them up:
+/// the file's inode number and mode (`st_mode`: its type bits tell a pipe, a socket, ...).
+pub struct OnFile {
+    pub key: StatsKey,
+    pub fd: u32,
+    pub ino: u64,
+    pub mode: u32,
+    pub calls: u64,
+    pub blocked_ns: u64,
+}
+
+/// What a file is, from its mode's type bits.
+pub fn file_kind(mode: u32) -> &'static str {
+    match mode & 0o170_000 {
+        0o010_000 => "pipe",
+        0o140_000 => "socket",
+        0o100_000 => "file",
+        0o040_000 => "directory",
+        0o020_000 => "char device",
+        0o060_000 => "block device",
+        0o120_000 => "symlink",
+        _ => "anon",
+    }
+}
+
+/// The name `/proc` gives a pipe or socket (`pipe:[ino]`), and for other files their kind
+/// and inode: what a file is called when its descriptor could not be read in time.
+pub fn unnamed_target(mode: u32, ino: u64) -> String {
+    match file_kind(mode) {
+        kind @ ("pipe" | "socket") => format!("{kind}:[{ino}]"),
+        kind => format!("{kind} inode {ino}"),
+    }
+}
+
+/// The files of each (process, syscall): entries naming the same descriptor and target (of
+/// several lanes or epochs) added up, the most time asleep first, at most [`FILES_LISTED`].
+/// `name_of`: what the descriptor referred to.
+pub fn files_by_key(
+    files: impl IntoIterator<Item = OnFile>,
+    name_of: &dyn Fn(&OnFile) -> String,
+) -> BTreeMap<StatsKey, Vec<FdWait>> {
+    let mut summed: BTreeMap<(StatsKey, u32, String), (u64, u64)> = BTreeMap::new();
+    for file in files {
+        let sum = summed.entry((file.key, file.fd, name_of(&file))).or_default();
+        sum.0 += file.calls;
+        sum.1 += file.blocked_ns;
+    }
+    let mut by_key: BTreeMap<StatsKey, Vec<FdWait>> = BTreeMap::new();
+    for ((key, fd, target), (calls, blocked_ns)) in summed {
+        by_key.entry(key).or_default().push(FdWait {
+            fd,
+            target,
+            calls,
+            blocked_ns,
+            other_end: Vec::new(),
+        });
+    }
+    for files in by_key.values_mut() {
+        sort_files(files);
+    }
+    by_key
+}
+
+/// The most time asleep first, at most [`FILES_LISTED`].
+pub fn sort_files(files: &mut Vec<FdWait>) {
+    files.sort_by(|a, b| b.blocked_ns.cmp(&a.blocked_ns).then(a.fd.cmp(&b.fd)));
+    files.truncate(FILES_LISTED);
+}
+
+/// The sites and files of each (process, syscall) together.
+pub fn waits_by_key(
+    sites: BTreeMap<StatsKey, Vec<WaitSite>>,
+    files: BTreeMap<StatsKey, Vec<FdWait>>,
+) -> BTreeMap<StatsKey, Waits> {
+    let mut waits: BTreeMap<StatsKey, Waits> = BTreeMap::new();
+    for (key, sites) in sites {
+        waits.entry(key).or_default().sites = sites;
+    }
+    for (key, files) in files {
+        waits.entry(key).or_default().files = files;
+    }
+    waits
+}
+
 /// Which argument of `syscall` (by name) is the file descriptor it works on, if any.
 pub fn fd_argument(syscall: &str) -> Option<usize> {
-    const FIRST_IS_FD: [&str; 32] = [
-        "read",
-        "write",
-        "readv",
-        "writev",
-        "pread64",
-        "pwrite64",
-        "preadv",
-        "pwritev",
-        "preadv2",
-        "pwritev2",
-        "recvfrom",
-        "recvmsg",
-        "recvmmsg",
-        "sendto",
-        "sendmsg",
-        "sendmmsg",
-        "accept",
-        "accept4",
-        "connect",
-        "fsync",
-        "fdatasync",
-        "sync_file_range",
-        "flock",
-        "ioctl",
-        "fcntl",
-        "epoll_wait",
-        "epoll_pwait",
-        "epoll_pwait2",
-        "splice",
-        "tee",
-        "getdents64",
-        "fallocate",
-    ];
     FIRST_IS_FD.contains(&syscall).then_some(0)
 }
+
+/// The syscalls whose first argument is the file descriptor they work on.
+pub const FIRST_IS_FD: [&str; 32] = [
+    "read",
+    "write",
+    "readv",
+    "writev",
+    "pread64",
+    "pwrite64",
+    "preadv",
+    "pwritev",
+    "preadv2",
+    "pwritev2",
+    "recvfrom",
+    "recvmsg",
+    "recvmmsg",
+    "sendto",
+    "sendmsg",
+    "sendmmsg",
+    "accept",
+    "accept4",
+    "connect",
+    "fsync",
+    "fdatasync",
+    "sync_file_range",
+    "flock",
+    "ioctl",
+    "fcntl",
+    "epoll_wait",
+    "epoll_pwait",
+    "epoll_pwait2",
+    "splice",
+    "tee",
+    "getdents64",
+    "fallocate",
+];
 
 /// Which argument of `syscall` (by name) is the path it opens, if any.
 pub fn path_argument(syscall: &str) -> Option<usize> {
@@ -193,6 +305,35 @@ pub fn path_argument(syscall: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn files_are_named_by_kind_when_their_descriptor_is_gone() {
+        assert_eq!(unnamed_target(0o010_600, 77), "pipe:[77]");
+        assert_eq!(unnamed_target(0o140_777, 78), "socket:[78]");
+        assert_eq!(unnamed_target(0o100_644, 79), "file inode 79");
+        assert_eq!(unnamed_target(0o600, 80), "anon inode 80");
+    }
+
+    #[test]
+    fn files_of_a_row_add_up_by_descriptor_and_target() {
+        let key = StatsKey { tgid: 10, nr: 0 };
+        let on = |fd, ino, calls| OnFile {
+            key,
+            fd,
+            ino,
+            mode: 0o010_600,
+            calls,
+            blocked_ns: calls * 100,
+        };
+        // Two lanes' entries of fd 0 on the same pipe; fd 3 on another.
+        let files = files_by_key([on(0, 7, 2), on(3, 8, 5), on(0, 7, 4)], &|file| {
+            unnamed_target(file.mode, file.ino)
+        });
+        let row = &files[&key];
+        assert_eq!(row.len(), 2);
+        assert_eq!((row[0].fd, row[0].target.as_str(), row[0].calls), (0, "pipe:[7]", 6));
+        assert_eq!((row[1].fd, row[1].calls, row[1].blocked_ns), (3, 5, 500));
+    }
 
     fn frames(names: &[&str]) -> Vec<String> {
         names.iter().map(|name| name.to_string()).collect()

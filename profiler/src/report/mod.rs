@@ -16,7 +16,7 @@ use crate::model::{
     overflow::Overflow,
     split::Split,
     view::{ProcessView, SyscallView},
-    wait::WaitSite,
+    wait::{FdWait, WaitSite, Waits},
 };
 use crate::model::{host::Host, threads::Hang};
 
@@ -113,6 +113,10 @@ pub struct SyscallReport {
     /// Where its blocked calls slept, the most time asleep first (at most
     /// [`WAIT_SITES_LISTED`]).
     pub wait_sites: Vec<WaitSite>,
+    /// The files its blocked calls on a descriptor waited on, the most time asleep first
+    /// (calls whose wait site was recorded).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub waited_on: Vec<FdWait>,
 }
 
 /// Wait sites a report lists per (process, syscall).
@@ -140,7 +144,7 @@ pub struct Inputs<'a> {
     pub hang_threshold_ns: u64,
     /// Where blocked calls slept, per (process, syscall); and the blocked calls whose site
     /// could not be recorded.
-    pub wait_sites: &'a BTreeMap<StatsKey, Vec<WaitSite>>,
+    pub wait_sites: &'a BTreeMap<StatsKey, Waits>,
     pub wait_sites_lost: u64,
 }
 
@@ -194,7 +198,7 @@ impl CommandExit {
 }
 
 impl SyscallReport {
-    fn new(view: &SyscallView, seconds: f64, wait_sites: &[WaitSite]) -> SyscallReport {
+    fn new(view: &SyscallView, seconds: f64, waits: Option<&Waits>) -> SyscallReport {
         let class = view.class(seconds);
         SyscallReport {
             name: view.name.clone(),
@@ -209,7 +213,10 @@ impl SyscallReport {
             class: class.as_str().to_owned(),
             advice: class.advice().to_owned(),
             sampling_cut_ns: view.sampling_cut_ns,
-            wait_sites: wait_sites.iter().take(WAIT_SITES_LISTED).cloned().collect(),
+            wait_sites: waits
+                .map(|waits| waits.sites.iter().take(WAIT_SITES_LISTED).cloned().collect())
+                .unwrap_or_default(),
+            waited_on: waits.map(|waits| waits.files.clone()).unwrap_or_default(),
         }
     }
 }
@@ -239,10 +246,7 @@ pub fn build(inputs: &Inputs) -> Report {
             syscalls: process
                 .syscalls
                 .iter()
-                .map(|syscall| {
-                    let sites = inputs.wait_sites.get(&syscall.key).map_or(&[][..], Vec::as_slice);
-                    SyscallReport::new(syscall, seconds, sites)
-                })
+                .map(|syscall| SyscallReport::new(syscall, seconds, inputs.wait_sites.get(&syscall.key)))
                 .collect(),
         })
         .collect();

@@ -249,6 +249,22 @@ pub fn render_text(report: &Report, options: &TextOptions) -> String {
                     wakers.join(", ")
                 );
             }
+            for file in syscall.waited_on.iter().take(SITES_SHOWN) {
+                let other_end = if file.other_end.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (also open in {})", file.other_end.join(", "))
+                };
+                let _ = writeln!(
+                    out,
+                    "  {:<18} on fd {} {}{other_end}: {} calls, {} asleep",
+                    "",
+                    file.fd,
+                    file.target,
+                    format_count(file.calls),
+                    format_ns(file.blocked_ns)
+                );
+            }
         }
         let mut advised = Vec::new();
         for syscall in process.syscalls.iter().take(options.syscalls) {

@@ -12,8 +12,8 @@ use crate::{
     },
     session::{
         procfs::{
-            fd_target, holders_of, kernel_stack, off_cpu_for_ns, proc_threads_in_syscalls, read_comm, read_thread_comm,
-            read_user_string, syscall_args, tcp_peer, thread_state,
+            fd_target, is_pipe_or_socket, kernel_stack, off_cpu_for_ns, other_ends, proc_threads_in_syscalls,
+            read_comm, read_thread_comm, read_user_string, syscall_args, tcp_peer, thread_state,
         },
         Session, Target,
     },
@@ -114,29 +114,13 @@ impl Session {
 /// other ends of all of them.
 pub fn read_hangs(threads: &[InSyscall]) -> Vec<Hang> {
     let mut hangs: Vec<Hang> = threads.iter().map(read_hang).collect();
-    let shared: HashSet<String> = hangs
+    let ends: Vec<(u32, &str)> = hangs
         .iter()
-        .filter_map(|hang| hang.target.as_deref())
-        .map(|target| target.split(" peer ").next().unwrap_or(target))
-        .filter(|target| target.starts_with("pipe:") || target.starts_with("socket:") || is_fifo(target))
-        .map(str::to_owned)
+        .map(|hang| (hang.pid, hang.target.as_deref().unwrap_or("")))
         .collect();
-    if shared.is_empty() {
-        return hangs;
-    }
-    let holders = holders_of(&shared);
-    for hang in &mut hangs {
-        let Some(target) = hang.target.as_deref() else {
-            continue;
-        };
-        let target = target.split(" peer ").next().unwrap_or(target);
-        hang.other_end = holders
-            .get(target)
-            .into_iter()
-            .flatten()
-            .filter(|(pid, _)| *pid != hang.pid)
-            .map(|(pid, comm)| format!("{pid} {comm}"))
-            .collect();
+    let other_ends = other_ends(&ends, &|target| is_pipe_or_socket(target) || is_fifo(target));
+    for (hang, other_end) in hangs.iter_mut().zip(other_ends) {
+        hang.other_end = other_end;
     }
     hangs
 }

@@ -9,10 +9,9 @@ pub mod host;
 pub mod in_flight;
 pub mod launch;
 pub mod procfs;
+pub mod waits;
 
-use std::{collections::BTreeMap, ffi::OsString, time::Duration, time::Instant};
-
-use profiler_common::StatsKey;
+use std::{ffi::OsString, time::Duration, time::Instant};
 
 use self::{
     calibrate::Calibration,
@@ -25,7 +24,6 @@ use crate::{
         bound::bound_extrapolation,
         overflow::Overflow,
         store::{Store, Update},
-        wait::{sites_by_key, SleptAt, WaitSite},
     },
 };
 
@@ -74,6 +72,11 @@ pub struct Session {
     /// after it (see [`bound_extrapolation`]).
     last_read_started_ns: u64,
     cpus_online: u32,
+    /// What the descriptors blocked calls waited on referred to, by (process, descriptor,
+    /// inode): read from `/proc` while the processes live (see [`Session::name_waits`]).
+    file_names: std::collections::HashMap<(u32, u32, u64), String>,
+    /// Names of the processes that woke blocked calls, read while they lived.
+    waker_names: std::collections::HashMap<u32, String>,
 }
 
 /// When a read leaves a table fuller than this, the next comes sooner (see
@@ -151,6 +154,8 @@ impl Session {
             last_read_started_ns: monotonic_ns(),
             // SAFETY: sysconf has no preconditions.
             cpus_online: unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as u32,
+            file_names: Default::default(),
+            waker_names: Default::default(),
         })
     }
 
@@ -239,37 +244,6 @@ impl Session {
     /// Records from now on where blocked calls sleep (see [`Session::wait_sites`]).
     pub fn record_wait_sites(&mut self) -> Result<(), SessionError> {
         Ok(self.probe.record_wait_sites(true)?)
-    }
-
-    /// Where the blocked calls of each (process, syscall) slept since recording began (the
-    /// agent's own left out), their wakers named by `name_of` (else from `/proc`); and the
-    /// blocked calls whose site could not be recorded.
-    pub fn wait_sites(
-        &self,
-        name_of: &dyn Fn(u32) -> Option<String>,
-    ) -> Result<(BTreeMap<StatsKey, Vec<WaitSite>>, u64), SessionError> {
-        let stacks = self.probe.wait_sites()?;
-        let own = self.self_tgid;
-        let name_of = |pid: u32| match pid {
-            0 => "interrupt or idle".to_owned(),
-            pid => name_of(pid)
-                .or_else(|| read_comm(pid))
-                .unwrap_or_else(|| "?".to_owned()),
-        };
-        let sites = sites_by_key(
-            stacks
-                .into_iter()
-                .filter(|site| site.key.tgid != own)
-                .map(|site| SleptAt {
-                    key: site.key,
-                    frames: site.frames,
-                    waker_tgid: site.waker_tgid,
-                    calls: site.calls,
-                    blocked_ns: site.blocked_ns,
-                }),
-            &name_of,
-        );
-        Ok((sites, self.probe.wait_sites_lost()))
     }
 
     pub fn overflow(&self) -> Overflow {

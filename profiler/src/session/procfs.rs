@@ -173,6 +173,40 @@ pub fn holders_of(targets: &HashSet<String>) -> HashMap<String, Vec<(u32, String
     holders
 }
 
+/// The other ends of what processes wait on: for each `(pid, target)` (a descriptor's
+/// target, a TCP peer after " peer " left aside) that `shared` says others can hold, the
+/// other processes holding it (`pid comm`), from one [`holders_of`] scan for all of them.
+pub fn other_ends(ends: &[(u32, &str)], shared: &dyn Fn(&str) -> bool) -> Vec<Vec<String>> {
+    let file = |target: &str| target.split(" peer ").next().unwrap_or(target).to_owned();
+    let targets: HashSet<String> = ends
+        .iter()
+        .map(|(_, target)| file(target))
+        .filter(|target| shared(target))
+        .collect();
+    let holders = if targets.is_empty() {
+        HashMap::new()
+    } else {
+        holders_of(&targets)
+    };
+    ends.iter()
+        .map(|&(own, target)| {
+            holders
+                .get(&file(target))
+                .into_iter()
+                .flatten()
+                // The agent may hold what it profiles (its own stdin, in a pipeline).
+                .filter(|(pid, _)| *pid != own && *pid != std::process::id())
+                .map(|(pid, comm)| format!("{pid} {comm}"))
+                .collect()
+        })
+        .collect()
+}
+
+/// Whether a descriptor's target is a pipe or a socket (its other end is who else holds it).
+pub fn is_pipe_or_socket(target: &str) -> bool {
+    target.starts_with("pipe:") || target.starts_with("socket:")
+}
+
 /// The remote address of a TCP socket (`socket:[inode]`) of `pid`, from its network
 /// namespace's `/proc/PID/net/tcp` and `tcp6`.
 pub fn tcp_peer(pid: u32, target: &str) -> Option<String> {

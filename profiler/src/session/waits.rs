@@ -1,0 +1,117 @@
+//! What blocked calls waited on, for a report: their wait sites and wakers, and the files
+//! behind the descriptors of those on one, named from `/proc` while their processes live.
+use std::{collections::BTreeMap, os::unix::fs::MetadataExt};
+
+use profiler_common::StatsKey;
+
+use crate::{
+    model::wait::{files_by_key, sites_by_key, unnamed_target, waits_by_key, OnFile, SleptAt, Waits},
+    session::{
+        procfs::{fd_target, is_pipe_or_socket, other_ends, read_comm, tcp_peer},
+        Session, SessionError,
+    },
+};
+
+impl Session {
+    /// Reads in `/proc` the names of the processes that woke blocked calls, and what the
+    /// descriptors of the blocked calls recorded so far refer to, for those not named yet:
+    /// while a process lives they can be read (a report does this at every read). A
+    /// descriptor is named only if it still refers to the file the call saw (same inode).
+    pub fn name_waits(&mut self) -> Result<(), SessionError> {
+        for pid in self.probe.wakers()? {
+            if pid != 0 && !self.waker_names.contains_key(&pid) {
+                if let Some(name) = read_comm(pid) {
+                    self.waker_names.insert(pid, name);
+                }
+            }
+        }
+        self.name_files().map(drop)
+    }
+
+    /// The descriptors' part of [`Session::name_waits`]: cheap enough to do more often (a
+    /// short-lived process's descriptors can be read only while it lives). Returns how many
+    /// (process, syscall, descriptor, file) there are.
+    pub fn name_files(&mut self) -> Result<usize, SessionError> {
+        let files = self.probe.fd_waits()?;
+        let count = files.len();
+        for file in files {
+            let pid = file.key.tgid;
+            let id = (pid, file.fd, file.ino);
+            if self.file_names.contains_key(&id) || pid == self.self_tgid {
+                continue;
+            }
+            let path = format!("/proc/{pid}/fd/{}", file.fd);
+            if std::fs::metadata(&path).is_ok_and(|meta| meta.ino() == file.ino) {
+                if let Some(target) = fd_target(pid, i64::from(file.fd)) {
+                    let named = match tcp_peer(pid, &target) {
+                        Some(peer) => format!("{target} peer {peer}"),
+                        None => target,
+                    };
+                    self.file_names.insert(id, named);
+                }
+            }
+        }
+        Ok(count)
+    }
+
+    /// What the blocked calls of each (process, syscall) waited on since recording began
+    /// (the agent's own left out): where they slept, their wakers named by `name_of` (else
+    /// as `/proc` named them while they lived), and the files of those on a descriptor, with the other processes
+    /// holding a pipe or socket now; and the blocked calls whose site could not be recorded.
+    pub fn waits(
+        &mut self,
+        name_of: &dyn Fn(u32) -> Option<String>,
+    ) -> Result<(BTreeMap<StatsKey, Waits>, u64), SessionError> {
+        self.name_waits()?;
+        let stacks = self.probe.wait_sites()?;
+        let own = self.self_tgid;
+        let waker_names = &self.waker_names;
+        let name_of = |pid: u32| match pid {
+            0 => "interrupt or idle".to_owned(),
+            pid => name_of(pid)
+                .or_else(|| waker_names.get(&pid).cloned())
+                .unwrap_or_else(|| "?".to_owned()),
+        };
+        let sites = sites_by_key(
+            stacks
+                .into_iter()
+                .filter(|site| site.key.tgid != own)
+                .map(|site| SleptAt {
+                    key: site.key,
+                    frames: site.frames,
+                    waker_tgid: site.waker_tgid,
+                    calls: site.calls,
+                    blocked_ns: site.blocked_ns,
+                }),
+            &name_of,
+        );
+        let file_names = &self.file_names;
+        let mut files = files_by_key(
+            self.probe
+                .fd_waits()?
+                .into_iter()
+                .filter(|file| file.key.tgid != own)
+                .map(|file| OnFile {
+                    key: file.key,
+                    fd: file.fd,
+                    ino: file.ino,
+                    mode: file.mode,
+                    calls: file.calls,
+                    blocked_ns: file.blocked_ns,
+                }),
+            &|file| match file_names.get(&(file.key.tgid, file.fd, file.ino)) {
+                Some(name) => name.clone(),
+                None => unnamed_target(file.mode, file.ino),
+            },
+        );
+        let ends: Vec<(u32, &str)> = files
+            .iter()
+            .flat_map(|(key, files)| files.iter().map(|file| (key.tgid, file.target.as_str())))
+            .collect();
+        let mut other_ends = other_ends(&ends, &is_pipe_or_socket).into_iter();
+        for file in files.values_mut().flatten() {
+            file.other_end = other_ends.next().unwrap_or_default();
+        }
+        Ok((waits_by_key(sites, files), self.probe.wait_sites_lost()))
+    }
+}
