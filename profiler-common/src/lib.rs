@@ -647,6 +647,12 @@ pub const WAIT_STACK_SAMPLED: u32 = 1 << 30;
 pub const WAIT_SITE_SAMPLE_EVERY: u32 = 256;
 /// `SAMPLING[SAMPLING_WAIT_SITES]`: 1 to record where blocked calls sleep (reports), 0 not to.
 pub const SAMPLING_WAIT_SITES: u32 = 1;
+/// `SAMPLING[SAMPLING_WAIT_SITES_OF]`: with wait sites on, a tgid to record them for alone,
+/// every blocked call of it (`syscall-top`'s view of one process); 0 for every process,
+/// sampled.
+pub const SAMPLING_WAIT_SITES_OF: u32 = 2;
+/// Words of the `SAMPLING` map.
+pub const SAMPLING_WORDS: u32 = 3;
 
 /// Names the eBPF object and the agent share. The kernel side defines its maps, load-time
 /// globals and programs under these names (as statics named so: aya's macros take the name

@@ -64,8 +64,8 @@ use profiler_common::{
     Caller, Current, Epochs, FdWaitKey, InFlight, KnownTask, ProcSlot, StatsKey, StatsSlot, SyscallStats, WaitKey,
     WaitOf, WaitStats, CALLER_FOLLOWED, ERRNO_SLOTS, FD_CALLS_BITS, FD_WAITS_ENTRIES, HIST_BUCKETS, KEY_EPOCH_MASK,
     NO_FD, NO_PROC, NR_IA32_FLAG, NR_KEY_BITS, NR_OUT_OF_RANGE, NR_X32_FLAG, PROC_EMPTY, PROC_FREED, PROC_PROBES,
-    SAMPLING_WAIT_SITES, SLOT_EMPTY, SLOT_FREED, STATS_PROBES, TIMED_FIRST_CALLS, USER32_CS, WAIT_SITES_ENTRIES,
-    WAIT_SITE_SAMPLE_EVERY, WAIT_STACKS_ENTRIES, WAIT_STACK_SAMPLED,
+    SAMPLING_WAIT_SITES, SAMPLING_WAIT_SITES_OF, SAMPLING_WORDS, SLOT_EMPTY, SLOT_FREED, STATS_PROBES,
+    TIMED_FIRST_CALLS, USER32_CS, WAIT_SITES_ENTRIES, WAIT_SITE_SAMPLE_EVERY, WAIT_STACKS_ENTRIES, WAIT_STACK_SAMPLED,
 };
 
 // ---- load-time configuration (read-only globals, set by the agent before loading) ----
@@ -190,7 +190,7 @@ static EPOCHS: Array<Epochs> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 /// load-time constant, so that the agent calibrates with every call timed and then turns
 /// sampling on.
 #[map]
-static SAMPLING: Array<u32> = Array::with_max_entries(2, 0);
+static SAMPLING: Array<u32> = Array::with_max_entries(SAMPLING_WORDS, 0);
 /// Kernel stacks blocked calls went to sleep on (`SAMPLING[SAMPLING_WAIT_SITES]` on).
 #[map]
 static WAIT_STACKS: StackTrace = StackTrace::with_max_entries(WAIT_STACKS_ENTRIES, 0);
@@ -913,8 +913,9 @@ fn wait_stack_of(tid: u32) -> Option<&'static mut WaitOf> {
 
 /// Records the kernel stack a thread goes to sleep on in its call, when wait sites are on:
 /// decided once per call, at its first sleep; taken for the first calls of its statistics
-/// entry, then for 1 in [`WAIT_SITE_SAMPLE_EVERY`]. A call whose stack is not taken touches
-/// nothing but its own flags.
+/// entry, then for 1 in [`WAIT_SITE_SAMPLE_EVERY`] - or, for one process alone
+/// (`SAMPLING[SAMPLING_WAIT_SITES_OF]`), for every call. A call whose stack is not taken
+/// touches nothing but its own flags.
 #[inline(always)]
 fn take_wait_stack(ctx: &BtfTracePointContext, slot: &mut InFlight, task: *const u8) {
     if slot.flags & flight::STACK_DECIDED != 0 || SAMPLING.get(SAMPLING_WAIT_SITES).copied().unwrap_or(0) == 0 {
@@ -925,7 +926,12 @@ fn take_wait_stack(ctx: &BtfTracePointContext, slot: &mut InFlight, task: *const
     let Some(current) = current() else {
         return;
     };
-    if slot.flags & flight::FIRST_CALLS == 0 {
+    let only = SAMPLING.get(SAMPLING_WAIT_SITES_OF).copied().unwrap_or(0);
+    if only != 0 {
+        if StatsKey::unpack(slot.key).tgid != only {
+            return;
+        }
+    } else if slot.flags & flight::FIRST_CALLS == 0 {
         let mut rng = current.rng;
         if rng == 0 {
             rng = unsafe { bpf_get_prandom_u32() } | 1;

@@ -206,3 +206,28 @@ fn a_closed_terminal_ends_it() {
         thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+#[ignore = "needs root: loads eBPF programs (cargo xtask test runs it as root)"]
+fn a_process_view_shows_where_its_blocked_calls_wait() {
+    // 600 reads of a pipe whose writer sleeps 20 ms before each byte: 12 s of them.
+    let dir = std::env::temp_dir();
+    let mut workload = Command::new(WORKLOAD)
+        .args(["waits", "600", dir.to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    let pid = workload.id();
+    let tmux = Tmux::start(&format!("sh -c '{TOP} --interval 0.5; sleep 60'"));
+    tmux.wait_for("syscall-top to start", |s| s.contains("syscalls/s"));
+    tmux.keys(&["/", &pid.to_string(), "Enter"]);
+    tmux.wait_for("the workload's row", |s| s.contains("profiler-worklo"));
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("the read's wait site and pipe", |s| {
+        s.contains("where its blocked calls waited") && s.contains("pipe_read <- vfs_read") && s.contains("on fd ")
+    });
+    workload.kill().ok();
+    workload.wait().ok();
+    assert!(screen.contains(&format!("syscalls of {pid}")), "{screen}");
+    assert!(screen.contains("woken by ") && screen.contains("pipe-writer"), "{screen}");
+    assert!(screen.contains("pipe:["), "{screen}");
+}

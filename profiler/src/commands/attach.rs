@@ -6,7 +6,7 @@ use clap::{Args, ValueEnum};
 
 use crate::{
     commands::args::{parse_sample_every, KernelArgs},
-    kernel::{Probe, Scope},
+    kernel::{Probe, Scope, WaitRecording},
 };
 
 /// Attach the full profiler or the empty floor programs, print "attached", and hold them
@@ -47,7 +47,7 @@ fn control_attachment(probe: &mut Probe) -> anyhow::Result<()> {
             ["full", every] => {
                 probe.set_sample_every(parse_sample_every(every).map_err(anyhow::Error::msg)?)?;
                 // As `report` runs: recording where blocked calls sleep.
-                probe.record_wait_sites(true)?;
+                probe.record_wait_sites(WaitRecording::Sampled)?;
                 probe.attach()?;
             }
             _ => anyhow::bail!("attach control: unknown command {line:?}"),
@@ -65,7 +65,7 @@ pub fn run(args: AttachArgs) -> anyhow::Result<()> {
     probe.set_sample_every(maps.sample_every)?;
     match mode {
         AttachMode::Full => {
-            probe.record_wait_sites(true)?;
+            probe.record_wait_sites(WaitRecording::Sampled)?;
             probe.attach()?
         }
         AttachMode::Floor => probe.attach_floor()?,

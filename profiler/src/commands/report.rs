@@ -18,6 +18,7 @@ use crate::{
         args::{parse_duration, positive_seconds, BoundaryArgs, KernelArgs},
         stop::{Stop, StopSignals},
     },
+    kernel::WaitRecording,
     model::{
         group::group,
         names::{decode_nr, syscall_name},
@@ -143,7 +144,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<i32> {
         hangs,
         returned,
     } = runtime.block_on(profile(target, &args))?;
-    let (wait_sites, wait_sites_lost) = session.waits(&|pid| totals.name(pid).map(str::to_owned))?;
+    let (wait_sites, wait_sites_lost) = session.waits(None, &|pid| totals.name(pid).map(str::to_owned))?;
     let command_exit = command_status.and_then(|status| match (status.code(), status.signal()) {
         (Some(code), _) => Some(CommandExit::Code(code)),
         (None, Some(signal)) => Some(CommandExit::Signal(signal)),
@@ -237,7 +238,7 @@ async fn profile(target: Target, args: &ReportArgs) -> anyhow::Result<Profiled> 
         args.maps.sample_every,
         args.boundary.boundary_ns,
     )?;
-    session.record_wait_sites()?;
+    session.record_wait_sites(WaitRecording::Sampled)?;
     let started = std::time::Instant::now();
     let threshold_ns = hang_threshold_ns(args);
     let system_wide = session.target == Target::SystemWide;

@@ -4,6 +4,7 @@
 //! The refresh loop: polls the session every interval into the [`App`] (state and keys),
 //! which [`ui`] draws on the terminal [`TerminalGuard`] holds.
 use std::{
+    collections::BTreeMap,
     io::{self, IsTerminal},
     os::fd::{AsRawFd, OwnedFd},
     sync::{
@@ -23,6 +24,7 @@ use crate::{
         args::{interval_seconds, positive_seconds, BoundaryArgs, KernelArgs, RefreshArgs},
         stop::stop_flag,
     },
+    kernel::WaitRecording,
     model::totals::ProcessTotals,
     session::{monotonic_ns, procfs::read_comm, Session, Target},
     top::{
@@ -87,6 +89,8 @@ pub fn run(args: TopArgs) -> anyhow::Result<()> {
     let mut next_boundary = boundary_every.map(|every| Instant::now() + every);
     let mut totals = ProcessTotals::default();
     let mut terminal_gone = false;
+    // The process whose view is open: its blocked calls' wait sites are recorded, every one.
+    let mut recording: Option<u32> = None;
     while !app.quit && !stop.load(Ordering::Relaxed) {
         guard.terminal.draw(|frame| ui::render(frame, &app))?;
         // Wake up at least every 100 ms to see a stop signal.
@@ -142,6 +146,19 @@ pub fn run(args: TopArgs) -> anyhow::Result<()> {
                 .or_else(|| read_comm(pid))
                 .unwrap_or_else(|| pid.to_string())
         };
+        let viewed = match app.view {
+            View::Syscalls { pid } => Some(pid),
+            _ => None,
+        };
+        if viewed != recording {
+            session.clear_wait_sites()?;
+            session.record_wait_sites(viewed.map_or(WaitRecording::Off, WaitRecording::Process))?;
+            recording = viewed;
+        }
+        let waits = match recording {
+            Some(pid) => session.waits(Some(pid), &|pid| totals.name(pid).map(str::to_owned))?.0,
+            None => BTreeMap::new(),
+        };
         app.update(&Update {
             totals: totals.totals(),
             comm: &comm,
@@ -157,6 +174,7 @@ pub fn run(args: TopArgs) -> anyhow::Result<()> {
                 started,
                 (app.view == View::Stuck).then_some(app.stuck_threshold_ns),
             ),
+            waits,
         });
         last_refresh = now;
     }

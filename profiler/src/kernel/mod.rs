@@ -17,4 +17,4 @@ pub use error::ProbeError;
 pub(crate) use probe::enable_run_stats;
 pub use probe::{Probe, Scope};
 pub use sizes::MapSizes;
-pub use wait_sites::RawWaitSite;
+pub use wait_sites::{RawWaitSite, WaitRecording};

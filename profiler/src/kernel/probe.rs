@@ -54,6 +54,8 @@ pub struct Probe {
     pub(super) ebpf: Ebpf,
     links: Vec<(&'static str, Link)>,
     pub sizes: MapSizes,
+    /// `/proc/kallsyms`, read once, when a stack is first named.
+    pub(super) kernel_symbols: std::cell::OnceCell<std::collections::BTreeMap<u64, String>>,
 }
 
 fn program_as<'a, P>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut P, ProbeError>
@@ -173,6 +175,7 @@ impl Probe {
             ebpf,
             links: Vec::new(),
             sizes,
+            kernel_symbols: std::cell::OnceCell::new(),
         })
     }
 
@@ -215,6 +218,19 @@ impl Probe {
     /// Attaches the program that sees who wakes a call asleep ([`program::WAKERS`]).
     pub(crate) fn attach_wakers(&mut self) -> Result<(), ProbeError> {
         self.attach_btf(&program::WAKERS)
+    }
+
+    /// Detaches the program [`Probe::attach_wakers`] attached.
+    pub(crate) fn detach_wakers(&mut self) {
+        let (wakers, kept) = std::mem::take(&mut self.links)
+            .into_iter()
+            .partition(|(name, _)| program::WAKERS.iter().any(|(waker, _)| waker == name));
+        self.links = kept;
+        for (name, link) in wakers {
+            if let Link::Btf(link) = link {
+                let _ = program_as::<BtfTracePoint>(&mut self.ebpf, name).map(|p| p.detach(link));
+            }
+        }
     }
 
     /// Attaches the empty floor programs ([`program::FLOOR`]), for the benchmark.

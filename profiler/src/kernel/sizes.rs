@@ -5,7 +5,7 @@ use std::mem::size_of;
 
 use profiler_common::{
     counter, object::map, Epochs, FdWaitKey, InFlight, ProcSlot, StatsSlot, WaitKey, WaitOf, WaitStats, FD_CALLS_BITS,
-    FD_WAITS_ENTRIES, STATS_LANES, WAIT_SITES_ENTRIES, WAIT_STACKS_ENTRIES, WAIT_STACK_DEPTH,
+    FD_WAITS_ENTRIES, SAMPLING_WORDS, STATS_LANES, WAIT_SITES_ENTRIES, WAIT_STACKS_ENTRIES, WAIT_STACK_DEPTH,
 };
 
 /// Map sizes; together they bound the kernel-side memory (see `syscall-profiler memory`). The
@@ -84,7 +84,7 @@ pub(crate) fn map_bytes(sizes: &MapSizes, cpus: u32) -> Vec<(&'static str, u64)>
         ),
         (map::CLOCK_PAIR, mmapable_array_bytes(2, size_of::<u64>())),
         (map::EPOCHS, mmapable_array_bytes(1, size_of::<Epochs>())),
-        (map::SAMPLING, array_bytes(2, size_of::<u32>())),
+        (map::SAMPLING, array_bytes(SAMPLING_WORDS, size_of::<u32>())),
         (
             map::WAIT_STACKS,
             // Per stack its frames and a bucket header (about 16 bytes).

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap as StdHashMap, HashSet};
 use aya::maps::{Array, HashMap, MapData, StackTraceMap};
 use profiler_common::{
     counter, object::map, FdWaitKey, StatsKey, WaitKey, WaitStats, FD_CALLS_BITS, SAMPLING_WAIT_SITES,
+    SAMPLING_WAIT_SITES_OF,
 };
 
 use crate::{
@@ -17,6 +18,16 @@ use crate::{
     },
     model::{names::native_nr, wait::FIRST_IS_FD},
 };
+
+/// Which blocked calls have their wait site (and file, and waker) recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitRecording {
+    Off,
+    /// Every process's, sampled (see `profiler_common::WAIT_SITE_SAMPLE_EVERY`): a report.
+    Sampled,
+    /// One process's alone, every one of them: `syscall-top`'s view of a process.
+    Process(u32),
+}
 
 /// One (process, syscall, descriptor, file)'s blocked calls whose wait site was recorded:
 /// the file's inode number and mode as the call saw them.
@@ -46,15 +57,37 @@ pub struct RawWaitSite {
 impl Probe {
     /// Records from now on where blocked calls sleep and who wakes them (attaching the
     /// waker program), or stops.
-    pub fn record_wait_sites(&mut self, on: bool) -> Result<(), ProbeError> {
-        if on {
-            self.mark_fd_calls()?;
+    pub fn record_wait_sites(&mut self, recording: WaitRecording) -> Result<(), ProbeError> {
+        let only = match recording {
+            WaitRecording::Off => {
+                self.set_sampling(SAMPLING_WAIT_SITES, 0)?;
+                self.detach_wakers();
+                return Ok(());
+            }
+            WaitRecording::Sampled => 0,
+            WaitRecording::Process(tgid) => tgid,
+        };
+        self.mark_fd_calls()?;
+        self.set_sampling(SAMPLING_WAIT_SITES_OF, only)?;
+        self.set_sampling(SAMPLING_WAIT_SITES, 1)?;
+        self.attach_wakers()
+    }
+
+    /// Forgets the wait sites and files recorded so far (not the stacks: the stack table
+    /// keeps each distinct stack once).
+    pub fn clear_wait_sites(&mut self) -> Result<(), ProbeError> {
+        fn clear<K: aya::Pod>(probe: &mut Probe, name: &'static str) -> Result<(), ProbeError> {
+            let map_error = |source| ProbeError::Map { map: name, source };
+            let data = probe.ebpf.map_mut(name).ok_or_else(|| missing_map(name))?;
+            let mut table: HashMap<&mut MapData, K, WaitStats> = HashMap::try_from(data).map_err(map_error)?;
+            let keys: Vec<K> = table.keys().filter_map(Result::ok).collect();
+            for key in keys {
+                let _ = table.remove(&key); // gone meanwhile: nothing removes them but this
+            }
+            Ok(())
         }
-        self.set_sampling(SAMPLING_WAIT_SITES, u32::from(on))?;
-        if on {
-            self.attach_wakers()?;
-        }
-        Ok(())
+        clear::<WaitKey>(self, map::WAIT_SITES)?;
+        clear::<FdWaitKey>(self, map::FD_WAITS)
     }
 
     /// Tells the kernel side which native syscalls take a descriptor first
@@ -129,9 +162,9 @@ impl Probe {
         self.counter(counter::WAIT_SITES_LOST)
     }
 
-    /// Every wait site recorded so far, its stack named. Entries of one (process, syscall)
+    /// Every wait site recorded so far of the processes `wanted`, its stack named. Entries of one (process, syscall)
     /// and stack from several lanes or epochs are added up.
-    pub fn wait_sites(&self) -> Result<Vec<RawWaitSite>, ProbeError> {
+    pub fn wait_sites(&self, wanted: &dyn Fn(u32) -> bool) -> Result<Vec<RawWaitSite>, ProbeError> {
         let sites_error = |source| ProbeError::Map {
             map: map::WAIT_SITES,
             source,
@@ -154,22 +187,27 @@ impl Probe {
         let mut summed: BTreeMap<(StatsKey, u32, u32), WaitStats> = BTreeMap::new();
         for entry in sites.iter() {
             let Ok((site, stats)) = entry else {
-                continue; // removed while iterating: nothing does that
+                continue; // removed while iterating
             };
+            if !wanted(StatsKey::unpack(site.key).tgid) {
+                continue;
+            }
             let sum = summed
                 .entry((StatsKey::unpack(site.key), site.stack_id, site.waker_tgid))
                 .or_default();
             sum.calls += stats.calls;
             sum.blocked_ns += stats.blocked_ns;
         }
-        let symbols = aya::util::kernel_symbols().unwrap_or_default();
+        let symbols = self
+            .kernel_symbols
+            .get_or_init(|| aya::util::kernel_symbols().unwrap_or_default());
         let mut named: StdHashMap<u32, Vec<String>> = StdHashMap::new();
         let mut found = Vec::with_capacity(summed.len());
         for ((key, stack_id, waker_tgid), stats) in summed {
             let frames = named
                 .entry(stack_id)
                 .or_insert_with(|| match stacks.get(&stack_id, 0) {
-                    Ok(stack) => stack.frames().iter().map(|frame| symbol(&symbols, frame.ip)).collect(),
+                    Ok(stack) => stack.frames().iter().map(|frame| symbol(symbols, frame.ip)).collect(),
                     Err(_) => Vec::new(),
                 })
                 .clone();

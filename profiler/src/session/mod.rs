@@ -241,11 +241,6 @@ impl Session {
         slots
     }
 
-    /// Records from now on where blocked calls sleep (see [`Session::wait_sites`]).
-    pub fn record_wait_sites(&mut self) -> Result<(), SessionError> {
-        Ok(self.probe.record_wait_sites(true)?)
-    }
-
     pub fn overflow(&self) -> Overflow {
         Overflow(self.probe.counters())
     }

@@ -5,6 +5,7 @@ use std::{collections::BTreeMap, os::unix::fs::MetadataExt};
 use profiler_common::StatsKey;
 
 use crate::{
+    kernel::WaitRecording,
     model::wait::{files_by_key, sites_by_key, unnamed_target, waits_by_key, OnFile, SleptAt, Waits},
     session::{
         procfs::{fd_target, is_pipe_or_socket, other_ends, read_comm, tcp_peer},
@@ -13,6 +14,17 @@ use crate::{
 };
 
 impl Session {
+    /// Records from now on where blocked calls sleep, who wakes them and which files they
+    /// wait on, for `recording`'s calls (see [`Session::waits`]); or stops.
+    pub fn record_wait_sites(&mut self, recording: WaitRecording) -> Result<(), SessionError> {
+        Ok(self.probe.record_wait_sites(recording)?)
+    }
+
+    /// Forgets what was recorded so far.
+    pub fn clear_wait_sites(&mut self) -> Result<(), SessionError> {
+        Ok(self.probe.clear_wait_sites()?)
+    }
+
     /// Reads in `/proc` the names of the processes that woke blocked calls, and what the
     /// descriptors of the blocked calls recorded so far refer to, for those not named yet:
     /// while a process lives they can be read (a report does this at every read). A
@@ -55,16 +67,20 @@ impl Session {
     }
 
     /// What the blocked calls of each (process, syscall) waited on since recording began
-    /// (the agent's own left out): where they slept, their wakers named by `name_of` (else
-    /// as `/proc` named them while they lived), and the files of those on a descriptor, with the other processes
-    /// holding a pipe or socket now; and the blocked calls whose site could not be recorded.
+    /// (the agent's own left out; with `only`, that process's alone): where they slept,
+    /// their wakers named by `name_of` (else as `/proc` named them while they lived), and
+    /// the files of those on a descriptor; for every process, with the other processes
+    /// holding a pipe or socket now (a scan of every descriptor of the machine). And the
+    /// blocked calls whose site could not be recorded.
     pub fn waits(
         &mut self,
+        only: Option<u32>,
         name_of: &dyn Fn(u32) -> Option<String>,
     ) -> Result<(BTreeMap<StatsKey, Waits>, u64), SessionError> {
         self.name_waits()?;
-        let stacks = self.probe.wait_sites()?;
         let own = self.self_tgid;
+        let wanted = |tgid: u32| tgid != own && only.is_none_or(|pid| pid == tgid);
+        let stacks = self.probe.wait_sites(&wanted)?;
         let waker_names = &self.waker_names;
         let name_of = |pid: u32| match pid {
             0 => "interrupt or idle".to_owned(),
@@ -73,16 +89,13 @@ impl Session {
                 .unwrap_or_else(|| "?".to_owned()),
         };
         let sites = sites_by_key(
-            stacks
-                .into_iter()
-                .filter(|site| site.key.tgid != own)
-                .map(|site| SleptAt {
-                    key: site.key,
-                    frames: site.frames,
-                    waker_tgid: site.waker_tgid,
-                    calls: site.calls,
-                    blocked_ns: site.blocked_ns,
-                }),
+            stacks.into_iter().map(|site| SleptAt {
+                key: site.key,
+                frames: site.frames,
+                waker_tgid: site.waker_tgid,
+                calls: site.calls,
+                blocked_ns: site.blocked_ns,
+            }),
             &name_of,
         );
         let file_names = &self.file_names;
@@ -90,7 +103,7 @@ impl Session {
             self.probe
                 .fd_waits()?
                 .into_iter()
-                .filter(|file| file.key.tgid != own)
+                .filter(|file| wanted(file.key.tgid))
                 .map(|file| OnFile {
                     key: file.key,
                     fd: file.fd,
@@ -104,6 +117,9 @@ impl Session {
                 None => unnamed_target(file.mode, file.ino),
             },
         );
+        if only.is_some() {
+            return Ok((waits_by_key(sites, files), self.probe.wait_sites_lost()));
+        }
         let ends: Vec<(u32, &str)> = files
             .iter()
             .flat_map(|(key, files)| files.iter().map(|file| (key.tgid, file.target.as_str())))

@@ -13,6 +13,7 @@ use crate::model::{
     split::{Class, Split},
     store::SyscallTotals,
     view::{self, ProcessView, SyscallView},
+    wait::Waits,
 };
 use crate::{model::threads::InSyscall, top::spread::Spread};
 
@@ -91,6 +92,8 @@ pub struct Row {
     pub latency: Latency,
     pub latency_offset_ns: i64,
     pub errnos: Vec<(String, u64)>,
+    /// Syscall rows: the (process, syscall), to find what its blocked calls waited on.
+    pub key: Option<StatsKey>,
 }
 
 /// A thread inside a syscall right now.
@@ -135,6 +138,8 @@ pub struct Update<'a> {
     pub lost_events: u64,
     /// Threads inside a syscall.
     pub in_flight: Vec<InSyscall>,
+    /// In the view of one process: what its blocked calls waited on since it opened.
+    pub waits: BTreeMap<StatsKey, Waits>,
 }
 
 pub struct App {
@@ -155,6 +160,8 @@ pub struct App {
     processes: BTreeMap<Mode, Vec<Row>>,
     syscalls: BTreeMap<Mode, BTreeMap<u32, Vec<Row>>>,
     pub stuck: Vec<StuckThread>,
+    /// See [`Update::waits`].
+    pub waits: BTreeMap<StatsKey, Waits>,
     previous: BTreeMap<StatsKey, SyscallTotals>,
     /// Long calls spread over the intervals they lasted, in the rates.
     spread: Spread,
@@ -191,6 +198,7 @@ impl Row {
             latency: view.latency.clone(),
             latency_offset_ns: view.latency_offset_ns,
             errnos: view.errnos.clone(),
+            key: Some(view.key),
         }
     }
 
@@ -208,6 +216,7 @@ impl Row {
             latency: Latency::default(),
             latency_offset_ns: 0,
             errnos: Vec::new(),
+            key: None,
         }
     }
 }
@@ -230,6 +239,7 @@ impl App {
             processes: BTreeMap::new(),
             syscalls: BTreeMap::new(),
             stuck: Vec::new(),
+            waits: BTreeMap::new(),
             previous: BTreeMap::new(),
             spread: Spread::default(),
             ready: false,
@@ -276,6 +286,7 @@ impl App {
             self.syscalls.insert(mode, syscalls);
         }
         self.previous = update.totals.clone();
+        self.waits = update.waits.clone();
         let calls_per_sec: f64 = self.processes[&Mode::Rates].iter().map(|r| r.calls).sum();
         self.header = Header {
             calls_per_sec,
@@ -444,6 +455,7 @@ impl App {
 pub mod tests {
 
     use super::*;
+    use crate::model::wait::{WaitSite, Waker};
 
     /// An app after two refreshes one second apart: pid 100 "busy" (getppid loop),
     /// pid 200 "sleeper" (nanosleep), pid 300 "opener" (failing openat).
@@ -513,6 +525,24 @@ pub mod tests {
                         wait_site: Some("anon_pipe_read <- vfs_read".into()),
                     },
                 ],
+                waits: BTreeMap::from([(
+                    StatsKey { tgid: 300, nr: 257 },
+                    Waits {
+                        sites: vec![WaitSite {
+                            site: "wait_for_partner <- fifo_open".into(),
+                            io_wait: false,
+                            calls: 3,
+                            blocked_ns: 1_500_000_000,
+                            wakers: vec![Waker {
+                                pid: 400,
+                                name: "writer".into(),
+                                calls: 3,
+                                blocked_ns: 1_500_000_000,
+                            }],
+                        }],
+                        files: Vec::new(),
+                    },
+                )]),
             });
         }
         app
@@ -621,6 +651,7 @@ pub mod tests {
             sample_every: 1,
             lost_events: 0,
             in_flight: Vec::new(),
+            waits: BTreeMap::new(),
         });
         assert_eq!(app.process_rows(), before, "paused: the screen holds still");
         // Unpaused, the rates are over the last interval, not the pause.
@@ -643,6 +674,7 @@ pub mod tests {
                 sample_every: 1,
                 lost_events: 0,
                 in_flight: Vec::new(),
+                waits: BTreeMap::new(),
             });
             if step == 3 {
                 app.on_event(key(KeyCode::Char('p')));

@@ -11,6 +11,7 @@ use super::app::{App, Mode, Row, SortBy, View};
 use crate::model::{
     histogram::Latency,
     split::{split_cells, Split},
+    wait::Waits,
 };
 use profiler_common::{hist_bucket_bounds, HIST_BUCKETS, HIST_SUB_BITS};
 
@@ -235,6 +236,30 @@ fn render_detail(frame: &mut Frame, app: &App, area: Rect, row: Option<&Row>, pi
         frame.render_widget(Paragraph::new(text), area);
         return;
     };
+    let wait_lines = row
+        .key
+        .and_then(|key| app.waits.get(&key))
+        .map(wait_lines)
+        .unwrap_or_default();
+    let [area, waits] = Layout::vertical([
+        Constraint::Min(3),
+        Constraint::Length(if wait_lines.is_empty() {
+            0
+        } else {
+            wait_lines.len() as u16 + 1
+        }),
+    ])
+    .areas(area);
+    if !wait_lines.is_empty() {
+        frame.render_widget(
+            Paragraph::new(wait_lines).block(
+                Block::default()
+                    .borders(Borders::TOP)
+                    .title(" where its blocked calls waited, since this view opened "),
+            ),
+            waits,
+        );
+    }
     let [histogram, errors] = Layout::horizontal([Constraint::Percentage(65), Constraint::Percentage(35)]).areas(area);
     let lines = histogram_lines(
         &row.latency,
@@ -261,6 +286,38 @@ fn render_detail(frame: &mut Frame, app: &App, area: Rect, row: Option<&Row>, pi
         Paragraph::new(error_lines).block(Block::default().borders(Borders::TOP).title(" errors ")),
         errors,
     );
+}
+
+/// Wait sites and files a syscall's detail shows at most.
+const WAITS_SHOWN: usize = 3;
+
+/// The wait sites of a syscall's blocked calls (with their first waker) and the files they
+/// waited on, a line each.
+fn wait_lines(waits: &Waits) -> Vec<Line<'static>> {
+    let sites = waits.sites.iter().take(WAITS_SHOWN).map(|site| {
+        let woken_by = match site.wakers.first() {
+            Some(waker) if waker.pid != 0 => format!("; woken by {} {}", waker.pid, waker.name),
+            Some(waker) => format!("; woken by {}", waker.name),
+            None => String::new(),
+        };
+        let io = if site.io_wait { ", I/O" } else { "" };
+        Line::from(format!(
+            "{}  {} calls, {} asleep{io}{woken_by}",
+            site.site,
+            compact(site.calls as f64),
+            duration(site.blocked_ns as f64)
+        ))
+    });
+    let files = waits.files.iter().take(WAITS_SHOWN).map(|file| {
+        Line::from(format!(
+            "on fd {} {}  {} calls, {} asleep",
+            file.fd,
+            file.target,
+            compact(file.calls as f64),
+            duration(file.blocked_ns as f64)
+        ))
+    });
+    sites.chain(files).collect()
 }
 
 /// One line per power of two between the smallest and largest non-empty bucket, its bounds
@@ -453,6 +510,11 @@ mod tests {
         assert!(screen.contains("openat latency"), "{screen}");
         assert!(screen.contains("ENOENT"), "{screen}");
         assert!(screen.contains("▇"), "{screen}");
+        assert!(screen.contains("where its blocked calls waited"), "{screen}");
+        assert!(
+            screen.contains("wait_for_partner <- fifo_open  3 calls, 1.5s asleep; woken by 400 writer"),
+            "{screen}"
+        );
     }
 
     #[test]
