@@ -572,6 +572,9 @@ pub mod counter {
     /// or a stack collided with another in the stack table (not an overflow: the call and its
     /// times are counted).
     pub const WAIT_SITES_LOST: u32 = COUNT + 2;
+    /// Calls of a thread the per-thread table had no room for (`report --threads`): counted
+    /// in their process's rows, missing from their thread's.
+    pub const THREADS_LOST: u32 = COUNT + 3;
 }
 
 /// Where blocked calls slept and who woke them: the statistics entry's packed key
@@ -592,6 +595,34 @@ pub struct WaitKey {
 pub struct WaitStats {
     pub calls: u64,
     pub blocked_ns: u64,
+}
+
+/// A thread's calls of one syscall (`report --threads`): the thread, and the syscall number
+/// as in [`StatsKey::nr`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ThreadKey {
+    pub tid: u32,
+    pub nr: u32,
+}
+
+/// [`ThreadKey::nr`] of a thread's name row: the name it last gave itself (its other rows
+/// keep its name at their first call).
+pub const THREAD_NAME_ROW: u32 = u32::MAX;
+
+/// What a [`ThreadKey`] counts: its process and name (when its first call was counted), its
+/// calls and errors (exact) and its time off the CPU in them (measured for every call that
+/// left it). Its handler time is not kept: the agent estimates it from its process's mean.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ThreadStats {
+    pub tgid: u32,
+    pub _pad: u32,
+    pub comm: [u8; 16],
+    pub calls: u64,
+    pub errors: u64,
+    pub blocked_ns: u64,
+    pub runqueue_ns: u64,
 }
 
 /// A thread's blocked call whose wait site is recorded (its `WAIT_STACK_OF` entry): the stack
@@ -674,8 +705,9 @@ pub mod object {
         pub const WAIT_SITES: &str = "WAIT_SITES";
         pub const FD_WAITS: &str = "FD_WAITS";
         pub const FD_CALLS: &str = "FD_CALLS";
+        pub const THREADS: &str = "THREADS";
         /// Every map of the object.
-        pub const ALL: [&str; 13] = [
+        pub const ALL: [&str; 14] = [
             SLOTS,
             STATS,
             PROCS,
@@ -689,6 +721,7 @@ pub mod object {
             WAIT_SITES,
             FD_WAITS,
             FD_CALLS,
+            THREADS,
         ];
         /// The maps the agent reads and writes through memory mappings (`BPF_F_MMAPABLE`
         /// arrays): once the programs are attached it needs no `bpf()` call, and so no
@@ -728,8 +761,9 @@ pub mod object {
         pub const FILE_INODE_OFFSET: &str = "FILE_INODE_OFFSET";
         pub const INODE_INO_OFFSET: &str = "INODE_INO_OFFSET";
         pub const INODE_MODE_OFFSET: &str = "INODE_MODE_OFFSET";
+        pub const THREAD_ROWS: &str = "THREAD_ROWS";
         /// Every global of the object.
-        pub const ALL: [&str; 27] = [
+        pub const ALL: [&str; 28] = [
             REGS_CS_OFFSET,
             TASK_PID_OFFSET,
             TASK_TGID_OFFSET,
@@ -757,6 +791,7 @@ pub mod object {
             FILE_INODE_OFFSET,
             INODE_INO_OFFSET,
             INODE_MODE_OFFSET,
+            THREAD_ROWS,
         ];
     }
 
@@ -798,6 +833,8 @@ mod pod {
     unsafe impl aya::Pod for super::WaitStats {}
     unsafe impl aya::Pod for super::WaitOf {}
     unsafe impl aya::Pod for super::FdWaitKey {}
+    unsafe impl aya::Pod for super::ThreadKey {}
+    unsafe impl aya::Pod for super::ThreadStats {}
 }
 
 #[cfg(test)]

@@ -25,12 +25,19 @@
 //!   in-flight slots from leaking when a thread dies or changes tid inside a syscall.
 //! - `sched_process_fork` follows the children of followed processes (`--pid`, `-- CMD`).
 //! - In a report (`SAMPLING[SAMPLING_WAIT_SITES]` on), `sched_switch` takes the kernel stack
-//!   a call goes to sleep on (the first calls of each entry, then 1 in 256), `sched_waking`
-//!   (attached only then) notes who wakes it, and the call's end adds it to `WAIT_SITES`.
+//!   a call goes to sleep on (the first calls of each entry, then 1 in 256; or every call of
+//!   one process, `SAMPLING[SAMPLING_WAIT_SITES_OF]`: `syscall-top`'s view of a process) and,
+//!   for a call on a descriptor (`FD_CALLS`), the descriptor and its file's inode; `sched_waking`
+//!   (attached only then) notes who wakes it, and the call's end adds it to `WAIT_SITES` and
+//!   `FD_WAITS`.
+//! - With `THREAD_ROWS` (`report --threads`, a load-time switch the verifier prunes when
+//!   off), each thread's calls, errors and time off the CPU per syscall go to `THREADS` too,
+//!   and `task_rename` notes the names threads give themselves there.
 //!
 //! Every map the counting modes read is a memory-mappable array: after attaching, `top` and
-//! `serve` need no `bpf()` call, and so no capability. The wait-site maps (a hash map and a
-//! stack-trace map) are read with `bpf()` by `report`, which keeps its capabilities.
+//! `serve` need no `bpf()` call, and so no capability. The wait-site and per-thread maps
+//! (hash maps and a stack-trace map) are read with `bpf()` by `report`, which keeps its
+//! capabilities, and by `syscall-top`'s view of a process.
 //!
 //! All programs are BTF-enabled raw tracepoints (`tp_btf`, Linux 5.5+; no tracefs needed): the
 //! kernel hands them typed pointers, so task and register fields are plain loads rather than
@@ -61,11 +68,12 @@ use aya_ebpf::{
 };
 use profiler_common::{
     counter, flight, hist_bucket, known_task_index, proc_hash, proc_state, stats_hash, thread_state, xorshift32,
-    Caller, Current, Epochs, FdWaitKey, InFlight, KnownTask, ProcSlot, StatsKey, StatsSlot, SyscallStats, WaitKey,
-    WaitOf, WaitStats, CALLER_FOLLOWED, ERRNO_SLOTS, FD_CALLS_BITS, FD_WAITS_ENTRIES, HIST_BUCKETS, KEY_EPOCH_MASK,
-    NO_FD, NO_PROC, NR_IA32_FLAG, NR_KEY_BITS, NR_OUT_OF_RANGE, NR_X32_FLAG, PROC_EMPTY, PROC_FREED, PROC_PROBES,
-    SAMPLING_WAIT_SITES, SAMPLING_WAIT_SITES_OF, SAMPLING_WORDS, SLOT_EMPTY, SLOT_FREED, STATS_PROBES,
-    TIMED_FIRST_CALLS, USER32_CS, WAIT_SITES_ENTRIES, WAIT_SITE_SAMPLE_EVERY, WAIT_STACKS_ENTRIES, WAIT_STACK_SAMPLED,
+    Caller, Current, Epochs, FdWaitKey, InFlight, KnownTask, ProcSlot, StatsKey, StatsSlot, SyscallStats, ThreadKey,
+    ThreadStats, WaitKey, WaitOf, WaitStats, CALLER_FOLLOWED, ERRNO_SLOTS, FD_CALLS_BITS, FD_WAITS_ENTRIES,
+    HIST_BUCKETS, KEY_EPOCH_MASK, NO_FD, NO_PROC, NR_IA32_FLAG, NR_KEY_BITS, NR_OUT_OF_RANGE, NR_X32_FLAG, PROC_EMPTY,
+    PROC_FREED, PROC_PROBES, SAMPLING_WAIT_SITES, SAMPLING_WAIT_SITES_OF, SAMPLING_WORDS, SLOT_EMPTY, SLOT_FREED,
+    STATS_PROBES, THREAD_NAME_ROW, TIMED_FIRST_CALLS, USER32_CS, WAIT_SITES_ENTRIES, WAIT_SITE_SAMPLE_EVERY,
+    WAIT_STACKS_ENTRIES, WAIT_STACK_SAMPLED,
 };
 
 // ---- load-time configuration (read-only globals, set by the agent before loading) ----
@@ -138,6 +146,10 @@ static FILE_INODE_OFFSET: Global<u32> = Global::new(0);
 static INODE_INO_OFFSET: Global<u32> = Global::new(0);
 #[no_mangle]
 static INODE_MODE_OFFSET: Global<u32> = Global::new(0);
+/// 1: count each thread's calls apart too (`THREADS`, `report --threads`); 0: not (the
+/// verifier then drops that code).
+#[no_mangle]
+static THREAD_ROWS: Global<u32> = Global::new(0);
 /// `SLOTS` size minus one; the size is a power of two.
 #[no_mangle]
 static SLOT_MASK: Global<u32> = Global::new(0);
@@ -204,6 +216,9 @@ static WAIT_SITES: HashMap<WaitKey, WaitStats> = HashMap::with_max_entries(WAIT_
 /// Calls and time asleep per (statistics entry, descriptor, file): what they waited on.
 #[map]
 static FD_WAITS: HashMap<FdWaitKey, WaitStats> = HashMap::with_max_entries(FD_WAITS_ENTRIES, 0);
+/// Each thread's calls per syscall, with `THREAD_ROWS` (sized by the agent).
+#[map]
+static THREADS: HashMap<ThreadKey, ThreadStats> = HashMap::with_max_entries(1, 0);
 /// Which native syscalls take a descriptor as their first argument: one bit per number
 /// (`FD_CALLS_BITS`), set by the agent from its syscall table.
 #[map]
@@ -662,9 +677,13 @@ fn record(slot: &mut InFlight, ret: i64, exiting: Option<*const u8>) {
     };
     let stats = &mut entry.stats;
     atomic_add(&mut stats.calls, 1u64);
-    if (-4095..0).contains(&ret) {
+    let failed = (-4095..0).contains(&ret);
+    if failed {
         atomic_add(&mut stats.errors, 1u64);
         count_errno(stats, (-ret) as u32);
+    }
+    if THREAD_ROWS.load() != 0 {
+        count_thread_call(slot, failed);
     }
     if flags & (flight::TIMED | flight::SWITCHED) == 0 && exiting.is_none() {
         return;
@@ -699,6 +718,55 @@ fn record(slot: &mut InFlight, ret: i64, exiting: Option<*const u8>) {
     }
     add_wait_site(slot.key, slot.tid, flags, blocked_ns);
     add_time(stats, flags, handler_ns, blocked_ns, runqueue_ns);
+    add_thread_time(slot, blocked_ns, runqueue_ns);
+}
+
+/// Counts a call of the current thread (in `slot`) in its per-thread row, creating it with
+/// the thread's name.
+#[inline(never)]
+fn count_thread_call(slot: &InFlight, failed: bool) {
+    let key = ThreadKey {
+        tid: slot.tid,
+        nr: StatsKey::unpack(slot.key).nr,
+    };
+    if let Some(row) = THREADS.get_ptr_mut(&key) {
+        let row = unsafe { &mut *row };
+        atomic_add(&mut row.calls, 1u64);
+        if failed {
+            atomic_add(&mut row.errors, 1u64);
+        }
+        return;
+    }
+    let row = ThreadStats {
+        tgid: StatsKey::unpack(slot.key).tgid,
+        _pad: 0,
+        comm: bpf_get_current_comm().unwrap_or_default(),
+        calls: 1,
+        errors: u64::from(failed),
+        blocked_ns: 0,
+        runqueue_ns: 0,
+    };
+    // Only this thread creates its rows: no other CPU can have added it meanwhile.
+    if THREADS.insert(&key, &row, 0).is_err() {
+        bump(counter::THREADS_LOST);
+    }
+}
+
+/// Adds a finished call's time off the CPU to its thread's row (counted at its `sys_exit`).
+#[inline(always)]
+fn add_thread_time(slot: &InFlight, blocked_ns: u64, runqueue_ns: u64) {
+    if THREAD_ROWS.load() == 0 || blocked_ns + runqueue_ns == 0 {
+        return;
+    }
+    let key = ThreadKey {
+        tid: slot.tid,
+        nr: StatsKey::unpack(slot.key).nr,
+    };
+    if let Some(row) = THREADS.get_ptr_mut(&key) {
+        let row = unsafe { &mut *row };
+        atomic_add(&mut row.blocked_ns, blocked_ns);
+        atomic_add(&mut row.runqueue_ns, runqueue_ns);
+    }
 }
 
 /// The statistics entry of the call in `slot`, and its index. The agent frees the entries of
@@ -741,6 +809,7 @@ fn finish_exiting(slot: &mut InFlight, exit_wait_ns: u64) {
     }
     add_wait_site(slot.key, slot.tid, flags, slot.blocked_ns);
     add_time(&mut entry.stats, flags, slot.enter_ns, slot.blocked_ns, runqueue_ns);
+    add_thread_time(slot, slot.blocked_ns, runqueue_ns);
 }
 
 /// Adds one call's time to its statistics. `flags`: the call's [`flight`] bits, `SWITCHED`
@@ -1233,7 +1302,11 @@ pub fn task_rename(ctx: BtfTracePointContext) -> i32 {
     let task: *const u8 = ctx.arg(0);
     let comm: *const u8 = ctx.arg(1);
     let tgid = unsafe { task_u32(task, TASK_TGID_OFFSET.load()) };
-    if unsafe { task_u32(task, TASK_PID_OFFSET.load()) } != tgid {
+    let tid = unsafe { task_u32(task, TASK_PID_OFFSET.load()) };
+    if THREAD_ROWS.load() != 0 {
+        name_thread(tid, tgid, comm);
+    }
+    if tid != tgid {
         return 0;
     }
     // The records cache the epoch.
@@ -1257,6 +1330,23 @@ pub fn task_rename(ctx: BtfTracePointContext) -> i32 {
         entry.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     }
     0
+}
+
+/// Notes the name a thread gives itself in its name row ([`THREAD_NAME_ROW`]).
+#[inline(never)]
+fn name_thread(tid: u32, tgid: u32, comm: *const u8) {
+    let mut row = ThreadStats {
+        tgid,
+        ..ThreadStats::default()
+    };
+    let _ = unsafe { bpf_probe_read_kernel_str_bytes(comm, &mut row.comm) };
+    let key = ThreadKey {
+        tid,
+        nr: THREAD_NAME_ROW,
+    };
+    if THREADS.insert(&key, &row, 0).is_err() {
+        bump(counter::THREADS_LOST);
+    }
 }
 
 // sched_process_exec(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm): a

@@ -424,3 +424,47 @@ fn rows_by_container_are_named_from_the_runtimes_state() {
         );
     }
 }
+
+#[test]
+#[ignore = "needs root: loads eBPF programs (cargo xtask test runs it as root)"]
+fn threads_get_rows_of_their_own() {
+    let report = report_json(&["--threads", "--", WORKLOAD, "named-threads", "1000"]);
+    let workload = only_workload(&report);
+    let threads = workload["threads"].as_array().expect("threads listed");
+    let thread = |name: &str| {
+        threads
+            .iter()
+            .find(|t| t["name"] == name)
+            .unwrap_or_else(|| panic!("no thread {name}: {threads:?}"))
+    };
+    let row = |thread: &Value, syscall: &str| {
+        thread["syscalls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == syscall)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {syscall} in {thread}"))
+    };
+    // Exact counts per thread: the process's rows split between them.
+    let getter = thread("getter");
+    assert_eq!(u64_of(&row(getter, "getppid"), "calls"), 1000);
+    let opener = thread("opener");
+    let openat = row(opener, "openat");
+    assert_eq!((u64_of(&openat, "calls"), u64_of(&openat, "errors")), (1000, 1000));
+    let process_getppid = syscall(workload, "getppid", "x86_64").unwrap();
+    assert_eq!(u64_of(process_getppid, "calls"), 1000, "no other thread called it");
+    // Time asleep is the sleeper's: its five 20 ms sleeps.
+    let sleeper = thread("sleeper");
+    let nanosleep = row(sleeper, "nanosleep");
+    assert_eq!(u64_of(&nanosleep, "calls"), 5);
+    assert!(u64_of(&nanosleep, "blocked_ns") >= 95_000_000, "{nanosleep}");
+    assert!(u64_of(getter, "blocked_ns") < 10_000_000, "{getter}");
+    assert!(u64_of(sleeper, "total_ns") > u64_of(getter, "total_ns"), "{threads:?}");
+    assert_eq!(report["threads_lost"], 0);
+
+    let text = run(&["report", "--threads", "--", WORKLOAD, "named-threads", "100"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("threads (4):"), "{text}");
+    assert!(text.contains(" sleeper ") && text.contains("nanosleep"), "{text}");
+}

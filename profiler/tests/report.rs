@@ -8,7 +8,7 @@ use common::*;
 #[ignore = "needs root: loads eBPF programs (cargo xtask test runs it as root)"]
 fn exact_number_of_trivial_syscalls() {
     let report = profile_workload(&["getppid", "123457"]);
-    assert_eq!(report["schema_version"], 3);
+    assert_eq!(report["schema_version"], 4);
     assert_eq!(report["scope"], "command");
     assert_eq!(report["command_exit_code"], 0);
     let process = only_workload(&report);

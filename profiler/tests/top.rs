@@ -228,6 +228,9 @@ fn a_process_view_shows_where_its_blocked_calls_wait() {
     workload.kill().ok();
     workload.wait().ok();
     assert!(screen.contains(&format!("syscalls of {pid}")), "{screen}");
-    assert!(screen.contains("woken by ") && screen.contains("pipe-writer"), "{screen}");
+    assert!(
+        screen.contains("woken by ") && screen.contains("pipe-writer"),
+        "{screen}"
+    );
     assert!(screen.contains("pipe:["), "{screen}");
 }

@@ -43,6 +43,8 @@
 //!                          from /proc/thread-self/schedstat read just around each write
 //!   read-spin N OUT        N reads of 64 KiB from /dev/zero on CPU 0, shared with a spinner
 //!                          (one on every CPU): the reader's clock around each read to OUT
+//!   named-threads N        three threads named by what they do: "getter" makes N getppid
+//!                          calls, "sleeper" 5 nanosleeps of 20 ms, "opener" N failing openat
 //!   renames N              N children, one after another, each making 10 getppid calls as
 //!                          old-name-I, renaming itself new-name-I (prctl), and making 10 more
 //!   churn ROUNDS N         ROUNDS times, one after another: a thread that makes N getppid
@@ -79,6 +81,30 @@ fn enoent(n: u64) {
     for _ in 0..n {
         let fd = unsafe { libc::syscall(libc::SYS_openat, libc::AT_FDCWD, path.as_ptr(), libc::O_RDONLY) };
         assert_eq!(fd, -1);
+    }
+}
+
+fn named_threads(n: u64) {
+    let getter = thread::spawn(move || {
+        set_name("getter");
+        getppid(n);
+    });
+    let sleeper = thread::spawn(|| {
+        set_name("sleeper");
+        let ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 20_000_000,
+        };
+        for _ in 0..5 {
+            unsafe { libc::syscall(libc::SYS_nanosleep, &ts, std::ptr::null_mut::<libc::timespec>()) };
+        }
+    });
+    let opener = thread::spawn(move || {
+        set_name("opener");
+        enoent(n);
+    });
+    for worker in [getter, sleeper, opener] {
+        worker.join().unwrap();
     }
 }
 
@@ -718,6 +744,7 @@ fn main() {
         Some("churn-soak") => churn_soak(arg(&args, 2), arg(&args, 3), arg(&args, 4)),
         Some("exit-wait") => exit_wait(arg(&args, 2), args.get(3).unwrap_or_else(|| usage())),
         Some("renames") => renames(arg(&args, 2)),
+        Some("named-threads") => named_threads(arg(&args, 2)),
         Some("waits") => waits(arg(&args, 2), args.get(3).unwrap_or_else(|| usage())),
         Some("heavy-tail") => heavy_tail(arg(&args, 2), args.get(3).unwrap_or_else(|| usage())),
         Some("read-spin") => read_spin(arg(&args, 2), args.get(3).unwrap_or_else(|| usage())),

@@ -35,6 +35,7 @@ impl KernelArgs {
             syscalls: self.max_syscalls,
             processes: self.max_processes,
             lanes: self.stats_lanes,
+            thread_rows: 0,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! `syscall-profiler report`: profile for a while, a set of processes, or a command and its
 //! descendants, then print the report as text or JSON.
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     ffi::OsString,
     fs::File,
     io::{self, Write},
@@ -23,6 +23,7 @@ use crate::{
         group::group,
         names::{decode_nr, syscall_name},
         split::waits_by_name,
+        thread_rows::{thread_reports, ThreadReport},
         threads::{returned_since_start, Hang, InSyscall},
         totals::ProcessTotals,
         view,
@@ -94,6 +95,11 @@ pub struct ReportArgs {
     /// calls or errors.
     #[arg(long, value_enum, default_value_t = SortBy::Active)]
     pub sort: SortBy,
+    /// Also rows per thread under each process: each thread's calls, errors and time off
+    /// the CPU counted apart (costs a table lookup per call; handler time is estimated from
+    /// its process's).
+    #[arg(long)]
+    pub threads: bool,
     /// Threads inside one call for longer than this (seconds) at the end are listed, with
     /// what they wait on.
     #[arg(long, default_value_t = 1.0, value_parser = positive_seconds)]
@@ -178,6 +184,26 @@ pub fn run(args: ReportArgs) -> anyhow::Result<i32> {
         None => (totals.totals(), &wait_sites),
     };
     let processes = view::by_process(rows, &session.calibration.charges);
+    let threads = match args.threads {
+        true => {
+            let (rows, renamed) = session.thread_rows()?;
+            let mut threads = thread_reports(&rows, &renamed, totals.totals(), &session.calibration.charges);
+            if let Some(grouped) = &grouped {
+                // Under the row of the group each process is in.
+                let mut by_group: BTreeMap<u32, Vec<ThreadReport>> = BTreeMap::new();
+                for (first, (_, pids)) in &grouped.groups {
+                    let members = by_group.entry(*first).or_default();
+                    for pid in pids {
+                        members.extend(threads.remove(pid).unwrap_or_default());
+                    }
+                    members.sort_by(|a, b| b.total_ns.cmp(&a.total_ns).then(a.tid.cmp(&b.tid)));
+                }
+                threads = by_group;
+            }
+            Some((threads, session.threads_lost()))
+        }
+        false => None,
+    };
     let report = report::build(&report::Inputs {
         host: read_host(started),
         processes: &processes,
@@ -195,6 +221,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<i32> {
         returned,
         wait_sites,
         wait_sites_lost,
+        threads: threads.as_ref().map(|(threads, lost)| (threads, *lost)),
         hang_threshold_ns: hang_threshold_ns(&args),
     });
     let text = match args.format {
@@ -232,12 +259,11 @@ struct Profiled {
 
 async fn profile(target: Target, args: &ReportArgs) -> anyhow::Result<Profiled> {
     let mut stop = StopSignals::install()?;
-    let mut session = Session::start(
-        target,
-        args.maps.sizes(),
-        args.maps.sample_every,
-        args.boundary.boundary_ns,
-    )?;
+    let mut sizes = args.maps.sizes();
+    if args.threads {
+        sizes.thread_rows = THREAD_ROWS;
+    }
+    let mut session = Session::start(target, sizes, args.maps.sample_every, args.boundary.boundary_ns)?;
     session.record_wait_sites(WaitRecording::Sampled)?;
     let started = std::time::Instant::now();
     let threshold_ns = hang_threshold_ns(args);
@@ -328,6 +354,9 @@ fn call_name(thread: &InSyscall) -> String {
 fn hang_threshold_ns(args: &ReportArgs) -> u64 {
     (args.hang_threshold * 1e9) as u64
 }
+
+/// Rows of the per-thread table (`--threads`): one per (thread, syscall).
+const THREAD_ROWS: u32 = 32_768;
 
 /// How often a report reads the tables (sooner while processes that come and go fill them).
 const READ_INTERVAL: Duration = Duration::from_secs(1);

@@ -10,6 +10,7 @@ mod mapped;
 mod maps;
 mod probe;
 pub(crate) mod sizes;
+mod threads;
 mod wait_sites;
 
 pub use btf::BtfError;
@@ -17,4 +18,5 @@ pub use error::ProbeError;
 pub(crate) use probe::enable_run_stats;
 pub use probe::{Probe, Scope};
 pub use sizes::MapSizes;
+pub use threads::RawThreadRow;
 pub use wait_sites::{RawWaitSite, WaitRecording};

@@ -107,6 +107,7 @@ impl Probe {
             Scope::SystemWide => (0u32, 0u32),
             Scope::Followed { children } => (1, u32::from(children)),
         };
+        let thread_rows = u32::from(sizes.thread_rows > 0);
         let mut loader = EbpfLoader::new();
         loader
             .override_global(global::REGS_CS_OFFSET, &regs_cs_offset, true)
@@ -139,10 +140,12 @@ impl Probe {
             .override_global(global::FILE_INODE_OFFSET, &files.file_inode, true)
             .override_global(global::INODE_INO_OFFSET, &files.inode_ino, true)
             .override_global(global::INODE_MODE_OFFSET, &files.inode_mode, true)
+            .override_global(global::THREAD_ROWS, &thread_rows, true)
             .map_max_entries(map::SLOTS, sizes.threads)
             .map_max_entries(map::WAIT_STACK_OF, sizes.threads)
             .map_max_entries(map::STATS, sizes.syscalls)
             .map_max_entries(map::PROCS, sizes.processes)
+            .map_max_entries(map::THREADS, sizes.thread_rows.max(1))
             .map_max_entries(map::COUNTERS, cpus * counter::ROW);
         let mut ebpf = loader
             .load(PROGRAM_OBJECT)

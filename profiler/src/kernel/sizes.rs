@@ -4,8 +4,9 @@
 use std::mem::size_of;
 
 use profiler_common::{
-    counter, object::map, Epochs, FdWaitKey, InFlight, ProcSlot, StatsSlot, WaitKey, WaitOf, WaitStats, FD_CALLS_BITS,
-    FD_WAITS_ENTRIES, SAMPLING_WORDS, STATS_LANES, WAIT_SITES_ENTRIES, WAIT_STACKS_ENTRIES, WAIT_STACK_DEPTH,
+    counter, object::map, Epochs, FdWaitKey, InFlight, ProcSlot, StatsSlot, ThreadKey, ThreadStats, WaitKey, WaitOf,
+    WaitStats, FD_CALLS_BITS, FD_WAITS_ENTRIES, SAMPLING_WORDS, STATS_LANES, WAIT_SITES_ENTRIES, WAIT_STACKS_ENTRIES,
+    WAIT_STACK_DEPTH,
 };
 
 /// Map sizes; together they bound the kernel-side memory (see `syscall-profiler memory`). The
@@ -23,6 +24,9 @@ pub struct MapSizes {
     /// Statistics lanes: entries per (process, syscall), one per group of threads (a power of
     /// two up to [`STATS_LANES`]; see there).
     pub lanes: u32,
+    /// Rows of the per-thread table, one per (thread, syscall) (`report --threads`); 0: no
+    /// per-thread counting.
+    pub thread_rows: u32,
 }
 
 impl Default for MapSizes {
@@ -32,6 +36,7 @@ impl Default for MapSizes {
             syscalls: 16_384,
             processes: 16_384,
             lanes: STATS_LANES,
+            thread_rows: 0,
         }
     }
 }
@@ -100,6 +105,14 @@ pub(crate) fn map_bytes(sizes: &MapSizes, cpus: u32) -> Vec<(&'static str, u64)>
             hash_bytes(FD_WAITS_ENTRIES, size_of::<FdWaitKey>(), size_of::<WaitStats>()),
         ),
         (map::FD_CALLS, array_bytes(FD_CALLS_BITS / 64, size_of::<u64>())),
+        (
+            map::THREADS,
+            hash_bytes(
+                sizes.thread_rows.max(1),
+                size_of::<ThreadKey>(),
+                size_of::<ThreadStats>(),
+            ),
+        ),
     ]
 }
 
@@ -130,6 +143,7 @@ mod tests {
             syscalls: 3,
             processes: 100,
             lanes: 1,
+            thread_rows: 0,
         };
         let bytes: std::collections::HashMap<_, _> = map_bytes(&sizes, 2).into_iter().collect();
         assert_eq!(bytes[map::SLOTS], (1024u64 * 64).div_ceil(4096) * 4096);

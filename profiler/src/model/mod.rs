@@ -12,6 +12,7 @@ pub mod names;
 pub mod overflow;
 pub mod split;
 pub mod store;
+pub mod thread_rows;
 pub mod threads;
 pub mod totals;
 pub mod view;

@@ -18,13 +18,15 @@ use crate::model::{
     view::{ProcessView, SyscallView},
     wait::{FdWait, WaitSite, Waits},
 };
-use crate::model::{host::Host, threads::Hang};
+use crate::model::{host::Host, thread_rows::ThreadReport, threads::Hang};
 
 /// 2: `overflow` is keyed by the counters' names (`slot_collision`, was `slot_collisions`).
 /// 3: `host` (where and when); `command_exit_code` also for a command a signal ended
 /// (128 + its number, as a shell has it), with `command_signal`; `sampling_cut_ns`;
 /// `in_flight` (threads in a long call at the end) and `hang_threshold_ns`.
-pub const SCHEMA_VERSION: u32 = 3;
+/// 4: `returned` (hangs at the start that returned), `waited_on` per syscall (the files),
+/// `threads` per process and `threads_lost` (`--threads`).
+pub const SCHEMA_VERSION: u32 = 4;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
@@ -68,6 +70,10 @@ pub struct Report {
     /// Blocked calls whose wait site could not be recorded (a table full): the sites listed
     /// are short of them.
     pub wait_sites_lost: u64,
+    /// With `--threads`: calls the per-thread table had no room for (counted in their
+    /// processes' rows, missing from their threads').
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threads_lost: Option<u64>,
 }
 
 /// Hangs a report lists at most.
@@ -91,6 +97,9 @@ pub struct ProcessReport {
     pub split: Split,
     pub class: String,
     pub syscalls: Vec<SyscallReport>,
+    /// With `--threads`: its threads, the most time first (see `model::thread_rows`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub threads: Vec<ThreadReport>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -146,6 +155,8 @@ pub struct Inputs<'a> {
     /// could not be recorded.
     pub wait_sites: &'a BTreeMap<StatsKey, Waits>,
     pub wait_sites_lost: u64,
+    /// With `--threads`: the threads of each row (by its pid), and the calls they lost.
+    pub threads: Option<(&'a BTreeMap<u32, Vec<ThreadReport>>, u64)>,
 }
 
 /// What ranks a report's rows (the most first).
@@ -248,6 +259,11 @@ pub fn build(inputs: &Inputs) -> Report {
                 .iter()
                 .map(|syscall| SyscallReport::new(syscall, seconds, inputs.wait_sites.get(&syscall.key)))
                 .collect(),
+            threads: inputs
+                .threads
+                .and_then(|(threads, _)| threads.get(&process.pid))
+                .cloned()
+                .unwrap_or_default(),
         })
         .collect();
     // Time that holds work up first: an idle event loop or a shell waiting for its command
@@ -287,6 +303,7 @@ pub fn build(inputs: &Inputs) -> Report {
         in_flight_total: inputs.in_flight_total,
         returned: inputs.returned.clone(),
         wait_sites_lost: inputs.wait_sites_lost,
+        threads_lost: inputs.threads.map(|(_, lost)| lost),
         hang_threshold_ns: inputs.hang_threshold_ns,
     }
 }
@@ -354,6 +371,7 @@ pub mod tests {
             hang_threshold_ns: 1_000_000_000,
             wait_sites: &BTreeMap::new(),
             wait_sites_lost: 0,
+            threads: None,
             overflow: Overflow::default(),
         })
     }

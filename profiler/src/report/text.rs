@@ -8,7 +8,7 @@ use crate::{
         split::{split_cells, Split},
         threads::Hang,
     },
-    report::Report,
+    report::{ProcessReport, Report},
 };
 
 /// `1.23 s`, `45.6 ms`, `789 µs`, `12 ns`: three significant figures, fixed units.
@@ -124,6 +124,13 @@ pub fn render_text(report: &Report, options: &TextOptions) -> String {
             "sampled estimates bounded: {} of handler time beyond what the threads could spend taken out ({} rows; an outlier sampled call, e.g. host steal)",
             format_ns(total),
             cut.len()
+        );
+    }
+    if let Some(lost) = report.threads_lost.filter(|&lost| lost > 0) {
+        let _ = writeln!(
+            out,
+            "note: {} calls found no room in the per-thread table: counted in their processes, missing from their threads",
+            format_count(lost)
         );
     }
     if report.wait_sites_lost > 0 {
@@ -276,6 +283,7 @@ pub fn render_text(report: &Report, options: &TextOptions) -> String {
         if process.syscalls.len() > options.syscalls {
             let _ = writeln!(out, "  ... {} more syscalls", process.syscalls.len() - options.syscalls);
         }
+        render_threads(&mut out, process, options);
     }
     if report.processes.len() > options.processes {
         let _ = writeln!(
@@ -287,6 +295,39 @@ pub fn render_text(report: &Report, options: &TextOptions) -> String {
     render_hangs(&mut out, report);
     out
 }
+
+/// A process's threads (`--threads`): each with its split and its top syscalls.
+fn render_threads(out: &mut String, process: &ProcessReport, options: &TextOptions) {
+    if process.threads.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "  threads ({}):", process.threads.len());
+    for thread in process.threads.iter().take(options.syscalls) {
+        let top: Vec<String> = thread
+            .syscalls
+            .iter()
+            .take(THREAD_SYSCALLS_SHOWN)
+            .map(|syscall| format!("{} {}", syscall.name, format_ns(syscall.total_ns)))
+            .collect();
+        let _ = writeln!(
+            out,
+            "    TID {:<8} {:<16} calls {:>9}  errors {:>7}  {:>9} [{}]  {}",
+            thread.tid,
+            thread.name,
+            format_count(thread.calls),
+            format_count(thread.errors),
+            format_ns(thread.total_ns),
+            split_bar(&thread.split, 20),
+            top.join(", ")
+        );
+    }
+    if process.threads.len() > options.syscalls {
+        let _ = writeln!(out, "    ... {} more threads", process.threads.len() - options.syscalls);
+    }
+}
+
+/// Syscalls named per thread in the text report.
+const THREAD_SYSCALLS_SHOWN: usize = 3;
 
 /// The threads inside one call for longer than the threshold at the end, and what each waits
 /// on.

@@ -2,10 +2,11 @@
 //! behind the descriptors of those on one, named from `/proc` while their processes live.
 use std::{collections::BTreeMap, os::unix::fs::MetadataExt};
 
-use profiler_common::StatsKey;
+use profiler_common::{StatsKey, THREAD_NAME_ROW};
 
 use crate::{
     kernel::WaitRecording,
+    model::thread_rows::ThreadCalls,
     model::wait::{files_by_key, sites_by_key, unnamed_target, waits_by_key, OnFile, SleptAt, Waits},
     session::{
         procfs::{fd_target, is_pipe_or_socket, other_ends, read_comm, tcp_peer},
@@ -129,5 +130,38 @@ impl Session {
             file.other_end = other_ends.next().unwrap_or_default();
         }
         Ok((waits_by_key(sites, files), self.probe.wait_sites_lost()))
+    }
+
+    /// Each thread's calls per syscall (with `MapSizes::thread_rows`), the agent's own left
+    /// out; and the names threads gave themselves, by tid.
+    pub fn thread_rows(&self) -> Result<(Vec<ThreadCalls>, BTreeMap<u32, String>), SessionError> {
+        let (names, rows): (Vec<_>, Vec<_>) = self
+            .probe
+            .thread_rows()?
+            .into_iter()
+            .filter(|row| row.tgid != self.self_tgid)
+            .partition(|row| row.nr == THREAD_NAME_ROW);
+        let names = names.into_iter().map(|row| (row.tid, row.name)).collect();
+        let rows = rows
+            .into_iter()
+            .map(|row| ThreadCalls {
+                tid: row.tid,
+                name: row.name,
+                key: StatsKey {
+                    tgid: row.tgid,
+                    nr: row.nr,
+                },
+                calls: row.calls,
+                errors: row.errors,
+                blocked_ns: row.blocked_ns,
+                runqueue_ns: row.runqueue_ns,
+            })
+            .collect();
+        Ok((rows, names))
+    }
+
+    /// Calls the per-thread table had no room for.
+    pub fn threads_lost(&self) -> u64 {
+        self.probe.threads_lost()
     }
 }
