@@ -5,10 +5,7 @@ use aya::maps::{HashMap, MapData};
 use profiler_common::{counter, object::map, ThreadKey, ThreadStats};
 
 use crate::{
-    kernel::{
-        error::{missing_map, ProbeError},
-        probe::Probe,
-    },
+    kernel::{error::ProbeError, probe::Probe},
     model::store::comm_text,
 };
 
@@ -33,13 +30,7 @@ impl Probe {
         if self.sizes.thread_rows == 0 {
             return Ok(Vec::new());
         }
-        let rows: HashMap<&MapData, ThreadKey, ThreadStats> = HashMap::try_from(
-            self.ebpf.map(map::THREADS).ok_or_else(|| missing_map(map::THREADS))?,
-        )
-        .map_err(|source| ProbeError::Map {
-            map: map::THREADS,
-            source,
-        })?;
+        let rows: HashMap<&MapData, ThreadKey, ThreadStats> = self.hash_map(map::THREADS)?;
         Ok(rows
             .iter()
             .filter_map(Result::ok)

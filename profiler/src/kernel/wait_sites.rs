@@ -16,7 +16,10 @@ use crate::{
         error::{missing_map, ProbeError},
         probe::Probe,
     },
-    model::{names::native_nr, wait::FIRST_IS_FD},
+    model::{
+        names::native_nr,
+        wait::{OnFile, FIRST_IS_FD},
+    },
 };
 
 /// Which blocked calls have their wait site (and file, and waker) recorded.
@@ -27,18 +30,6 @@ pub enum WaitRecording {
     Sampled,
     /// One process's alone, every one of them: `syscall-top`'s view of a process.
     Process(u32),
-}
-
-/// One (process, syscall, descriptor, file)'s blocked calls whose wait site was recorded:
-/// the file's inode number and mode as the call saw them.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RawFdWait {
-    pub key: StatsKey,
-    pub fd: u32,
-    pub ino: u64,
-    pub mode: u32,
-    pub calls: u64,
-    pub blocked_ns: u64,
 }
 
 /// One (process, syscall, kernel stack)'s blocked calls.
@@ -55,6 +46,15 @@ pub struct RawWaitSite {
 }
 
 impl Probe {
+    /// The hash map called `name`, to read through `bpf()` calls.
+    pub(super) fn hash_map<K: aya::Pod, V: aya::Pod>(
+        &self,
+        name: &'static str,
+    ) -> Result<HashMap<&MapData, K, V>, ProbeError> {
+        HashMap::try_from(self.ebpf.map(name).ok_or_else(|| missing_map(name))?)
+            .map_err(|source| ProbeError::Map { map: name, source })
+    }
+
     /// Records from now on where blocked calls sleep and who wakes them (attaching the
     /// waker program), or stops.
     pub fn record_wait_sites(&mut self, recording: WaitRecording) -> Result<(), ProbeError> {
@@ -116,15 +116,7 @@ impl Probe {
 
     /// The processes that woke blocked calls whose wait site was recorded, so far.
     pub fn wakers(&self) -> Result<HashSet<u32>, ProbeError> {
-        let sites: HashMap<&MapData, WaitKey, WaitStats> = HashMap::try_from(
-            self.ebpf
-                .map(map::WAIT_SITES)
-                .ok_or_else(|| missing_map(map::WAIT_SITES))?,
-        )
-        .map_err(|source| ProbeError::Map {
-            map: map::WAIT_SITES,
-            source,
-        })?;
+        let sites: HashMap<&MapData, WaitKey, WaitStats> = self.hash_map(map::WAIT_SITES)?;
         Ok(sites
             .keys()
             .filter_map(Result::ok)
@@ -134,18 +126,12 @@ impl Probe {
 
     /// The files blocked calls on a descriptor waited on, so far; entries of several lanes
     /// or epochs apart (the caller adds them up).
-    pub fn fd_waits(&self) -> Result<Vec<RawFdWait>, ProbeError> {
-        let fd_waits: HashMap<&MapData, FdWaitKey, WaitStats> = HashMap::try_from(
-            self.ebpf.map(map::FD_WAITS).ok_or_else(|| missing_map(map::FD_WAITS))?,
-        )
-        .map_err(|source| ProbeError::Map {
-            map: map::FD_WAITS,
-            source,
-        })?;
+    pub fn fd_waits(&self) -> Result<Vec<OnFile>, ProbeError> {
+        let fd_waits: HashMap<&MapData, FdWaitKey, WaitStats> = self.hash_map(map::FD_WAITS)?;
         Ok(fd_waits
             .iter()
             .filter_map(Result::ok)
-            .map(|(on, stats)| RawFdWait {
+            .map(|(on, stats)| OnFile {
                 key: StatsKey::unpack(on.key),
                 fd: on.fd,
                 ino: on.ino,
@@ -165,16 +151,7 @@ impl Probe {
     /// Every wait site recorded so far of the processes `wanted`, its stack named. Entries of one (process, syscall)
     /// and stack from several lanes or epochs are added up.
     pub fn wait_sites(&self, wanted: &dyn Fn(u32) -> bool) -> Result<Vec<RawWaitSite>, ProbeError> {
-        let sites_error = |source| ProbeError::Map {
-            map: map::WAIT_SITES,
-            source,
-        };
-        let sites: HashMap<&MapData, WaitKey, WaitStats> = HashMap::try_from(
-            self.ebpf
-                .map(map::WAIT_SITES)
-                .ok_or_else(|| missing_map(map::WAIT_SITES))?,
-        )
-        .map_err(sites_error)?;
+        let sites: HashMap<&MapData, WaitKey, WaitStats> = self.hash_map(map::WAIT_SITES)?;
         let stacks: StackTraceMap<&MapData> = StackTraceMap::try_from(
             self.ebpf
                 .map(map::WAIT_STACKS)

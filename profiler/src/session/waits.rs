@@ -7,7 +7,7 @@ use profiler_common::{StatsKey, THREAD_NAME_ROW};
 use crate::{
     kernel::WaitRecording,
     model::thread_rows::ThreadCalls,
-    model::wait::{files_by_key, sites_by_key, unnamed_target, waits_by_key, OnFile, SleptAt, Waits},
+    model::wait::{files_by_key, sites_by_key, unnamed_target, waits_by_key, SleptAt, Waits},
     session::{
         procfs::{fd_target, is_pipe_or_socket, other_ends, read_comm, tcp_peer},
         Session, SessionError,
@@ -101,18 +101,7 @@ impl Session {
         );
         let file_names = &self.file_names;
         let mut files = files_by_key(
-            self.probe
-                .fd_waits()?
-                .into_iter()
-                .filter(|file| wanted(file.key.tgid))
-                .map(|file| OnFile {
-                    key: file.key,
-                    fd: file.fd,
-                    ino: file.ino,
-                    mode: file.mode,
-                    calls: file.calls,
-                    blocked_ns: file.blocked_ns,
-                }),
+            self.probe.fd_waits()?.into_iter().filter(|file| wanted(file.key.tgid)),
             &|file| match file_names.get(&(file.key.tgid, file.fd, file.ino)) {
                 Some(name) => name.clone(),
                 None => unnamed_target(file.mode, file.ino),
