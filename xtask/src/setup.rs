@@ -143,14 +143,6 @@ pub fn ensure() -> Result<OsString> {
     Ok(std::env::join_paths(paths)?)
 }
 
-/// Whether `program` is on PATH.
-pub fn have(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 /// Installs Debian packages (as root, through sudo when needed).
 pub fn apt_install(packages: &[&str]) -> Result<()> {
     let apt = |args: &[&str]| -> Result<()> {
@@ -171,25 +163,41 @@ pub fn apt_install(packages: &[&str]) -> Result<()> {
 }
 
 /// Programs the tests drive, from Debian's packages when missing: tmux for the terminal test
-/// of syscall-top; prometheus (with promtool) for the metrics endpoint's tests.
+/// of syscall-top; prometheus (with promtool) for the metrics endpoint's tests; libseccomp's
+/// Python binding to apply a report's seccomp profile; Chromium to open the HTML reports.
 pub fn ensure_test_tools() -> Result<()> {
     let missing: Vec<&str> = [
-        ("tmux", "tmux"),
-        ("promtool", "prometheus"),
-        ("prometheus", "prometheus"),
+        ("command -v tmux", "tmux"),
+        ("command -v promtool", "prometheus"),
+        ("command -v prometheus", "prometheus"),
+        ("/usr/bin/python3 -c 'import seccomp'", "python3-seccomp"),
+        ("command -v chromium", "chromium"),
     ]
     .iter()
-    .filter(|(program, _)| !have(program))
+    .filter(|(check, _)| !succeeds(check))
     .map(|(_, package)| *package)
     .collect::<std::collections::BTreeSet<_>>()
     .into_iter()
     .collect();
     if !missing.is_empty() {
         step(&format!(
-            "installing {} from Debian's packages (syscall-top's terminal test runs in tmux; the metrics tests use promtool and a real Prometheus)",
+            "installing {} from Debian's packages (syscall-top's terminal test runs in tmux; the metrics tests use promtool and a real Prometheus; the seccomp test applies a profile with libseccomp; the HTML reports open in headless Chromium)",
             missing.join(", ")
         ));
         apt_install(&missing)?;
     }
     Ok(())
+}
+
+/// Whether `program` is on PATH.
+pub fn have(program: &str) -> bool {
+    succeeds(&format!("command -v {program}"))
+}
+
+/// Whether a shell command succeeds.
+fn succeeds(command: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("{command} >/dev/null 2>&1")])
+        .status()
+        .is_ok_and(|s| s.success())
 }

@@ -3,6 +3,7 @@
 mod args;
 mod attach;
 mod calibrate;
+mod diff;
 mod memory;
 mod privileges;
 mod report;
@@ -34,6 +35,9 @@ pub struct Cli {
 pub enum Command {
     /// Profile for a while (or while a command runs) and print a report.
     Report(report::ReportArgs),
+    /// Compare two saved reports (`report --save`): per group and syscall, what changed,
+    /// as rates; no root needed.
+    Diff(diff::DiffArgs),
     /// Serve the measurements as Prometheus metrics on /metrics.
     Serve(serve::ServeArgs),
     /// Live terminal view of the whole machine (same as `syscall-top`).
@@ -145,6 +149,7 @@ fn one_line(err: &anyhow::Error) -> String {
 fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Report(args) => report::run(args),
+        Command::Diff(args) => diff::run(args),
         Command::Top(args) => top::run(args).map(|()| 0),
         Command::Serve(args) => serve::run(args).map(|()| 0),
         Command::Calibrate(args) => calibrate::run(args).map(|()| 0),

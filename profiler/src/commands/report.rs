@@ -6,7 +6,7 @@ use std::{
     fs::File,
     io::{self, Write},
     os::unix::process::ExitStatusExt,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::ExitStatus,
     time::{Duration, SystemTime},
 };
@@ -22,6 +22,7 @@ use crate::{
     model::{
         group::group,
         names::{decode_nr, syscall_name},
+        seccomp::seccomp_profile,
         split::waits_by_name,
         thread_rows::{thread_reports, ThreadReport},
         threads::{returned_since_start, Hang, InSyscall},
@@ -30,6 +31,7 @@ use crate::{
     },
     report::{
         self,
+        html::render_report_html,
         text::{render_text, TextOptions},
         CommandExit, SortBy,
     },
@@ -78,6 +80,12 @@ pub struct ReportArgs {
     /// Write the report here instead of standard output.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Also write the report as one self-contained HTML page (no network needed to open it).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Also save the report as a snapshot (its JSON) for `syscall-profiler diff`.
+    #[arg(long, value_name = "FILE")]
+    pub save: Option<PathBuf>,
     /// Processes shown in the text report.
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
@@ -108,6 +116,11 @@ pub struct ReportArgs {
     pub maps: KernelArgs,
     #[command(flatten)]
     pub boundary: BoundaryArgs,
+    /// With a COMMAND: also write to FILE a seccomp profile (OCI runtime-spec format, for
+    /// runc, crun, `docker run --security-opt seccomp=FILE`) that allows exactly the syscalls
+    /// the command and its descendants made; refused if any call was not counted.
+    #[arg(long, value_name = "FILE", requires = "command")]
+    pub seccomp: Option<PathBuf>,
     /// Run this command and profile it and all its descendants until it exits.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
@@ -122,6 +135,17 @@ pub fn run(args: ReportArgs) -> anyhow::Result<i32> {
         }
         None => Box::new(io::stdout()),
     };
+    // A typo in a path should not cost a run either (nothing is written yet: a refused
+    // profile leaves no file).
+    for path in [&args.seccomp, &args.html, &args.save].into_iter().flatten() {
+        let dir = path
+            .parent()
+            .filter(|dir| !dir.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if !dir.is_dir() {
+            anyhow::bail!("cannot write {}: {} is not a directory", path.display(), dir.display());
+        }
+    }
     let target = if !args.command.is_empty() {
         Target::Command(args.command.clone())
     } else if !args.pids.is_empty() {
@@ -241,7 +265,40 @@ pub fn run(args: ReportArgs) -> anyhow::Result<i32> {
             Some(path) => anyhow::anyhow!("cannot write {}: {e}", path.display()),
             None => anyhow::anyhow!("cannot write the report: {e}"),
         })?;
+    let write = |path: &PathBuf, text: String| {
+        std::fs::write(path, text).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
+    };
+    if let Some(path) = &args.save {
+        write(path, serde_json::to_string_pretty(&report)? + "\n")?;
+    }
+    if let Some(path) = &args.html {
+        write(path, render_report_html(&report))?;
+    }
+    if let Some(path) = &args.seccomp {
+        write_seccomp_profile(path, &session, &totals)?;
+    }
     Ok(command_exit.map_or(0, CommandExit::code))
+}
+
+/// Writes the seccomp profile of every syscall counted, unless a call went uncounted.
+fn write_seccomp_profile(path: &Path, session: &Session, totals: &ProcessTotals) -> anyhow::Result<()> {
+    let overflow = session.overflow();
+    if overflow.any() {
+        let lost: Vec<String> = overflow
+            .by_name()
+            .filter(|(_, count)| *count > 0)
+            .map(|(name, count)| format!("{count} {name}"))
+            .collect();
+        anyhow::bail!(
+            "--seccomp: {} not written: calls went uncounted ({}), so the profile could miss one the command needs; rerun with larger tables (--max-threads, --max-syscalls, --max-processes)",
+            path.display(),
+            lost.join(", ")
+        );
+    }
+    let profile = seccomp_profile(totals.totals().keys().map(|key| decode_nr(key.nr)))
+        .map_err(|reason| anyhow::anyhow!("--seccomp: {} not written: {reason}", path.display()))?;
+    let text = serde_json::to_string_pretty(&profile)? + "\n";
+    std::fs::write(path, text).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
 }
 
 /// Measures until the duration ends, the command exits, the pids are gone, or a signal: SIGINT

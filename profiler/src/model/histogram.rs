@@ -6,7 +6,7 @@
 //! through an HdrHistogram fed with each bucket's midpoint, which puts every percentile within
 //! 12.5% of the true value.
 use hdrhistogram::Histogram;
-use profiler_common::hist_bucket_bounds;
+use profiler_common::{hist_bucket_bounds, HIST_BUCKETS, HIST_SUB_BITS};
 use serde::Serialize;
 
 /// Counts per kernel bucket (the non-zero ones, by bucket index) plus the exact maximum.
@@ -50,6 +50,29 @@ impl Latency {
     /// `(bucket, count)` of every bucket with calls, by bucket.
     pub fn buckets(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
         self.buckets.iter().map(|&(bucket, count)| (bucket as usize, count))
+    }
+
+    /// `[low, high, count]` per power of two (the kernel's buckets added up), from the
+    /// first with calls to the last (those between included, empty or not), the bounds
+    /// shifted by `offset_ns` (the latency the caller sees: see `SyscallView::latency_offset_ns`).
+    pub fn by_power_of_two(&self, offset_ns: i64) -> Vec<[u64; 3]> {
+        let per_power = 1usize << HIST_SUB_BITS;
+        let shift = |ns: u64| ns.saturating_add_signed(offset_ns);
+        let groups: Vec<[u64; 3]> = (0..HIST_BUCKETS / per_power)
+            .map(|g| {
+                let count: u64 = (g * per_power..(g + 1) * per_power).map(|b| self.count_of(b)).sum();
+                let low = shift(hist_bucket_bounds(g * per_power).0);
+                let high = shift(hist_bucket_bounds((g + 1) * per_power - 1).1);
+                [low, high, count]
+            })
+            .collect();
+        match (
+            groups.iter().position(|g| g[2] > 0),
+            groups.iter().rposition(|g| g[2] > 0),
+        ) {
+            (Some(first), Some(last)) => groups[first..=last].to_vec(),
+            _ => Vec::new(),
+        }
     }
 
     /// The calls of one bucket.

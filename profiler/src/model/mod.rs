@@ -5,11 +5,13 @@
 pub mod bound;
 pub mod charges;
 pub mod container;
+pub mod diff;
 pub mod group;
 pub mod histogram;
 pub mod host;
 pub mod names;
 pub mod overflow;
+pub mod seccomp;
 pub mod split;
 pub mod store;
 pub mod thread_rows;

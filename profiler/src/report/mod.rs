@@ -1,6 +1,8 @@
 //! The one-shot incident report: processes ranked by syscall time, each with its top
 //! syscalls, the four-part split, percentiles, errors by name, class and advice.
 //! Built from the model's views as plain data, then rendered as [`text`] or JSON (serde).
+pub mod diff;
+pub mod html;
 pub mod text;
 
 use std::collections::BTreeMap;
@@ -25,7 +27,7 @@ use crate::model::{host::Host, thread_rows::ThreadReport, threads::Hang};
 /// (128 + its number, as a shell has it), with `command_signal`; `sampling_cut_ns`;
 /// `in_flight` (threads in a long call at the end) and `hang_threshold_ns`.
 /// 4: `returned` (hangs at the start that returned), `waited_on` per syscall (the files),
-/// `threads` per process and `threads_lost` (`--threads`).
+/// `latency_histogram` per syscall, `threads` per process and `threads_lost` (`--threads`).
 pub const SCHEMA_VERSION: u32 = 4;
 
 #[derive(Clone, Debug, Serialize)]
@@ -114,6 +116,9 @@ pub struct SyscallReport {
     #[serde(flatten)]
     pub split: Split,
     pub latency_ns: Percentiles,
+    /// The latency distribution per power of two, `[low_ns, high_ns, calls]`, from the
+    /// first range with calls to the last, entry included (as the percentiles).
+    pub latency_histogram: Vec<[u64; 3]>,
     pub class: String,
     pub advice: String,
     /// Handler time the sampled estimate had beyond what the process's threads could have
@@ -221,6 +226,7 @@ impl SyscallReport {
             total_ns: view.total_ns(),
             split: view.split,
             latency_ns: view.percentiles(),
+            latency_histogram: view.latency.by_power_of_two(view.latency_offset_ns),
             class: class.as_str().to_owned(),
             advice: class.advice().to_owned(),
             sampling_cut_ns: view.sampling_cut_ns,

@@ -13,7 +13,6 @@ use crate::model::{
     split::{split_cells, Split},
     wait::Waits,
 };
-use profiler_common::{hist_bucket_bounds, HIST_BUCKETS, HIST_SUB_BITS};
 
 /// Colours of entry, handler, blocked, runqueue.
 pub const PART_COLORS: [Color; 4] = [Color::Yellow, Color::Green, Color::Blue, Color::Magenta];
@@ -324,25 +323,14 @@ fn wait_lines(waits: &Waits) -> Vec<Line<'static>> {
 /// shifted by `offset_ns` (see [`Row::latency_offset_ns`]): the latency the caller sees, as
 /// the p99 column shows it.
 pub fn histogram_lines(latency: &Latency, offset_ns: i64, bar_width: usize) -> Vec<Line<'static>> {
-    let per_power = 1usize << HIST_SUB_BITS;
-    let shift = |ns: u64| ns.saturating_add_signed(offset_ns);
-    let groups: Vec<(u64, u64, u64)> = (0..HIST_BUCKETS / per_power)
-        .map(|g| {
-            let count: u64 = (g * per_power..(g + 1) * per_power).map(|b| latency.count_of(b)).sum();
-            let low = shift(hist_bucket_bounds(g * per_power).0);
-            let high = shift(hist_bucket_bounds((g + 1) * per_power - 1).1);
-            (low, high, count)
-        })
-        .collect();
-    let first = groups.iter().position(|g| g.2 > 0);
-    let last = groups.iter().rposition(|g| g.2 > 0);
-    let (Some(first), Some(last)) = (first, last) else {
+    let groups = latency.by_power_of_two(offset_ns);
+    if groups.is_empty() {
         return vec![Line::from("no calls")];
-    };
-    let most = groups[first..=last].iter().map(|g| g.2).max().unwrap_or(1).max(1);
-    groups[first..=last]
+    }
+    let most = groups.iter().map(|g| g[2]).max().unwrap_or(1).max(1);
+    groups
         .iter()
-        .map(|&(low, high, count)| {
+        .map(|&[low, high, count]| {
             let bar = ((count as f64 / most as f64) * bar_width as f64).ceil() as usize;
             Line::from(vec![
                 Span::raw(format!("{:>7}-{:<7} ", duration(low as f64), duration(high as f64))),
