@@ -297,14 +297,15 @@ pub struct Current {
     /// xorshift32 state of the sampling decision; 0 until seeded.
     pub rng: u32,
     pub _pad: u32,
+    /// Indexed by [`known_task_index`] of the task's `pt_regs` pointer.
+    pub known: [KnownTask; KNOWN_TASKS],
     /// Where a task's `pt_regs` sit from the base of its kernel stack (`task_struct.stack`):
     /// the same for every task of a kernel, learned from a caller (0 until then). Finds the
-    /// arguments of a call asleep ([`WaitOf`]).
+    /// arguments of a call asleep ([`WaitOf`]). After `known`: the hot path's records keep
+    /// their place.
     pub regs_from_stack: u64,
     /// A scratch word: a pointer stored here reads back as a plain number.
     pub scratch: u64,
-    /// Indexed by [`known_task_index`] of the task's `pt_regs` pointer.
-    pub known: [KnownTask; KNOWN_TASKS],
 }
 
 /// How many callers one CPU remembers (a power of two): enough for a few tasks taking turns

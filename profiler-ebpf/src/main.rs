@@ -299,17 +299,14 @@ fn caller(current: &mut Current, regs: u64) -> Option<Caller> {
     // pt_regs as well as their address does.
     let regs_key = regs.wrapping_sub(epochs as u64);
     let epochs = unsafe { *epochs };
-    let index = known_task_index(regs_key);
-    if let Some(caller) = current.known[index].caller_of(regs_key, epochs) {
+    let known = &mut current.known[known_task_index(regs_key)];
+    if let Some(caller) = known.caller_of(regs_key, epochs) {
         return Some(caller);
     }
     // The epochs were read before asking: an exit in between makes this record stale at
     // once, never valid for too long.
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
-    if current.regs_from_stack == 0 {
-        learn_regs_from_stack(current, regs);
-    }
     let (proc, flags) = process_of(tgid);
     let caller = Caller {
         tid: pid_tgid as u32,
@@ -317,7 +314,10 @@ fn caller(current: &mut Current, regs: u64) -> Option<Caller> {
         proc,
         flags,
     };
-    current.known[index] = KnownTask::new(regs_key, epochs, caller);
+    *known = KnownTask::new(regs_key, epochs, caller);
+    if current.regs_from_stack == 0 {
+        learn_regs_from_stack(current, regs);
+    }
     Some(caller)
 }
 
