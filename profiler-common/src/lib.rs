@@ -677,14 +677,13 @@ pub const WAIT_STACK_SAMPLED: u32 = 1 << 30;
 /// blocking calls are all seen; the wait sites of frequent ones are an unbiased estimate
 /// (1 in 64 cost the ping-pong benchmark 5.5 points: BENCHMARKS.md, step 18).
 pub const WAIT_SITE_SAMPLE_EVERY: u32 = 256;
-/// `SAMPLING[SAMPLING_WAIT_SITES]`: 1 to record where blocked calls sleep (reports), 0 not to.
+/// `SAMPLING[SAMPLING_WAIT_SITES]`: 0 not to record where blocked calls sleep; 1 to record
+/// it for every process, sampled (a report); `tgid << 1 | 1` for that process alone, every
+/// blocked call of it (`syscall-top`'s view of a process). One word: the decision, at each
+/// call's first sleep, reads one map value.
 pub const SAMPLING_WAIT_SITES: u32 = 1;
-/// `SAMPLING[SAMPLING_WAIT_SITES_OF]`: with wait sites on, a tgid to record them for alone,
-/// every blocked call of it (`syscall-top`'s view of one process); 0 for every process,
-/// sampled.
-pub const SAMPLING_WAIT_SITES_OF: u32 = 2;
 /// Words of the `SAMPLING` map.
-pub const SAMPLING_WORDS: u32 = 3;
+pub const SAMPLING_WORDS: u32 = 2;
 
 /// Names the eBPF object and the agent share. The kernel side defines its maps, load-time
 /// globals and programs under these names (as statics named so: aya's macros take the name

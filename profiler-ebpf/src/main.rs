@@ -26,7 +26,7 @@
 //! - `sched_process_fork` follows the children of followed processes (`--pid`, `-- CMD`).
 //! - In a report (`SAMPLING[SAMPLING_WAIT_SITES]` on), `sched_switch` takes the kernel stack
 //!   a call goes to sleep on (the first calls of each entry, then 1 in 256; or every call of
-//!   one process, `SAMPLING[SAMPLING_WAIT_SITES_OF]`: `syscall-top`'s view of a process) and,
+//!   one process, whose tgid the same word holds: `syscall-top`'s view of a process) and,
 //!   for a call on a descriptor (`FD_CALLS`), the descriptor and its file's inode; `sched_waking`
 //!   (attached only then) notes who wakes it, and the call's end adds it to `WAIT_SITES` and
 //!   `FD_WAITS`.
@@ -71,9 +71,9 @@ use profiler_common::{
     Caller, Current, Epochs, FdWaitKey, InFlight, KnownTask, ProcSlot, StatsKey, StatsSlot, SyscallStats, ThreadKey,
     ThreadStats, WaitKey, WaitOf, WaitStats, CALLER_FOLLOWED, ERRNO_SLOTS, FD_CALLS_BITS, FD_WAITS_ENTRIES,
     HIST_BUCKETS, KEY_EPOCH_MASK, NO_FD, NO_PROC, NR_IA32_FLAG, NR_KEY_BITS, NR_OUT_OF_RANGE, NR_X32_FLAG, PROC_EMPTY,
-    PROC_FREED, PROC_PROBES, SAMPLING_WAIT_SITES, SAMPLING_WAIT_SITES_OF, SAMPLING_WORDS, SLOT_EMPTY, SLOT_FREED,
-    STATS_PROBES, THREAD_NAME_ROW, TIMED_FIRST_CALLS, USER32_CS, WAIT_SITES_ENTRIES, WAIT_SITE_SAMPLE_EVERY,
-    WAIT_STACKS_ENTRIES, WAIT_STACK_SAMPLED,
+    PROC_FREED, PROC_PROBES, SAMPLING_WAIT_SITES, SAMPLING_WORDS, SLOT_EMPTY, SLOT_FREED, STATS_PROBES,
+    THREAD_NAME_ROW, TIMED_FIRST_CALLS, USER32_CS, WAIT_SITES_ENTRIES, WAIT_SITE_SAMPLE_EVERY, WAIT_STACKS_ENTRIES,
+    WAIT_STACK_SAMPLED,
 };
 
 // ---- load-time configuration (read-only globals, set by the agent before loading) ----
@@ -983,11 +983,16 @@ fn wait_stack_of(tid: u32) -> Option<&'static mut WaitOf> {
 /// Records the kernel stack a thread goes to sleep on in its call, when wait sites are on:
 /// decided once per call, at its first sleep; taken for the first calls of its statistics
 /// entry, then for 1 in [`WAIT_SITE_SAMPLE_EVERY`] - or, for one process alone
-/// (`SAMPLING[SAMPLING_WAIT_SITES_OF]`), for every call. A call whose stack is not taken
+/// (`SAMPLING[SAMPLING_WAIT_SITES]` names it), for every call. A call whose stack is not taken
 /// touches nothing but its own flags.
 #[inline(always)]
 fn take_wait_stack(ctx: &BtfTracePointContext, slot: &mut InFlight, task: *const u8) {
-    if slot.flags & flight::STACK_DECIDED != 0 || SAMPLING.get(SAMPLING_WAIT_SITES).copied().unwrap_or(0) == 0 {
+    if slot.flags & flight::STACK_DECIDED != 0 {
+        return;
+    }
+    // One word says whether, and for which processes (see `SAMPLING_WAIT_SITES`).
+    let recording = SAMPLING.get(SAMPLING_WAIT_SITES).copied().unwrap_or(0);
+    if recording == 0 {
         return;
     }
     slot.flags |= flight::STACK_DECIDED;
@@ -995,7 +1000,7 @@ fn take_wait_stack(ctx: &BtfTracePointContext, slot: &mut InFlight, task: *const
     let Some(current) = current() else {
         return;
     };
-    let only = SAMPLING.get(SAMPLING_WAIT_SITES_OF).copied().unwrap_or(0);
+    let only = recording >> 1;
     if only != 0 {
         if StatsKey::unpack(slot.key).tgid != only {
             return;

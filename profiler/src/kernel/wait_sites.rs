@@ -8,7 +8,6 @@ use std::collections::{BTreeMap, HashMap as StdHashMap, HashSet};
 use aya::maps::{Array, HashMap, MapData, StackTraceMap};
 use profiler_common::{
     counter, object::map, FdWaitKey, StatsKey, WaitKey, WaitStats, FD_CALLS_BITS, SAMPLING_WAIT_SITES,
-    SAMPLING_WAIT_SITES_OF,
 };
 
 use crate::{
@@ -58,18 +57,17 @@ impl Probe {
     /// Records from now on where blocked calls sleep and who wakes them (attaching the
     /// waker program), or stops.
     pub fn record_wait_sites(&mut self, recording: WaitRecording) -> Result<(), ProbeError> {
-        let only = match recording {
+        let word = match recording {
             WaitRecording::Off => {
                 self.set_sampling(SAMPLING_WAIT_SITES, 0)?;
                 self.detach_wakers();
                 return Ok(());
             }
-            WaitRecording::Sampled => 0,
-            WaitRecording::Process(tgid) => tgid,
+            WaitRecording::Sampled => 1,
+            WaitRecording::Process(tgid) => tgid << 1 | 1,
         };
         self.mark_fd_calls()?;
-        self.set_sampling(SAMPLING_WAIT_SITES_OF, only)?;
-        self.set_sampling(SAMPLING_WAIT_SITES, 1)?;
+        self.set_sampling(SAMPLING_WAIT_SITES, word)?;
         self.attach_wakers()
     }
 
