@@ -116,8 +116,8 @@ pub struct SyscallReport {
     #[serde(flatten)]
     pub split: Split,
     pub latency_ns: Percentiles,
-    /// The latency distribution per power of two, `[low_ns, high_ns, calls]`, from the
-    /// first range with calls to the last, entry included (as the percentiles).
+    /// The latency distribution per power of two, `[low_ns, high_ns, calls]`, the ranges
+    /// with calls only, entry included (as the percentiles).
     pub latency_histogram: Vec<[u64; 3]>,
     pub class: String,
     pub advice: String,
@@ -226,7 +226,13 @@ impl SyscallReport {
             total_ns: view.total_ns(),
             split: view.split,
             latency_ns: view.percentiles(),
-            latency_histogram: view.latency.by_power_of_two(view.latency_offset_ns),
+            // Sparse: a report of thousands of rows keeps a few ranges each.
+            latency_histogram: view
+                .latency
+                .by_power_of_two(view.latency_offset_ns)
+                .into_iter()
+                .filter(|[_, _, calls]| *calls > 0)
+                .collect(),
             class: class.as_str().to_owned(),
             advice: class.advice().to_owned(),
             sampling_cut_ns: view.sampling_cut_ns,
