@@ -12,7 +12,7 @@ use crate::{
         threads::Hang,
     },
     report::{
-        text::{format_count, format_ns},
+        text::{format_count, format_ns, wakers_text},
         ProcessReport, Report, SyscallReport,
     },
 };
@@ -333,14 +333,6 @@ fn render_syscall_detail(out: &mut String, pid: u32, syscall: &SyscallReport) {
     if !syscall.wait_sites.is_empty() || !syscall.waited_on.is_empty() {
         let _ = writeln!(out, "<ul class=\"sites\">");
         for site in &syscall.wait_sites {
-            let wakers: Vec<String> = site
-                .wakers
-                .iter()
-                .map(|waker| match waker.pid {
-                    0 => format!("{} ({})", esc(&waker.name), format_count(waker.calls)),
-                    pid => format!("{pid} {} ({})", esc(&waker.name), format_count(waker.calls)),
-                })
-                .collect();
             let _ = writeln!(
                 out,
                 "<li class=\"site\">waits in <code>{}</code>: {} calls, {} asleep{}; woken by {}</li>",
@@ -348,7 +340,7 @@ fn render_syscall_detail(out: &mut String, pid: u32, syscall: &SyscallReport) {
                 format_count(site.calls),
                 format_ns(site.blocked_ns),
                 if site.io_wait { ", I/O" } else { "" },
-                wakers.join(", ")
+                esc(&wakers_text(site))
             );
         }
         for file in &syscall.waited_on {

@@ -7,6 +7,7 @@ use crate::{
         charges::BoundarySource,
         split::{split_cells, Split},
         threads::Hang,
+        wait::WaitSite,
     },
     report::{ProcessReport, Report},
 };
@@ -238,14 +239,6 @@ pub fn render_text(report: &Report, options: &TextOptions) -> String {
             }
             for site in syscall.wait_sites.iter().take(SITES_SHOWN) {
                 let io = if site.io_wait { ", I/O" } else { "" };
-                let wakers: Vec<String> = site
-                    .wakers
-                    .iter()
-                    .map(|waker| match waker.pid {
-                        0 => format!("{} ({})", waker.name, format_count(waker.calls)),
-                        pid => format!("{pid} {} ({})", waker.name, format_count(waker.calls)),
-                    })
-                    .collect();
                 let _ = writeln!(
                     out,
                     "  {:<18} waits in {}: {} calls, {} asleep{io}; woken by {}",
@@ -253,7 +246,7 @@ pub fn render_text(report: &Report, options: &TextOptions) -> String {
                     site.site,
                     format_count(site.calls),
                     format_ns(site.blocked_ns),
-                    wakers.join(", ")
+                    wakers_text(site)
                 );
             }
             for file in syscall.waited_on.iter().take(SITES_SHOWN) {
@@ -294,6 +287,19 @@ pub fn render_text(report: &Report, options: &TextOptions) -> String {
     }
     render_hangs(&mut out, report);
     out
+}
+
+/// Who woke a site's calls: `4242 pipe-writer (10), interrupt or idle (2)`.
+pub fn wakers_text(site: &WaitSite) -> String {
+    let wakers: Vec<String> = site
+        .wakers
+        .iter()
+        .map(|waker| match waker.pid {
+            0 => format!("{} ({})", waker.name, format_count(waker.calls)),
+            pid => format!("{pid} {} ({})", waker.name, format_count(waker.calls)),
+        })
+        .collect();
+    wakers.join(", ")
 }
 
 /// A process's threads (`--threads`): each with its split and its top syscalls.
