@@ -218,11 +218,14 @@ fn serve_refreshes_the_boundary_cost_under_load_and_loses_no_call_to_it() {
         counted <= expected + 100.0,
         "{counted} getppid counted, {expected} made"
     );
-    // The figure stays where the calibration put it (it swung 3x between runs before).
+    // The figure stays where the calibration put it (it swung 3x between runs before). The
+    // start calibration on a quiet machine itself varies by about 10% around its mean here
+    // (64.8 to 80 ns in 16 runs, the refreshes under load 75-88 ns): the median's bound
+    // leaves room for that, not for a swing.
     figures.sort_by(f64::total_cmp);
     let median = figures[figures.len() / 2];
     assert!(
-        (median / calibrated - 1.0).abs() <= 0.15,
+        (median / calibrated - 1.0).abs() <= 0.25,
         "calibrated {calibrated}, refreshed {figures:?}"
     );
     for figure in &figures {
