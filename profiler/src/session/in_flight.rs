@@ -13,7 +13,7 @@ use crate::{
     session::{
         procfs::{
             fd_target, is_pipe_or_socket, kernel_stack, off_cpu_for_ns, other_ends, proc_threads_in_syscalls,
-            read_comm, read_thread_comm, read_user_string, syscall_args, tcp_peer, thread_state,
+            read_comm, read_thread_comm, read_user_string, syscall_args, thread_state,
         },
         Session, Target,
     },
@@ -135,7 +135,6 @@ fn read_hang(thread: &InSyscall) -> Hang {
     let args = syscall_args(pid, tid);
     let fd = args.and_then(|args| fd_argument(&syscall).map(|i| args[i] as i32 as i64));
     let target = fd.and_then(|fd| fd_target(pid, fd));
-    let peer = target.as_deref().and_then(|target| tcp_peer(pid, target));
     let path = args.and_then(|args| path_argument(&syscall).and_then(|i| read_user_string(pid, args[i])));
     Hang {
         tid,
@@ -163,10 +162,7 @@ fn read_hang(thread: &InSyscall) -> Hang {
         wait_site: wait_site(&frames),
         io_wait: state == Some('D') || is_io_wait(&frames),
         fd,
-        target: match (target, peer) {
-            (Some(target), Some(peer)) => Some(format!("{target} peer {peer}")),
-            (target, _) => target,
-        },
+        target,
         path,
         other_end: Vec::new(),
     }

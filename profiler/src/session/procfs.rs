@@ -115,10 +115,15 @@ fn parse_syscall_args(text: &str) -> Option<[u64; 6]> {
     Some(args)
 }
 
-/// What descriptor `fd` of `pid` refers to: a path, `pipe:[inode]`, `socket:[inode]`, ...
+/// What descriptor `fd` of `pid` refers to: a path, `pipe:[inode]`, `socket:[inode]`, ...;
+/// a TCP socket with its peer (`socket:[inode] peer 127.0.0.1:8080`).
 pub fn fd_target(pid: u32, fd: i64) -> Option<String> {
     let link = fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?;
-    Some(link.to_string_lossy().into_owned())
+    let target = link.to_string_lossy().into_owned();
+    Some(match tcp_peer(pid, &target) {
+        Some(peer) => format!("{target} peer {peer}"),
+        None => target,
+    })
 }
 
 /// A NUL-terminated string in `pid`'s memory at `address` (a path argument), at most 4 KiB.

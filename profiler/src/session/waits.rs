@@ -9,7 +9,7 @@ use crate::{
     model::thread_rows::ThreadCalls,
     model::wait::{files_by_key, sites_by_key, unnamed_target, waits_by_key, SleptAt, Waits},
     session::{
-        procfs::{fd_target, is_pipe_or_socket, other_ends, read_comm, tcp_peer},
+        procfs::{fd_target, is_pipe_or_socket, other_ends, read_comm},
         Session, SessionError,
     },
 };
@@ -56,11 +56,7 @@ impl Session {
             let path = format!("/proc/{pid}/fd/{}", file.fd);
             if std::fs::metadata(&path).is_ok_and(|meta| meta.ino() == file.ino) {
                 if let Some(target) = fd_target(pid, i64::from(file.fd)) {
-                    let named = match tcp_peer(pid, &target) {
-                        Some(peer) => format!("{target} peer {peer}"),
-                        None => target,
-                    };
-                    self.file_names.insert(id, named);
+                    self.file_names.insert(id, target);
                 }
             }
         }
