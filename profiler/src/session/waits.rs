@@ -7,7 +7,7 @@ use profiler_common::{StatsKey, THREAD_NAME_ROW};
 use crate::{
     kernel::WaitRecording,
     model::thread_rows::ThreadCalls,
-    model::wait::{files_by_key, sites_by_key, unnamed_target, waits_by_key, SleptAt, Waits},
+    model::wait::{files_by_key, sites_by_key, unnamed_target, waits_by_key, OnFile, SleptAt, Waits},
     session::{
         procfs::{fd_target, is_pipe_or_socket, other_ends, read_comm},
         Session, SessionError,
@@ -30,7 +30,7 @@ impl Session {
     /// descriptors of the blocked calls recorded so far refer to, for those not named yet:
     /// while a process lives they can be read (a report does this at every read). A
     /// descriptor is named only if it still refers to the file the call saw (same inode).
-    pub fn name_waits(&mut self) -> Result<(), SessionError> {
+    pub fn name_waits(&mut self) -> Result<Vec<OnFile>, SessionError> {
         for pid in self.probe.wakers()? {
             if pid != 0 && !self.waker_names.contains_key(&pid) {
                 if let Some(name) = read_comm(pid) {
@@ -38,16 +38,15 @@ impl Session {
                 }
             }
         }
-        self.name_files().map(drop)
+        self.name_files()
     }
 
     /// The descriptors' part of [`Session::name_waits`]: cheap enough to do more often (a
-    /// short-lived process's descriptors can be read only while it lives). Returns how many
-    /// (process, syscall, descriptor, file) there are.
-    pub fn name_files(&mut self) -> Result<usize, SessionError> {
+    /// short-lived process's descriptors can be read only while it lives). Returns the
+    /// (process, syscall, descriptor, file) entries it read.
+    pub fn name_files(&mut self) -> Result<Vec<OnFile>, SessionError> {
         let files = self.probe.fd_waits()?;
-        let count = files.len();
-        for file in files {
+        for file in &files {
             let pid = file.key.tgid;
             let id = (pid, file.fd, file.ino);
             if self.file_names.contains_key(&id) || pid == self.self_tgid {
@@ -60,7 +59,7 @@ impl Session {
                 }
             }
         }
-        Ok(count)
+        Ok(files)
     }
 
     /// What the blocked calls of each (process, syscall) waited on since recording began
@@ -74,7 +73,7 @@ impl Session {
         only: Option<u32>,
         name_of: &dyn Fn(u32) -> Option<String>,
     ) -> Result<(BTreeMap<StatsKey, Waits>, u64), SessionError> {
-        self.name_waits()?;
+        let on_files = self.name_waits()?;
         let own = self.self_tgid;
         let wanted = |tgid: u32| tgid != own && only.is_none_or(|pid| pid == tgid);
         let stacks = self.probe.wait_sites(&wanted)?;
@@ -97,7 +96,7 @@ impl Session {
         );
         let file_names = &self.file_names;
         let mut files = files_by_key(
-            self.probe.fd_waits()?.into_iter().filter(|file| wanted(file.key.tgid)),
+            on_files.into_iter().filter(|file| wanted(file.key.tgid)),
             &|file| match file_names.get(&(file.key.tgid, file.fd, file.ino)) {
                 Some(name) => name.clone(),
                 None => unnamed_target(file.mode, file.ino),
