@@ -6,7 +6,7 @@ use clap::Args;
 use serde_json::Value;
 
 use crate::{
-    commands::report::Format,
+    commands::{report::Format, write_file},
     model::diff::{diff, DiffReport, Side, Snapshot, DIFF_SCHEMA_VERSION},
     report::{diff::render_diff_text, html::render_diff_html, SCHEMA_VERSION},
 };
@@ -41,8 +41,7 @@ pub fn run(args: DiffArgs) -> anyhow::Result<i32> {
         rows: diff(&a, &b),
     };
     if let Some(path) = &args.html {
-        std::fs::write(path, render_diff_html(&report))
-            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        write_file(path, &render_diff_html(&report))?;
     }
     let text = match args.format {
         Format::Json => serde_json::to_string_pretty(&report)? + "\n",

@@ -129,6 +129,11 @@ fn clap_error(err: clap::Error, program: &str) -> i32 {
     }
 }
 
+/// Writes a file the user named, with one clear line when it cannot be.
+fn write_file(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    std::fs::write(path, text).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
+}
+
 /// An error and its causes on one line.
 fn one_line(err: &anyhow::Error) -> String {
     let mut text = String::new();

@@ -17,6 +17,7 @@ use crate::{
     commands::{
         args::{parse_duration, positive_seconds, BoundaryArgs, KernelArgs},
         stop::{Stop, StopSignals},
+        write_file,
     },
     kernel::WaitRecording,
     model::{
@@ -265,14 +266,11 @@ pub fn run(args: ReportArgs) -> anyhow::Result<i32> {
             Some(path) => anyhow::anyhow!("cannot write {}: {e}", path.display()),
             None => anyhow::anyhow!("cannot write the report: {e}"),
         })?;
-    let write = |path: &PathBuf, text: String| {
-        std::fs::write(path, text).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
-    };
     if let Some(path) = &args.save {
-        write(path, serde_json::to_string_pretty(&report)? + "\n")?;
+        write_file(path, &(serde_json::to_string_pretty(&report)? + "\n"))?;
     }
     if let Some(path) = &args.html {
-        write(path, render_report_html(&report))?;
+        write_file(path, &render_report_html(&report))?;
     }
     if let Some(path) = &args.seccomp {
         write_seccomp_profile(path, &session, &totals)?;
@@ -297,8 +295,7 @@ fn write_seccomp_profile(path: &Path, session: &Session, totals: &ProcessTotals)
     }
     let profile = seccomp_profile(totals.totals().keys().map(|key| decode_nr(key.nr)))
         .map_err(|reason| anyhow::anyhow!("--seccomp: {} not written: {reason}", path.display()))?;
-    let text = serde_json::to_string_pretty(&profile)? + "\n";
-    std::fs::write(path, text).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
+    write_file(path, &(serde_json::to_string_pretty(&profile)? + "\n"))
 }
 
 /// Measures until the duration ends, the command exits, the pids are gone, or a signal: SIGINT
