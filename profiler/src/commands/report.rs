@@ -37,11 +37,8 @@ use crate::{
         CommandExit, SortBy,
     },
     session::{
-        cgroups::{cgroup2_mount, CgroupPaths},
-        containers::Containers,
-        host::read_host,
-        in_flight::read_hangs,
-        monotonic_ns, Session, Target, FILL_CHECK,
+        cgroups::cgroup2_mount, containers::CgroupLabels, host::read_host, in_flight::read_hangs, monotonic_ns,
+        Session, Target, FILL_CHECK,
     },
 };
 
@@ -186,19 +183,14 @@ pub fn run(args: ReportArgs) -> anyhow::Result<i32> {
         GroupBy::Pid => None,
         GroupBy::Comm => Some(group(totals.totals(), &wait_sites, &comm)),
         GroupBy::Cgroup | GroupBy::Container => {
-            let mut paths = CgroupPaths::default();
-            let mut containers = Containers::new(&args.host_root);
+            let mut labels = CgroupLabels::new(&args.host_root);
             let by_pid: HashMap<u32, String> = totals
                 .totals()
                 .keys()
                 .map(|key| key.tgid)
                 .map(|pid| {
-                    let group = match totals.cgroup(pid).and_then(|id| paths.path(id)) {
-                        Some(path) if args.group_by == GroupBy::Container => containers.group_of(&path),
-                        Some(path) => path,
-                        None => "unknown".to_owned(),
-                    };
-                    (pid, group)
+                    let id = totals.cgroup(pid).unwrap_or(0);
+                    (pid, labels.label(id, args.group_by == GroupBy::Container))
                 })
                 .collect();
             Some(group(totals.totals(), &wait_sites, &|pid| by_pid[&pid].clone()))

@@ -26,7 +26,7 @@ use crate::{
         Exported, GroupBy, Limits, SelfMetrics, Snapshot,
     },
     model::store::{Delta, Update},
-    session::{cgroups::CgroupPaths, containers::Containers, Session, SessionError, Target, FILL_CHECK},
+    session::{containers::CgroupLabels, Session, SessionError, Target, FILL_CHECK},
 };
 
 #[derive(Args, Debug)]
@@ -115,8 +115,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let mut exporter = Exporter {
             exported: Exported::new(args.group_by, limits),
             group_by: args.group_by,
-            cgroups: CgroupPaths::default(),
-            containers: Containers::new(&args.host_root),
+            cgroups: CgroupLabels::new(&args.host_root),
             started: Instant::now(),
             map_read_seconds: 0.0,
         };
@@ -166,8 +165,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 struct Exporter {
     exported: Exported,
     group_by: GroupBy,
-    cgroups: CgroupPaths,
-    containers: Containers,
+    cgroups: CgroupLabels,
     started: Instant,
     /// How long the last read took.
     map_read_seconds: f64,
@@ -184,12 +182,9 @@ impl Exporter {
 
     fn take(&mut self, session: &Session, update: &Update) {
         let now = self.started.elapsed().as_secs_f64();
-        let (group_by, cgroups, containers) = (self.group_by, &mut self.cgroups, &mut self.containers);
+        let (group_by, cgroups) = (self.group_by, &mut self.cgroups);
         let mut group_of = |delta: &Delta| match group_by {
-            GroupBy::Cgroup => cgroups.path(delta.cgroup_id).unwrap_or_else(|| "unknown".into()),
-            GroupBy::Container => cgroups
-                .path(delta.cgroup_id)
-                .map_or_else(|| "unknown".into(), |path| containers.group_of(&path)),
+            GroupBy::Cgroup | GroupBy::Container => cgroups.label(delta.cgroup_id, group_by == GroupBy::Container),
             _ if delta.comm.is_empty() => "unknown".into(),
             _ => delta.comm.text(),
         };

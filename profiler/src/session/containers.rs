@@ -12,7 +12,10 @@ use std::{
 
 use serde_json::Value;
 
-use crate::model::container::{container_label, container_of, ContainerNames, ContainerRef, Runtime};
+use crate::{
+    model::container::{container_label, container_of, ContainerNames, ContainerRef, Runtime},
+    session::cgroups::CgroupPaths,
+};
 
 /// A container whose names could not be read is tried again after this long (its runtime may
 /// not have written them yet), not on every read.
@@ -48,6 +51,32 @@ impl Containers {
             self.names.insert(container.clone(), (names, Instant::now()));
         }
         container_label(&container, &self.names[&container].0)
+    }
+}
+
+/// What a process's calls are grouped under by cgroup: its cgroup v2 path, or with
+/// `by_container` its container's label ([`Containers::group_of`]); `unknown` for a cgroup
+/// not found (removed before it was looked up).
+pub struct CgroupLabels {
+    paths: CgroupPaths,
+    containers: Containers,
+}
+
+impl CgroupLabels {
+    pub fn new(host_root: &Path) -> CgroupLabels {
+        CgroupLabels {
+            paths: CgroupPaths::default(),
+            containers: Containers::new(host_root),
+        }
+    }
+
+    /// The label of the cgroup whose id is `cgroup_id`.
+    pub fn label(&mut self, cgroup_id: u64, by_container: bool) -> String {
+        match self.paths.path(cgroup_id) {
+            Some(path) if by_container => self.containers.group_of(&path),
+            Some(path) => path,
+            None => "unknown".to_owned(),
+        }
     }
 }
 
