@@ -5,9 +5,10 @@
 //! that both sides compute it with the same code.
 #![no_std]
 
-/// Bit set in [`StatsKey::nr`] when the call came through the 32-bit (ia32) entry point.
-/// Such a call's number indexes the i386 syscall table, not the x86_64 one.
-pub const NR_IA32_FLAG: u32 = 1 << 31;
+/// Bit set in [`StatsKey::nr`] when the call came from a 32-bit compat task (ia32 on x86_64,
+/// AArch32 on arm64). Such a call's number indexes that ABI's table (i386, arm EABI), not the
+/// native one.
+pub const NR_COMPAT_FLAG: u32 = 1 << 31;
 
 /// Bit the kernel sets in the syscall number of an x32-ABI call (`__X32_SYSCALL_BIT`).
 pub const NR_X32_FLAG: u32 = 0x4000_0000;
@@ -15,6 +16,9 @@ pub const NR_X32_FLAG: u32 = 0x4000_0000;
 /// `__USER32_CS` on x86_64: the code segment of 32-bit user code. A syscall whose saved
 /// `pt_regs.cs` is this came from a 32-bit (ia32) task.
 pub const USER32_CS: u64 = 0x23;
+
+/// `PSR_MODE32_BIT` on arm64: set in the saved `pt_regs.pstate` of an AArch32 (compat) task.
+pub const PSR_MODE32_BIT: u64 = 0x10;
 
 /// Sub-buckets per power of two in the latency histogram, as a number of bits (4 sub-buckets).
 pub const HIST_SUB_BITS: u32 = 2;
@@ -64,7 +68,7 @@ pub fn hist_bucket_bounds(idx: usize) -> (u64, u64) {
 pub struct StatsKey {
     /// Thread-group id: the process id as userspace knows it.
     pub tgid: u32,
-    /// Syscall number as the task passed it, with [`NR_IA32_FLAG`] set for ia32 calls.
+    /// Syscall number as the task passed it, with [`NR_COMPAT_FLAG`] set for ia32 calls.
     pub nr: u32,
 }
 
@@ -731,7 +735,7 @@ pub mod object {
 
     /// Read-only globals the agent sets before loading (all `u32`).
     pub mod global {
-        pub const REGS_CS_OFFSET: &str = "REGS_CS_OFFSET";
+        pub const REGS_MODE_OFFSET: &str = "REGS_MODE_OFFSET";
         pub const TASK_PID_OFFSET: &str = "TASK_PID_OFFSET";
         pub const TASK_TGID_OFFSET: &str = "TASK_TGID_OFFSET";
         pub const TASK_CFS_RQ_OFFSET: &str = "TASK_CFS_RQ_OFFSET";
@@ -764,7 +768,7 @@ pub mod object {
         pub const THREAD_ROWS: &str = "THREAD_ROWS";
         /// Every global of the object.
         pub const ALL: [&str; 28] = [
-            REGS_CS_OFFSET,
+            REGS_MODE_OFFSET,
             TASK_PID_OFFSET,
             TASK_TGID_OFFSET,
             TASK_CFS_RQ_OFFSET,
@@ -845,7 +849,7 @@ mod tests {
     fn lane_and_epoch_are_invisible_after_unpacking() {
         let key = StatsKey {
             tgid: 4242,
-            nr: 202 | NR_IA32_FLAG,
+            nr: 202 | NR_COMPAT_FLAG,
         };
         let mut packed = [0u64; 2 * STATS_LANES as usize];
         for lane in 0..STATS_LANES {
@@ -863,7 +867,7 @@ mod tests {
         // Lanes and epochs wrap rather than spill into the number or the flag bits.
         assert_eq!(key.packed(STATS_LANES + 3, 1), key.packed(3, 1));
         assert_eq!(key.packed(0, KEY_EPOCH_MASK + 2), key.packed(0, 1));
-        assert_eq!(NR_KEY_BITS & (NR_IA32_FLAG | NR_X32_FLAG | NR_OUT_OF_RANGE), 0);
+        assert_eq!(NR_KEY_BITS & (NR_COMPAT_FLAG | NR_X32_FLAG | NR_OUT_OF_RANGE), 0);
         assert_eq!(
             ((STATS_LANES - 1) << NR_LANE_SHIFT) & (KEY_EPOCH_MASK << NR_EPOCH_SHIFT),
             0

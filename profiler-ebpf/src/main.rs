@@ -66,21 +66,26 @@ use aya_ebpf::{
     programs::{tracing::StackIdContext, BtfTracePointContext, RawTracePointContext},
     Global,
 };
+#[cfg(bpf_target_arch = "aarch64")]
+use profiler_common::PSR_MODE32_BIT;
+#[cfg(not(bpf_target_arch = "aarch64"))]
+use profiler_common::USER32_CS;
 use profiler_common::{
     counter, flight, hist_bucket, known_task_index, proc_hash, proc_state, stats_hash, thread_state, xorshift32,
     Caller, Current, Epochs, FdWaitKey, InFlight, KnownTask, ProcSlot, StatsKey, StatsSlot, SyscallStats, ThreadKey,
     ThreadStats, WaitKey, WaitOf, WaitStats, CALLER_FOLLOWED, ERRNO_SLOTS, FD_CALLS_BITS, FD_WAITS_ENTRIES,
-    HIST_BUCKETS, KEY_EPOCH_MASK, NO_FD, NO_PROC, NR_IA32_FLAG, NR_KEY_BITS, NR_OUT_OF_RANGE, NR_X32_FLAG, PROC_EMPTY,
-    PROC_FREED, PROC_PROBES, SAMPLING_WAIT_SITES, SAMPLING_WORDS, SLOT_EMPTY, SLOT_FREED, STATS_PROBES,
-    THREAD_NAME_ROW, TIMED_FIRST_CALLS, USER32_CS, WAIT_SITES_ENTRIES, WAIT_SITE_SAMPLE_EVERY, WAIT_STACKS_ENTRIES,
+    HIST_BUCKETS, KEY_EPOCH_MASK, NO_FD, NO_PROC, NR_COMPAT_FLAG, NR_KEY_BITS, NR_OUT_OF_RANGE, NR_X32_FLAG,
+    PROC_EMPTY, PROC_FREED, PROC_PROBES, SAMPLING_WAIT_SITES, SAMPLING_WORDS, SLOT_EMPTY, SLOT_FREED, STATS_PROBES,
+    THREAD_NAME_ROW, TIMED_FIRST_CALLS, WAIT_SITES_ENTRIES, WAIT_SITE_SAMPLE_EVERY, WAIT_STACKS_ENTRIES,
     WAIT_STACK_SAMPLED,
 };
 
 // ---- load-time configuration (read-only globals, set by the agent before loading) ----
 
-/// Offset of `pt_regs.cs`; 0 when unknown (no ia32 detection).
+/// Offset of the register that tells a 32-bit compat task's call (`pt_regs.cs` on x86_64,
+/// `.pstate` on arm64; see `is_compat`); 0 when unknown (no compat detection).
 #[no_mangle]
-static REGS_CS_OFFSET: Global<u32> = Global::new(0);
+static REGS_MODE_OFFSET: Global<u32> = Global::new(0);
 /// Offset of `task_struct.pid` (the thread id).
 #[no_mangle]
 static TASK_PID_OFFSET: Global<u32> = Global::new(0);
@@ -120,12 +125,13 @@ static SIGNAL_LIVE_OFFSET: Global<u32> = Global::new(0);
 static TASK_TI_FLAGS_OFFSET: Global<u32> = Global::new(0);
 #[no_mangle]
 static NEED_RESCHED_MASK: Global<u64> = Global::new(0);
-/// Offset of `pt_regs.orig_ax`: the number of the call (see `still_returning`).
+/// Offset of `pt_regs.orig_ax` (`.syscallno` on arm64): the number of the call (see
+/// `still_returning`).
 #[no_mangle]
 static REGS_ORIG_AX_OFFSET: Global<u32> = Global::new(0);
-/// Offset of the first argument register in `pt_regs` (`di` on x86_64), and the way from a
-/// task to the file behind a descriptor: `task_struct.stack` (its `pt_regs` are at a fixed
-/// distance from it), `.files`, `files_struct.fdt`, `fdtable.max_fds` and `.fd`,
+/// Offset of the first argument register in `pt_regs` (`di` on x86_64, `regs[0]` on
+/// arm64), and the way from a task to the file behind a descriptor: `task_struct.stack` (its
+/// `pt_regs` are at a fixed distance from it), `.files`, `files_struct.fdt`, `fdtable.max_fds` and `.fd`,
 /// `file.f_inode`, `inode.i_ino` and `.i_mode`. `TASK_FILES_OFFSET` 0: not known, no
 /// descriptor is read.
 #[no_mangle]
@@ -224,11 +230,39 @@ static THREADS: HashMap<ThreadKey, ThreadStats> = HashMap::with_max_entries(1, 0
 #[map]
 static FD_CALLS: Array<u64> = Array::with_max_entries(FD_CALLS_BITS / 64, 0);
 
-// x86_64 and i386 numbers of the calls that never return.
-const NR_EXIT_64: u32 = 60;
-const NR_EXIT_GROUP_64: u32 = 231;
-const NR_EXIT_32: u32 = 1 | NR_IA32_FLAG;
-const NR_EXIT_GROUP_32: u32 = 252 | NR_IA32_FLAG;
+// The native and compat numbers of the calls that never return: x86_64 and i386, or arm64
+// and arm EABI. (`bpf_target_arch` is the agent's target architecture, set by aya-build.)
+#[cfg(not(bpf_target_arch = "aarch64"))]
+mod never_return {
+    use super::NR_COMPAT_FLAG;
+    pub const NR_EXIT_64: u32 = 60;
+    pub const NR_EXIT_GROUP_64: u32 = 231;
+    pub const NR_EXIT_32: u32 = 1 | NR_COMPAT_FLAG;
+    pub const NR_EXIT_GROUP_32: u32 = 252 | NR_COMPAT_FLAG;
+}
+#[cfg(bpf_target_arch = "aarch64")]
+mod never_return {
+    use super::NR_COMPAT_FLAG;
+    pub const NR_EXIT_64: u32 = 93;
+    pub const NR_EXIT_GROUP_64: u32 = 94;
+    pub const NR_EXIT_32: u32 = 1 | NR_COMPAT_FLAG;
+    pub const NR_EXIT_GROUP_32: u32 = 248 | NR_COMPAT_FLAG;
+}
+use never_return::*;
+
+/// Whether the saved mode register of a call's `pt_regs` (see `REGS_MODE_OFFSET`) is a
+/// 32-bit compat task's: `cs` is `__USER32_CS` on x86_64, `pstate` has `PSR_MODE32_BIT` on
+/// arm64.
+#[cfg(not(bpf_target_arch = "aarch64"))]
+#[inline(always)]
+fn is_compat(mode: u64) -> bool {
+    mode == USER32_CS
+}
+#[cfg(bpf_target_arch = "aarch64")]
+#[inline(always)]
+fn is_compat(mode: u64) -> bool {
+    mode & PSR_MODE32_BIT != 0
+}
 
 /// Counts a call the kernel side could not count, or a claim (see `counter`).
 #[inline(always)]
@@ -592,17 +626,17 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
     }
     let id: i64 = ctx.arg(1);
     let mut nr = id as u32;
-    // A 32-bit task's calls index the i386 table. (A 64-bit task issuing `int 0x80` is not
-    // told apart: that would need a helper call on every syscall.)
-    let cs_offset = REGS_CS_OFFSET.load();
-    if cs_offset != 0 {
+    // A 32-bit task's calls index its ABI's table. (On x86_64 a 64-bit task issuing
+    // `int 0x80` is not told apart: that would need a helper call on every syscall.)
+    let mode_offset = REGS_MODE_OFFSET.load();
+    if mode_offset != 0 {
         let regs: *const u8 = ctx.arg(0);
-        if unsafe { *(regs.add(cs_offset as usize) as *const u64) } == USER32_CS {
-            nr |= NR_IA32_FLAG;
+        if is_compat(unsafe { *(regs.add(mode_offset as usize) as *const u64) }) {
+            nr |= NR_COMPAT_FLAG;
         }
     }
     if nr & NR_KEY_BITS != 0 {
-        nr = (nr & (NR_IA32_FLAG | NR_X32_FLAG)) | NR_OUT_OF_RANGE;
+        nr = (nr & (NR_COMPAT_FLAG | NR_X32_FLAG)) | NR_OUT_OF_RANGE;
     }
     let key = StatsKey { tgid: caller.tgid, nr }.packed(tid & STATS_LANE_MASK.load(), caller.epoch());
     let Some((stats_index, entry)) = stats_slot(key, caller.proc) else {
@@ -1229,7 +1263,7 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
 fn still_returning(slot: &InFlight) -> bool {
     let regs = slot.first_off_ns as *const u8;
     let orig_ax = unsafe { bpf_probe_read_kernel(regs.add(REGS_ORIG_AX_OFFSET.load() as usize) as *const u64) };
-    let nr = StatsKey::unpack(slot.key).nr & !NR_IA32_FLAG;
+    let nr = StatsKey::unpack(slot.key).nr & !NR_COMPAT_FLAG;
     matches!(orig_ax, Ok(orig_ax) if orig_ax as u32 == nr)
 }
 

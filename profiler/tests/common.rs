@@ -13,6 +13,11 @@ use serde_json::Value;
 
 pub const PROFILER: &str = env!("CARGO_BIN_EXE_syscall-profiler");
 pub const WORKLOAD: &str = env!("CARGO_BIN_EXE_profiler-workload");
+/// The native ABI's label in reports (the kernel matrix runs the tests on arm64 too).
+#[cfg(target_arch = "x86_64")]
+pub const NATIVE: &str = "x86_64";
+#[cfg(target_arch = "aarch64")]
+pub const NATIVE: &str = "aarch64";
 
 pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }

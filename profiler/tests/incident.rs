@@ -214,7 +214,7 @@ fn waits_by_design_are_not_the_headline() {
             .join(" ")
     );
     let shell = processes.iter().find(|p| p["comm"] == "sh").expect("the shell");
-    let wait4 = syscall(shell, "wait4", "x86_64").expect("the shell's wait4");
+    let wait4 = syscall(shell, "wait4", NATIVE).expect("the shell's wait4");
     assert_eq!(wait4["class"], "child-wait", "{wait4}");
     assert!(
         u64_of(shell, "total_ns") > u64_of(first, "total_ns"),
@@ -222,7 +222,7 @@ fn waits_by_design_are_not_the_headline() {
     );
     assert!(u64_of(shell, "active_ns") < u64_of(shell, "total_ns"), "{shell}");
     let sleep = processes.iter().find(|p| p["comm"] == "sleep").expect("sleep");
-    let nanosleep = syscall(sleep, "clock_nanosleep", "x86_64").expect("clock_nanosleep");
+    let nanosleep = syscall(sleep, "clock_nanosleep", NATIVE).expect("clock_nanosleep");
     assert_eq!(nanosleep["class"], "sleep", "{nanosleep}");
     // Ranked by total time on request: the waiting shell first.
     let by_total = report_json(&["--sort", "total", "--", "sh", "-c", &script]);
@@ -263,7 +263,7 @@ fn pid_with_children_follows_what_it_starts() {
             .find(|p| p["comm"].as_str().unwrap().starts_with("profiler-work"));
         match (children, workload) {
             (true, Some(workload)) => {
-                let getppid = syscall(workload, "getppid", "x86_64").expect("getppid row");
+                let getppid = syscall(workload, "getppid", NATIVE).expect("getppid row");
                 assert_eq!(u64_of(getppid, "calls"), 777);
             }
             (false, None) => {}
@@ -274,7 +274,7 @@ fn pid_with_children_follows_what_it_starts() {
 
 /// The wait sites of a workload process's `syscall` row.
 fn sites_of<'a>(report: &'a Value, syscall_name: &str) -> Vec<&'a Value> {
-    let row = syscall(only_workload(report), syscall_name, "x86_64").unwrap_or_else(|| panic!("no {syscall_name} row"));
+    let row = syscall(only_workload(report), syscall_name, NATIVE).unwrap_or_else(|| panic!("no {syscall_name} row"));
     row["wait_sites"].as_array().unwrap().iter().collect()
 }
 
@@ -329,7 +329,7 @@ fn blocked_calls_are_named_by_where_they_slept() {
     // What they waited on: the pipe (by the inode the kernel side saw; the writer had gone
     // by the end), and the file being synced, by its path (read while the workload lived).
     let workload = only_workload(&report);
-    let read_on = &syscall(workload, "read", "x86_64").unwrap()["waited_on"];
+    let read_on = &syscall(workload, "read", NATIVE).unwrap()["waited_on"];
     let pipe_file = read_on
         .as_array()
         .unwrap()
@@ -338,7 +338,7 @@ fn blocked_calls_are_named_by_where_they_slept() {
         .unwrap_or_else(|| panic!("no pipe in {read_on}"));
     assert_eq!(u64_of(pipe_file, "calls"), rounds, "{pipe_file}");
     assert!(u64_of(pipe_file, "blocked_ns") >= rounds * 15_000_000, "{pipe_file}");
-    let synced = &syscall(workload, "fdatasync", "x86_64").unwrap()["waited_on"][0];
+    let synced = &syscall(workload, "fdatasync", NATIVE).unwrap()["waited_on"][0];
     let path = dir.join(format!("waits-{}", workload["pid"]));
     assert_eq!(synced["target"], path.to_str().unwrap(), "{synced}");
     assert!(u64_of(synced, "fd") > 2, "{synced}");
@@ -368,7 +368,7 @@ fn rows_by_name_or_cgroup_add_their_processes_up() {
     assert_eq!(workloads.len(), 1, "{report}");
     let workload = workloads[0];
     assert_eq!(workload["pids"].as_array().unwrap().len(), 5, "{workload}");
-    let getppid = syscall(workload, "getppid", "x86_64").expect("getppid row");
+    let getppid = syscall(workload, "getppid", NATIVE).expect("getppid row");
     assert_eq!(u64_of(getppid, "calls"), 500);
     let text = run(&["report", "--group-by", "comm", "--", "sh", "-c", &script]);
     assert!(
@@ -390,7 +390,7 @@ fn rows_by_name_or_cgroup_add_their_processes_up() {
         .iter()
         .find(|p| p["comm"] == path)
         .unwrap_or_else(|| panic!("no row for {path}: {report}"));
-    assert_eq!(u64_of(syscall(row, "getppid", "x86_64").unwrap(), "calls"), 321);
+    assert_eq!(u64_of(syscall(row, "getppid", NATIVE).unwrap(), "calls"), 321);
 }
 
 #[test]
@@ -419,7 +419,7 @@ fn rows_by_container_are_named_from_the_runtimes_state() {
             .find(|p| p["comm"] == name.as_str())
             .unwrap_or_else(|| panic!("no row for {name}: {report}"));
         assert!(
-            u64_of(syscall(row, "getppid", "x86_64").unwrap(), "calls") >= 321,
+            u64_of(syscall(row, "getppid", NATIVE).unwrap(), "calls") >= 321,
             "{row}"
         );
     }
@@ -452,7 +452,7 @@ fn threads_get_rows_of_their_own() {
     let opener = thread("opener");
     let openat = row(opener, "openat");
     assert_eq!((u64_of(&openat, "calls"), u64_of(&openat, "errors")), (1000, 1000));
-    let process_getppid = syscall(workload, "getppid", "x86_64").unwrap();
+    let process_getppid = syscall(workload, "getppid", NATIVE).unwrap();
     assert_eq!(u64_of(process_getppid, "calls"), 1000, "no other thread called it");
     // Time asleep is the sleeper's: its five 20 ms sleeps.
     let sleeper = thread("sleeper");

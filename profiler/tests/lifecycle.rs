@@ -10,8 +10,8 @@ use std::{
 use common::*;
 use profiler::kernel::{MapSizes, Probe, Scope};
 
-const NR_NANOSLEEP: u32 = 35;
-const NR_EXECVE: u32 = 59;
+const NR_NANOSLEEP: u32 = libc::SYS_nanosleep as u32;
+const NR_EXECVE: u32 = libc::SYS_execve as u32;
 
 fn attached_probe() -> Probe {
     let mut probe = Probe::load_default(MapSizes::default(), Scope::SystemWide).expect("load");
@@ -104,7 +104,7 @@ fn exec_from_a_thread_moves_the_call_to_the_new_tid() {
 #[test]
 #[ignore = "needs root: loads eBPF programs (cargo xtask test runs it as root)"]
 fn a_key_keeps_its_slot_when_slots_before_it_are_freed() {
-    const NR_GETPPID: u32 = 110;
+    const NR_GETPPID: u32 = libc::SYS_getppid as u32;
     const SLOTS: u32 = 64;
     let sizes = MapSizes {
         syscalls: SLOTS,

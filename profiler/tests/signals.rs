@@ -109,7 +109,7 @@ fn report_on_sigterm_writes_what_it_measured() {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|p| syscall(p, "getppid", "x86_64").is_some_and(|s| u64_of(s, "calls") > 1000))
+        .filter(|p| syscall(p, "getppid", NATIVE).is_some_and(|s| u64_of(s, "calls") > 1000))
         .count();
     assert!(spinning >= 1, "{json}");
 }

@@ -32,7 +32,7 @@ fn a_wait_for_a_cpu_on_the_way_out_of_a_call_is_its_runqueue_time() {
     let (wall_ns, run_delay_ns) = (u64_of(&oracle, "wall_ns"), u64_of(&oracle, "run_delay_ns"));
     // The setup works: the writer waited about 1 ms per write, nearly all of it for a CPU.
     assert!(run_delay_ns > writes * 800_000, "oracle {oracle}");
-    let write = syscall(only_workload(&report), "write", "x86_64")
+    let write = syscall(only_workload(&report), "write", NATIVE)
         .expect("write row")
         .clone();
     assert_eq!(u64_of(&write, "calls"), writes);
@@ -58,7 +58,7 @@ fn a_read_loop_sharing_its_cpu_with_a_spinner_waits_on_its_way_out() {
     let reads = 200_000u64;
     let (report, oracle) = profile_with_oracle("read-spin", reads);
     let wall_ns = u64_of(&oracle, "wall_ns");
-    let read = syscall(only_workload(&report), "read", "x86_64")
+    let read = syscall(only_workload(&report), "read", NATIVE)
         .expect("read row")
         .clone();
     // And a few of the runtime's own (counting CPUs reads cgroup files).
@@ -90,7 +90,7 @@ fn a_sampled_outlier_never_pushes_a_row_past_its_threads_wall_time() {
     for _run in 0..4 {
         let (report, oracle) = profile_with_oracle("heavy-tail", 4000);
         let wall_ns = u64_of(&oracle, "wall_ns");
-        let read = syscall(only_workload(&report), "read", "x86_64")
+        let read = syscall(only_workload(&report), "read", NATIVE)
             .expect("read row")
             .clone();
         let total_ns = u64_of(&read, "total_ns");
@@ -242,7 +242,7 @@ fn a_pinned_boundary_cost_is_charged_as_given() {
     let report = report_json(&["--boundary-ns", "123", "--", WORKLOAD, "getppid", "1000"]);
     assert_eq!(report["boundary_ns_per_call"], 123.0);
     assert_eq!(report["boundary_source"], "pinned");
-    let getppid = syscall(only_workload(&report), "getppid", "x86_64").expect("getppid row");
+    let getppid = syscall(only_workload(&report), "getppid", NATIVE).expect("getppid row");
     assert_eq!(u64_of(getppid, "calls"), 1000);
     assert_eq!(u64_of(getppid, "entry_ns"), 123_000);
     let refused = run(&["report", "--boundary-ns", "1e9", "--", "true"]);
@@ -270,7 +270,7 @@ fn processes_are_shown_under_their_current_names() {
     assert_eq!(renamed.len(), 11, "{report}");
     for process in renamed {
         // The calls made under the old name count for the process, whatever its name now.
-        let getppid = syscall(process, "getppid", "x86_64").expect("getppid row");
+        let getppid = syscall(process, "getppid", NATIVE).expect("getppid row");
         assert_eq!(u64_of(getppid, "calls"), 20, "{process}");
     }
 }

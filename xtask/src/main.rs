@@ -6,6 +6,8 @@
 //! - `bpf-linker`, built against the nightly's own LLVM so it can read its bitcode, cached
 //!   under `~/.cache/syscall-profiler/`.
 mod bench;
+mod dist;
+mod matrix;
 mod setup;
 
 use std::{
@@ -40,6 +42,16 @@ enum Task {
     },
     /// Set up, then check formatting and lints and run every test, the eBPF ones as root.
     Test,
+    /// Run the kernel tests that do not depend on timing on other kernels, under qemu:
+    /// Debian's 6.1 generic and PREEMPT_RT for amd64, and 6.1 for arm64; and that 5.10 is
+    /// turned down in one line.
+    Matrix {
+        /// Only the kernels whose description contains this (`generic`, `RT`, `5.10`, `arm64`).
+        #[arg(long)]
+        only: Option<String>,
+    },
+    /// Build the Debian packages for amd64 and arm64 into target/dist/.
+    Dist,
     /// Set up, build, and run the overhead benchmarks; writes the table to stdout.
     Bench(bench::BenchArgs),
 }
@@ -80,6 +92,31 @@ fn run() -> Result<()> {
             cargo(&path, &["fmt", "--all", "--check"])?;
             step("running clippy");
             cargo(&path, &["clippy", "--release", "--all-targets", "--", "-D", "warnings"])?;
+            step("running clippy for arm64 (the code behind cfg(target_arch))");
+            let arm64 = &dist::TARGETS[1];
+            dist::ensure_cross(arm64)?;
+            let status = dist::cross_cargo(
+                &path,
+                arm64,
+                &[
+                    "clippy",
+                    "--release",
+                    "--package",
+                    "profiler",
+                    "--target",
+                    arm64.triple,
+                    "--all-targets",
+                    "--",
+                    "-D",
+                    "warnings",
+                ],
+            )
+            .status()?;
+            if !status.success() {
+                bail!("clippy for arm64 failed");
+            }
+            step("building the packages (tests/dist.rs installs the amd64 one)");
+            dist::run(&path)?;
             step("running every test (the ones that load eBPF programs run as root, one at a time)");
             // One test at a time: the kernel tests check time splits and classes, which other
             // tests' spinning threads would turn into CPU contention. The tests that load eBPF
@@ -101,11 +138,27 @@ fn run() -> Result<()> {
                 // Cargo runs each test binary through this runner.
                 test.env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER", "sudo -E");
             }
-            let (passed, failed) = run_counting_tests(test)?;
+            let (mut passed, mut failed) = run_counting_tests(test)?;
+            step("running the kernel matrix (other kernels under qemu)");
+            let matrix = matrix::run(&path, None)?;
+            passed += matrix.passed;
+            failed += matrix.failed;
             // One closing line for the whole suite, whatever binary cargo ran last.
             println!("{passed} passed, {failed} failed");
             if failed > 0 {
                 bail!("tests failed");
+            }
+        }
+        Task::Dist => {
+            let path = setup::ensure()?;
+            dist::run(&path)?;
+        }
+        Task::Matrix { only } => {
+            let path = setup::ensure()?;
+            let matrix = matrix::run(&path, only.as_deref())?;
+            println!("{} passed, {} failed", matrix.passed, matrix.failed);
+            if matrix.failed > 0 {
+                bail!("tests failed on other kernels");
             }
         }
         Task::Bench(args) => {
@@ -118,7 +171,7 @@ fn run() -> Result<()> {
 }
 
 /// Counts of a `test result: ok. 12 passed; 0 failed; ...` line.
-fn parse_test_result(line: &str) -> Option<(u64, u64)> {
+pub fn parse_test_result(line: &str) -> Option<(u64, u64)> {
     let rest = line.trim().strip_prefix("test result: ")?;
     let count = |label: &str| -> Option<u64> {
         rest.split(';')

@@ -8,7 +8,7 @@ use crate::step;
 /// bpf-linker release known to work with the nightly's LLVM (see shared/notes/toolchain.md).
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
-fn output(program: &str, args: &[&str]) -> Result<String> {
+pub fn output(program: &str, args: &[&str]) -> Result<String> {
     let out = Command::new(program)
         .args(args)
         .output()
@@ -23,7 +23,7 @@ fn output(program: &str, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn run(program: &str, args: &[&str]) -> Result<()> {
+pub fn run(program: &str, args: &[&str]) -> Result<()> {
     let status = Command::new(program)
         .args(args)
         .status()
@@ -34,7 +34,7 @@ fn run(program: &str, args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-fn cache_dir() -> PathBuf {
+pub fn cache_dir() -> PathBuf {
     let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
     home.join(".cache/syscall-profiler")
 }
@@ -145,21 +145,27 @@ pub fn ensure() -> Result<OsString> {
 
 /// Installs Debian packages (as root, through sudo when needed).
 pub fn apt_install(packages: &[&str]) -> Result<()> {
-    let apt = |args: &[&str]| -> Result<()> {
-        let status = crate::as_root(std::path::Path::new("apt-get"))
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .context("running apt-get")?;
-        if !status.success() {
-            bail!("apt-get {} failed", args.join(" "));
-        }
-        Ok(())
-    };
-    apt(&["update", "-qq"])?;
+    apt_update()?;
     let mut install = vec!["install", "-y", "-qq", "--no-install-recommends"];
     install.extend(packages);
     apt(&install)
+}
+
+/// Refreshes the package lists.
+pub fn apt_update() -> Result<()> {
+    apt(&["update", "-qq"])
+}
+
+fn apt(args: &[&str]) -> Result<()> {
+    let status = crate::as_root(std::path::Path::new("apt-get"))
+        .args(args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .context("running apt-get")?;
+    if !status.success() {
+        bail!("apt-get {} failed", args.join(" "));
+    }
+    Ok(())
 }
 
 /// Programs the tests drive, from Debian's packages when missing: tmux for the terminal test

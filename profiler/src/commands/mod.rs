@@ -92,6 +92,12 @@ struct TopCli {
     top: top::TopArgs,
 }
 
+/// The command lines of `syscall-profiler` and `syscall-top`, for their man pages.
+pub fn command_lines() -> [clap::Command; 2] {
+    use clap::CommandFactory;
+    [Cli::command(), TopCli::command()]
+}
+
 /// Runs `syscall-top`; returns the process exit code.
 pub fn syscall_top_main() -> i32 {
     let cli = match TopCli::try_parse() {
@@ -198,7 +204,8 @@ mod tests {
     fn the_daemonset_asks_only_for_the_capabilities_loading_needs() {
         let mut added = list_under(DAEMONSET, "add:");
         added.sort_unstable();
-        assert_eq!(added, ["BPF", "PERFMON", "SYS_RESOURCE"]);
+        // Loading and attaching, then switching to --user (tests/dist.rs runs serve with them).
+        assert_eq!(added, ["BPF", "PERFMON", "SETGID", "SETUID", "SYS_RESOURCE"]);
         assert!(DAEMONSET.contains("drop: [ALL]"));
         assert!(DAEMONSET.contains("privileged: false"));
     }

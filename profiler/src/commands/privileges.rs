@@ -88,12 +88,15 @@ pub fn drop_privileges(identity: Option<Identity>) -> anyhow::Result<()> {
             return Err(fail("ambient capabilities"));
         }
         // The bounding set while CAP_SETPCAP is still there; EINVAL past the last capability.
+        // EPERM: started without CAP_SETPCAP (a service given only the capabilities it needs,
+        // as the packaged systemd unit does). Then the bounding set stays: with no
+        // capability left and no_new_privs set below, no exec can gain one from it.
         for cap in 0..64 {
             if libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 {
-                if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
-                    break;
+                match std::io::Error::last_os_error().raw_os_error() {
+                    Some(libc::EINVAL) | Some(libc::EPERM) => break,
+                    _ => return Err(fail("bounding set")),
                 }
-                return Err(fail("bounding set"));
             }
         }
         if let Some(Identity { uid, gid }) = identity {

@@ -1,7 +1,7 @@
 //! Kernel struct offsets from the running kernel's BTF.
 //!
 //! Rust eBPF programs get no CO-RE field relocations, so the few fields they read
-//! (`task_struct.pid`, `.tgid`, `pt_regs.cs`) are looked up here at load time and
+//! (`task_struct.pid`, `.tgid`, `pt_regs.cs`, ...) are looked up here at load time and
 //! passed in as read-only globals. Needs a kernel built with `CONFIG_DEBUG_INFO_BTF` (most
 //! distributions since 5.4), which exposes `/sys/kernel/btf/vmlinux`.
 use std::path::{Path, PathBuf};
@@ -21,6 +21,30 @@ pub enum BtfError {
     NoField(String),
 }
 
+/// The `pt_regs` fields the programs read, by the architecture the agent is built for (the
+/// kernel's: a tracing agent runs natively).
+pub struct RegsFields {
+    /// Tells a 32-bit compat task's call (see `is_compat` in the programs).
+    pub mode: &'static str,
+    /// The number of the call being made, kept while it runs.
+    pub syscall_nr: &'static str,
+    /// The first argument (an array's offset is its first element's).
+    pub arg0: &'static str,
+}
+
+#[cfg(not(target_arch = "aarch64"))]
+pub const REGS: RegsFields = RegsFields {
+    mode: "cs",
+    syscall_nr: "orig_ax",
+    arg0: "di",
+};
+#[cfg(target_arch = "aarch64")]
+pub const REGS: RegsFields = RegsFields {
+    mode: "pstate",
+    syscall_nr: "syscallno",
+    arg0: "regs",
+};
+
 /// Byte offsets of the kernel struct fields the eBPF programs read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TaskOffsets {
@@ -28,9 +52,10 @@ pub struct TaskOffsets {
     pub pid: u32,
     /// `task_struct.tgid`
     pub tgid: u32,
-    /// `pt_regs.cs` (x86_64); `None` where there is no such field, and then no call is
-    /// recognised as ia32.
-    pub regs_cs: Option<u32>,
+    /// `pt_regs.cs` on x86_64, `.pstate` on arm64 (see [`REGS`]): whether a call came from a
+    /// 32-bit compat task. `None` where there is no such field, and then no call is
+    /// recognised as one.
+    pub regs_mode: Option<u32>,
     /// `task_struct.se.cfs_rq`, `cfs_rq.rq`, `rq.clock`: the way from a task to its CPU's
     /// scheduler clock (CONFIG_FAIR_GROUP_SCHED). `None` without it, and then the time off
     /// the CPU is timed with a clock read instead.
@@ -48,7 +73,7 @@ pub struct TaskOffsets {
     /// the threads of a process still running, which tells its last thread's exit.
     pub signal: u32,
     pub signal_live: u32,
-    /// `task_struct.thread_info.flags` and `pt_regs.orig_ax` (x86_64): whether a thread
+    /// `task_struct.thread_info.flags` and `pt_regs.orig_ax` (`.syscallno` on arm64): whether a thread
     /// reschedules on its way out of a call, and whether it is still on that way.
     /// `None` without them, and then the wait for a CPU on the way out is not timed.
     pub exit_path: Option<ExitPathOffsets>,
@@ -57,7 +82,8 @@ pub struct TaskOffsets {
     pub files: Option<FileOffsets>,
 }
 
-/// See [`TaskOffsets::files`]: `pt_regs`' first argument register (`di` on x86_64),
+/// See [`TaskOffsets::files`]: `pt_regs`' first argument register (`di` on x86_64, `regs[0]`
+/// on arm64),
 /// `task_struct.stack` and `.files`, `files_struct.fdt`, `fdtable.max_fds` and `.fd`,
 /// `file.f_inode`, `inode.i_ino` and `.i_mode`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,7 +130,7 @@ impl TaskOffsets {
         Ok(TaskOffsets {
             pid: required(&["task_struct", "pid"])?,
             tgid: required(&["task_struct", "tgid"])?,
-            regs_cs: field(&["pt_regs", "cs"])?,
+            regs_mode: field(&["pt_regs", REGS.mode])?,
             scheduler_clock: match (
                 field(&["task_struct", "se", "cfs_rq"])?,
                 field(&["cfs_rq", "rq"])?,
@@ -121,7 +147,7 @@ impl TaskOffsets {
             signal_live: required(&["signal_struct", "live"])?,
             exit_path: match (
                 field(&["task_struct", "thread_info", "flags"])?,
-                field(&["pt_regs", "orig_ax"])?,
+                field(&["pt_regs", REGS.syscall_nr])?,
             ) {
                 (Some(thread_flags), Some(regs_orig_ax)) => Some(ExitPathOffsets {
                     thread_flags,
@@ -130,7 +156,7 @@ impl TaskOffsets {
                 _ => None,
             },
             files: match [
-                field(&["pt_regs", "di"])?,
+                field(&["pt_regs", REGS.arg0])?,
                 field(&["task_struct", "stack"])?,
                 field(&["task_struct", "files"])?,
                 field(&["files_struct", "fdt"])?,
@@ -254,7 +280,7 @@ mod tests {
         assert_eq!(offsets.tgid, offsets.pid + 4);
         if cfg!(target_arch = "x86_64") {
             // r15..r8, rbp..rdi, orig_ax, ip, then cs: the 18th of 21 u64 registers.
-            assert_eq!(offsets.regs_cs, Some(17 * 8));
+            assert_eq!(offsets.regs_mode, Some(17 * 8));
             let exit_path = offsets.exit_path.expect("thread_info.flags and pt_regs.orig_ax in BTF");
             assert_eq!(exit_path.regs_orig_ax, 15 * 8);
             // thread_info is the first member of task_struct on x86 (THREAD_INFO_IN_TASK).
@@ -265,6 +291,19 @@ mod tests {
             assert!([files.task_files, files.fdt_fd, files.file_inode]
                 .iter()
                 .all(|o| o.is_multiple_of(8)));
+        }
+        if cfg!(target_arch = "aarch64") {
+            // regs[31], sp, pc, then pstate; then orig_x0 and syscallno.
+            assert_eq!(offsets.regs_mode, Some(33 * 8));
+            let exit_path = offsets
+                .exit_path
+                .expect("thread_info.flags and pt_regs.syscallno in BTF");
+            assert_eq!(exit_path.regs_orig_ax, 35 * 8);
+            assert_eq!(exit_path.thread_flags, 0);
+            assert_eq!(
+                offsets.files.expect("the way to a descriptor's file in BTF").regs_arg0,
+                0
+            );
         }
         // /proc/PID/schedstat exists exactly when the kernel keeps sched_info.
         if Path::new("/proc/self/schedstat").exists() {

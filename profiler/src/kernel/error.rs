@@ -12,6 +12,12 @@ pub enum ProbeError {
     NotPermitted,
     #[error("this kernel does not support eBPF (the bpf() system call is unavailable)")]
     NoBpf,
+    #[error(
+        "Linux {release} is too old: syscall-profiler needs Linux {}.{} or later (BTF tracepoints, bpf_get_current_task_btf)",
+        MINIMUM_KERNEL.0,
+        MINIMUM_KERNEL.1
+    )]
+    KernelTooOld { release: String },
     #[error(transparent)]
     Btf(#[from] BtfError),
     #[error("cannot load the eBPF programs: {0}")]
@@ -28,6 +34,28 @@ pub enum ProbeError {
         #[source]
         source: MapError,
     },
+}
+
+/// The oldest kernel the programs load on: `bpf_get_current_task_btf` came in 5.11 (BTF
+/// tracepoints in 5.5, memory-mappable arrays in 5.5, `CAP_BPF` in 5.8).
+pub const MINIMUM_KERNEL: (u32, u32) = (5, 11);
+
+/// Turns down a kernel older than [`MINIMUM_KERNEL`] by its release (`uname -r`), before
+/// the verifier would with a log no user should have to read. A release that does not parse
+/// is let through.
+pub fn check_kernel_release(release: &str) -> Result<(), ProbeError> {
+    match release_version(release) {
+        Some(version) if version < MINIMUM_KERNEL => Err(ProbeError::KernelTooOld {
+            release: release.to_owned(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// `(major, minor)` of a kernel release (`6.1.0-57-amd64` is `(6, 1)`).
+pub(super) fn release_version(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }
 
 fn is_errno(err: &(dyn std::error::Error + 'static), errno: i32) -> bool {
@@ -62,16 +90,24 @@ pub(super) fn classify_load_error(err: &(dyn std::error::Error + 'static)) -> Pr
     } else if is_errno(err, libc::ENOSYS) {
         ProbeError::NoBpf
     } else {
-        // A verifier rejection carries the whole verifier log; its last lines say why.
+        // A verifier rejection carries the whole verifier log; its last lines say why. One
+        // line of them: an error is one line on stderr.
         let mut text = err.to_string();
-        if text.len() > 600 {
-            text = format!("...{}", &text[text.len() - 600..]);
-        }
         let mut source = err.source();
         while let Some(inner) = source {
             text.push_str(": ");
             text.push_str(&inner.to_string());
             source = inner.source();
+        }
+        let mut text = text
+            .split('\n')
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .collect::<Vec<_>>()
+            .join(" / ");
+        if text.len() > 600 {
+            let cut = text.ceil_char_boundary(text.len() - 600);
+            text = format!("...{}", &text[cut..]);
         }
         ProbeError::Load(text)
     }
@@ -99,6 +135,20 @@ pub(super) fn attach_error(program: &'static str, tracepoint: &'static str, err:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernels_before_5_11_are_turned_down_by_release() {
+        for release in ["5.10.0-32-amd64", "4.19.0-27-amd64", "5.4.0"] {
+            let err = check_kernel_release(release).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("Linux {release} is too old: syscall-profiler needs Linux 5.11 or later (BTF tracepoints, bpf_get_current_task_btf)")
+            );
+        }
+        for release in ["5.11.0", "6.1.0-57-rt-amd64", "6.18.44-fc-v669", "10.0", "weird"] {
+            assert!(check_kernel_release(release).is_ok(), "{release}");
+        }
+    }
 
     fn load_error(errno: i32, log: &str) -> ProgramError {
         ProgramError::LoadError {

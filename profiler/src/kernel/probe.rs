@@ -18,7 +18,7 @@ use profiler_common::{
 
 use crate::kernel::{
     btf::{BtfError, ExitPathOffsets, FileOffsets, TaskOffsets, VMLINUX_BTF},
-    error::{attach_error, classify_load_error, missing_map, ProbeError},
+    error::{attach_error, check_kernel_release, classify_load_error, missing_map, release_version, ProbeError},
     mapped::MappedArray,
     sizes::MapSizes,
 };
@@ -72,6 +72,9 @@ impl Probe {
     /// Loads and verifies the programs (not attached yet). `btf_path` is normally
     /// [`VMLINUX_BTF`].
     pub(crate) fn load(sizes: MapSizes, scope: Scope, btf_path: &Path) -> Result<Probe, ProbeError> {
+        if let Some(release) = kernel_release() {
+            check_kernel_release(&release)?;
+        }
         let offsets = TaskOffsets::from_btf_file(btf_path)?;
         let sizes = sizes.rounded();
         let slot_mask = sizes.threads - 1;
@@ -81,7 +84,7 @@ impl Probe {
             .map_err(|(_, err)| ProbeError::Load(format!("cannot count the possible CPUs: {err}")))?
             as u32;
         let lane_mask = sizes.lanes.clamp(1, STATS_LANES).next_power_of_two() - 1;
-        let regs_cs_offset = offsets.regs_cs.unwrap_or(0);
+        let regs_mode_offset = offsets.regs_mode.unwrap_or(0);
         let [cfs_rq_offset, rq_offset, rq_clock_offset] = offsets.scheduler_clock.unwrap_or([0; 3]);
         let last_queued_offset = offsets.last_queued.unwrap_or(0);
         let exit_path = offsets.exit_path.unwrap_or(ExitPathOffsets {
@@ -110,7 +113,7 @@ impl Probe {
         let thread_rows = u32::from(sizes.thread_rows > 0);
         let mut loader = EbpfLoader::new();
         loader
-            .override_global(global::REGS_CS_OFFSET, &regs_cs_offset, true)
+            .override_global(global::REGS_MODE_OFFSET, &regs_mode_offset, true)
             .override_global(global::TASK_PID_OFFSET, &offsets.pid, true)
             .override_global(global::TASK_TGID_OFFSET, &offsets.tgid, true)
             .override_global(global::TASK_CFS_RQ_OFFSET, &cfs_rq_offset, true)
@@ -391,20 +394,24 @@ fn kernel_release() -> Option<String> {
         .map(|text| text.trim().to_owned())
 }
 
-/// The thread flags that make the way out of a syscall call the scheduler, on x86_64. The
-/// bits are macros, not in BTF, so they go by release: TIF_NEED_RESCHED is bit 3 up to Linux
-/// 6.12; 6.13 added TIF_NEED_RESCHED_LAZY as bit 4; 6.18 moved x86 to the generic TIF bits,
-/// with the two at bits 4 and 5 (checked on this machine's 6.18: bit 3 alone misses every
-/// wait on the way out; `tests/split.rs` fails then). Other architectures get 0, which
-/// leaves the way out untimed.
+/// The thread flags that make the way out of a syscall call the scheduler. The bits are
+/// macros, not in BTF, so they go by architecture and release. x86_64: TIF_NEED_RESCHED is
+/// bit 3 up to Linux 6.12; 6.13 added TIF_NEED_RESCHED_LAZY as bit 4; 6.18 moved x86 to the
+/// generic TIF bits, with the two at bits 4 and 5 (checked on this machine's 6.18: bit 3
+/// alone misses every wait on the way out; `tests/split.rs` fails then). arm64:
+/// TIF_NEED_RESCHED is bit 1 before 6.18 (arm64 has no lazy preemption there); from 6.18 on
+/// arm64 is not checked, and gets 0 like every other architecture: the way out untimed.
 fn need_resched_mask(release: Option<&str>) -> u64 {
+    let version = release.and_then(release_version);
+    if cfg!(target_arch = "aarch64") {
+        return match version {
+            Some(version) if version < (6, 18) => 1 << 1,
+            _ => 0,
+        };
+    }
     if !cfg!(target_arch = "x86_64") {
         return 0;
     }
-    let version = release.and_then(|release| {
-        let mut parts = release.split(|c: char| !c.is_ascii_digit());
-        Some((parts.next()?.parse::<u32>().ok()?, parts.next()?.parse::<u32>().ok()?))
-    });
     match version {
         Some(version) if version >= (6, 18) => 1 << 4 | 1 << 5,
         Some(version) if version >= (6, 13) => 1 << 3 | 1 << 4,

@@ -1,42 +1,78 @@
 //! Names for syscall numbers and errno values.
 //!
-//! The kernel side tags each call with the ABI it came through ([`NR_IA32_FLAG`]); a 32-bit
-//! task's call numbers index the i386 table, so they are named from it and never from the
-//! x86_64 table. Tables come from the `syscalls` crate.
+//! The kernel side tags each call with the ABI it came through ([`NR_COMPAT_FLAG`]); a 32-bit
+//! task's call numbers index its own table (i386 on x86_64, arm EABI on arm64), so they are
+//! named from it and never from the native one. Tables come from the `syscalls` crate, for
+//! the architecture the agent is built for.
 use std::borrow::Cow;
 
-use profiler_common::{NR_IA32_FLAG, NR_X32_FLAG};
+use profiler_common::{NR_COMPAT_FLAG, NR_X32_FLAG};
 
 /// The syscall ABI a call came through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Abi {
-    /// Native 64-bit (`syscall` instruction, x86_64 table).
-    X86_64,
-    /// 32-bit compatibility (`int 0x80`/`sysenter`, i386 table).
-    Ia32,
-    /// x32: 64-bit registers, 32-bit pointers; numbers carry `__X32_SYSCALL_BIT`.
+    /// Native 64-bit: the x86_64 or arm64 table.
+    Native,
+    /// A 32-bit compat task: ia32 (`int 0x80`/`sysenter`, i386 table) on x86_64, AArch32
+    /// (arm EABI table) on arm64.
+    Compat,
+    /// x32 (x86_64 only): 64-bit registers, 32-bit pointers; numbers carry
+    /// `__X32_SYSCALL_BIT`.
     X32,
 }
 
+#[cfg(not(target_arch = "aarch64"))]
+mod table {
+    pub use syscalls::{x86 as compat, x86_64 as native};
+    pub const NATIVE: &str = "x86_64";
+    pub const COMPAT: &str = "ia32";
+    pub const SECCOMP_NATIVE: &str = "SCMP_ARCH_X86_64";
+    pub const SECCOMP_COMPAT: &str = "SCMP_ARCH_X86";
+}
+#[cfg(target_arch = "aarch64")]
+mod table {
+    pub use syscalls::{aarch64 as native, arm as compat};
+    pub const NATIVE: &str = "aarch64";
+    pub const COMPAT: &str = "arm";
+    pub const SECCOMP_NATIVE: &str = "SCMP_ARCH_AARCH64";
+    pub const SECCOMP_COMPAT: &str = "SCMP_ARCH_ARM";
+}
+
 impl Abi {
+    /// The ABI's label in reports and metrics: `x86_64`, `ia32`, `x32`; `aarch64`, `arm`.
     pub fn as_str(self) -> &'static str {
         match self {
-            Abi::X86_64 => "x86_64",
-            Abi::Ia32 => "ia32",
+            Abi::Native => table::NATIVE,
+            Abi::Compat => table::COMPAT,
             Abi::X32 => "x32",
         }
     }
+
+    /// The architecture's name in an OCI seccomp profile (`SCMP_ARCH_X86_64`).
+    pub fn seccomp_arch(self) -> &'static str {
+        match self {
+            Abi::Native => table::SECCOMP_NATIVE,
+            Abi::Compat => table::SECCOMP_COMPAT,
+            Abi::X32 => "SCMP_ARCH_X32",
+        }
+    }
+}
+
+/// Whether `label` (as in a report's `abi`) is the native ABI's, whose calls go by their bare
+/// names.
+pub fn is_native(label: &str) -> bool {
+    label == Abi::Native.as_str()
 }
 
 /// Splits a number as the kernel side stores it into its ABI and the number in that ABI's
 /// table.
 pub fn decode_nr(raw: u32) -> (Abi, u32) {
-    if raw & NR_IA32_FLAG != 0 {
-        (Abi::Ia32, raw & !NR_IA32_FLAG)
+    if raw & NR_COMPAT_FLAG != 0 {
+        (Abi::Compat, raw & !NR_COMPAT_FLAG)
     } else if raw & NR_X32_FLAG != 0 {
         (Abi::X32, raw & !NR_X32_FLAG)
     } else {
-        (Abi::X86_64, raw)
+        (Abi::Native, raw)
     }
 }
 
@@ -44,8 +80,8 @@ pub fn decode_nr(raw: u32) -> (Abi, u32) {
 pub fn syscall_name(abi: Abi, nr: u32) -> Cow<'static, str> {
     let name = match abi {
         // x32 shares the x86_64 names for the numbers it has in common.
-        Abi::X86_64 | Abi::X32 => syscalls::x86_64::Sysno::new(nr as usize).map(|s| s.name()),
-        Abi::Ia32 => syscalls::x86::Sysno::new(nr as usize).map(|s| s.name()),
+        Abi::Native | Abi::X32 => table::native::Sysno::new(nr as usize).map(|s| s.name()),
+        Abi::Compat => table::compat::Sysno::new(nr as usize).map(|s| s.name()),
     };
     match name {
         Some(name) => Cow::Borrowed(name),
@@ -53,11 +89,9 @@ pub fn syscall_name(abi: Abi, nr: u32) -> Cow<'static, str> {
     }
 }
 
-/// The native (x86_64) number of the syscall called `name`.
+/// The native number of the syscall called `name`.
 pub fn native_nr(name: &str) -> Option<u32> {
-    name.parse::<syscalls::x86_64::Sysno>()
-        .ok()
-        .map(|sysno| sysno.id() as u32)
+    name.parse::<table::native::Sysno>().ok().map(|sysno| sysno.id() as u32)
 }
 
 /// Symbolic name of a positive errno (`ENOENT`), including the kernel-internal restart codes
@@ -120,6 +154,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg(target_arch = "x86_64")]
     fn native_numbers_use_the_x86_64_table() {
         for (nr, name) in [
             (0, "read"),
@@ -129,12 +164,13 @@ mod tests {
             (257, "openat"),
             (231, "exit_group"),
         ] {
-            assert_eq!(decode_nr(nr), (Abi::X86_64, nr));
-            assert_eq!(syscall_name(Abi::X86_64, nr), name);
+            assert_eq!(decode_nr(nr), (Abi::Native, nr));
+            assert_eq!(syscall_name(Abi::Native, nr), name);
         }
     }
 
     #[test]
+    #[cfg(target_arch = "x86_64")]
     fn ia32_numbers_use_the_i386_table() {
         // 3 is read on i386 but close on x86_64; 5 is open, 20 getpid, 64 getppid.
         for (nr, name) in [
@@ -145,10 +181,10 @@ mod tests {
             (64, "getppid"),
             (252, "exit_group"),
         ] {
-            assert_eq!(decode_nr(nr | NR_IA32_FLAG), (Abi::Ia32, nr));
-            assert_eq!(syscall_name(Abi::Ia32, nr), name);
+            assert_eq!(decode_nr(nr | NR_COMPAT_FLAG), (Abi::Compat, nr));
+            assert_eq!(syscall_name(Abi::Compat, nr), name);
         }
-        assert_ne!(syscall_name(Abi::Ia32, 3), syscall_name(Abi::X86_64, 3));
+        assert_ne!(syscall_name(Abi::Compat, 3), syscall_name(Abi::Native, 3));
     }
 
     #[test]
@@ -159,7 +195,7 @@ mod tests {
 
     #[test]
     fn unknown_numbers_get_a_placeholder() {
-        assert_eq!(syscall_name(Abi::X86_64, 4000), "syscall_4000");
+        assert_eq!(syscall_name(Abi::Native, 4000), "syscall_4000");
     }
 
     #[test]

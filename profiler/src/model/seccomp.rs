@@ -24,21 +24,12 @@ pub struct SyscallRule {
     pub action: String,
 }
 
-/// The architecture a seccomp filter names an ABI by.
-fn architecture(abi: Abi) -> &'static str {
-    match abi {
-        Abi::X86_64 => "SCMP_ARCH_X86_64",
-        Abi::Ia32 => "SCMP_ARCH_X86",
-        Abi::X32 => "SCMP_ARCH_X32",
-    }
-}
-
 /// The profile allowing `called` (each call's ABI and its number in that ABI's table): the
 /// native architecture always, and each other ABI's that was used, its calls named from its
 /// own table in a rule of their own. An error names a call no table has a name for (a
 /// profile allows calls by name).
 pub fn seccomp_profile(called: impl IntoIterator<Item = (Abi, u32)>) -> Result<SeccompProfile, String> {
-    let mut by_abi: Vec<(Abi, BTreeSet<String>)> = vec![(Abi::X86_64, BTreeSet::new())];
+    let mut by_abi: Vec<(Abi, BTreeSet<String>)> = vec![(Abi::Native, BTreeSet::new())];
     for (abi, nr) in called {
         let name = syscall_name(abi, nr);
         if name.starts_with("syscall_") {
@@ -58,7 +49,7 @@ pub fn seccomp_profile(called: impl IntoIterator<Item = (Abi, u32)>) -> Result<S
     Ok(SeccompProfile {
         default_action: "SCMP_ACT_ERRNO".to_owned(),
         default_errno_ret: libc::EPERM as u32,
-        architectures: by_abi.iter().map(|(abi, _)| architecture(*abi).to_owned()).collect(),
+        architectures: by_abi.iter().map(|(abi, _)| abi.seccomp_arch().to_owned()).collect(),
         syscalls: by_abi
             .into_iter()
             .filter(|(_, names)| !names.is_empty())
@@ -78,12 +69,12 @@ mod tests {
     fn each_abi_is_allowed_by_its_own_names() {
         // read, write, exit_group natively; getpid (20) and socketcall (102) through int 0x80.
         let profile = seccomp_profile([
-            (Abi::X86_64, 1),
-            (Abi::X86_64, 0),
-            (Abi::X86_64, 231),
-            (Abi::X86_64, 0),
-            (Abi::Ia32, 20),
-            (Abi::Ia32, 102),
+            (Abi::Native, 1),
+            (Abi::Native, 0),
+            (Abi::Native, 231),
+            (Abi::Native, 0),
+            (Abi::Compat, 20),
+            (Abi::Compat, 102),
         ])
         .unwrap();
         assert_eq!(profile.default_action, "SCMP_ACT_ERRNO");
@@ -100,7 +91,7 @@ mod tests {
 
     #[test]
     fn a_call_without_a_name_cannot_be_allowed() {
-        let err = seccomp_profile([(Abi::X86_64, 0), (Abi::X86_64, 4000)]).unwrap_err();
+        let err = seccomp_profile([(Abi::Native, 0), (Abi::Native, 4000)]).unwrap_err();
         assert!(err.contains("syscall 4000"), "{err}");
     }
 

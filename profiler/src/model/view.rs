@@ -181,7 +181,7 @@ fn per_second(calls: u64, seconds: f64) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use profiler_common::NR_IA32_FLAG;
+    use profiler_common::NR_COMPAT_FLAG;
 
     use super::*;
     use crate::model::charges::BoundarySource;
@@ -199,7 +199,7 @@ mod tests {
         openat.errors = 10;
         openat.errnos = BTreeMap::from([(2, 7), (13, 3)]);
         let view = SyscallView::new(StatsKey { tgid: 7, nr: 257 }, &openat, &CHARGES);
-        assert_eq!((view.pid, view.name.as_str(), view.abi), (7, "openat", Abi::X86_64));
+        assert_eq!((view.pid, view.name.as_str(), view.abi), (7, "openat", Abi::Native));
         assert_eq!(view.errnos, vec![("ENOENT".into(), 7), ("EACCES".into(), 3)]);
         assert_eq!(view.split.entry_ns, 500);
         assert_eq!(view.split.handler_ns, 20_000 - 100, "tracing taken out");
@@ -209,12 +209,12 @@ mod tests {
         let ia32 = SyscallView::new(
             StatsKey {
                 tgid: 7,
-                nr: 3 | NR_IA32_FLAG,
+                nr: 3 | NR_COMPAT_FLAG,
             },
             &SyscallTotals::of_calls(1, 1, 0, 0, 1),
             &CHARGES,
         );
-        assert_eq!((ia32.name.as_str(), ia32.abi), ("read", Abi::Ia32));
+        assert_eq!((ia32.name.as_str(), ia32.abi), ("read", Abi::Compat));
     }
 
     #[test]

@@ -112,7 +112,7 @@ pub fn render_diff_text(report: &DiffReport, limit: usize) -> String {
 }
 
 fn format_syscall(row: &DiffRow) -> String {
-    if row.abi == "x86_64" {
+    if crate::model::names::is_native(&row.abi) {
         row.syscall.clone()
     } else {
         format!("{} ({})", row.syscall, row.abi)

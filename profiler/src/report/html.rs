@@ -300,7 +300,7 @@ fn render_process_details(out: &mut String, process: &ProcessReport, open: bool)
 }
 
 fn syscall_label(syscall: &SyscallReport) -> String {
-    if syscall.abi == "x86_64" {
+    if crate::model::names::is_native(&syscall.abi) {
         esc(&syscall.name)
     } else {
         format!("{} ({})", esc(&syscall.name), esc(&syscall.abi))

@@ -324,7 +324,7 @@ pub fn build(inputs: &Inputs) -> Report {
 pub mod tests {
     use std::collections::BTreeMap;
 
-    use profiler_common::{StatsKey, NR_IA32_FLAG};
+    use profiler_common::{StatsKey, NR_COMPAT_FLAG};
 
     use super::*;
     use crate::model::{store::SyscallTotals, view::by_process};
@@ -355,7 +355,7 @@ pub mod tests {
         map.insert(
             StatsKey {
                 tgid: 300,
-                nr: 3 | NR_IA32_FLAG,
+                nr: 3 | NR_COMPAT_FLAG,
             },
             SyscallTotals::of_calls(5, 500, 0, 0, 100),
         );

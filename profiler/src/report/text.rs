@@ -206,7 +206,7 @@ pub fn render_text(report: &Report, options: &TextOptions) -> String {
             "SYSCALL", "CALLS", "ERRORS", "TOTAL", "SPLIT", "ENTRY", "HANDLER", "BLOCKED", "RUNQ", "P50", "P99",
         );
         for syscall in process.syscalls.iter().take(options.syscalls) {
-            let name = if syscall.abi == "x86_64" {
+            let name = if crate::model::names::is_native(&syscall.abi) {
                 syscall.name.clone()
             } else {
                 format!("{} ({})", syscall.name, syscall.abi)

@@ -34,8 +34,9 @@ use crate::{
     },
 };
 
-/// x86_64 `getppid`: no arguments, no locks, the cheapest real syscall.
-const NR_GETPPID: u32 = 110;
+/// `getppid` (110 on x86_64, 173 on arm64): no arguments, no locks, the cheapest real
+/// syscall.
+const NR_GETPPID: u32 = libc::SYS_getppid as u32;
 /// A number no kernel assigns: dispatch finds no handler and returns ENOSYS.
 pub const NR_NO_HANDLER: u32 = 4000;
 /// Calls per batch: long enough to average out the clock's granularity, short enough (well

@@ -32,6 +32,7 @@ fn uname() -> (String, String) {
         names
     };
     let text = |field: &[libc::c_char]| {
+        #[allow(clippy::unnecessary_cast)] // c_char is i8 on x86_64, u8 on arm64
         let bytes: Vec<u8> = field.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
         String::from_utf8_lossy(&bytes).into_owned()
     };

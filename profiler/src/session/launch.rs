@@ -100,9 +100,10 @@ pub fn spawn_gated(probe: &mut Probe, path: &Path, argv: &[OsString]) -> Result<
     Ok(child)
 }
 
-/// Whether `/proc/PID/syscall` text says the task is blocked in `read(fd, ...)`.
+/// Whether `/proc/PID/syscall` text says the task is blocked in `read(fd, ...)` (the
+/// architecture's number: 0 on x86_64, 63 on arm64).
 fn is_blocked_in_read(proc_syscall: &str, fd: i32) -> bool {
-    proc_syscall.starts_with(&format!("0 {:#x} ", fd))
+    proc_syscall.starts_with(&format!("{} {:#x} ", libc::SYS_read, fd))
 }
 
 fn wait_blocked_in_read(pid: u32, fd: i32) -> Result<(), String> {
@@ -143,14 +144,26 @@ mod tests {
 
     #[test]
     fn recognises_a_task_blocked_in_read() {
+        let read = libc::SYS_read;
         assert!(is_blocked_in_read(
-            "0 0x3 0x7f840932c000 0x20000 0x0 0x0 0x0 0x7ffd 0x7f84\n",
+            &format!("{read} 0x3 0x7f840932c000 0x20000 0x0 0x0 0x0 0x7ffd 0x7f84\n"),
             3
         ));
-        assert!(is_blocked_in_read("0 0xa 0x1 0x1 0x0 0x0 0x0 0x7ffd 0x7f84\n", 10));
-        assert!(!is_blocked_in_read("0 0x30 0x1 0x1 0x0 0x0 0x0 0x7ffd 0x7f84\n", 3));
+        assert!(is_blocked_in_read(
+            &format!("{read} 0xa 0x1 0x1 0x0 0x0 0x0 0x7ffd 0x7f84\n"),
+            10
+        ));
         assert!(!is_blocked_in_read(
-            "230 0x0 0x0 0x7ffd 0x7ffd 0x0 0x0 0x7ffd 0x7f58\n",
+            &format!("{read} 0x30 0x1 0x1 0x0 0x0 0x0 0x7ffd 0x7f84\n"),
+            3
+        ));
+        // Another call on the same descriptor: on x86_64 230 is clock_nanosleep, on arm64 write.
+        assert!(!is_blocked_in_read(
+            "230 0x3 0x0 0x7ffd 0x7ffd 0x0 0x0 0x7ffd 0x7f58\n",
+            3
+        ));
+        assert!(!is_blocked_in_read(
+            "64 0x3 0x0 0x7ffd 0x7ffd 0x0 0x0 0x7ffd 0x7f58\n",
             3
         ));
         assert!(!is_blocked_in_read("running\n", 3));
