@@ -2,8 +2,9 @@
 //!
 //! Each kernel is one of Debian's packaged kernels (the newest 6.1 generic and PREEMPT_RT
 //! for amd64), downloaded once into the cache and booted under qemu by virtme-ng with this
-//! machine's root shared read-only (9p) and a tmpfs on `/tmp` (fifos and sockets cannot live
-//! on 9p). Nothing is installed as the host's kernel: only the kernel's modules go to
+//! machine's root shared read-only (9p); virtme-ng lays a tmpfs overlay on `/tmp`, where
+//! the tests' fifos and sockets can live (they cannot on 9p) and a checkout under `/tmp`
+//! stays visible. Nothing is installed as the host's kernel: only the kernel's modules go to
 //! `/lib/modules/VERSION`, where the VM's initramfs looks for the 9p drivers.
 //!
 //! Nested KVM hangs at boot on this machine kind, so the VMs run under TCG emulation (boot
@@ -512,12 +513,9 @@ fn executables(messages: &str) -> BTreeMap<String, PathBuf> {
 /// is (each thread's kernel stack): the record of a hang, should a test hang in a VM.
 const WATCHDOG: &str = r#"(while sleep 30; do for p in $(pgrep -f "syscall-profiler|profiler-workload"); do e=$(ps -o etimes= -p $p); [ "${e:-0}" -gt 90 ] || continue; echo "=== running for ${e}s: $p $(tr "\0" " " < /proc/$p/cmdline)"; for t in /proc/$p/task/*; do echo "--- $t $(cat $t/comm) $(cat $t/wchan)"; cat $t/stack; done; done; done) &"#;
 
-/// The shell command run in each VM: a tmpfs on /tmp, then each test binary on its tests.
+/// The shell command run in each VM: each test binary on its tests.
 fn vm_script(root: &Path, binaries: &BTreeMap<String, PathBuf>) -> Result<String> {
-    let mut script = format!(
-        "mount -t tmpfs tmpfs /tmp && cd {}/profiler; {WATCHDOG}",
-        root.display()
-    );
+    let mut script = format!("cd {}/profiler; {WATCHDOG}", root.display());
     for (binary, names) in TESTS {
         let executable = binaries
             .get(*binary)
@@ -785,10 +783,7 @@ mod tests {
             .map(|(name, _)| (name.to_string(), PathBuf::from(format!("/t/{name}-0"))))
             .collect();
         let script = vm_script(Path::new("/r"), &binaries).unwrap();
-        assert!(
-            script.starts_with("mount -t tmpfs tmpfs /tmp && cd /r/profiler; "),
-            "{script}"
-        );
+        assert!(script.starts_with("cd /r/profiler; (while sleep 30"), "{script}");
         assert!(
             script.contains("/t/report-0 --include-ignored --test-threads=1 --exact exact_number_of_trivial_syscalls ")
         );
