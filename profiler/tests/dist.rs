@@ -14,8 +14,10 @@ use std::{
 use common::*;
 
 fn package(architecture: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
-        "../target/dist/syscall-profiler_{}_{architecture}.deb",
+    // CARGO_TARGET_TMPDIR is `tmp` in the target directory, whichever it is.
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap();
+    let path = target.join(format!(
+        "dist/syscall-profiler_{}_{architecture}.deb",
         env!("CARGO_PKG_VERSION")
     ));
     assert!(

@@ -47,7 +47,8 @@ const BINARIES: [&str; 2] = ["syscall-profiler", "syscall-top"];
 /// Builds every package; returns their paths.
 pub fn run(path: &OsString) -> Result<Vec<PathBuf>> {
     let root = std::env::current_dir()?;
-    let dist = root.join("target/dist");
+    let target_dir = crate::target_dir(&root);
+    let dist = target_dir.join("dist");
     fs::create_dir_all(&dist)?;
     let man = dist.join("man");
     let _ = fs::remove_dir_all(&man);
@@ -64,7 +65,7 @@ pub fn run(path: &OsString) -> Result<Vec<PathBuf>> {
         ],
     )?;
     setup::run(
-        &root.join("target/release/profiler-manpages").to_string_lossy(),
+        &target_dir.join("release/profiler-manpages").to_string_lossy(),
         &[&man.to_string_lossy()],
     )?;
     let version = workspace_version(&root)?;
@@ -123,7 +124,9 @@ fn build_for(path: &OsString, target: &Target) -> Result<Vec<PathBuf>> {
     if !status.success() {
         bail!("building for {} failed", target.triple);
     }
-    let dir = Path::new("target").join(target.triple).join("release");
+    let dir = crate::target_dir(&std::env::current_dir()?)
+        .join(target.triple)
+        .join("release");
     Ok(BINARIES.iter().map(|binary| dir.join(binary)).collect())
 }
 

@@ -78,7 +78,7 @@ fn run() -> Result<()> {
         Task::Run { args } => {
             let path = setup::ensure()?;
             cargo(&path, &["build", "--release", "--package", "profiler"])?;
-            let binary = root.join("target/release/syscall-profiler");
+            let binary = target_dir(&root).join("release/syscall-profiler");
             let status = as_root(&binary)
                 .args(&args)
                 .status()
@@ -208,6 +208,11 @@ fn workspace_root() -> PathBuf {
         .parent()
         .expect("xtask lives in the workspace")
         .to_owned()
+}
+
+/// Where cargo builds: `CARGO_TARGET_DIR` if set, else the workspace's `target/`.
+pub fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |dir| root.join(dir))
 }
 
 pub fn step(what: &str) {

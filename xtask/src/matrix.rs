@@ -149,7 +149,7 @@ fn run_too_old(vng: &Path, root: &Path) -> Result<Outcome> {
     let kernel = kernel_in(&dir)?;
     install_modules(&dir, &kernel.version)?;
     step(&format!("booting {} ({TOO_OLD_WHAT}) under qemu", kernel.version));
-    let profiler = root.join("target/release/syscall-profiler");
+    let profiler = crate::target_dir(root).join("release/syscall-profiler");
     let script = format!(
         "{} report --duration 1 -- true; echo \"exit status $?\"",
         profiler.display()
@@ -260,7 +260,7 @@ const VM_LIMIT: Duration = Duration::from_secs(8 * 60);
 /// Runs a VM to its end (killed after [`VM_LIMIT`]); its console goes to
 /// `target/matrix/VERSION.log` as it comes (to follow a slow run), and is returned.
 fn console_of(mut vm: Command, root: &Path, version: &str) -> Result<String> {
-    let dir = root.join("target/matrix");
+    let dir = crate::target_dir(root).join("matrix");
     fs::create_dir_all(&dir)?;
     let log = dir.join(format!("{version}.log"));
     let file = fs::File::create(&log)?;
@@ -658,7 +658,7 @@ fn fetch_arm64_kernel() -> Result<Kernel> {
 
 /// The initramfs for the arm64 VM, written next to the test binaries.
 fn arm64_initramfs(root: &Path, target: &dist::Target, binaries: &BTreeMap<String, PathBuf>) -> Result<PathBuf> {
-    let out = root.join("target").join(target.triple).join("release");
+    let out = crate::target_dir(root).join(target.triple).join("release");
     let tree = out.join("initramfs");
     let _ = fs::remove_dir_all(&tree);
     for dir in ["bin", "lib", "proc", "sys", "dev", "tmp"] {
