@@ -82,55 +82,38 @@ pub fn run(path: &OsString, only: Option<&str>) -> Result<Outcome> {
     let vng = ensure_tools()?;
     let binaries = test_binaries(path)?;
     let root = std::env::current_dir()?;
-    let script = vm_script(&root, &binaries)?;
+    // The script goes to a file the VM reads through the shared root: vng passes `--exec` on
+    // the kernel's command line, and a long one (past 2 KiB on x86) kills the kernel in early
+    // boot ("PANIC: early exception 0x06").
+    let script_file = crate::target_dir(&root).join("matrix/tests.sh");
+    fs::create_dir_all(script_file.parent().expect("a directory"))?;
+    fs::write(&script_file, vm_script(&root, &binaries)?)?;
+    let script = format!("sh {}", script_file.display());
     let expected: u64 = TESTS.iter().map(|(_, names)| names.len() as u64).sum();
     let mut outcome = Outcome { passed: 0, failed: 0 };
     let mut lines = Vec::new();
+    let mut add = |(one, line): (Outcome, String)| {
+        outcome.passed += one.passed;
+        outcome.failed += one.failed;
+        lines.push(line);
+    };
     for (pattern, what) in KERNELS.iter().filter(|(_, what)| chosen(what)) {
         let kernel = fetch_kernel(pattern)?;
         step(&format!("booting {} ({what}) under qemu", kernel.version));
         let started = Instant::now();
-        let mut vm = Command::new(&vng);
-        // vng runs the venv's other commands (virtme-run) by name.
-        vm.env("PATH", with_venv(&vng)?)
-            .arg("-r")
-            .arg(&kernel.vmlinuz)
-            .args([
-                "--cpus",
-                "2",
-                "--memory",
-                "4G",
-                "--disable-kvm",
-                "--force-9p",
-                "--verbose",
-            ])
-            .args(["--exec", &script]);
-        let console = console_of(vm, &root, &kernel.version)?;
+        let console = console_of(|| vng_command(&vng, &kernel, "4G", &script), &root, &kernel.version)?;
         let one = tally(&console, expected);
-        lines.push(format!(
-            "{:<22} {:<28} {:>3} passed {:>3} failed  {:>4.0} s",
-            kernel.version,
-            what,
-            one.passed,
-            one.failed,
-            started.elapsed().as_secs_f64()
-        ));
-        outcome.passed += one.passed;
-        outcome.failed += one.failed;
+        add(result_line(&kernel, what, one, started));
+    }
+    if chosen(TOO_OLD_WHAT) {
+        add(run_too_old(&vng, &root)?);
+    }
+    if chosen(ARM64_WHAT) {
+        add(run_arm64(path)?);
     }
     println!("kernel matrix (under qemu, TCG):");
     for line in lines {
         println!("  {line}");
-    }
-    if chosen(TOO_OLD_WHAT) {
-        let too_old = run_too_old(&vng, &root)?;
-        outcome.passed += too_old.passed;
-        outcome.failed += too_old.failed;
-    }
-    if chosen(ARM64_WHAT) {
-        let arm64 = run_arm64(path)?;
-        outcome.passed += arm64.passed;
-        outcome.failed += arm64.failed;
     }
     Ok(outcome)
 }
@@ -144,45 +127,27 @@ const ARM64_WHAT: &str = "Debian 12, 6.1 arm64";
 
 /// Boots a kernel older than 5.11 and checks that the profiler says so in one line and exits
 /// 1, before the verifier could print anything.
-fn run_too_old(vng: &Path, root: &Path) -> Result<Outcome> {
+fn run_too_old(vng: &Path, root: &Path) -> Result<(Outcome, String)> {
     let dir = fetch_from_index(TOO_OLD_INDEX, "linux-image-5.10.0-", "-amd64-unsigned")?;
     let kernel = kernel_in(&dir)?;
     install_modules(&dir, &kernel.version)?;
     step(&format!("booting {} ({TOO_OLD_WHAT}) under qemu", kernel.version));
+    let started = Instant::now();
     let profiler = crate::target_dir(root).join("release/syscall-profiler");
     let script = format!(
-        "{} report --duration 1 -- true; echo \"exit status $?\"",
+        "echo {STARTED}; {} report --duration 1 -- true; echo \"exit status $?\"",
         profiler.display()
     );
-    let mut vm = Command::new(vng);
-    vm.env("PATH", with_venv(vng)?)
-        .arg("-r")
-        .arg(&kernel.vmlinuz)
-        .args([
-            "--cpus",
-            "2",
-            "--memory",
-            "2G",
-            "--disable-kvm",
-            "--force-9p",
-            "--verbose",
-        ])
-        .args(["--exec", &script]);
-    let console = console_of(vm, root, &kernel.version)?;
+    let console = console_of(|| vng_command(vng, &kernel, "2G", &script), root, &kernel.version)?;
     let said = too_old_said_so(&console, &kernel.version);
-    println!(
-        "  {:<22} {:<28} {}",
-        kernel.version,
-        TOO_OLD_WHAT,
-        if said { "refused in one line: ok" } else { "FAILED" }
-    );
     if !said {
         println!("{console}");
     }
-    Ok(Outcome {
+    let outcome = Outcome {
         passed: u64::from(said),
         failed: u64::from(!said),
-    })
+    };
+    Ok(result_line(&kernel, TOO_OLD_WHAT, outcome, started))
 }
 
 /// Whether the console shows exactly one line from the profiler, the "too old" one, and its
@@ -257,14 +222,60 @@ fn newest_in_index(listing: &str, before: &str, after: &str) -> Option<(String, 
 /// A VM's longest run: a test that hangs must not hold up the whole run.
 const VM_LIMIT: Duration = Duration::from_secs(8 * 60);
 
-/// Runs a VM to its end (killed after [`VM_LIMIT`]); its console goes to
-/// `target/matrix/VERSION.log` as it comes (to follow a slow run), and is returned.
-fn console_of(mut vm: Command, root: &Path, version: &str) -> Result<String> {
+/// What each VM's script prints first: a VM that has not printed it within [`BOOT_LIMIT`]
+/// did not boot (a kernel that dies in early boot hangs rather than powering off).
+const STARTED: &str = "matrix: tests start";
+const BOOT_LIMIT: Duration = Duration::from_secs(150);
+
+/// A VM whose console stays silent this long has frozen: no test here is silent for more
+/// than a minute, and the watchdog in the VM prints every 30 s once one runs long.
+const SILENCE_LIMIT: Duration = Duration::from_secs(180);
+
+/// How a VM run ended.
+enum VmEnd {
+    PoweredOff,
+    NotBooted,
+    Silent,
+    Stopped,
+}
+
+/// Runs a VM (made by `make`) to its end; its console goes to `target/matrix/VERSION.log` as
+/// it comes (to follow a slow run), and is returned. A VM that did not boot, froze (a silent
+/// console) or ran past [`VM_LIMIT`] is stopped, its console shown, and booted once more:
+/// under TCG here a whole VM now and then stops (no output, not even the kernel's lockup
+/// detectors), at a different test each time. A test that hangs for real hangs twice.
+fn console_of(make: impl Fn() -> Result<Command>, root: &Path, version: &str) -> Result<String> {
     let dir = crate::target_dir(root).join("matrix");
     fs::create_dir_all(&dir)?;
     let log = dir.join(format!("{version}.log"));
-    let file = fs::File::create(&log)?;
+    for attempt in 1..=2 {
+        let end = run_vm(make()?, &log)?;
+        let console = fs::read_to_string(&log)?;
+        let what = match end {
+            VmEnd::PoweredOff => return Ok(console),
+            VmEnd::NotBooted => format!("did not boot within {BOOT_LIMIT:?}"),
+            VmEnd::Silent => format!("froze (no console output for {SILENCE_LIMIT:?})"),
+            VmEnd::Stopped => format!("was still running after {VM_LIMIT:?}"),
+        };
+        if attempt == 1 {
+            println!("{console}");
+            step(&format!(
+                "the VM of {version} {what}; its console is above; booting it once more"
+            ));
+        } else {
+            step(&format!(
+                "the VM of {version} {what}, twice (console: {})",
+                log.display()
+            ));
+            return Ok(console);
+        }
+    }
+    unreachable!("the second attempt returns")
+}
+
+fn run_vm(mut vm: Command, log: &Path) -> Result<VmEnd> {
     use std::os::unix::process::CommandExt;
+    let file = fs::File::create(log)?;
     // A group of its own: vng starts qemu as its child, and a stop must reach both.
     let mut child = vm
         .process_group(0)
@@ -274,27 +285,66 @@ fn console_of(mut vm: Command, root: &Path, version: &str) -> Result<String> {
         .spawn()
         .context("starting the VM")?;
     let started = Instant::now();
-    let finished = loop {
-        if let Some(status) = child.try_wait()? {
-            break Some(status); // vng's own status says nothing of the tests
+    let (mut booted, mut length, mut last_output) = (false, 0, Instant::now());
+    loop {
+        // vng's own exit status says nothing of the tests.
+        if child.try_wait()?.is_some() {
+            return Ok(VmEnd::PoweredOff);
         }
-        if started.elapsed() > VM_LIMIT {
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{}", child.id())])
-                .status();
-            let _ = child.wait();
-            break None;
+        let console = fs::read_to_string(log).unwrap_or_default();
+        booted = booted || console.contains(STARTED);
+        if console.len() != length {
+            (length, last_output) = (console.len(), Instant::now());
         }
-        std::thread::sleep(Duration::from_millis(500));
-    };
-    let console = fs::read_to_string(&log)?;
-    if finished.is_none() {
-        step(&format!(
-            "the VM of {version} was stopped after {VM_LIMIT:?} (console: {})",
-            log.display()
-        ));
+        let end = if started.elapsed() > BOOT_LIMIT && !booted {
+            VmEnd::NotBooted
+        } else if last_output.elapsed() > SILENCE_LIMIT {
+            VmEnd::Silent
+        } else if started.elapsed() > VM_LIMIT {
+            VmEnd::Stopped
+        } else {
+            std::thread::sleep(Duration::from_millis(500));
+            continue;
+        };
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", child.id())])
+            .status();
+        let _ = child.wait();
+        return Ok(end);
     }
-    Ok(console)
+}
+
+/// virtme-ng booting `kernel` with this machine's root, running `script`.
+fn vng_command(vng: &Path, kernel: &Kernel, memory: &str, script: &str) -> Result<Command> {
+    let mut vm = Command::new(vng);
+    // vng runs the venv's other commands (virtme-run) by name.
+    vm.env("PATH", with_venv(vng)?)
+        .arg("-r")
+        .arg(&kernel.vmlinuz)
+        .args([
+            "--cpus",
+            "2",
+            "--memory",
+            memory,
+            "--disable-kvm",
+            "--force-9p",
+            "--verbose",
+        ])
+        .args(["--exec", script]);
+    Ok(vm)
+}
+
+/// A kernel's line in the matrix's closing table, with its outcome.
+fn result_line(kernel: &Kernel, what: &str, outcome: Outcome, started: Instant) -> (Outcome, String) {
+    let line = format!(
+        "{:<22} {:<28} {:>3} passed {:>3} failed  {:>4.0} s",
+        kernel.version,
+        what,
+        outcome.passed,
+        outcome.failed,
+        started.elapsed().as_secs_f64()
+    );
+    (outcome, line)
 }
 
 /// The tests a VM's console says passed and failed; a VM that did not boot, or a test binary
@@ -317,22 +367,14 @@ fn tally(console: &str, expected: u64) -> Outcome {
 
 /// qemu, kmod (depmod) and busybox from Debian; virtme-ng from PyPI into a venv of its own.
 fn ensure_tools() -> Result<PathBuf> {
-    let missing: Vec<&str> = [
-        ("qemu-system-x86_64", "qemu-system-x86"),
-        ("depmod", "kmod"),
-        ("busybox", "busybox-static"),
-    ]
-    .iter()
-    .filter(|(program, _)| !setup::have(program))
-    .map(|(_, package)| *package)
-    .collect();
-    if !missing.is_empty() {
-        step(&format!(
-            "installing {} from Debian's packages (the kernel matrix boots kernels under qemu)",
-            missing.join(", ")
-        ));
-        setup::apt_install(&missing)?;
-    }
+    setup::install_missing(
+        &[
+            ("qemu-system-x86_64", "qemu-system-x86"),
+            ("depmod", "kmod"),
+            ("busybox", "busybox-static"),
+        ],
+        "the kernel matrix boots kernels under qemu",
+    )?;
     let venv = setup::cache_dir().join("virtme-ng");
     let vng = venv.join("bin/vng");
     if !vng.is_file() {
@@ -513,15 +555,15 @@ fn executables(messages: &str) -> BTreeMap<String, PathBuf> {
 /// is (each thread's kernel stack): the record of a hang, should a test hang in a VM.
 const WATCHDOG: &str = r#"(while sleep 30; do for p in $(pgrep -f "syscall-profiler|profiler-workload"); do e=$(ps -o etimes= -p $p); [ "${e:-0}" -gt 90 ] || continue; echo "=== running for ${e}s: $p $(tr "\0" " " < /proc/$p/cmdline)"; for t in /proc/$p/task/*; do echo "--- $t $(cat $t/comm) $(cat $t/wchan)"; cat $t/stack; done; done; done) &"#;
 
-/// The shell command run in each VM: each test binary on its tests.
+/// The shell script run in each VM: the watchdog, then each test binary on its tests.
 fn vm_script(root: &Path, binaries: &BTreeMap<String, PathBuf>) -> Result<String> {
-    let mut script = format!("cd {}/profiler; {WATCHDOG}", root.display());
+    let mut script = format!("echo {STARTED}\ncd {}/profiler\n{WATCHDOG}\n", root.display());
     for (binary, names) in TESTS {
         let executable = binaries
             .get(*binary)
             .with_context(|| format!("no test binary {binary} was built"))?;
         script += &format!(
-            "; {} --include-ignored --test-threads=1 --exact {}",
+            "{} --include-ignored --test-threads=1 --exact {}\n",
             executable.display(),
             names.join(" ")
         );
@@ -561,7 +603,7 @@ pub const ARM64_TESTS: &[(&str, &[&str])] = &[
 /// initramfs: busybox, the arm64 C library from Debian's cross packages, and the test
 /// binaries cross-built for arm64 at the paths they were built at (they find the profiler
 /// and the workload there).
-pub fn run_arm64(path: &OsString) -> Result<Outcome> {
+pub fn run_arm64(path: &OsString) -> Result<(Outcome, String)> {
     let target = &dist::TARGETS[1];
     ensure_arm64_tools()?;
     dist::ensure_cross(target)?;
@@ -595,53 +637,31 @@ pub fn run_arm64(path: &OsString) -> Result<Outcome> {
         kernel.version
     ));
     let started = Instant::now();
-    let mut vm = Command::new("qemu-system-aarch64");
-    vm.args([
-        "-M",
-        "virt",
-        "-cpu",
-        "max",
-        "-smp",
-        "2",
-        "-m",
-        "2G",
-        "-nographic",
-        "-no-reboot",
-    ])
-    .arg("-kernel")
-    .arg(&kernel.vmlinuz)
-    .arg("-initrd")
-    .arg(&initrd)
-    .args(["-append", "console=ttyAMA0 rdinit=/init panic=-1 quiet"]);
+    let vm = || -> Result<Command> {
+        let mut vm = Command::new("qemu-system-aarch64");
+        vm.args(["-M", "virt", "-smp", "2", "-m", "2G", "-nographic", "-no-reboot"])
+            // The kernel signs its return addresses (pointer authentication): qemu's own cheap
+            // algorithm for it, instead of emulating QARMA, makes the VM several times faster.
+            .args(["-cpu", "max,pauth-impdef=on"])
+            .arg("-kernel")
+            .arg(&kernel.vmlinuz)
+            .arg("-initrd")
+            .arg(&initrd)
+            .args(["-append", "console=ttyAMA0 rdinit=/init panic=-1 quiet"]);
+        Ok(vm)
+    };
     let console = console_of(vm, &root, &kernel.version)?;
     let expected: u64 = ARM64_TESTS.iter().map(|(_, names)| names.len() as u64).sum();
-    let outcome = tally(&console, expected);
-    println!(
-        "  {:<22} {:<28} {:>3} passed {:>3} failed  {:>4.0} s",
-        kernel.version,
-        ARM64_WHAT,
-        outcome.passed,
-        outcome.failed,
-        started.elapsed().as_secs_f64()
-    );
-    Ok(outcome)
+    Ok(result_line(&kernel, ARM64_WHAT, tally(&console, expected), started))
 }
 
 /// qemu-system-aarch64 and cpio; Debian's arm64 packages (for the kernel and busybox) need the
 /// architecture added to dpkg.
 fn ensure_arm64_tools() -> Result<()> {
-    let missing: Vec<&str> = [("qemu-system-aarch64", "qemu-system-arm"), ("cpio", "cpio")]
-        .iter()
-        .filter(|(program, _)| !setup::have(program))
-        .map(|(_, package)| *package)
-        .collect();
-    if !missing.is_empty() {
-        step(&format!(
-            "installing {} from Debian's packages (the arm64 kernel runs under qemu)",
-            missing.join(", ")
-        ));
-        setup::apt_install(&missing)?;
-    }
+    setup::install_missing(
+        &[("qemu-system-aarch64", "qemu-system-arm"), ("cpio", "cpio")],
+        "the arm64 kernel runs under qemu",
+    )?;
     let foreign = setup::output("dpkg", &["--print-foreign-architectures"])?;
     if !foreign.lines().any(|line| line.trim() == "arm64") {
         step("adding arm64 to dpkg's architectures (to download Debian's arm64 kernel and busybox)");
@@ -678,6 +698,7 @@ fn arm64_initramfs(root: &Path, target: &dist::Target, binaries: &BTreeMap<Strin
          mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev; mount -t tmpfs tmp /tmp\n\
          export PATH=/bin LD_LIBRARY_PATH=/lib\n",
     );
+    script += &format!("echo {STARTED}\n");
     script += &format!("mkdir -p {0}/profiler; cd {0}/profiler\n", root.display());
     for (binary, names) in ARM64_TESTS {
         let executable = binaries
@@ -783,10 +804,16 @@ mod tests {
             .map(|(name, _)| (name.to_string(), PathBuf::from(format!("/t/{name}-0"))))
             .collect();
         let script = vm_script(Path::new("/r"), &binaries).unwrap();
-        assert!(script.starts_with("cd /r/profiler; (while sleep 30"), "{script}");
+        assert!(
+            script.starts_with("echo matrix: tests start\ncd /r/profiler\n(while sleep 30"),
+            "{script}"
+        );
         assert!(
             script.contains("/t/report-0 --include-ignored --test-threads=1 --exact exact_number_of_trivial_syscalls ")
         );
+        // The shell reads it (a stray `&;` once made every VM run nothing).
+        let parsed = Command::new("sh").args(["-n", "-c", &script]).status().unwrap();
+        assert!(parsed.success(), "{script}");
         assert!(vm_script(Path::new("/r"), &BTreeMap::new()).is_err());
     }
 }

@@ -195,6 +195,25 @@ pub fn ensure_test_tools() -> Result<()> {
     Ok(())
 }
 
+/// Installs the Debian package of each `(program, package)` whose program is not on PATH,
+/// saying `why`.
+pub fn install_missing(needed: &[(&str, &str)], why: &str) -> Result<()> {
+    let mut missing: Vec<&str> = needed
+        .iter()
+        .filter(|(program, _)| !have(program))
+        .map(|(_, package)| *package)
+        .collect();
+    missing.dedup();
+    if !missing.is_empty() {
+        step(&format!(
+            "installing {} from Debian's packages ({why})",
+            missing.join(", ")
+        ));
+        apt_install(&missing)?;
+    }
+    Ok(())
+}
+
 /// Whether `program` is on PATH.
 pub fn have(program: &str) -> bool {
     succeeds(&format!("command -v {program}"))
