@@ -19,6 +19,12 @@ pub const NATIVE: &str = "x86_64";
 #[cfg(target_arch = "aarch64")]
 pub const NATIVE: &str = "aarch64";
 
+/// Whether times mean something here: the kernel matrix runs tests under CPU emulation and
+/// says so with `PROFILER_TESTS_EMULATED`; there only counts, names and invariants hold.
+pub fn timing_is_real() -> bool {
+    std::env::var_os("PROFILER_TESTS_EMULATED").is_none()
+}
+
 pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }

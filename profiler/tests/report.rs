@@ -33,7 +33,9 @@ fn exact_number_of_trivial_syscalls() {
         report["boundary_ns_per_call"].as_f64().unwrap() > 0.0,
         "calibrated boundary cost"
     );
-    assert_eq!(getppid["class"], "tiny-frequent", "{getppid}");
+    if timing_is_real() {
+        assert_eq!(getppid["class"], "tiny-frequent", "{getppid}");
+    }
 }
 
 fn enoent_openat(report: &serde_json::Value) -> (u64, u64) {
@@ -248,7 +250,9 @@ fn sampled_timing_keeps_counts_exact_and_estimates_the_rest() {
         "histogram stands for {estimated} calls of {calls}"
     );
     assert!(u64_of(getppid, "handler_ns") > 0, "{getppid}");
-    assert_eq!(getppid["class"], "tiny-frequent", "{getppid}");
+    if timing_is_real() {
+        assert_eq!(getppid["class"], "tiny-frequent", "{getppid}");
+    }
 }
 
 #[test]

@@ -551,13 +551,19 @@ fn executables(messages: &str) -> BTreeMap<String, PathBuf> {
         .collect()
 }
 
+/// Tells the tests they run under emulation, where times mean nothing (`tests/common.rs`).
+const EMULATED: &str = "PROFILER_TESTS_EMULATED";
+
 /// Shows, in the console, where a profiler or workload process running for more than 90 s
 /// is (each thread's kernel stack): the record of a hang, should a test hang in a VM.
 const WATCHDOG: &str = r#"(while sleep 30; do for p in $(pgrep -f "syscall-profiler|profiler-workload"); do e=$(ps -o etimes= -p $p); [ "${e:-0}" -gt 90 ] || continue; echo "=== running for ${e}s: $p $(tr "\0" " " < /proc/$p/cmdline)"; for t in /proc/$p/task/*; do echo "--- $t $(cat $t/comm) $(cat $t/wchan)"; cat $t/stack; done; done; done) &"#;
 
 /// The shell script run in each VM: the watchdog, then each test binary on its tests.
 fn vm_script(root: &Path, binaries: &BTreeMap<String, PathBuf>) -> Result<String> {
-    let mut script = format!("echo {STARTED}\ncd {}/profiler\n{WATCHDOG}\n", root.display());
+    let mut script = format!(
+        "echo {STARTED}\nexport {EMULATED}=1\ncd {}/profiler\n{WATCHDOG}\n",
+        root.display()
+    );
     for (binary, names) in TESTS {
         let executable = binaries
             .get(*binary)
@@ -698,7 +704,7 @@ fn arm64_initramfs(root: &Path, target: &dist::Target, binaries: &BTreeMap<Strin
          mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev; mount -t tmpfs tmp /tmp\n\
          export PATH=/bin LD_LIBRARY_PATH=/lib\n",
     );
-    script += &format!("echo {STARTED}\n");
+    script += &format!("echo {STARTED}\nexport {EMULATED}=1\n");
     script += &format!("mkdir -p {0}/profiler; cd {0}/profiler\n", root.display());
     for (binary, names) in ARM64_TESTS {
         let executable = binaries
@@ -805,7 +811,9 @@ mod tests {
             .collect();
         let script = vm_script(Path::new("/r"), &binaries).unwrap();
         assert!(
-            script.starts_with("echo matrix: tests start\ncd /r/profiler\n(while sleep 30"),
+            script.starts_with(
+                "echo matrix: tests start\nexport PROFILER_TESTS_EMULATED=1\ncd /r/profiler\n(while sleep 30"
+            ),
             "{script}"
         );
         assert!(
