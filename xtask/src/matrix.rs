@@ -254,7 +254,8 @@ enum VmEnd {
 
 /// Runs a VM (made by `make`) to its end; its console goes to `target/matrix/VERSION.log` as
 /// it comes (to follow a slow run), and is returned. A VM that did not boot, froze (a silent
-/// console) or ran past [`VM_LIMIT`] is stopped, its console shown, and booted once more:
+/// console) or ran past [`VM_LIMIT`] is stopped, its console shown, and booted again (up to
+/// [`ATTEMPTS`] times):
 /// under TCG here a whole VM now and then stops (no output, not even the kernel's lockup
 /// detectors), at a different test each time. A test that hangs for real hangs every time.
 fn console_of(make: impl Fn() -> Result<Command>, root: &Path, version: &str) -> Result<String> {
