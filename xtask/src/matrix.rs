@@ -198,13 +198,7 @@ fn fetch_from_index(index: &str, before: &str, after: &str) -> Result<PathBuf> {
     if sum.split_whitespace().next() != Some(sha256.as_str()) {
         bail!("{name}: SHA-256 differs from the index's");
     }
-    let unpacking = dir.with_file_name(format!("{name}.unpacked"));
-    let _ = fs::remove_dir_all(&unpacking);
-    setup::run(
-        "dpkg-deb",
-        &["-x", &deb.to_string_lossy(), &unpacking.to_string_lossy()],
-    )?;
-    fs::rename(&unpacking, &dir)?;
+    unpack(&deb, &dir)?;
     fs::remove_file(&deb)?;
     Ok(dir)
 }
@@ -511,15 +505,23 @@ fn unpacked(package: &str, name: &str) -> Result<PathBuf> {
         bail!("apt-get download {package} failed");
     }
     let deb = only_file(&download)?;
+    unpack(&deb, &dir)?;
+    fs::remove_dir_all(&download)?;
+    Ok(dir)
+}
+
+/// Unpacks a `.deb` into `dir`, which appears only once complete.
+fn unpack(deb: &Path, dir: &Path) -> Result<()> {
+    // Not with_extension: the package names have dots ("linux-image-6.1.0-...").
+    let name = dir.file_name().expect("a directory").to_string_lossy();
     let unpacking = dir.with_file_name(format!("{name}.unpacked"));
     let _ = fs::remove_dir_all(&unpacking);
     setup::run(
         "dpkg-deb",
         &["-x", &deb.to_string_lossy(), &unpacking.to_string_lossy()],
     )?;
-    fs::rename(&unpacking, &dir)?;
-    fs::remove_dir_all(&download)?;
-    Ok(dir)
+    fs::rename(&unpacking, dir)?;
+    Ok(())
 }
 
 fn only_file(dir: &Path) -> Result<PathBuf> {
