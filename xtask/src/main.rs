@@ -65,6 +65,7 @@ fn main() {
 
 fn run() -> Result<()> {
     let cli = Cli::parse();
+    TASK_START.get_or_init(std::time::Instant::now);
     let root = workspace_root();
     std::env::set_current_dir(&root)?;
     match cli.task {
@@ -215,8 +216,13 @@ pub fn target_dir(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |dir| root.join(dir))
 }
 
+static TASK_START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+/// Says what the task does next, with the time since the task started (so a slow CI run
+/// shows where its minutes went).
 pub fn step(what: &str) {
-    eprintln!("xtask: {what}");
+    let elapsed = TASK_START.get_or_init(std::time::Instant::now).elapsed().as_secs();
+    eprintln!("xtask [{}:{:02}]: {what}", elapsed / 60, elapsed % 60);
 }
 
 pub fn is_root() -> bool {
