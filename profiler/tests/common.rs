@@ -56,6 +56,23 @@ pub fn profile_workload(args: &[&str]) -> Value {
     report_json(&full)
 }
 
+/// `report -- profiler-workload ARGS` as JSON, with `name=value` in the profiler's
+/// environment.
+pub fn profile_workload_env(args: &[&str], name: &str, value: &str) -> Value {
+    let output = Command::new(PROFILER)
+        .args(["report", "--format", "json", "--", WORKLOAD])
+        .args(args)
+        .env(name, value)
+        .output()
+        .expect("run syscall-profiler");
+    assert!(
+        output.status.success(),
+        "report {args:?} with {name}={value} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("report is JSON")
+}
+
 /// The processes whose comm is the workload's (the kernel truncates it to 15 bytes).
 pub fn workload_processes(report: &Value) -> Vec<&Value> {
     report["processes"]

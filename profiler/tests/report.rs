@@ -97,6 +97,29 @@ fn large_reads_from_dev_zero_are_handler_heavy() {
 
 #[test]
 #[ignore = "needs root: loads eBPF programs (cargo xtask test runs it as root)"]
+fn counts_are_exact_whichever_way_sys_exit_finds_the_thread() {
+    // `sys_exit` asks the kernel for the thread id, or where returns are costly looks it up
+    // in its CPU's records of recent callers; SYSCALL_PROFILER_EXIT_TID picks one. Calls that
+    // sleep and wake up on the other CPU (the ping-pong, with a spinner) miss the records.
+    for way in ["helper", "records"] {
+        let calls = |rounds: &str, name: &str| {
+            let report = profile_workload_env(&["pingpong", rounds, "1"], "SYSCALL_PROFILER_EXIT_TID", way);
+            let row = syscall(only_workload(&report), name, NATIVE).unwrap_or_else(|| panic!("{way}: {name} row"));
+            u64_of(row, "calls")
+        };
+        // Each of the two threads reads and writes once a round (the loader's own reads and
+        // writes cancel out).
+        for name in ["read", "write"] {
+            assert_eq!(calls("30000", name) - calls("10000", name), 40_000, "{way}: {name}");
+        }
+        let getppid = profile_workload_env(&["getppid", "54321"], "SYSCALL_PROFILER_EXIT_TID", way);
+        let getppid = syscall(only_workload(&getppid), "getppid", NATIVE).expect("getppid row");
+        assert_eq!(u64_of(getppid, "calls"), 54_321, "{way}");
+    }
+}
+
+#[test]
+#[ignore = "needs root: loads eBPF programs (cargo xtask test runs it as root)"]
 fn pipe_ping_pong_with_too_many_runnable_threads_waits_for_cpus() {
     let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
     let spinners = (2 * cpus).to_string();

@@ -11,7 +11,8 @@ use crate::{
 
 /// Attach the full profiler or the empty floor programs, print "attached", and hold them
 /// until standard input closes or a signal arrives. `control` loads once and then switches on
-/// lines read from standard input ("nothing", "floor", "full N" with N the sampling period),
+/// lines read from standard input ("nothing", "floor", "full N" as `report` runs and
+/// "counting N" as `top` and `serve` run, with N the sampling period),
 /// answering "ok" to each, so that a benchmark can interleave configurations within
 /// milliseconds.
 #[derive(Args, Debug)]
@@ -30,6 +31,8 @@ pub struct AttachArgs {
 pub enum AttachMode {
     /// Every program of the profiler, as `report` runs them (system-wide, wait sites on).
     Full,
+    /// The profiler's programs as `top` and `serve` run them (no wait sites).
+    Counting,
     /// Empty programs on sys_enter and sys_exit only.
     Floor,
     /// Switch on commands from standard input.
@@ -50,6 +53,12 @@ fn control_attachment(probe: &mut Probe) -> anyhow::Result<()> {
                 probe.record_wait_sites(WaitRecording::Sampled)?;
                 probe.attach()?;
             }
+            ["counting", every] => {
+                probe.set_sample_every(parse_sample_every(every).map_err(anyhow::Error::msg)?)?;
+                // As `top` and `serve` run: no wait sites, no `sched_waking`.
+                probe.record_wait_sites(WaitRecording::Off)?;
+                probe.attach()?;
+            }
             _ => anyhow::bail!("attach control: unknown command {line:?}"),
         }
         println!("ok");
@@ -68,6 +77,7 @@ pub fn run(args: AttachArgs) -> anyhow::Result<()> {
             probe.record_wait_sites(WaitRecording::Sampled)?;
             probe.attach()?
         }
+        AttachMode::Counting => probe.attach()?,
         AttachMode::Floor => probe.attach_floor()?,
         AttachMode::Control => {}
     }

@@ -111,6 +111,8 @@ impl Probe {
             Scope::Followed { children } => (1, u32::from(children)),
         };
         let thread_rows = u32::from(sizes.thread_rows > 0);
+        let tid_by_helper = u32::from(exit_tid_by_helper());
+        let has_task_pt_regs = u32::from(kernel_release().as_deref().and_then(release_version) >= Some((5, 15)));
         let mut loader = EbpfLoader::new();
         loader
             .override_global(global::REGS_MODE_OFFSET, &regs_mode_offset, true)
@@ -144,6 +146,8 @@ impl Probe {
             .override_global(global::INODE_INO_OFFSET, &files.inode_ino, true)
             .override_global(global::INODE_MODE_OFFSET, &files.inode_mode, true)
             .override_global(global::THREAD_ROWS, &thread_rows, true)
+            .override_global(global::TID_BY_HELPER, &tid_by_helper, true)
+            .override_global(global::HAS_TASK_PT_REGS, &has_task_pt_regs, true)
             .map_max_entries(map::SLOTS, sizes.threads)
             .map_max_entries(map::WAIT_STACK_OF, sizes.threads)
             .map_max_entries(map::STATS, sizes.syscalls)
@@ -419,11 +423,63 @@ fn need_resched_mask(release: Option<&str>) -> u64 {
     }
 }
 
+/// Where `SYSCALL_PROFILER_EXIT_TID` (`helper` or `records`) overrides the choice of
+/// [`exit_tid_by_helper`]: to measure or test either way on one machine.
+pub const EXIT_TID_ENV: &str = "SYSCALL_PROFILER_EXIT_TID";
+
+/// Whether `sys_exit` should ask the kernel for the thread id with a helper call rather than
+/// look it up in the per-CPU records of recent callers (see the `TID_BY_HELPER` global): yes,
+/// unless the CPU's mitigations make calls and returns expensive.
+fn exit_tid_by_helper() -> bool {
+    match std::env::var(EXIT_TID_ENV).as_deref() {
+        Ok("helper") => return true,
+        Ok("records") => return false,
+        _ => {}
+    }
+    let read = |name: &str| std::fs::read_to_string(format!("/sys/devices/system/cpu/vulnerabilities/{name}")).ok();
+    !returns_are_costly(read("spec_rstack_overflow").as_deref(), read("retbleed").as_deref())
+}
+
+/// Whether the kernel's mitigations (the contents of
+/// `/sys/devices/system/cpu/vulnerabilities/{spec_rstack_overflow,retbleed}`) put a cost on
+/// every return or call: AMD's Safe RET and untrained return thunk, Intel's call-depth
+/// stuffing. There a helper call cost 70-100 ns on a machine we measured (BENCHMARKS.md).
+pub(crate) fn returns_are_costly(spec_rstack_overflow: Option<&str>, retbleed: Option<&str>) -> bool {
+    let says = |text: Option<&str>, what: &str| text.is_some_and(|text| text.contains(what));
+    says(spec_rstack_overflow, "Safe RET") || says(retbleed, "untrained return thunk") || says(retbleed, "Stuffing")
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::{BTreeSet, HashMap};
 
     use super::*;
+
+    #[test]
+    fn helper_calls_are_avoided_where_returns_are_mitigated() {
+        let cases = [
+            // (spec_rstack_overflow, retbleed, costly)
+            (Some("Not affected\n"), Some("Vulnerable\n"), false), // Intel Xeon under KVM here
+            (
+                Some("Mitigation: Safe RET\n"),
+                Some("Mitigation: untrained return thunk; SMT enabled with STIBP protection\n"),
+                true,
+            ),
+            (Some("Mitigation: Safe RET\n"), Some("Not affected\n"), true), // Zen 3/4
+            (
+                Some("Vulnerable: Safe RET, no microcode\n"),
+                Some("Not affected\n"),
+                true,
+            ),
+            (Some("Not affected\n"), Some("Mitigation: Stuffing\n"), true),
+            (Some("Not affected\n"), Some("Mitigation: Enhanced IBRS\n"), false),
+            (Some("Mitigation: IBPB\n"), Some("Mitigation: IBPB\n"), false),
+            (None, None, false), // no such files (old kernels, other architectures)
+        ];
+        for (srso, retbleed, costly) in cases {
+            assert_eq!(returns_are_costly(srso, retbleed), costly, "{srso:?} {retbleed:?}");
+        }
+    }
 
     #[test]
     fn the_reschedule_bits_follow_the_kernel_release() {

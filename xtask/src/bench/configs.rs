@@ -12,9 +12,13 @@ pub(super) const ONE_CPU: &[&str] = &["taskset", "-c", "0"];
 /// Sampling period syscall-profiler runs with by default (its `--sample`).
 pub(super) const DEFAULT_SAMPLE_EVERY: &str = "16";
 
-/// The `attach control` state of syscall-profiler as it runs by default (`full` and
-/// [`DEFAULT_SAMPLE_EVERY`]).
+/// The `attach control` state of syscall-profiler as `report` runs by default (`full`: wait
+/// sites recorded, and [`DEFAULT_SAMPLE_EVERY`]). The `--against` build runs this way.
 pub(super) const DEFAULT_STATE: &str = "full 16";
+
+/// The `attach control` state of syscall-profiler as `top` and `serve` run by default
+/// (`counting`: no wait sites, no `sched_waking`).
+pub(super) const COUNTING_STATE: &str = "counting 16";
 
 /// How a configuration observes the workload.
 #[derive(Clone, Copy)]
@@ -47,7 +51,7 @@ pub(super) struct Config {
     pub(super) observer: Observer,
 }
 
-pub(super) const CONFIGS: [Config; 9] = [
+pub(super) const CONFIGS: [Config; 10] = [
     Config {
         name: "nothing attached",
         observer: Observer::Profiler {
@@ -73,7 +77,15 @@ pub(super) const CONFIGS: [Config; 9] = [
         },
     },
     Config {
-        name: "syscall-profiler as it runs by default (`--sample 16`)",
+        name: "syscall-profiler as `top` and `serve` run by default (`--sample 16`)",
+        observer: Observer::Profiler {
+            state: COUNTING_STATE,
+            lanes: "8",
+            build: Build::Current,
+        },
+    },
+    Config {
+        name: "syscall-profiler as `report` runs by default (`--sample 16`, wait sites)",
         observer: Observer::Profiler {
             state: DEFAULT_STATE,
             lanes: "8",

@@ -22,6 +22,7 @@
 //!
 //! Peers come from Debian's packages, installed here when missing; one that cannot run is
 //! skipped with a note. Nothing here is part of CI's pass/fail.
+mod ablations;
 mod agent;
 mod configs;
 mod measure;
@@ -78,6 +79,11 @@ pub struct BenchArgs {
     /// The revision needs `syscall-profiler attach control` (commit 41ac9eb or later).
     #[arg(long, value_name = "REV")]
     pub against: Option<String>,
+    /// Instead of the rest: build the working tree with one piece of the kernel side taken
+    /// out at a time and measure what each costs, program by program (BENCHMARKS.md, "Where
+    /// the nanoseconds go").
+    #[arg(long)]
+    pub ablations: bool,
 }
 
 /// Installs the peers from Debian's packages when missing; returns notes on what cannot run.
@@ -117,6 +123,14 @@ struct Binaries {
 
 /// `path`: `PATH` with the tools setup installed (for building `--against`).
 pub fn run(root: &Path, path: &OsString, args: &BenchArgs) -> Result<()> {
+    if args.ablations {
+        let out = ablations::run(root, path, &root.join("target/release/profiler-workload"), args)?;
+        print!("{out}");
+        let results = root.join("target/bench-ablations.md");
+        std::fs::write(&results, &out)?;
+        step(&format!("also written to {}", results.display()));
+        return Ok(());
+    }
     let binaries = Binaries {
         profiler: root.join("target/release/syscall-profiler"),
         workload: root.join("target/release/profiler-workload"),
@@ -167,7 +181,7 @@ fn configurations(args: &BenchArgs) -> Vec<Config> {
             .expect("a default row");
         let against = Config {
             // Leaked: one short string for the life of the benchmark.
-            name: Box::leak(format!("syscall-profiler at `{rev}`, as it ran by default").into_boxed_str()),
+            name: Box::leak(format!("syscall-profiler at `{rev}`, as `report` ran by default").into_boxed_str()),
             observer: Observer::Profiler {
                 state: DEFAULT_STATE,
                 lanes: "8",
@@ -282,24 +296,58 @@ fn measure_peer(config: &Config, workload: &Path, args: &BenchArgs) -> Result<Pe
     })
 }
 
-/// Per-program run times from the kernel's accounting, one [`ProgramCosts`] per build (the
-/// current one, then `--against`'s). Each build is loaded in turn, `--runs` times, in a new
-/// order each time. The accounting times the programs alone (not the tracepoints' dispatch),
-/// which makes it the finer measure of a change to them.
-fn program_costs(binaries: &Binaries, args: &BenchArgs) -> Result<Vec<ProgramCosts>> {
+/// Per-program run times from the kernel's accounting, one [`ProgramCosts`] per
+/// configuration: the current build as `report` runs, `--against`'s the same way, the current
+/// build as `top` and `serve` run, and the empty floor programs (what the dispatch and the
+/// accounting cost by themselves). Each is loaded in turn, `--runs` times, in a new order
+/// each time. The accounting times the programs alone (not the tracepoints' dispatch), which
+/// makes it the finer measure of a change to them.
+fn program_costs(binaries: &Binaries, args: &BenchArgs) -> Result<ProgramTable> {
+    let report = ["full", "--run-stats", "--sample", DEFAULT_SAMPLE_EVERY];
+    let counting = ["counting", "--run-stats", "--sample", DEFAULT_SAMPLE_EVERY];
+    let floor = ["floor", "--run-stats"];
+    let mut loads: Vec<Load> = vec![(&binaries.profiler, &report, None)];
+    loads.extend(binaries.against.as_deref().map(|against| (against, &report[..], None)));
+    loads.push((&binaries.profiler, &counting, None));
+    loads.push((&binaries.profiler, &floor, None));
+    let costs = costs_of_loads(&loads, &binaries.workload, args)?;
+    let mut costs = costs.into_iter();
+    let current = costs.next().expect("one per load");
+    let against = binaries.against.as_ref().and_then(|_| costs.next());
+    let (counting, floor) = (costs.next().expect("one per load"), costs.next().expect("one per load"));
+    Ok(ProgramTable {
+        current,
+        against,
+        counting,
+        floor,
+    })
+}
+
+/// The per-program costs of the benchmark's configurations.
+struct ProgramTable {
+    current: ProgramCosts,
+    against: Option<ProgramCosts>,
+    counting: ProgramCosts,
+    floor: ProgramCosts,
+}
+
+/// A build of syscall-profiler, the arguments of its `attach`, and a setting in its
+/// environment.
+type Load<'a> = (&'a Path, &'a [&'a str], Option<(&'a str, &'a str)>);
+
+/// Loads each [`Load`] in turn, `--runs` times in a new order each time, runs the
+/// null-syscall loop and the ping-pong under it, and collects the run-time accounting it
+/// prints: one [`ProgramCosts`] per load.
+fn costs_of_loads(loads: &[Load], workload: &Path, args: &BenchArgs) -> Result<Vec<ProgramCosts>> {
     let calls = args.calls.to_string();
     let rounds = args.rounds.to_string();
-    let mut builds = vec![binaries.profiler.as_path()];
-    builds.extend(binaries.against.as_deref());
-    let mut costs = vec![ProgramCosts::default(); builds.len()];
+    let mut costs = vec![ProgramCosts::default(); loads.len()];
     for run in 0..args.runs {
-        for index in shuffled(builds.len(), run as u32) {
-            let beside = Beside::profiler(
-                builds[index],
-                &["full", "--run-stats", "--sample", DEFAULT_SAMPLE_EVERY],
-            )?;
-            measure_once(&[], &binaries.workload, &["time-getppid", &calls])?;
-            measure_once(&[], &binaries.workload, &["time-pingpong", &rounds])?;
+        for index in shuffled(loads.len(), run as u32) {
+            let (binary, attach_args, env) = loads[index];
+            let beside = Beside::profiler(binary, attach_args, env)?;
+            measure_once(&[], workload, &["time-getppid", &calls])?;
+            measure_once(&[], workload, &["time-pingpong", &rounds])?;
             costs[index].add_run(&beside.finish());
         }
     }

@@ -21,10 +21,12 @@ pub(super) struct Beside {
 }
 
 impl Beside {
-    pub(super) fn profiler(profiler: &Path, args: &[&str]) -> Result<Beside> {
+    /// `syscall-profiler attach ARGS`, with `env` (`name`, `value`) set if given.
+    pub(super) fn profiler(profiler: &Path, args: &[&str], env: Option<(&str, &str)>) -> Result<Beside> {
         let mut child = as_root(profiler)
             .arg("attach")
             .args(args)
+            .envs(env)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()

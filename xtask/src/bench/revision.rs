@@ -1,4 +1,5 @@
-//! Another git revision's build, for `--against`.
+//! Other builds of syscall-profiler: another git revision's, for `--against`, and the
+//! working tree's with edits, for `--ablations`.
 use std::{
     ffi::OsString,
     path::{Path, PathBuf},
@@ -14,7 +15,14 @@ use crate::{cargo_command, step};
 /// binary.
 pub(super) fn build_revision(root: &Path, path: &OsString, rev: &str) -> Result<PathBuf> {
     step(&format!("building syscall-profiler at {rev}"));
-    let tree = root.join("target/bench-against/tree");
+    let base = root.join("target/bench-against");
+    let tree = worktree(root, &base, rev).with_context(|| format!("--against {rev}"))?;
+    build(path, &tree, &base.join("target")).with_context(|| format!("--against {rev}"))
+}
+
+/// A fresh worktree of `rev` at `base/tree`.
+pub(super) fn worktree(root: &Path, base: &Path, rev: &str) -> Result<PathBuf> {
+    let tree = base.join("tree");
     let git = |args: &[&str]| -> Result<bool> {
         Ok(Command::new("git")
             .arg("-C")
@@ -30,16 +38,33 @@ pub(super) fn build_revision(root: &Path, path: &OsString, rev: &str) -> Result<
     }
     git(&["worktree", "prune"])?;
     if !git(&["worktree", "add", "--detach", &tree.to_string_lossy(), rev])? {
-        bail!("--against {rev}: not a revision of this repository");
+        bail!("{rev}: not a revision of this repository");
     }
-    let target_dir = root.join("target/bench-against/target");
+    Ok(tree)
+}
+
+/// The working tree as a commit (`git stash create`, which changes nothing), or `HEAD` when
+/// it has no changes: what an ablation starts from.
+pub(super) fn working_tree_commit(root: &Path) -> Result<String> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(["stash", "create"])
+        .output()
+        .context("running git stash create")?;
+    let commit = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    Ok(if commit.is_empty() { "HEAD".into() } else { commit })
+}
+
+/// Builds the profiler in `tree` into `target_dir` and returns the binary.
+pub(super) fn build(path: &OsString, tree: &Path, target_dir: &Path) -> Result<PathBuf> {
     let status = cargo_command(path, &["build", "--release", "--package", "profiler"])
-        .current_dir(&tree)
-        .env("CARGO_TARGET_DIR", &target_dir)
+        .current_dir(tree)
+        .env("CARGO_TARGET_DIR", target_dir)
         .status()
         .context("running cargo build")?;
     if !status.success() {
-        bail!("--against {rev}: the build failed");
+        bail!("the build failed");
     }
     Ok(target_dir.join("release/syscall-profiler"))
 }

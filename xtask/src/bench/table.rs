@@ -3,8 +3,8 @@ use std::fmt::Write as _;
 
 use super::{
     measure::Row,
-    stats::{median, median_per_run, ProgramCosts},
-    BenchArgs,
+    stats::{median, median_per_run},
+    BenchArgs, ProgramTable,
 };
 
 /// The tables: the loops (medians of per-run values and ratios), the per-program costs, the
@@ -13,7 +13,7 @@ use super::{
 pub(super) fn render(
     args: &BenchArgs,
     rows: &[Row],
-    program_costs: &[ProgramCosts],
+    program_costs: &ProgramTable,
     agent: &str,
     serve: &str,
     memory: &[String],
@@ -80,28 +80,38 @@ pub(super) fn render(
         "\n### Per-program cost (kernel run-time accounting, which itself adds two clock reads a run; medians of {} runs)\n",
         args.runs
     );
-    match (&args.against, program_costs) {
-        (Some(rev), [current, against]) => {
-            let _ = writeln!(
-                out,
-                "| program | runs (one run) | ns/run (median) | at `{rev}` | difference (median of per-run differences) |"
-            );
-            let _ = writeln!(out, "|---|---|---|---|---|");
-            for (name, runs, ns) in current.medians() {
-                let theirs = against.median_of(&name).map_or("-".into(), |n| format!("{n:.1}"));
-                let difference = current
-                    .median_difference(against, &name)
-                    .map_or("-".into(), |d| format!("{d:+.1}"));
-                let _ = writeln!(out, "| {name} | {runs} | {ns:.1} | {theirs} | {difference} |");
-            }
-        }
-        _ => {
-            let _ = writeln!(out, "| program | runs (one run) | ns/run (median) |");
-            let _ = writeln!(out, "|---|---|---|");
-            for (name, runs, ns) in program_costs[0].medians() {
-                let _ = writeln!(out, "| {name} | {runs} | {ns:.1} |");
-            }
-        }
+    let ProgramTable {
+        current,
+        against,
+        counting,
+        floor,
+    } = program_costs;
+    let cell = |value: Option<f64>, sign: bool| match value {
+        Some(v) if sign => format!("{v:+.1}"),
+        Some(v) => format!("{v:.1}"),
+        None => "-".into(),
+    };
+    let rev = args.against.as_deref().unwrap_or("REV");
+    let _ = writeln!(
+        out,
+        "| program | runs (one run) | ns/run as `report` runs | as `top`/`serve` run | empty program (floor) | at `{rev}`, as `report` ran | difference (median of per-run differences) |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+    for (name, runs, ns) in current.medians() {
+        // The floor's programs are `floor_sys_enter` and `floor_sys_exit`.
+        let empty = floor.median_of(&format!("floor_{name}"));
+        let (theirs, difference) = match against {
+            Some(against) => (against.median_of(&name), current.median_difference(against, &name)),
+            None => (None, None),
+        };
+        let _ = writeln!(
+            out,
+            "| {name} | {runs} | {ns:.1} | {} | {} | {} | {} |",
+            cell(counting.median_of(&name), false),
+            cell(empty, false),
+            cell(theirs, false),
+            cell(difference, true),
+        );
     }
     let _ = writeln!(
         out,
