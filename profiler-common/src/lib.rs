@@ -130,10 +130,19 @@ pub const SLOT_FREED: u64 = u32::MAX as u64;
 pub const STATS_PROBES: u32 = 64;
 
 /// Start of the probe sequence of a packed key in a table of `mask + 1` slots.
+///
+/// The key's high half (syscall, lane, epoch, ABI) is folded into its low half first: a
+/// multiplication carries bits only upwards, so bits 32-45 of the product (the start, for the
+/// default 16,384 slots) never saw the lane, epoch or ABI bits, and every lane of a (process,
+/// syscall) started at the same slot. A thread's search then read the key of another lane's
+/// entry, in the cache line another CPU was adding that entry's calls to, on every call: in
+/// half the runs two threads of one process cost twice what they did in the other half
+/// (BENCHMARKS.md, step 19).
 #[inline(always)]
 pub fn stats_hash(packed: u64, mask: u32) -> u32 {
-    // Fibonacci hashing: multiply by 2^64/phi and keep the high bits.
-    ((packed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as u32) & mask
+    // Fibonacci hashing: multiply by 2^64/phi and keep bits of the upper half.
+    let folded = packed ^ (packed >> 32);
+    ((folded.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as u32) & mask
 }
 
 /// Aggregated statistics of one (process, syscall); updated with atomic adds.
@@ -852,6 +861,41 @@ mod pod {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_lanes_and_epochs_of_a_key_start_their_searches_apart() {
+        // Each lane's search must not pass through another lane's entry (see `stats_hash`).
+        let mask = 16_383;
+        let (mut keys, mut close) = (0, 0);
+        for tgid in 1000..1200 {
+            for nr in [0, 1, 39, 110, 202, 202 | NR_COMPAT_FLAG] {
+                for epoch in [0, 1] {
+                    let key = StatsKey { tgid, nr };
+                    let mut starts = [0u32; STATS_LANES as usize];
+                    for (lane, start) in starts.iter_mut().enumerate() {
+                        *start = stats_hash(key.packed(lane as u32, epoch), mask);
+                    }
+                    keys += 1;
+                    let near = |a: u32, b: u32| a.abs_diff(b) <= 1;
+                    if starts
+                        .iter()
+                        .enumerate()
+                        .any(|(i, a)| starts[i + 1..].iter().any(|b| near(*a, *b)))
+                    {
+                        close += 1;
+                    }
+                }
+                // Two epochs of one lane start apart too.
+                let key = StatsKey { tgid, nr };
+                assert_ne!(stats_hash(key.packed(0, 0), mask), stats_hash(key.packed(0, 1), mask));
+            }
+        }
+        // Random starts: 28 pairs of lanes, each within one slot with odds 3 in 16,384.
+        assert!(
+            close * 50 < keys,
+            "{close} of {keys} keys had two lanes start side by side"
+        );
+    }
 
     #[test]
     fn lane_and_epoch_are_invisible_after_unpacking() {
