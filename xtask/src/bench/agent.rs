@@ -13,9 +13,11 @@ use anyhow::{bail, Context, Result};
 
 use crate::as_root;
 
-/// CPU share and peak RSS of `syscall-profiler report` beside `count` busy processes. The
-/// steady-state CPU is the difference between a long and a short run, so start-up
-/// (loading, calibration) and the final report cancel out.
+/// CPU share and peak RSS of `syscall-profiler report --duration 13` beside `count` busy
+/// processes. The steady-state CPU is read from the agent's own CPU time between its 3rd and
+/// its 12th second, leaving start-up (loading, calibration, reading every process's name)
+/// and the final report out. (It was the difference between a 13 s and a 3 s run: two runs'
+/// start-ups do not cost the same, and once the difference came out negative.)
 pub(super) fn agent_cost(profiler: &Path, workload: &Path, count: usize) -> Result<String> {
     let mut busy: Vec<Child> = (0..count)
         .map(|_| {
@@ -27,46 +29,77 @@ pub(super) fn agent_cost(profiler: &Path, workload: &Path, count: usize) -> Resu
         .collect::<std::io::Result<_>>()
         .context("starting the busy processes")?;
     thread::sleep(Duration::from_secs(2));
-    let timed = |seconds: u32| -> Result<(f64, f64, u64)> {
-        let out = as_root(Path::new("/usr/bin/time"))
-            .args(["-f", "%e %U %S %M"])
-            .arg(profiler)
-            .args([
-                "report",
-                "--format",
-                "json",
-                "-o",
-                "/dev/null",
-                "--duration",
-                &seconds.to_string(),
-            ])
-            .stderr(Stdio::piped())
-            .output()
-            .context("running /usr/bin/time syscall-profiler report")?;
-        let text = String::from_utf8_lossy(&out.stderr);
-        let line = text.lines().last().unwrap_or_default();
-        let fields: Vec<f64> = line.split_whitespace().filter_map(|f| f.parse().ok()).collect();
-        if fields.len() < 4 {
-            bail!("unexpected /usr/bin/time output: {text}");
-        }
-        Ok((fields[0], fields[1] + fields[2], fields[3] as u64))
-    };
-    let short = timed(3);
-    let long = timed(13);
+    let measured = measure_report(profiler);
     for child in &mut busy {
         let _ = child.kill();
     }
     for child in &mut busy {
         let _ = child.wait();
     }
-    let ((short_wall, short_cpu, _), (long_wall, long_cpu, rss_kib)) = (short?, long?);
-    let share = (long_cpu - short_cpu) / (long_wall - short_wall) * 100.0;
+    let (steady_share, whole_share, rss_kib) = measured?;
     Ok(format!(
-        "| measure | value |\n|---|---|\n| agent CPU, steady state (13 s run - 3 s run) | {share:.2}% of one CPU |\n\
-         | agent CPU, whole 13 s run incl. start-up and report | {:.2}% |\n| agent peak RSS | {:.1} MiB |",
-        long_cpu / long_wall * 100.0,
+        "| measure | value |\n|---|---|\n| agent CPU, steady state (from its 3rd to its 12th second) | {steady_share:.2}% of one CPU |\n\
+         | agent CPU, whole 13 s run incl. start-up and report | {whole_share:.2}% |\n| agent peak RSS | {:.1} MiB |",
         rss_kib as f64 / 1024.0
     ))
+}
+
+/// Runs `report --duration 13` under `/usr/bin/time`: its CPU share from its 3rd to its 12th
+/// second, over the whole run, and its peak RSS in KiB.
+fn measure_report(profiler: &Path) -> Result<(f64, f64, u64)> {
+    let time = as_root(Path::new("/usr/bin/time"))
+        .args(["-f", "%e %U %S %M"])
+        .arg(profiler)
+        .args(["report", "--format", "json", "-o", "/dev/null", "--duration", "13"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running /usr/bin/time syscall-profiler report")?;
+    let started = Instant::now();
+    let steady = || -> Result<f64> {
+        let agent = loop {
+            if let Some(pid) = descendant_named(time.id(), "syscall-profile") {
+                break pid;
+            }
+            if started.elapsed() > Duration::from_secs(5) {
+                bail!("syscall-profiler report did not start");
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        thread::sleep(Duration::from_secs(3).saturating_sub(started.elapsed()));
+        let (cpu_at_3, at_3) = (cpu_seconds(agent)?, Instant::now());
+        thread::sleep(Duration::from_secs(9));
+        Ok((cpu_seconds(agent)? - cpu_at_3) / at_3.elapsed().as_secs_f64() * 100.0)
+    };
+    let steady_share = steady();
+    if steady_share.is_err() {
+        let _ = Command::new("kill").args(["-KILL", &time.id().to_string()]).status();
+    }
+    let out = time.wait_with_output().context("waiting for syscall-profiler report")?;
+    let text = String::from_utf8_lossy(&out.stderr);
+    let line = text.lines().last().unwrap_or_default();
+    let fields: Vec<f64> = line.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+    if fields.len() < 4 {
+        bail!("unexpected /usr/bin/time output: {text}");
+    }
+    Ok((
+        steady_share?,
+        (fields[1] + fields[2]) / fields[0] * 100.0,
+        fields[3] as u64,
+    ))
+}
+
+/// The first process named `comm` (as `/proc/PID/comm` has it) among `pid`'s descendants,
+/// `pid` included.
+fn descendant_named(pid: u32, comm: &str) -> Option<u32> {
+    let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    if name.trim_end() == comm {
+        return Some(pid);
+    }
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+    children
+        .split_whitespace()
+        .filter_map(|child| child.parse().ok())
+        .find_map(|child| descendant_named(child, comm))
 }
 
 /// Seconds of churn before the steady-state measurement starts.
