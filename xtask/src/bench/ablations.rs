@@ -20,6 +20,10 @@ use crate::step;
 
 const SOURCE: &str = "profiler-ebpf/src/main.rs";
 
+/// Loads of the unchanged build per run and sampling period; each run's reference is their
+/// median.
+const REFERENCE_LOADS: usize = 3;
+
 struct Ablation {
     name: &'static str,
     /// What it takes out, for the table.
@@ -190,37 +194,51 @@ pub(super) fn run(root: &Path, path: &OsString, workload: &Path, args: &BenchArg
         binaries.push(binary);
     }
     std::fs::write(&source_path, &source)?;
-    // The unchanged build at each sampling period the ablations use, then each ablation.
+    // The unchanged build at each sampling period the ablations use, loaded
+    // `REFERENCE_LOADS` times a run (one load's luck lasts as long as the load, and moved
+    // every row's difference by up to 10 ns in `sched_switch`), then each ablation.
     let periods: Vec<&str> = {
         let mut periods: Vec<&str> = ABLATIONS.iter().map(|a| a.sample).collect();
         periods.sort();
         periods.dedup();
         periods
     };
-    let attach_args: Vec<Vec<&str>> = periods
+    let reference_samples: Vec<&str> = periods
+        .iter()
+        .flat_map(|sample| std::iter::repeat_n(*sample, REFERENCE_LOADS))
+        .collect();
+    let attach_args: Vec<Vec<&str>> = reference_samples
         .iter()
         .chain(ABLATIONS.iter().map(|a| &a.sample))
         .map(|sample| vec!["counting", "--run-stats", "--sample", sample])
         .collect();
-    let mut loads: Vec<Load> = periods
+    let mut loads: Vec<Load> = attach_args[..reference_samples.len()]
         .iter()
-        .zip(&attach_args)
-        .map(|(_, attach)| (unchanged.as_path(), &attach[..], None))
+        .map(|attach| (unchanged.as_path(), &attach[..], None))
         .collect();
-    for ((ablation, binary), attach) in ABLATIONS.iter().zip(&binaries).zip(&attach_args[periods.len()..]) {
+    for ((ablation, binary), attach) in ABLATIONS
+        .iter()
+        .zip(&binaries)
+        .zip(&attach_args[reference_samples.len()..])
+    {
         loads.push((binary.as_path(), &attach[..], ablation.env));
     }
     step(&format!(
-        "per-program cost of {} builds, {} runs",
+        "per-program cost of {} loads, {} runs",
         loads.len(),
         args.runs
     ));
     let costs = costs_of_loads(&loads, workload, args)?;
-    let reference = |sample: &str| &costs[periods.iter().position(|p| *p == sample).expect("measured")];
+    let (reference_costs, ablation_costs) = costs.split_at(reference_samples.len());
+    let references: Vec<ProgramCosts> = reference_costs
+        .chunks(REFERENCE_LOADS)
+        .map(ProgramCosts::median_per_run)
+        .collect();
+    let reference = |sample: &str| &references[periods.iter().position(|p| *p == sample).expect("measured")];
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "### Ablations: ns/run of each program, and its difference from the unchanged build at the same `--sample` (medians of {} runs; as `top` and `serve` run)\n",
+        "### Ablations: ns/run of each program, and its difference from the unchanged build at the same `--sample` (medians of {} runs, the unchanged build loaded {REFERENCE_LOADS} times a run; as `top` and `serve` run)\n",
         args.runs
     );
     let programs = ["sys_enter", "sys_exit", "sched_switch"];
@@ -241,7 +259,7 @@ pub(super) fn run(root: &Path, path: &OsString, workload: &Path, args: &BenchArg
             .collect();
         let _ = writeln!(out, "| (unchanged) | | {sample} | {} |", cells.join(" | "));
     }
-    for (ablation, costs) in ABLATIONS.iter().zip(&costs[periods.len()..]) {
+    for (ablation, costs) in ABLATIONS.iter().zip(ablation_costs) {
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} |",

@@ -29,6 +29,31 @@ impl ProgramCosts {
         }
     }
 
+    /// One build's costs from several loads of it: each program's median over the loads, run
+    /// by run.
+    pub(super) fn median_per_run(loads: &[ProgramCosts]) -> ProgramCosts {
+        let Some(first) = loads.first() else {
+            return ProgramCosts::default();
+        };
+        let programs = first
+            .programs
+            .iter()
+            .map(|(name, runs, values)| {
+                let per_run = (0..values.len())
+                    .filter_map(|run| {
+                        let at_run: Vec<f64> = loads
+                            .iter()
+                            .filter_map(|load| load.values(name)?.get(run).copied())
+                            .collect();
+                        median(&at_run)
+                    })
+                    .collect();
+                (name.clone(), *runs, per_run)
+            })
+            .collect();
+        ProgramCosts { programs }
+    }
+
     pub(super) fn medians(&self) -> Vec<(String, u64, f64)> {
         self.programs
             .iter()
@@ -117,6 +142,24 @@ mod tests {
         // Per-run differences -10, -40, -5: median -10 (the difference of medians would be -20).
         assert_eq!(current.median_difference(&against, "sys_enter"), Some(-10.0));
         assert_eq!(current.median_difference(&against, "sys_exit"), None);
+    }
+
+    #[test]
+    fn several_loads_of_a_build_make_one_reference_run_by_run() {
+        let loads: Vec<ProgramCosts> = [[100.0, 50.0], [130.0, 52.0], [90.0, 70.0]]
+            .iter()
+            .map(|values| {
+                let mut load = ProgramCosts::default();
+                for ns in values {
+                    load.add_run(&format!("sys_exit 10 runs {ns:.1} ns/run\n"));
+                }
+                load
+            })
+            .collect();
+        let reference = ProgramCosts::median_per_run(&loads);
+        // Run 1: median of 100, 130, 90; run 2: of 50, 52, 70.
+        assert_eq!(reference.values("sys_exit"), Some(&[100.0, 52.0][..]));
+        assert!(ProgramCosts::median_per_run(&[]).medians().is_empty());
     }
 
     #[test]
