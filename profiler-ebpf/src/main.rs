@@ -41,9 +41,10 @@
 //!
 //! All programs are BTF-enabled raw tracepoints (`tp_btf`, Linux 5.5+; no tracefs needed): the
 //! kernel hands them typed pointers, so task and register fields are plain loads rather than
-//! `bpf_probe_read_kernel` calls. Helper calls are much of the hot path's cost on mitigated
-//! CPUs (a call and a return each pay for the mitigations), so an untimed call of a task its
-//! CPU has seen before makes none (see `caller`).
+//! `bpf_probe_read_kernel` calls. Helper calls are much of the hot path's cost on CPUs whose
+//! mitigations put a price on every return, so `sys_enter` makes none for an untimed call of
+//! a task its CPU has seen before (see `caller`), and `sys_exit` one where returns are cheap
+//! (`TID_BY_HELPER`).
 //! Kernel struct offsets come from the kernel's BTF at load time (globals below); nothing is
 //! hard-coded. The empty `floor_*` programs are classic raw tracepoints, for the benchmark.
 #![no_std]

@@ -96,8 +96,10 @@ pub fn run(path: &OsString, only: Option<&str>, for_ci: bool) -> Result<Outcome>
     // the kernel's command line, and a long one (past 2 KiB on x86) kills the kernel in early
     // boot ("PANIC: early exception 0x06").
     let script_file = crate::target_dir(&root).join("matrix/tests.sh");
-    fs::create_dir_all(script_file.parent().expect("a directory"))?;
-    fs::write(&script_file, vm_script(&root, &binaries)?)?;
+    let share = crate::target_dir(&root).join("matrix/share");
+    fs::create_dir_all(&share)?;
+    let output = share.join("tests.out");
+    fs::write(&script_file, vm_script(&root, &binaries, &output)?)?;
     let script = format!("sh {}", script_file.display());
     let expected: u64 = TESTS.iter().map(|(_, names)| names.len() as u64).sum();
     let mut outcome = Outcome { passed: 0, failed: 0 };
@@ -111,8 +113,19 @@ pub fn run(path: &OsString, only: Option<&str>, for_ci: bool) -> Result<Outcome>
         let kernel = fetch_kernel(pattern)?;
         step(&format!("booting {} ({what}) under qemu", kernel.version));
         let started = Instant::now();
-        let console = console_of(|| vng_command(&vng, &kernel, "4G", &script), &root, &kernel.version)?;
-        let one = tally(&console, expected);
+        let make = || {
+            let mut vm = vng_command(&vng, &kernel, "4G", &script)?;
+            vm.arg("--rwdir").arg(&share);
+            Ok(vm)
+        };
+        let console = console_of(make, &root, &kernel.version, Some(&output))?;
+        // The tests' output as the script wrote it to the shared directory: complete even
+        // where the serial console fell behind or stalled.
+        let written = fs::read_to_string(&output).unwrap_or_default();
+        let one = tally(&written, expected);
+        if one.failed > 0 {
+            println!("{console}");
+        }
         add(result_line(&kernel, what, one, started));
     }
     if chosen(TOO_OLD_WHAT) {
@@ -148,7 +161,7 @@ fn run_too_old(vng: &Path, root: &Path) -> Result<(Outcome, String)> {
         "echo {STARTED}; {} report --duration 1 -- true; echo \"exit status $?\"",
         profiler.display()
     );
-    let console = console_of(|| vng_command(vng, &kernel, "2G", &script), root, &kernel.version)?;
+    let console = console_of(|| vng_command(vng, &kernel, "2G", &script), root, &kernel.version, None)?;
     let said = too_old_said_so(&console, &kernel.version);
     if !said {
         println!("{console}");
@@ -243,8 +256,13 @@ enum VmEnd {
     PoweredOff,
     NotBooted,
     Silent,
+    LockedUp,
     Stopped,
 }
+
+/// What the kernel prints when a CPU stops answering: a VM that says it is not coming back
+/// (the console goes on with reports every half minute, so silence alone would not tell).
+const LOCKUP: &str = "watchdog: BUG: soft lockup";
 
 /// Runs a VM (made by `make`) to its end; its console goes to `target/matrix/VERSION.log` as
 /// it comes (to follow a slow run), and is returned. A VM that did not boot, froze (a silent
@@ -252,17 +270,24 @@ enum VmEnd {
 /// [`ATTEMPTS`] times):
 /// under TCG here a whole VM now and then stops (no output, not even the kernel's lockup
 /// detectors), at a different test each time. A test that hangs for real hangs every time.
-fn console_of(make: impl Fn() -> Result<Command>, root: &Path, version: &str) -> Result<String> {
+///
+/// `output`: a file the VM's script writes its output to as well, through a shared directory;
+/// it counts as output for telling a frozen VM (emptied before each boot).
+fn console_of(make: impl Fn() -> Result<Command>, root: &Path, version: &str, output: Option<&Path>) -> Result<String> {
     let dir = crate::target_dir(root).join("matrix");
     fs::create_dir_all(&dir)?;
     let log = dir.join(format!("{version}.log"));
     for attempt in 1..=ATTEMPTS {
-        let end = run_vm(make()?, &log)?;
+        if let Some(output) = output {
+            let _ = fs::remove_file(output);
+        }
+        let end = run_vm(make()?, &log, output)?;
         let console = fs::read_to_string(&log)?;
         let what = match end {
             VmEnd::PoweredOff => return Ok(console),
             VmEnd::NotBooted => format!("did not boot within {BOOT_LIMIT:?}"),
             VmEnd::Silent => format!("froze (no console output for {SILENCE_LIMIT:?})"),
+            VmEnd::LockedUp => "locked up (its kernel reported a soft lockup)".to_owned(),
             VmEnd::Stopped => format!("was still running after {VM_LIMIT:?}"),
         };
         if attempt < ATTEMPTS {
@@ -281,7 +306,7 @@ fn console_of(make: impl Fn() -> Result<Command>, root: &Path, version: &str) ->
     unreachable!("the last attempt returns")
 }
 
-fn run_vm(mut vm: Command, log: &Path) -> Result<VmEnd> {
+fn run_vm(mut vm: Command, log: &Path, output: Option<&Path>) -> Result<VmEnd> {
     use std::os::unix::process::CommandExt;
     let file = fs::File::create(log)?;
     // A group of its own: vng starts qemu as its child, and a stop must reach both.
@@ -301,13 +326,18 @@ fn run_vm(mut vm: Command, log: &Path) -> Result<VmEnd> {
         }
         let console = fs::read_to_string(log).unwrap_or_default();
         booted = booted || console.contains(STARTED);
-        if console.len() != length {
-            (length, last_output) = (console.len(), Instant::now());
+        let written = output
+            .and_then(|output| fs::metadata(output).ok())
+            .map_or(0, |m| m.len() as usize);
+        if console.len() + written != length {
+            (length, last_output) = (console.len() + written, Instant::now());
         }
         let end = if started.elapsed() > BOOT_LIMIT && !booted {
             VmEnd::NotBooted
         } else if last_output.elapsed() > SILENCE_LIMIT {
             VmEnd::Silent
+        } else if console.contains(LOCKUP) {
+            VmEnd::LockedUp
         } else if started.elapsed() > VM_LIMIT {
             VmEnd::Stopped
         } else {
@@ -337,6 +367,13 @@ fn vng_command(vng: &Path, kernel: &Kernel, memory: &str, script: &str) -> Resul
             "--disable-kvm",
             "--force-9p",
             "--verbose",
+            // One host thread runs both vCPUs, in turns. With a thread per vCPU (MTTCG, qemu's
+            // default) a VM now and then locked up for good while the profiler attached or
+            // detached its programs: the kernel patches the tracepoints' call sites
+            // (`text_poke_bp`: an int3, then an IPI to every CPU), and the other vCPU kept
+            // trapping on the int3 with interrupts off, never answering the IPI (seen in
+            // the soft-lockup report and NMI backtraces one such VM printed; README, Tests).
+            "--qemu-opts=-accel tcg,thread=single",
         ])
         .args(["--exec", script]);
     Ok(vm)
@@ -572,13 +609,18 @@ const EMULATED: &str = "PROFILER_TESTS_EMULATED";
 
 /// Shows, in the console, where a profiler or workload process running for more than 90 s
 /// is (each thread's kernel stack): the record of a hang, should a test hang in a VM.
-const WATCHDOG: &str = r#"(while sleep 30; do for p in $(pgrep -f "syscall-profiler|profiler-workload"); do e=$(ps -o etimes= -p $p); [ "${e:-0}" -gt 90 ] || continue; echo "=== running for ${e}s: $p $(tr "\0" " " < /proc/$p/cmdline)"; for t in /proc/$p/task/*; do echo "--- $t $(cat $t/comm) $(cat $t/wchan)"; cat $t/stack; done; done; done) &"#;
+const WATCHDOG: &str = r#"(while sleep 30; do for p in $(pgrep -f "/release/(syscall-profiler|profiler-workload)"); do e=$(ps -o etimes= -p $p); [ "${e:-0}" -gt 90 ] || continue; echo "=== running for ${e}s: $p $(tr "\0" " " < /proc/$p/cmdline)"; for t in /proc/$p/task/*; do echo "--- $t $(cat $t/comm) $(cat $t/wchan)"; cat $t/stack; done; done; done) &"#;
 
-/// The shell script run in each VM: the watchdog, then each test binary on its tests.
-fn vm_script(root: &Path, binaries: &BTreeMap<String, PathBuf>) -> Result<String> {
+/// The shell script run in each VM: the watchdog, then each test binary on its tests, all
+/// of it written to the console and to `output` (a file in a directory shared read-write).
+/// The watchdog appends to `output` itself: in the braces it would hold the pipe to `tee`
+/// open, and the script would never end.
+fn vm_script(root: &Path, binaries: &BTreeMap<String, PathBuf>, output: &Path) -> Result<String> {
+    let output = output.display();
     let mut script = format!(
-        "echo {STARTED}\nexport {EMULATED}=1\ncd {}/profiler\n{WATCHDOG}\n",
-        root.display()
+        "echo {STARTED}\nexport {EMULATED}=1\ncd {}/profiler\n{} >> {output} 2>&1 &\n{{\n",
+        root.display(),
+        WATCHDOG.trim_end_matches('&').trim_end()
     );
     for (binary, names) in TESTS {
         let executable = binaries
@@ -590,6 +632,7 @@ fn vm_script(root: &Path, binaries: &BTreeMap<String, PathBuf>) -> Result<String
             names.join(" ")
         );
     }
+    script += &format!("}} 2>&1 | tee -a {output}\n");
     Ok(script)
 }
 
@@ -672,7 +715,7 @@ pub fn run_arm64(path: &OsString) -> Result<(Outcome, String)> {
             .args(["-append", "console=ttyAMA0 rdinit=/init panic=-1 quiet"]);
         Ok(vm)
     };
-    let console = console_of(vm, &root, &kernel.version)?;
+    let console = console_of(vm, &root, &kernel.version, None)?;
     let expected: u64 = ARM64_TESTS.iter().map(|(_, names)| names.len() as u64).sum();
     Ok(result_line(&kernel, ARM64_WHAT, tally(&console, expected), started))
 }
@@ -825,11 +868,25 @@ mod tests {
             .iter()
             .map(|(name, _)| (name.to_string(), PathBuf::from(format!("/t/{name}-0"))))
             .collect();
-        let script = vm_script(Path::new("/r"), &binaries).unwrap();
+        let script = vm_script(
+            Path::new("/r"),
+            &binaries,
+            Path::new("/r/target/matrix/share/tests.out"),
+        )
+        .unwrap();
         assert!(
             script.starts_with(
                 "echo matrix: tests start\nexport PROFILER_TESTS_EMULATED=1\ncd /r/profiler\n(while sleep 30"
             ),
+            "{script}"
+        );
+        assert!(
+            script.ends_with("} 2>&1 | tee -a /r/target/matrix/share/tests.out\n"),
+            "{script}"
+        );
+        // The watchdog writes to the file itself, outside the piped braces.
+        assert!(
+            script.contains("done) >> /r/target/matrix/share/tests.out 2>&1 &\n{\n"),
             "{script}"
         );
         assert!(
@@ -838,6 +895,6 @@ mod tests {
         // The shell reads it (a stray `&;` once made every VM run nothing).
         let parsed = Command::new("sh").args(["-n", "-c", &script]).status().unwrap();
         assert!(parsed.success(), "{script}");
-        assert!(vm_script(Path::new("/r"), &BTreeMap::new()).is_err());
+        assert!(vm_script(Path::new("/r"), &BTreeMap::new(), Path::new("/o")).is_err());
     }
 }
