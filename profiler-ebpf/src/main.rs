@@ -1279,22 +1279,23 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
 #[inline(always)]
 fn still_returning(slot: &InFlight, task: *const u8) -> bool {
     let orig_ax_offset = REGS_ORIG_AX_OFFSET.load() as usize;
-    let orig_ax = if HAS_TASK_PT_REGS.load() != 0 {
+    // The low 32 bits: arm64's `syscallno` is an `s32` (x86_64's `orig_ax` a `long`), and
+    // the verifier refuses a load past the end of the member.
+    let number = if HAS_TASK_PT_REGS.load() != 0 {
         // A trusted pointer to the task's registers: a plain load, no copy.
         let regs = unsafe { bpf_task_pt_regs(task as *mut _) } as *const u8;
         if regs.is_null() {
             return false;
         }
-        unsafe { *(regs.add(orig_ax_offset) as *const u64) }
+        unsafe { *(regs.add(orig_ax_offset) as *const u32) }
     } else {
         let regs = slot.first_off_ns as *const u8;
-        match unsafe { bpf_probe_read_kernel(regs.add(orig_ax_offset) as *const u64) } {
-            Ok(orig_ax) => orig_ax,
+        match unsafe { bpf_probe_read_kernel(regs.add(orig_ax_offset) as *const u32) } {
+            Ok(number) => number,
             Err(_) => return false,
         }
     };
-    let nr = StatsKey::unpack(slot.key).nr & !NR_COMPAT_FLAG;
-    orig_ax as u32 == nr
+    number == StatsKey::unpack(slot.key).nr & !NR_COMPAT_FLAG
 }
 
 // sched_waking(struct task_struct *p): runs in the waker (or in whatever task an interrupt

@@ -218,22 +218,29 @@ fn serve_refreshes_the_boundary_cost_under_load_and_loses_no_call_to_it() {
         counted <= expected + 100.0,
         "{counted} getppid counted, {expected} made"
     );
-    // The figure stays where the calibration put it (it swung 3x between runs before). The
-    // start calibration on a quiet machine itself varies by about 10% around its mean here
-    // (64.8 to 80 ns in 16 runs, the refreshes under load 75-88 ns): the median's bound
-    // leaves room for that, not for a swing.
+    // The figure stays where the calibration put it (it swung 3x between runs before), and
+    // the refreshes under load agree with each other. The start calibration on a quiet
+    // machine varies by itself (64.8 to 80 ns in 16 runs here, and 60.8 once), while the
+    // refreshes under load come out at 75-88 ns: a quiet start and a loaded refresh can be
+    // 40% apart without any swing (the bounds were 25% and 35%, and failed that way now and
+    // then). A swing of 2x or more still fails both.
     figures.sort_by(f64::total_cmp);
     let median = figures[figures.len() / 2];
     assert!(
-        (median / calibrated - 1.0).abs() <= 0.25,
+        (median / calibrated - 1.0).abs() <= 0.5,
         "calibrated {calibrated}, refreshed {figures:?}"
     );
     for figure in &figures {
         assert!(
-            (figure / calibrated - 1.0).abs() <= 0.35,
+            (figure / calibrated - 1.0).abs() <= 0.6,
             "calibrated {calibrated}, refreshed {figures:?}"
         );
     }
+    let (lowest, highest) = (figures[0], figures[figures.len() - 1]);
+    assert!(
+        highest / lowest <= 1.35,
+        "the refreshes under load disagree: {figures:?}"
+    );
 }
 
 #[test]
