@@ -139,8 +139,8 @@ const ABLATIONS: &[Ablation] = &[
         name: "regs-by-probe-read",
         what: "`sched_switch` reads a task's registers with `bpf_probe_read_kernel` (as before Linux 5.15), not `bpf_task_pt_regs`",
         edits: &[(
-            "    let orig_ax = if HAS_TASK_PT_REGS.load() != 0 {",
-            "    let orig_ax = if HAS_TASK_PT_REGS.load() != 0 && core::hint::black_box(false) {",
+            "    let number = if HAS_TASK_PT_REGS.load() != 0 {",
+            "    let number = if HAS_TASK_PT_REGS.load() != 0 && core::hint::black_box(false) {",
         )],
         env: None,
         sample: "16",
