@@ -30,9 +30,10 @@ const KERNELS: &[(&str, &str)] = &[
     ("linux-image-6.1.0-{}-rt-amd64-unsigned", RT_WHAT),
 ];
 
-/// Left out of `cargo xtask test` (run by `cargo xtask matrix`): under TCG here its VM froze
-/// in 5 of about 8 runs, at a different test each time and without a word from the kernel,
-/// twice in a row in the last one. Until that is understood it would fail CI at random.
+/// Left out of `cargo xtask test` (run by `cargo xtask matrix`): its VMs no longer freeze
+/// under single-threaded TCG (see `vng_command`), but the stuck-view test failed there once
+/// (a hang's time guessed from /proc, not measured), and its ~4 minutes would take CI past
+/// its time. Until both are settled it stays out.
 const RT_WHAT: &str = "Debian 12, 6.1 PREEMPT_RT";
 
 /// The tests run in each VM, by test binary. None of them asserts a time.
@@ -266,10 +267,10 @@ const LOCKUP: &str = "watchdog: BUG: soft lockup";
 
 /// Runs a VM (made by `make`) to its end; its console goes to `target/matrix/VERSION.log` as
 /// it comes (to follow a slow run), and is returned. A VM that did not boot, froze (a silent
-/// console) or ran past [`VM_LIMIT`] is stopped, its console shown, and booted again (up to
-/// [`ATTEMPTS`] times):
-/// under TCG here a whole VM now and then stops (no output, not even the kernel's lockup
-/// detectors), at a different test each time. A test that hangs for real hangs every time.
+/// console), reported a soft lockup or ran past [`VM_LIMIT`] is stopped, its console shown,
+/// and booted again (up to [`ATTEMPTS`] times): under multi-threaded TCG a VM now and then
+/// locked up while the kernel patched its tracepoints (see `vng_command`), at a different
+/// test each time. A test that hangs for real hangs every time.
 ///
 /// `output`: a file the VM's script writes its output to as well, through a shared directory;
 /// it counts as output for telling a frozen VM (emptied before each boot).
@@ -607,9 +608,10 @@ fn executables(messages: &str) -> BTreeMap<String, PathBuf> {
 /// Tells the tests they run under emulation, where times mean nothing (`tests/common.rs`).
 const EMULATED: &str = "PROFILER_TESTS_EMULATED";
 
-/// Shows, in the console, where a profiler or workload process running for more than 90 s
-/// is (each thread's kernel stack): the record of a hang, should a test hang in a VM.
-const WATCHDOG: &str = r#"(while sleep 30; do for p in $(pgrep -f "/release/(syscall-profiler|profiler-workload)"); do e=$(ps -o etimes= -p $p); [ "${e:-0}" -gt 90 ] || continue; echo "=== running for ${e}s: $p $(tr "\0" " " < /proc/$p/cmdline)"; for t in /proc/$p/task/*; do echo "--- $t $(cat $t/comm) $(cat $t/wchan)"; cat $t/stack; done; done; done) &"#;
+/// Prints where a profiler or workload process running for more than 90 s is (each thread's
+/// kernel stack): the record of a hang, should a test hang in a VM. `vm_script` runs it in
+/// the background.
+const WATCHDOG: &str = r#"(while sleep 30; do for p in $(pgrep -f "/release/(syscall-profiler|profiler-workload)"); do e=$(ps -o etimes= -p $p); [ "${e:-0}" -gt 90 ] || continue; echo "=== running for ${e}s: $p $(tr "\0" " " < /proc/$p/cmdline)"; for t in /proc/$p/task/*; do echo "--- $t $(cat $t/comm) $(cat $t/wchan)"; cat $t/stack; done; done; done)"#;
 
 /// The shell script run in each VM: the watchdog, then each test binary on its tests, all
 /// of it written to the console and to `output` (a file in a directory shared read-write).
@@ -618,9 +620,8 @@ const WATCHDOG: &str = r#"(while sleep 30; do for p in $(pgrep -f "/release/(sys
 fn vm_script(root: &Path, binaries: &BTreeMap<String, PathBuf>, output: &Path) -> Result<String> {
     let output = output.display();
     let mut script = format!(
-        "echo {STARTED}\nexport {EMULATED}=1\ncd {}/profiler\n{} >> {output} 2>&1 &\n{{\n",
-        root.display(),
-        WATCHDOG.trim_end_matches('&').trim_end()
+        "echo {STARTED}\nexport {EMULATED}=1\ncd {}/profiler\n{WATCHDOG} >> {output} 2>&1 &\n{{\n",
+        root.display()
     );
     for (binary, names) in TESTS {
         let executable = binaries

@@ -57,7 +57,7 @@ fn measure_report(profiler: &Path) -> Result<(f64, f64, u64)> {
     let started = Instant::now();
     let steady = || -> Result<f64> {
         let agent = loop {
-            if let Some(pid) = descendant_named(time.id(), "syscall-profile") {
+            if let Some(pid) = descendant_named(time.id(), AGENT_COMM) {
                 break pid;
             }
             if started.elapsed() > Duration::from_secs(5) {
@@ -87,6 +87,9 @@ fn measure_report(profiler: &Path) -> Result<(f64, f64, u64)> {
         fields[3] as u64,
     ))
 }
+
+/// The agent's name in `/proc/PID/comm` (truncated to 15 bytes).
+const AGENT_COMM: &str = "syscall-profile";
 
 /// The first process named `comm` (as `/proc/PID/comm` has it) among `pid`'s descendants,
 /// `pid` included.
@@ -130,7 +133,8 @@ pub(super) fn serve_under_churn(profiler: &Path, workload: &Path) -> Result<Stri
         }
         thread::sleep(Duration::from_millis(200));
     }
-    let pid = agent_pid(serve.0.id());
+    // The agent: the child itself, or under sudo its child.
+    let pid = descendant_named(serve.0.id(), AGENT_COMM).unwrap_or(serve.0.id());
     let total_secs = WARM_UP_SECS + STEADY_SECS + BURST_SECS + 5;
     let _churn = Killed(
         Command::new(workload)
@@ -232,17 +236,6 @@ impl Drop for Killed {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// The agent's pid: the child's, or under sudo its only child's.
-fn agent_pid(child: u32) -> u32 {
-    if crate::is_root() {
-        return child;
-    }
-    std::fs::read_to_string(format!("/proc/{child}/task/{child}/children"))
-        .ok()
-        .and_then(|children| children.split_whitespace().next()?.parse().ok())
-        .unwrap_or(child)
 }
 
 /// One GET /metrics over loopback: the body (as received) and its size in bytes.
