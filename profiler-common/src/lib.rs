@@ -295,9 +295,10 @@ pub mod proc_state {
 
 /// [`ProcSlot::state`] of an entry never used.
 pub const PROC_EMPTY: u64 = 0;
-/// [`ProcSlot::state`] of an entry the agent freed: reusable, but lookups probe past it.
+/// [`ProcSlot::state`] of an entry the agent freed: reusable. (Lookups probe past empty and
+/// freed entries alike: the agent never makes a freed entry empty again.)
 pub const PROC_FREED: u64 = u32::MAX as u64;
-/// Entries a lookup of the process table probes.
+/// Entries a lookup of the process table probes, always all of them on a miss.
 pub const PROC_PROBES: u32 = 16;
 
 /// Start of the probe sequence of `tgid` in a process table of `mask + 1` entries.
@@ -575,13 +576,24 @@ pub mod counter {
     /// A call of a child of a followed process that could not be followed (the process table
     /// was full at its fork): not counted.
     pub const FOLLOW_FULL: u32 = 3;
+    /// A thread entered a call while its slot still held its previous call: that call's
+    /// `sys_exit` was never matched to it, and it was not counted. Never expected: it makes
+    /// any such loss visible rather than silent (every kernel path out of a call but a
+    /// thread's death passes `sys_exit`, and a death clears the slot).
+    pub const EXIT_UNSEEN: u32 = 4;
     /// Number of counters.
-    pub const COUNT: u32 = 4;
+    pub const COUNT: u32 = 5;
     /// Each counter's name, by index: what every output calls it (the JSON report's
     /// `overflow` keys, the metrics' `reason` label).
-    pub const NAMES: [&str; COUNT as usize] = ["slot_collision", "stats_full", "process_full", "follow_full"];
-    /// Counters are kept per CPU, one row of this many `u64` (a cache line) each.
-    pub const ROW: u32 = 8;
+    pub const NAMES: [&str; COUNT as usize] = [
+        "slot_collision",
+        "stats_full",
+        "process_full",
+        "follow_full",
+        "exit_unseen",
+    ];
+    /// Counters are kept per CPU, one row of this many `u64` (two cache lines) each.
+    pub const ROW: u32 = 16;
     /// In each row after the overflow counters: statistics slots and process table entries
     /// claimed (not overflows: the agent reads the tables sooner when they fill fast).
     pub const STATS_CLAIMS: u32 = COUNT;
@@ -593,6 +605,7 @@ pub mod counter {
     /// Calls of a thread the per-thread table had no room for (`report --threads`): counted
     /// in their process's rows, missing from their thread's.
     pub const THREADS_LOST: u32 = COUNT + 3;
+    const _: () = assert!(THREADS_LOST < ROW, "every counter in its CPU's row");
 }
 
 /// Where blocked calls slept and who woke them: the statistics entry's packed key
@@ -819,17 +832,20 @@ pub mod object {
     /// Programs, `(program, tracepoint)`.
     pub mod program {
         /// The profiler's programs, all BTF-enabled raw tracepoints (`tp_btf`). Attached in
-        /// this order and detached in reverse: `sched_switch` first, so that a call in
-        /// progress never leaves the CPU unseen.
+        /// this order and detached in reverse: `sys_enter`, which starts following a call,
+        /// last, so that every call it sees is seen leaving the CPU, exiting (with `sys_exit`
+        /// attached after it, a call that began and ended in between stayed in its slot, and
+        /// its thread's next call found it there: `counter::EXIT_UNSEEN`), its thread dying,
+        /// and its process forking.
         pub const PROFILER: [(&str, &str); 8] = [
             ("sched_switch", "sched_switch"),
-            ("sys_enter", "sys_enter"),
             ("sys_exit", "sys_exit"),
             ("sched_wakeup_new", "sched_wakeup_new"),
             ("sched_process_exit", "sched_process_exit"),
             ("sched_process_exec", "sched_process_exec"),
             ("sched_process_fork", "sched_process_fork"),
             ("task_rename", "task_rename"),
+            ("sys_enter", "sys_enter"),
         ];
         /// Empty classic raw tracepoint programs on the two syscall tracepoints: the cost
         /// floor any profiler built on them pays, measured by `cargo xtask bench`.

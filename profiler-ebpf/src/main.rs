@@ -439,6 +439,12 @@ enum Found {
     Full,
 }
 
+/// The entry of `tgid`: the first on its probe sequence. The whole sequence is searched, past
+/// empty entries too: the agent empties a freed entry that an empty one follows (see
+/// `reclaim_freed` in the agent), and a search that had passed the entry while it was still
+/// in use can claim the empty one after it; a search stopping at the first empty entry would
+/// then miss that process for good (a followed child lost its calls that way). Full
+/// searches cost only on a miss: a process's first call, a fork.
 #[inline(always)]
 fn find_process(tgid: u32) -> Found {
     let mask = PROCS_MASK.load();
@@ -450,13 +456,7 @@ fn find_process(tgid: u32) -> Found {
             break;
         };
         let state = unsafe { core::ptr::read_volatile(&(*entry).state) };
-        if state == PROC_EMPTY {
-            return match free {
-                Some((index, state)) => Found::Free(index, state),
-                None => Found::Free(index, state),
-            };
-        }
-        if state == PROC_FREED {
+        if state == PROC_EMPTY || state == PROC_FREED {
             free = free.or(Some((index, state)));
         } else if proc_state::tgid(state) == tgid {
             return Found::Entry(index, state);
@@ -633,9 +633,13 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
         // without switching: it had no wait on its way out.
         finish_exiting(slot, NO_EXIT_WAIT);
     }
-    if slot.flags & flight::IN_FLIGHT != 0 && slot.tid != tid {
-        bump(counter::SLOT_COLLISION);
-        return 0;
+    if slot.flags & flight::IN_FLIGHT != 0 {
+        if slot.tid != tid {
+            bump(counter::SLOT_COLLISION);
+            return 0;
+        }
+        // Its previous call is still here: its sys_exit did not find it.
+        bump(counter::EXIT_UNSEEN);
     }
     let id: i64 = ctx.arg(1);
     let mut nr = id as u32;

@@ -100,26 +100,19 @@ impl Probe {
     }
 
     /// Frees these process table entries, each if still in the state given (a dead process
-    /// whose pid a new process has taken meanwhile keeps its entry, revived).
+    /// whose pid a new process has taken meanwhile keeps its entry, revived). Never made
+    /// empty again: searches of the process table go past empty entries anyway (see the
+    /// kernel side's `find_process`), and emptying an entry while a search passes it hid the
+    /// entry the search then claimed beyond it from every later search that stopped there.
     pub(crate) fn free_procs(&mut self, entries: &[(u32, u64)]) {
         for &(index, state) in entries {
             self.procs.swap_state(index as usize, state, PROC_FREED);
         }
-        // The process table is probed the same way, with the same two markers.
-        let mask = self.procs.entries() - 1;
-        for &(index, _) in entries {
-            reclaim_freed(
-                index as usize,
-                mask,
-                |i| self.procs.state_of(i),
-                |i| self.procs.swap_state(i, PROC_FREED, PROC_EMPTY),
-            );
-        }
     }
 }
 
-/// Makes empty again the freed slots of a linearly probed table (the statistics table, or the
-/// process table: the same markers) that end just before an empty one, walking
+/// Makes empty again the freed slots of the statistics table that end just before an empty
+/// one, walking
 /// back from `index`, each with `empty` (a compare-and-swap from freed; false if the kernel
 /// side claimed it meanwhile). Lookups search past freed slots and stop at an empty one, so
 /// without this the table fills with freed slots over a long run (they are never empty
@@ -181,11 +174,6 @@ mod tests {
                 other => char::from_u32(other as u32).unwrap(),
             })
             .collect()
-    }
-
-    #[test]
-    fn both_tables_mark_empty_and_freed_alike() {
-        assert_eq!((PROC_EMPTY, PROC_FREED), (SLOT_EMPTY, SLOT_FREED));
     }
 
     #[test]

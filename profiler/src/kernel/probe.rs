@@ -346,11 +346,8 @@ impl Probe {
             for probe in 0..profiler_common::PROC_PROBES {
                 let index = ((start + probe) & mask) as usize;
                 let state = self.procs.state_of(index);
-                if state == profiler_common::PROC_EMPTY {
-                    free = free.or(Some((index, state)));
-                    break;
-                }
-                if state == profiler_common::PROC_FREED {
+                // Past empty entries too, as the kernel side searches (its `find_process`).
+                if state == profiler_common::PROC_EMPTY || state == profiler_common::PROC_FREED {
                     free = free.or(Some((index, state)));
                 } else if proc_state::tgid(state) == tgid {
                     found = Some((index, state));

@@ -193,7 +193,7 @@ impl Collector for Snapshot {
         {
             let mut family = encoder.encode_descriptor(
                 "syscall_profiler_overflow_drops",
-                "Events the kernel side could not record because a map was full.",
+                "Calls the kernel side could not count: a map was full, or (exit_unseen) a call's exit was not matched to it.",
                 None,
                 MetricType::Counter,
             )?;

@@ -30,7 +30,7 @@ pub struct SelfMetrics {
     pub programs_attached: u64,
     /// `(map, fill ratio)`.
     pub map_fill: Vec<(String, f64)>,
-    /// Events lost to full maps, by reason.
+    /// Calls not counted, by reason (full maps, exits not matched).
     pub overflow: Overflow,
     pub map_read_seconds: f64,
     pub boundary_seconds: f64,

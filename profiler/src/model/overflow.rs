@@ -1,5 +1,6 @@
-//! What the kernel side could not record because a map was full, by counter (the list and
-//! the names are `profiler_common::counter`'s). All zero on a healthy run.
+//! The calls the kernel side could not count - a map was full, or a call's exit was not
+//! matched to it - by counter (the list and the names are `profiler_common::counter`'s). All
+//! zero on a healthy run.
 use profiler_common::counter;
 use serde::{ser::SerializeMap, Serialize, Serializer};
 

@@ -199,7 +199,7 @@ pub fn render_report_html(report: &Report) -> String {
     if report.overflow.any() {
         let _ = writeln!(
             out,
-            "<p class=\"warning\">{} events were lost (tables full): counts are short of them.</p>",
+            "<p class=\"warning\">{} calls were not counted (tables full, or see <code>overflow</code> in the JSON report): counts are short of them.</p>",
             report.overflow.total()
         );
     }

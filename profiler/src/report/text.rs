@@ -2,6 +2,8 @@
 //! syscalls with calls, errors, the split, p50/p99, class, errors by errno and advice.
 use std::fmt::Write;
 
+use profiler_common::counter;
+
 use crate::{
     model::{
         charges::BoundarySource,
@@ -157,11 +159,13 @@ pub fn render_text(report: &Report, options: &TextOptions) -> String {
             .filter(|(_, count)| *count > 0)
             .map(|(name, count)| format!("{name} {count}"))
             .collect();
-        let _ = writeln!(
-            out,
-            "WARNING: events lost to full maps: {} (raise the --max-* flags)",
-            lost.join(", ")
-        );
+        let unseen = report.overflow.0[counter::EXIT_UNSEEN as usize];
+        let advice = if report.overflow.total() > unseen {
+            " (full maps: raise the --max-* flags)"
+        } else {
+            " (calls whose exit was not matched to them: a profiler bug, please report it)"
+        };
+        let _ = writeln!(out, "WARNING: calls not counted: {}{advice}", lost.join(", "));
     }
     let _ = writeln!(out, "split bar: E entry (boundary crossing)  H handler (on-CPU in kernel)  B blocked (asleep)  R runqueue (waiting for a CPU)");
     if report.processes.is_empty() {

@@ -119,7 +119,7 @@ pub struct Header {
     pub boundary_ns_per_call: f64,
     /// Estimated CPU the profiler's programs take, in % of one CPU.
     pub overhead_percent: f64,
-    /// Events lost to full maps since start.
+    /// Calls not counted since start (full maps, exits not matched).
     pub lost_events: u64,
     pub interval_secs: f64,
     /// Timing sampling period (1: every call timed).

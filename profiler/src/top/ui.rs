@@ -124,7 +124,7 @@ fn render_header(frame: &mut Frame, app: &App, area: Rect) {
     ))]);
     if h.lost_events > 0 {
         spans.push(Span::styled(
-            format!("  LOST {} (maps full)", h.lost_events),
+            format!("  LOST {} calls", h.lost_events),
             Style::default().fg(Color::Red).add_modifier(Modifier::BOLD),
         ));
     }
