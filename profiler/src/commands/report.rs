@@ -372,6 +372,11 @@ async fn profile(target: Target, args: &ReportArgs) -> anyhow::Result<Profiled> 
             }
         }
     }
+    // A read first, while the end of its window is the end of the command (or of the
+    // duration): a read's window is what bounds sampling's estimate (model::bound), and what
+    // follows - reading /proc for hangs, detaching - can take tens of milliseconds on a busy
+    // machine, which let a one-thread reader's sampled time come out 2% past its wall time.
+    totals.apply(&session.poll()?, session.elapsed_ns() as f64 / 1e9);
     // Before the programs are detached: the kernel side knows when each call began.
     let mut hangs = session.threads_in_syscalls(monotonic_ns(), started, Some(threshold_ns));
     let returned = returned_since_start(hangs_at_start, &mut hangs, &call_name);

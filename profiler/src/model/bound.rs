@@ -5,17 +5,18 @@
 //! by 27 ms of host steal, counted 16 times) can push a (process, syscall) past what its
 //! threads could have spent. Such time is on the CPU, so in a window of reads its true total
 //! is at most the window's length times the threads that could run at once:
-//! `min(threads, CPUs)`. The kernel side keeps apart what it extrapolated, when the entry's
-//! first call began and the most threads its process had at a sampled call; per (process,
-//! syscall) and read, what the extrapolation adds beyond that bound, less the measured
-//! handler time, is taken out.
+//! `min(threads, CPUs)`, and less the time the same calls spent waiting for a CPU (each
+//! thread makes one call at a time). The kernel side keeps apart what it extrapolated, when
+//! the entry's first call began and the most threads its process had at a sampled call; per
+//! (process, syscall) and read, what the extrapolation adds beyond that bound, less the
+//! measured handler time, is taken out.
 //!
 //! A bound, not a correction: below it the estimate is left unbiased; above it, the truth
 //! is below the bound too, so taking the excess out only ever brings the estimate nearer.
 //! The bound can be loose (a window is one read interval, the process may have lived a
 //! fraction of it), never too tight, but for two edge cases: a call's measured on-CPU time
-//! from before the window counts against it, and threads that lived between two sampled
-//! calls are not seen.
+//! and wait for a CPU from before the window count against it, and threads that lived
+//! between two sampled calls are not seen.
 use std::collections::HashMap;
 
 use profiler_common::StatsKey;
@@ -36,8 +37,23 @@ pub struct Extrapolation {
 
 /// How much of `extrapolated_ns` (part of `handler_ns`) goes beyond what `threads` threads
 /// could spend on `cpus` CPUs in `span_ns`, once the measured rest of `handler_ns` is in.
-pub fn excess_ns(handler_ns: u64, extrapolated_ns: u64, span_ns: u64, threads: u32, cpus: u32) -> u64 {
-    let capacity = span_ns.saturating_mul(u64::from(threads.clamp(1, cpus.max(1))));
+/// Two limits: on the CPU, at most `min(threads, CPUs)` spans; and each thread makes one
+/// call at a time, so handler and `runqueue_ns` (the same calls' measured waits for a CPU)
+/// together at most `threads` spans - on a machine where the callers wait for a CPU, the
+/// first limit alone let an outlier fill the time they spent waiting. (Time asleep is left
+/// out of the second: a long sleep that began before the window would count against it.)
+pub fn excess_ns(
+    handler_ns: u64,
+    extrapolated_ns: u64,
+    runqueue_ns: u64,
+    span_ns: u64,
+    threads: u32,
+    cpus: u32,
+) -> u64 {
+    let threads = u64::from(threads.max(1));
+    let on_cpu = span_ns.saturating_mul(threads.min(u64::from(cpus.max(1))));
+    let one_call_at_a_time = span_ns.saturating_mul(threads).saturating_sub(runqueue_ns);
+    let capacity = on_cpu.min(one_call_at_a_time);
     let measured = handler_ns.saturating_sub(extrapolated_ns);
     extrapolated_ns.saturating_sub(capacity.saturating_sub(measured))
 }
@@ -51,6 +67,7 @@ pub fn bound_extrapolation(deltas: &mut [Delta], window_start_ns: u64, now_ns: u
     struct Sum {
         handler_ns: u64,
         extrapolated_ns: u64,
+        runqueue_ns: u64,
         /// The earliest first call of the key's slots.
         first_enter_ns: Option<u64>,
         threads: u32,
@@ -61,6 +78,7 @@ pub fn bound_extrapolation(deltas: &mut [Delta], window_start_ns: u64, now_ns: u
         let extrapolation = &delta.extrapolation;
         sum.handler_ns += delta.totals.handler_ns;
         sum.extrapolated_ns += extrapolation.added_ns;
+        sum.runqueue_ns += delta.totals.runqueue_ns;
         if extrapolation.first_enter_ns != 0 {
             let earliest = sum.first_enter_ns.unwrap_or(u64::MAX).min(extrapolation.first_enter_ns);
             sum.first_enter_ns = Some(earliest);
@@ -74,7 +92,14 @@ pub fn bound_extrapolation(deltas: &mut [Delta], window_start_ns: u64, now_ns: u
             // The calls of this read began after the read before did, and after the key's
             // first call.
             let span_ns = now_ns.saturating_sub(window_start_ns.max(sum.first_enter_ns.unwrap_or(0)));
-            let excess = excess_ns(sum.handler_ns, sum.extrapolated_ns, span_ns, sum.threads, cpus);
+            let excess = excess_ns(
+                sum.handler_ns,
+                sum.extrapolated_ns,
+                sum.runqueue_ns,
+                span_ns,
+                sum.threads,
+                cpus,
+            );
             (excess > 0).then_some((key, (excess, sum.extrapolated_ns)))
         })
         .collect();
@@ -121,16 +146,34 @@ mod tests {
     #[test]
     fn the_excess_is_what_the_extrapolation_adds_beyond_the_threads_capacity() {
         // One thread, 504 ms: 40 ms measured and 644 ms extrapolated is 180 ms too much.
-        assert_eq!(excess_ns(684 * MS, 644 * MS, 504 * MS, 1, 2), 180 * MS);
+        assert_eq!(excess_ns(684 * MS, 644 * MS, 0, 504 * MS, 1, 2), 180 * MS);
         // Within the bound, nothing.
-        assert_eq!(excess_ns(400 * MS, 360 * MS, 504 * MS, 1, 2), 0);
+        assert_eq!(excess_ns(400 * MS, 360 * MS, 0, 504 * MS, 1, 2), 0);
         // Two threads on two CPUs may spend twice the span; eight threads, still two CPUs.
-        assert_eq!(excess_ns(684 * MS, 644 * MS, 504 * MS, 2, 2), 0);
-        assert_eq!(excess_ns(1100 * MS, 1000 * MS, 504 * MS, 8, 2), 92 * MS);
+        assert_eq!(excess_ns(684 * MS, 644 * MS, 0, 504 * MS, 2, 2), 0);
+        assert_eq!(excess_ns(1100 * MS, 1000 * MS, 0, 504 * MS, 8, 2), 92 * MS);
         // Never more than was extrapolated, however much was measured.
-        assert_eq!(excess_ns(900 * MS, 10 * MS, 504 * MS, 1, 2), 10 * MS);
+        assert_eq!(excess_ns(900 * MS, 10 * MS, 0, 504 * MS, 1, 2), 10 * MS);
         // No thread seen counts as one.
-        assert_eq!(excess_ns(30 * MS, 20 * MS, 10 * MS, 0, 2), 20 * MS);
+        assert_eq!(excess_ns(30 * MS, 20 * MS, 0, 10 * MS, 0, 2), 20 * MS);
+    }
+
+    #[test]
+    fn time_the_callers_waited_for_a_cpu_is_not_theirs_to_spend_in_the_handler() {
+        // One thread, 1 s, 100 ms of it waiting for a CPU inside its calls: 900 ms of handler
+        // at most, so 40 ms measured and 900 ms extrapolated is 40 ms too much.
+        assert_eq!(excess_ns(940 * MS, 900 * MS, 100 * MS, 1_000 * MS, 1, 2), 40 * MS);
+        // Eight threads on two CPUs waiting 5 s between them: still 2 s of CPU to spend
+        // (8 s of thread time less 5 s of waits leaves 3 s).
+        assert_eq!(excess_ns(2_000 * MS, 1_900 * MS, 5_000 * MS, 1_000 * MS, 8, 2), 0);
+        // Waits of 7 s leave 1 s: of 1.9 s extrapolated and 100 ms measured, 1 s too much.
+        assert_eq!(
+            excess_ns(2_000 * MS, 1_900 * MS, 7_000 * MS, 1_000 * MS, 8, 2),
+            1_000 * MS
+        );
+        // Waits longer than the threads' time (a wait begun before the window): nothing
+        // extrapolated is left, the measured stays.
+        assert_eq!(excess_ns(300 * MS, 200 * MS, 3_000 * MS, 1_000 * MS, 1, 2), 200 * MS);
     }
 
     #[test]
