@@ -439,12 +439,11 @@ enum Found {
     Full,
 }
 
-/// The entry of `tgid`: the first on its probe sequence. The whole sequence is searched, past
-/// empty entries too: the agent empties a freed entry that an empty one follows (see
-/// `reclaim_freed` in the agent), and a search that had passed the entry while it was still
-/// in use can claim the empty one after it; a search stopping at the first empty entry would
-/// then miss that process for good (a followed child lost its calls that way). Full
-/// searches cost only on a miss: a process's first call, a fork.
+/// The entry of `tgid`: the first on its probe sequence, searched whole, past empty entries
+/// too, so that no interleaving with the agent can hide an entry behind an empty one. (When
+/// the agent made freed entries empty again, one emptied while a search went past it hid the
+/// entry that search then claimed beyond it from every later search: a followed child's calls
+/// could be lost.) Only a miss reads all `PROC_PROBES`: a process's first call, a fork.
 #[inline(always)]
 fn find_process(tgid: u32) -> Found {
     let mask = PROCS_MASK.load();

@@ -115,6 +115,11 @@ fn a_key_keeps_its_slot_when_slots_before_it_are_freed() {
     // Needs a getppid slot past the start of its probe sequence: a small table shared with
     // the whole machine gives one within a few tries.
     for _attempt in 0..40 {
+        // No agent reads this table and frees what is final: the machine's own new processes
+        // (a VM's watchdog starts a few every 30 s) would fill its 64 slots, and the caller's
+        // getppid would find none. Each attempt starts from an emptied table.
+        let used: Vec<u32> = probe.stats().map(|(index, _)| index).collect();
+        probe.free_stats(&used);
         let mut caller = Command::new(WORKLOAD).args(["steady", "200000", "4"]).spawn().unwrap();
         let pid = caller.id();
         let mut found = None;

@@ -71,10 +71,12 @@ fn a_read_loop_sharing_its_cpu_with_a_spinner_waits_on_its_way_out() {
         "total {total_ns} ns, the reader's clock {wall_ns} ns: {read}"
     );
     // Nearly all of the loop's run delay is in its reads (before the way out was timed,
-    // runqueue was 0 here).
+    // runqueue was 0 here). Not all: a preemption in user mode, or on the kernel's way in
+    // before sys_enter, is no call's wait. 24 runs of three builds here: 85-97% of the run
+    // delay, median 90% (the bound was 15%, and failed now and then).
     let run_delay_ns = u64_of(&oracle, "run_delay_ns");
     assert!(
-        off_by(runqueue_ns, run_delay_ns) <= 0.15,
+        off_by(runqueue_ns, run_delay_ns) <= 0.20,
         "runqueue {runqueue_ns} ns, the loop's run delay {run_delay_ns} ns: {read}"
     );
 }

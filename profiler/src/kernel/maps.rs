@@ -112,15 +112,14 @@ impl Probe {
 }
 
 /// Makes empty again the freed slots of the statistics table that end just before an empty
-/// one, walking
-/// back from `index`, each with `empty` (a compare-and-swap from freed; false if the kernel
-/// side claimed it meanwhile). Lookups search past freed slots and stop at an empty one, so
-/// without this the table fills with freed slots over a long run (they are never empty
-/// again) and every new key searches all its probes: a soak lost calls to `stats_full` that
-/// way at well under half the table live. A freed slot followed by an empty one is on no
-/// key's probe sequence (a key beyond it would have been placed in the empty slot), so
-/// emptying it loses no key; a key the kernel side claims beside it at that moment can at
-/// worst get a second slot, which the agent adds up with the first. Returns how many.
+/// one, walking back from `index`, each with `empty` (a compare-and-swap from freed; false if
+/// the kernel side claimed it meanwhile). Lookups search past freed slots and stop at an
+/// empty one, so without this the table fills with freed slots over a long run (they are
+/// never empty again) and every new key searches all its probes: a soak lost calls to
+/// `stats_full` that way at well under half the table live. A freed slot followed by an empty
+/// one is on no key's probe sequence (a key beyond it would have been placed in the empty
+/// slot), so emptying it loses no key; a key the kernel side claims beside it at that moment
+/// can at worst get a second slot, which the agent adds up with the first. Returns how many.
 pub fn reclaim_freed(
     index: usize,
     mask: usize,

@@ -213,7 +213,7 @@ pub(super) fn serve_under_churn(profiler: &Path, workload: &Path) -> Result<Stri
          | agent RSS after warm-up -> after the steady state (peak) | {:.1} -> {:.1} MiB ({:.1} MiB) |\n\
          | series exposed (most in a scrape) | {series} |\n\
          | scrape size, plain / gzip | {:.0} KiB / {:.0} KiB |\n\
-         | calls lost to full tables (overflow_drops_total) | {drops} |\n\
+         | calls not counted (overflow_drops_total: full tables, exits not matched) | {drops} |\n\
          | {BURST_PER_SEC} gzip scrapes a second for {BURST_SECS} s: answered, p50 / p99 latency | {} of {}, {:.2} / {:.2} ms |\n\
          | agent CPU during those scrapes | {burst_cpu:.1}% of one CPU |",
         rss_warm as f64 / 1024.0,
