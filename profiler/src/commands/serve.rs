@@ -149,7 +149,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             next_read.as_mut().reset(now + session.next_read_in(interval));
             if now >= next_snapshot {
                 next_snapshot = now + interval;
-                let exposition = Exposition::new(&exporter.snapshot(&session));
+                let exposition = Exposition::new(exporter.snapshot(&session));
                 *latest.write().expect("no panics while holding it") = Arc::new(exposition);
             }
         }

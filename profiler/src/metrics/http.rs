@@ -1,6 +1,7 @@
-//! The scrape endpoint: `/metrics` answered from the latest [`Exposition`], encoded once per
-//! read of the maps (a scrape never encodes and never touches the kernel), gzip-compressed
-//! when the scraper accepts it. Hardened for exposure: GET and HEAD only, no request bodies,
+//! The scrape endpoint: `/metrics` answered from the latest [`Exposition`], each format
+//! encoded (and gzip-compressed, when the scraper accepts it) once per snapshot, by the first
+//! scrape that asks for it: a scrape never touches the kernel, and a snapshot nobody scrapes
+//! costs no encoding. Hardened for exposure: GET and HEAD only, no request bodies,
 //! request headers of at most 16 KiB read within 5 s (also the idle time a kept-alive
 //! connection gets), a connection lives at most a minute, and at most `max_connections` are
 //! open: a new one closes the oldest, so idle or slow clients cannot starve scrapes.
@@ -31,20 +32,23 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest a connection lives, however busy.
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 
-/// One snapshot in both exposition formats, encoded once; the gzip forms are made by the
-/// first scrape that asks for them.
+/// One snapshot, and its exposition formats plain and gzipped, each made by the first scrape
+/// that asks for it (Prometheus asks for one format, every 15 s or more: encoding both at
+/// every snapshot, every second, was most of the encoding done).
 pub struct Exposition {
-    text: Bytes,
-    open_metrics: Bytes,
+    snapshot: Snapshot,
+    text: OnceLock<Bytes>,
+    open_metrics: OnceLock<Bytes>,
     text_gzip: OnceLock<Bytes>,
     open_metrics_gzip: OnceLock<Bytes>,
 }
 
 impl Exposition {
-    pub fn new(snapshot: &Snapshot) -> Exposition {
+    pub fn new(snapshot: Snapshot) -> Exposition {
         Exposition {
-            text: Bytes::from(encode(snapshot, Format::Text)),
-            open_metrics: Bytes::from(encode(snapshot, Format::OpenMetrics)),
+            snapshot,
+            text: OnceLock::new(),
+            open_metrics: OnceLock::new(),
             text_gzip: OnceLock::new(),
             open_metrics_gzip: OnceLock::new(),
         }
@@ -55,6 +59,7 @@ impl Exposition {
             Format::Text => (&self.text, &self.text_gzip),
             Format::OpenMetrics => (&self.open_metrics, &self.open_metrics_gzip),
         };
+        let plain = plain.get_or_init(|| Bytes::from(encode(&self.snapshot, format)));
         if gzip {
             compressed.get_or_init(|| gzip_of(plain)).clone()
         } else {
@@ -65,7 +70,7 @@ impl Exposition {
 
 impl Default for Exposition {
     fn default() -> Exposition {
-        Exposition::new(&Snapshot::default())
+        Exposition::new(Snapshot::default())
     }
 }
 

@@ -30,6 +30,14 @@ pub struct Percentiles {
 }
 
 impl Latency {
+    /// Empty, with room for `buckets` buckets with calls.
+    pub fn with_capacity(buckets: usize) -> Latency {
+        Latency {
+            buckets: Vec::with_capacity(buckets),
+            max_ns: 0,
+        }
+    }
+
     /// Adds `count` calls to kernel bucket `bucket`.
     pub fn add(&mut self, bucket: usize, count: u64) {
         if count == 0 {

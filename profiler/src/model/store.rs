@@ -180,23 +180,33 @@ impl LastRead {
     /// cumulative (`u32` ones wrap: differences are taken wrapping). `spare`: storage for the
     /// new sparse histogram, given the old one's back.
     fn advance(&mut self, now: &SyscallStats, spare: &mut Vec<(u8, u32)>) -> (SyscallTotals, Extrapolation) {
-        let mut latency = Latency::default();
+        let mut latency = Latency::with_capacity(self.hist.len() + 1);
         latency.max_ns = now.max_ns;
         spare.clear();
         let mut before = self.hist.iter().peekable();
-        // Only buckets with calls now, or then (a bucket that wrapped to exactly zero).
-        for (bucket, &count) in now.hist.iter().enumerate() {
-            let then = match before.peek() {
-                Some(&&(b, then)) if usize::from(b) == bucket => {
-                    before.next();
-                    then
+        // Only buckets with calls now, or then (a bucket that wrapped to exactly zero). A slot
+        // has calls in a few of its 160 buckets: runs of empty ones are passed a chunk at a
+        // time (thousands of slots a read on a busy machine).
+        const CHUNK: usize = 8;
+        for (chunk_index, chunk) in now.hist.chunks(CHUNK).enumerate() {
+            let first = chunk_index * CHUNK;
+            let none_before = before.peek().is_none_or(|&&(b, _)| usize::from(b) >= first + CHUNK);
+            if none_before && chunk.iter().all(|&count| count == 0) {
+                continue;
+            }
+            for (bucket, &count) in (first..).zip(chunk) {
+                let then = match before.peek() {
+                    Some(&&(b, then)) if usize::from(b) == bucket => {
+                        before.next();
+                        then
+                    }
+                    _ if count == 0 => continue,
+                    _ => 0,
+                };
+                latency.add(bucket, u64::from(count.wrapping_sub(then)));
+                if count != 0 {
+                    spare.push((bucket as u8, count));
                 }
-                _ if count == 0 => continue,
-                _ => 0,
-            };
-            latency.add(bucket, u64::from(count.wrapping_sub(then)));
-            if count != 0 {
-                spare.push((bucket as u8, count));
             }
         }
         std::mem::swap(&mut self.hist, spare);
@@ -258,6 +268,8 @@ pub struct Store {
     live: Vec<Option<LiveSlot>>,
     /// Reads so far.
     reads: u64,
+    /// Deltas the last read brought.
+    last_deltas: usize,
     /// Duplicate process table entries as last read: freed when they are still so at the
     /// next read.
     duplicates_seen: HashSet<(u32, u64)>,
@@ -282,6 +294,7 @@ impl Store {
         Store {
             live: Vec::new(),
             reads: 0,
+            last_deltas: 0,
             duplicates_seen: HashSet::new(),
             own_tgid,
             stats_capacity,
@@ -308,6 +321,9 @@ impl Store {
         };
         let mut update = Update {
             procs_fill: procs.len() as f64 / f64::from(self.procs_capacity.max(1)),
+            // As many as the last read brought: growing a vector of thousands one by one
+            // copied it over and over.
+            deltas: Vec::with_capacity(self.last_deltas),
             ..Update::default()
         };
         let mut unknown_gone: HashMap<u32, bool> = HashMap::new();
@@ -359,6 +375,7 @@ impl Store {
             }
         }
         update.stats_fill = used as f64 / f64::from(self.stats_capacity.max(1));
+        self.last_deltas = update.deltas.len();
         // Slots that were freed behind our back: only by a restart of the agent's own reads.
         let reads = self.reads;
         for live in &mut self.live {
@@ -553,6 +570,36 @@ mod tests {
         assert_eq!(totals.calls, 5);
         assert_eq!(totals.latency.count(), 5);
         assert_eq!(totals.errnos, BTreeMap::from([(OTHER_ERRNO, 1), (2, 3), (13, 4)]));
+    }
+
+    #[test]
+    fn every_bucket_that_moved_is_in_the_difference_wherever_it_lies() {
+        let mut store = Store::new(OWN, CAPACITY, CAPACITY);
+        let procs = table(&[proc(10, 0, false, "a")]);
+        let last = profiler_common::HIST_BUCKETS - 1;
+        let mut before = slot(A, 0, 0, 0, "a");
+        before.stats.calls = 1;
+        // The first bucket, one that is the last of its chunk, one that will wrap to exactly
+        // zero, and the very last.
+        for (bucket, count) in [(0, 1), (7, 2), (77, u32::MAX), (last, 3)] {
+            before.stats.hist[bucket] = count;
+        }
+        store.update(&procs, [(0, before)], &nobody_gone, &no_flight);
+        let mut after = before;
+        after.stats.calls += 1;
+        for (bucket, count) in [(0, 2), (7, 2), (77, 0), (80, 5), (last, 4)] {
+            after.stats.hist[bucket] = count;
+        }
+        let update = store.update(&procs, [(0, after)], &nobody_gone, &no_flight);
+        let gained: Vec<(usize, u64)> = update.deltas[0].totals.latency.buckets().collect();
+        assert_eq!(gained, vec![(0, 1), (77, 1), (80, 5), (last, 1)]);
+        // And the next read starts from these.
+        let mut later = after;
+        later.stats.calls += 1;
+        later.stats.hist[77] = 1;
+        let update = store.update(&procs, [(0, later)], &nobody_gone, &no_flight);
+        let gained: Vec<(usize, u64)> = update.deltas[0].totals.latency.buckets().collect();
+        assert_eq!(gained, vec![(77, 1)]);
     }
 
     #[test]
