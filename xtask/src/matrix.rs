@@ -31,9 +31,10 @@ const KERNELS: &[(&str, &str)] = &[
 ];
 
 /// Left out of `cargo xtask test` (run by `cargo xtask matrix`): its VMs no longer freeze
-/// under single-threaded TCG (see `vng_command`), but the stuck-view test failed there once
-/// (a hang's time guessed from /proc, not measured), and its ~4 minutes would take CI past
-/// its time. Until both are settled it stays out.
+/// under single-threaded TCG (see `vng_command`), and its stuck-view failure (a hang just
+/// begun shown as in its call since the start: the slots were read before /proc) is fixed
+/// (12 of 12 since, 3 failures in 18 before); but its ~4 minutes would take CI's matrix past
+/// its 10 and the suite near 30. Running the two x86 VMs side by side would make room.
 const RT_WHAT: &str = "Debian 12, 6.1 PREEMPT_RT";
 
 /// The tests run in each VM, by test binary. None of them asserts a time.
