@@ -31,7 +31,7 @@ impl Session {
         let in_flight = self.in_flight();
         // Every thread the kernel side has in a call, timed or not, so that /proc does not add
         // it again below as one that was already there at start.
-        let seen: HashSet<u32> = in_flight.iter().map(|slot| slot.tid).collect();
+        let mut seen: HashSet<u32> = in_flight.iter().map(|slot| slot.tid).collect();
         let mut threads: Vec<InSyscall> = in_flight
             .into_iter()
             .filter_map(|slot| {
@@ -59,9 +59,9 @@ impl Session {
         // the scan (which takes a while on a busy machine) is in /proc and in its slot by now;
         // it was shown as in its call since the start (a just-begun hang as `≥1.7s`: 3 of 18
         // runs of the stuck-view test on the PREEMPT_RT kernel under qemu, 0 of 12 since).
-        let seen_since: HashSet<u32> = self.in_flight().iter().map(|slot| slot.tid).collect();
+        seen.extend(self.in_flight().iter().map(|slot| slot.tid));
         for (tid, pid, nr, blocked) in in_proc {
-            if !seen.contains(&tid) && !seen_since.contains(&tid) && self.measured_before_start(pid) {
+            if !seen.contains(&tid) && self.measured_before_start(pid) {
                 let long = since_start >= long_after_ns;
                 threads.push(InSyscall {
                     tid,
