@@ -141,7 +141,7 @@ fn run() -> Result<()> {
             }
             let (mut passed, mut failed) = run_counting_tests(test)?;
             step("running the kernel matrix (other kernels under qemu)");
-            let matrix = matrix::run(&path, None, true)?;
+            let matrix = matrix::run(&path, None)?;
             passed += matrix.passed;
             failed += matrix.failed;
             // One closing line for the whole suite, whatever binary cargo ran last.
@@ -156,7 +156,7 @@ fn run() -> Result<()> {
         }
         Task::Matrix { only } => {
             let path = setup::ensure()?;
-            let matrix = matrix::run(&path, only.as_deref(), false)?;
+            let matrix = matrix::run(&path, only.as_deref())?;
             println!("{} passed, {} failed", matrix.passed, matrix.failed);
             if matrix.failed > 0 {
                 bail!("tests failed on other kernels");
