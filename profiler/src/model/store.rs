@@ -16,6 +16,8 @@ use profiler_common::{
     epoch_of, proc_hash, proc_state, ProcSlot, StatsKey, StatsSlot, SyscallStats, ERRNO_SLOTS, KEY_EPOCH_MASK,
 };
 
+use smallvec::SmallVec;
+
 use crate::model::{bound::Extrapolation, charges::Charges, histogram::Latency, split::Split};
 
 /// The key of [`SyscallTotals::errnos`] that counts the errors of any errno beyond the first
@@ -144,12 +146,53 @@ pub struct Update {
     pub procs_fill: f64,
 }
 
+/// Buckets of a slot's last read held without a heap allocation.
+const LAST_READ_BUCKETS: usize = 6;
+
 /// One used slot as last read.
 struct LiveSlot {
     key: u64,
     last: LastRead,
-    /// The read that last found it used ([`Store::reads`]).
-    read: u64,
+}
+
+/// A set of slot indices, as bits. The store keeps which slots it holds apart from the slots
+/// themselves: finding those a read did not find then reads a bit per slot, not every held
+/// slot (144 bytes each, cold between reads: a sweep over a full table's cost ~10 ms of CPU a
+/// read here, more than the rest of a quiet read).
+#[derive(Default)]
+struct IndexSet(Vec<u64>);
+
+impl IndexSet {
+    fn insert(&mut self, index: usize) {
+        let word = index / 64;
+        if word >= self.0.len() {
+            self.0.resize(word + 1, 0);
+        }
+        self.0[word] |= 1 << (index % 64);
+    }
+
+    fn remove(&mut self, index: usize) {
+        if let Some(word) = self.0.get_mut(index / 64) {
+            *word &= !(1 << (index % 64));
+        }
+    }
+
+    fn clear(&mut self) {
+        self.0.fill(0);
+    }
+
+    /// The indices in `self` and not in `other`, in order.
+    fn minus(&self, other: &IndexSet) -> Vec<usize> {
+        let mut indices = Vec::new();
+        for (word, &bits) in self.0.iter().enumerate() {
+            let mut left = bits & !other.0.get(word).copied().unwrap_or(0);
+            while left != 0 {
+                indices.push(word * 64 + left.trailing_zeros() as usize);
+                left &= left - 1;
+            }
+        }
+        indices
+    }
 }
 
 /// A slot's counters as last read, compactly: its histogram as the buckets with counts (a
@@ -165,8 +208,9 @@ struct LastRead {
     errno_codes: [u64; ERRNO_SLOTS],
     errno_counts: [u32; ERRNO_SLOTS],
     errno_other: u64,
-    /// `(bucket, count)`, by bucket.
-    hist: Vec<(u8, u32)>,
+    /// `(bucket, count)`, by bucket; a few held in place, without a heap allocation (most
+    /// slots have calls in one to three buckets).
+    hist: SmallVec<[(u8, u32); LAST_READ_BUCKETS]>,
 }
 
 impl LastRead {
@@ -177,12 +221,11 @@ impl LastRead {
     }
 
     /// What the slot gained from this read to `now`; this read becomes `now`. Counters are
-    /// cumulative (`u32` ones wrap: differences are taken wrapping). `spare`: storage for the
-    /// new sparse histogram, given the old one's back.
-    fn advance(&mut self, now: &SyscallStats, spare: &mut Vec<(u8, u32)>) -> (SyscallTotals, Extrapolation) {
+    /// cumulative (`u32` ones wrap: differences are taken wrapping).
+    fn advance(&mut self, now: &SyscallStats) -> (SyscallTotals, Extrapolation) {
         let mut latency = Latency::with_capacity(self.hist.len() + 1);
         latency.max_ns = now.max_ns;
-        spare.clear();
+        let mut hist = SmallVec::new();
         let mut before = self.hist.iter().peekable();
         // Only buckets with calls now, or then (a bucket that wrapped to exactly zero). A slot
         // has calls in a few of its 160 buckets: runs of empty ones are passed a chunk at a
@@ -205,11 +248,11 @@ impl LastRead {
                 };
                 latency.add(bucket, u64::from(count.wrapping_sub(then)));
                 if count != 0 {
-                    spare.push((bucket as u8, count));
+                    hist.push((bucket as u8, count));
                 }
             }
         }
-        std::mem::swap(&mut self.hist, spare);
+        self.hist = hist;
         let totals = self.gained_counts(now, latency);
         let extrapolation = Extrapolation {
             added_ns: now.extrapolated_ns.wrapping_sub(self.extrapolated_ns),
@@ -266,8 +309,10 @@ impl LastRead {
 pub struct Store {
     /// By slot index: the used slots as last read (a table's worth at most).
     live: Vec<Option<LiveSlot>>,
-    /// Reads so far.
-    reads: u64,
+    /// The indices of `live` that hold a slot.
+    held: IndexSet,
+    /// The slots the current read found used.
+    found: IndexSet,
     /// Deltas the last read brought.
     last_deltas: usize,
     /// Duplicate process table entries as last read: freed when they are still so at the
@@ -293,7 +338,8 @@ impl Store {
     pub fn new(own_tgid: u32, stats_capacity: u32, procs_capacity: u32) -> Store {
         Store {
             live: Vec::new(),
-            reads: 0,
+            held: IndexSet::default(),
+            found: IndexSet::default(),
             last_deltas: 0,
             duplicates_seen: HashSet::new(),
             own_tgid,
@@ -328,9 +374,8 @@ impl Store {
         };
         let mut unknown_gone: HashMap<u32, bool> = HashMap::new();
         let mut flying: Option<HashSet<u64>> = None;
-        self.reads += 1;
+        self.found.clear();
         let mut used = 0usize;
-        let mut spare_hist = Vec::new();
         for (index, slot) in stats {
             used += 1;
             let key = StatsKey::unpack(slot.key);
@@ -345,10 +390,13 @@ impl Store {
             if at >= self.live.len() {
                 self.live.resize_with(at + 1, || None);
             }
-            let live = self.live[at].get_or_insert_with(|| LiveSlot {
-                key: slot.key,
-                last: LastRead::default(),
-                read: 0,
+            self.found.insert(at);
+            let live = self.live[at].get_or_insert_with(|| {
+                self.held.insert(at);
+                LiveSlot {
+                    key: slot.key,
+                    last: LastRead::default(),
+                }
             });
             if live.key != slot.key {
                 // Freed and taken by another key since the last read (whatever it gained
@@ -356,9 +404,8 @@ impl Store {
                 live.key = slot.key;
                 live.last = LastRead::default();
             }
-            live.read = self.reads;
             if !live.last.unchanged(&slot.stats) {
-                let (totals, extrapolation) = live.last.advance(&slot.stats, &mut spare_hist);
+                let (totals, extrapolation) = live.last.advance(&slot.stats);
                 if key.tgid != self.own_tgid {
                     update.deltas.push(Delta {
                         key,
@@ -372,16 +419,15 @@ impl Store {
             if is_final {
                 update.free_stats.push(index);
                 self.live[at] = None;
+                self.held.remove(at);
             }
         }
         update.stats_fill = used as f64 / f64::from(self.stats_capacity.max(1));
         self.last_deltas = update.deltas.len();
         // Slots that were freed behind our back: only by a restart of the agent's own reads.
-        let reads = self.reads;
-        for live in &mut self.live {
-            if live.as_ref().is_some_and(|live| live.read != reads) {
-                *live = None;
-            }
+        for at in self.held.minus(&self.found) {
+            self.live[at] = None;
+            self.held.remove(at);
         }
         let mut duplicates_now = HashSet::new();
         for (index, proc) in procs {
@@ -523,6 +569,37 @@ mod tests {
         let quiet = store.update(&procs, [(3, slot(A, 0, 7, 700, "a"))], &nobody_gone, &no_flight);
         assert!(quiet.deltas.is_empty(), "nothing new");
         assert!(quiet.free_stats.is_empty(), "alive: kept");
+    }
+
+    #[test]
+    fn a_slot_a_read_did_not_find_is_forgotten() {
+        // Emptied behind the store's back (a restart of the agent's reads): when a key is
+        // found there again, all its calls are new.
+        let mut store = Store::new(OWN, CAPACITY, CAPACITY);
+        let procs = table(&[proc(10, 0, false, "a"), proc(20, 0, false, "b")]);
+        let both = [(3, slot(A, 0, 5, 500, "a")), (40, slot(B, 0, 9, 900, "b"))];
+        store.update(&procs, both, &nobody_gone, &no_flight);
+        store.update(&procs, [(40, slot(B, 0, 9, 900, "b"))], &nobody_gone, &no_flight);
+        let again = store.update(&procs, both, &nobody_gone, &no_flight);
+        assert_eq!(calls_of(&again, A), 5, "slot 3 was forgotten: counted from zero");
+        assert_eq!(calls_of(&again, B), 0, "slot 40 was kept");
+    }
+
+    #[test]
+    fn index_sets_give_what_one_holds_and_the_other_does_not() {
+        let (mut held, mut found) = (IndexSet::default(), IndexSet::default());
+        for index in [0, 63, 64, 200, 1000] {
+            held.insert(index);
+        }
+        found.insert(63);
+        found.insert(200);
+        found.insert(5000);
+        assert_eq!(held.minus(&found), [0, 64, 1000]);
+        held.remove(64);
+        held.remove(99_999);
+        assert_eq!(held.minus(&found), [0, 1000]);
+        found.clear();
+        assert_eq!(held.minus(&found), [0, 63, 200, 1000]);
     }
 
     #[test]
