@@ -8,17 +8,12 @@
 use hdrhistogram::Histogram;
 use profiler_common::{hist_bucket_bounds, HIST_BUCKETS, HIST_SUB_BITS};
 use serde::Serialize;
-use smallvec::SmallVec;
-
-/// Buckets a [`Latency`] holds without a heap allocation: a read of one slot brings a
-/// bucket or two, and a busy machine's read brings thousands of them.
-const INLINE_BUCKETS: usize = 4;
 
 /// Counts per kernel bucket (the non-zero ones, by bucket index) plus the exact maximum.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Latency {
     /// `(bucket, count)`, by bucket, counts above zero.
-    buckets: SmallVec<[(u8, u64); INLINE_BUCKETS]>,
+    buckets: Vec<(u8, u64)>,
     pub max_ns: u64,
 }
 
@@ -38,7 +33,7 @@ impl Latency {
     /// Empty, with room for `buckets` buckets with calls.
     pub fn with_capacity(buckets: usize) -> Latency {
         Latency {
-            buckets: SmallVec::with_capacity(buckets),
+            buckets: Vec::with_capacity(buckets),
             max_ns: 0,
         }
     }
@@ -108,7 +103,7 @@ impl Latency {
     /// since the start, an upper bound of the interval's.
     pub fn since(&self, earlier: &Latency) -> Latency {
         let mut since = Latency {
-            buckets: SmallVec::new(),
+            buckets: Vec::new(),
             max_ns: self.max_ns,
         };
         for (bucket, count) in self.buckets() {
