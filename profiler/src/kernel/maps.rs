@@ -7,16 +7,18 @@ use profiler_common::{
 use crate::kernel::probe::Probe;
 
 impl Probe {
-    /// Every used entry of the process table, by index. Read it before the statistics: a
-    /// statistics slot whose process was already dead (or in a later epoch) then is final in
-    /// the statistics read after it, whatever happened in between.
-    pub(crate) fn read_procs(&self) -> Vec<(u32, ProcSlot)> {
-        (0..self.procs.entries())
-            .filter_map(|index| {
-                let state = self.procs.state_of(index);
-                (state != PROC_EMPTY && state != PROC_FREED).then(|| (index as u32, self.procs.read(index)))
-            })
-            .collect()
+    /// Every used entry of the process table, by index, into `procs` (emptied first). Read it
+    /// before the statistics: a statistics slot whose process was already dead (or in a later
+    /// epoch) then is final in the statistics read after it, whatever happened in between.
+    /// The caller keeps `procs` from read to read: grown anew each time, the vector was
+    /// reallocated a dozen times a read under churn, each large request making the allocator
+    /// consolidate its free lists.
+    pub(crate) fn read_procs(&self, procs: &mut Vec<(u32, ProcSlot)>) {
+        procs.clear();
+        procs.extend((0..self.procs.entries()).filter_map(|index| {
+            let state = self.procs.state_of(index);
+            (state != PROC_EMPTY && state != PROC_FREED).then(|| (index as u32, self.procs.read(index)))
+        }));
     }
 
     /// Every used slot of the statistics table, by index, each read as the iterator gets to

@@ -221,11 +221,13 @@ impl LastRead {
     }
 
     /// What the slot gained from this read to `now`; this read becomes `now`. Counters are
-    /// cumulative (`u32` ones wrap: differences are taken wrapping).
-    fn advance(&mut self, now: &SyscallStats) -> (SyscallTotals, Extrapolation) {
+    /// cumulative (`u32` ones wrap: differences are taken wrapping). `scratch`: room for the
+    /// new sparse histogram, copied into the slot's own (which keeps its capacity: a slot
+    /// with many buckets does not allocate at every read).
+    fn advance(&mut self, now: &SyscallStats, scratch: &mut Vec<(u8, u32)>) -> (SyscallTotals, Extrapolation) {
         let mut latency = Latency::with_capacity(self.hist.len() + 1);
         latency.max_ns = now.max_ns;
-        let mut hist = SmallVec::new();
+        scratch.clear();
         let mut before = self.hist.iter().peekable();
         // Only buckets with calls now, or then (a bucket that wrapped to exactly zero). A slot
         // has calls in a few of its 160 buckets: runs of empty ones are passed a chunk at a
@@ -248,11 +250,12 @@ impl LastRead {
                 };
                 latency.add(bucket, u64::from(count.wrapping_sub(then)));
                 if count != 0 {
-                    hist.push((bucket as u8, count));
+                    scratch.push((bucket as u8, count));
                 }
             }
         }
-        self.hist = hist;
+        self.hist.clear();
+        self.hist.extend_from_slice(scratch);
         let totals = self.gained_counts(now, latency);
         let extrapolation = Extrapolation {
             added_ns: now.extrapolated_ns.wrapping_sub(self.extrapolated_ns),
@@ -376,6 +379,7 @@ impl Store {
         let mut flying: Option<HashSet<u64>> = None;
         self.found.clear();
         let mut used = 0usize;
+        let mut scratch = Vec::new();
         for (index, slot) in stats {
             used += 1;
             let key = StatsKey::unpack(slot.key);
@@ -405,7 +409,7 @@ impl Store {
                 live.last = LastRead::default();
             }
             if !live.last.unchanged(&slot.stats) {
-                let (totals, extrapolation) = live.last.advance(&slot.stats);
+                let (totals, extrapolation) = live.last.advance(&slot.stats, &mut scratch);
                 if key.tgid != self.own_tgid {
                     update.deltas.push(Delta {
                         key,

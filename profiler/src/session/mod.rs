@@ -56,6 +56,8 @@ pub enum SessionError {
 pub struct Session {
     probe: Probe,
     store: Store,
+    /// The process table as last read (kept for its capacity, see [`Probe::read_procs`]).
+    procs: Vec<(u32, profiler_common::ProcSlot)>,
     pub calibration: Calibration,
     /// Timing sampling period (1: every call timed).
     pub sample_every: u32,
@@ -143,6 +145,7 @@ impl Session {
         Ok(Session {
             probe,
             store: Store::new(self_tgid, sizes.syscalls, sizes.processes),
+            procs: Vec::new(),
             calibration,
             sample_every,
             target,
@@ -175,10 +178,10 @@ impl Session {
     pub fn poll(&mut self) -> Result<Update, SessionError> {
         let read_started_ns = monotonic_ns();
         self.claims = self.probe.claims();
-        let procs = self.probe.read_procs();
+        self.probe.read_procs(&mut self.procs);
         let gone = |tgid: u32| !process_exists(tgid);
         let in_flight = || self.probe.in_flight().iter().map(|call| call.key).collect();
-        let mut update = self.store.update(&procs, self.probe.stats(), &gone, &in_flight);
+        let mut update = self.store.update(&self.procs, self.probe.stats(), &gone, &in_flight);
         bound_extrapolation(
             &mut update.deltas,
             self.last_read_started_ns,
