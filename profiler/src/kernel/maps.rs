@@ -11,7 +11,7 @@ impl Probe {
     /// before the statistics: a statistics slot whose process was already dead (or in a later
     /// epoch) then is final in the statistics read after it, whatever happened in between.
     /// The caller keeps `procs` from read to read: grown anew each time, the vector was
-    /// reallocated a dozen times a read under churn, each large request making the allocator
+    /// reallocated about ten times a read under churn, each large request making the allocator
     /// consolidate its free lists.
     pub(crate) fn read_procs(&self, procs: &mut Vec<(u32, ProcSlot)>) {
         procs.clear();
