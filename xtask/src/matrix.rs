@@ -136,14 +136,12 @@ fn run_tests_in_vm(
     kernel: &Kernel,
     what: &str,
 ) -> Result<(Outcome, String)> {
-    let dir = crate::target_dir(root).join("matrix").join(&kernel.version);
-    let share = dir.join("share");
-    fs::create_dir_all(&share)?;
+    let share = share_dir(root, &kernel.version)?;
     let output = share.join("tests.out");
     // The script goes to a file the VM reads through the shared root: vng passes `--exec` on
     // the kernel's command line, and a long one (past 2 KiB on x86) kills the kernel in early
     // boot ("PANIC: early exception 0x06").
-    let script_file = dir.join("tests.sh");
+    let script_file = share.with_file_name("tests.sh");
     fs::write(&script_file, vm_script(root, binaries, &output)?)?;
     let script = format!("sh {}", script_file.display());
     let expected: u64 = TESTS.iter().map(|(_, names)| names.len() as u64).sum();
@@ -165,6 +163,14 @@ fn run_tests_in_vm(
     Ok(result_line(kernel, what, one, started))
 }
 
+/// `target/matrix/VERSION/share`, created: the directory a kernel's VM shares read-write,
+/// where its script writes what it ran (one per kernel, so VMs can run side by side).
+fn share_dir(root: &Path, version: &str) -> Result<PathBuf> {
+    let share = crate::target_dir(root).join("matrix").join(version).join("share");
+    fs::create_dir_all(&share)?;
+    Ok(share)
+}
+
 /// Debian 11's newest 5.10 kernel (older than the profiler supports), from the archive's
 /// package index: the apt sources here are Debian 12's.
 const TOO_OLD_INDEX: &str = "http://deb.debian.org/debian/dists/bullseye/main/binary-amd64/Packages.xz";
@@ -183,8 +189,7 @@ fn run_too_old(vng: &Path, root: &Path) -> Result<(Outcome, String)> {
     let profiler = crate::target_dir(root).join("release/syscall-profiler");
     // What the profiler says, and its exit status, to a file in a directory shared read-write:
     // the console lost the last line (the status) to the power-down once.
-    let share = crate::target_dir(root).join("matrix/share");
-    fs::create_dir_all(&share)?;
+    let share = share_dir(root, &kernel.version)?;
     let output = share.join("too-old.out");
     let script = format!(
         "echo {STARTED}; {} report --duration 1 -- true > {out} 2>&1; echo \"exit status $?\" >> {out}",
