@@ -29,11 +29,16 @@ fn exact_number_of_trivial_syscalls() {
             .sum();
         assert_eq!(parts, u64_of(row, "total_ns"), "{row}");
     }
+    let boundary_ns = report["boundary_ns_per_call"].as_f64().expect("boundary cost");
     assert!(
-        report["boundary_ns_per_call"].as_f64().unwrap() > 0.0,
-        "calibrated boundary cost"
+        boundary_ns.is_finite() && boundary_ns >= 0.0,
+        "boundary cost {boundary_ns}"
     );
+    // Under emulation the calibration's timings mean nothing: it may find the machine too
+    // busy (nothing charged) or every call's handler as long as its round trip (entry 0).
     if timing_is_real() {
+        assert_eq!(report["boundary_source"], "calibrated");
+        assert!(boundary_ns > 0.0, "calibrated boundary cost");
         assert_eq!(getppid["class"], "tiny-frequent", "{getppid}");
     }
 }
