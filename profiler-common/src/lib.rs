@@ -594,18 +594,39 @@ pub mod counter {
     ];
     /// Counters are kept per CPU, one row of this many `u64` (two cache lines) each.
     pub const ROW: u32 = 16;
-    /// In each row after the overflow counters: statistics slots and process table entries
-    /// claimed (not overflows: the agent reads the tables sooner when they fill fast).
-    pub const STATS_CLAIMS: u32 = COUNT;
-    pub const PROCS_CLAIMS: u32 = COUNT + 1;
-    /// Blocked calls whose wait site was not recorded: the wait-site or stack table was full,
-    /// or a stack collided with another in the stack table (not an overflow: the call and its
-    /// times are counted).
-    pub const WAIT_SITES_LOST: u32 = COUNT + 2;
+    /// In each row after the overflow counters: blocked calls whose wait site was not
+    /// recorded: the wait-site or stack table was full, or a stack collided with another in
+    /// the stack table (not an overflow: the call and its times are counted).
+    pub const WAIT_SITES_LOST: u32 = COUNT;
     /// Calls of a thread the per-thread table had no room for (`report --threads`): counted
     /// in their process's rows, missing from their thread's.
-    pub const THREADS_LOST: u32 = COUNT + 3;
+    pub const THREADS_LOST: u32 = COUNT + 1;
     const _: () = assert!(THREADS_LOST < ROW, "every counter in its CPU's row");
+}
+
+/// The tables' fill alarm: the kernel side counts the entries claimed since the agent's last
+/// read (the `CLAIMS` array, by table) and, when a table's count reaches an eighth of it,
+/// writes one record to the `FILL_ALARMS` ring buffer (once: a flag per table, after the
+/// counts in `CLAIMS`), which wakes the agent to read (and
+/// free) at once: a fork storm filling a table between two reads loses no call.
+pub mod fill {
+    /// `CLAIMS` index and alarm record of the statistics table ...
+    pub const STATS: u32 = 0;
+    /// ... and of the process table.
+    pub const PROCS: u32 = 1;
+    pub const TABLES: u32 = 2;
+    /// The ring buffer's size (its minimum, a page): an alarm is one small record per table
+    /// per read.
+    pub const ALARMS_BYTES: u32 = 4096;
+    /// The alarm of a table of `entries` entries: an eighth of it claimed since the last read.
+    pub const fn alarm_at(entries: u32) -> u32 {
+        let eighth = entries / 8;
+        if eighth == 0 {
+            1
+        } else {
+            eighth
+        }
+    }
 }
 
 /// Where blocked calls slept and who woke them: the statistics entry's packed key
@@ -736,8 +757,11 @@ pub mod object {
         pub const FD_WAITS: &str = "FD_WAITS";
         pub const FD_CALLS: &str = "FD_CALLS";
         pub const THREADS: &str = "THREADS";
+        pub const CLAIMS: &str = "CLAIMS";
+        pub const STATS_USED: &str = "STATS_USED";
+        pub const FILL_ALARMS: &str = "FILL_ALARMS";
         /// Every map of the object.
-        pub const ALL: [&str; 14] = [
+        pub const ALL: [&str; 17] = [
             SLOTS,
             STATS,
             PROCS,
@@ -752,11 +776,14 @@ pub mod object {
             FD_WAITS,
             FD_CALLS,
             THREADS,
+            CLAIMS,
+            FILL_ALARMS,
+            STATS_USED,
         ];
         /// The maps the agent reads and writes through memory mappings (`BPF_F_MMAPABLE`
         /// arrays): once the programs are attached it needs no `bpf()` call, and so no
         /// capability, on any kernel.
-        pub const MAPPED: [&str; 6] = [SLOTS, STATS, PROCS, COUNTERS, CLOCK_PAIR, EPOCHS];
+        pub const MAPPED: [&str; 8] = [SLOTS, STATS, PROCS, COUNTERS, CLOCK_PAIR, EPOCHS, CLAIMS, STATS_USED];
     }
 
     /// Read-only globals the agent sets before loading (all `u32`).
@@ -794,8 +821,10 @@ pub mod object {
         pub const THREAD_ROWS: &str = "THREAD_ROWS";
         pub const TID_BY_HELPER: &str = "TID_BY_HELPER";
         pub const HAS_TASK_PT_REGS: &str = "HAS_TASK_PT_REGS";
+        pub const STATS_ALARM_AT: &str = "STATS_ALARM_AT";
+        pub const PROCS_ALARM_AT: &str = "PROCS_ALARM_AT";
         /// Every global of the object.
-        pub const ALL: [&str; 30] = [
+        pub const ALL: [&str; 32] = [
             REGS_MODE_OFFSET,
             TASK_PID_OFFSET,
             TASK_TGID_OFFSET,
@@ -826,6 +855,8 @@ pub mod object {
             THREAD_ROWS,
             TID_BY_HELPER,
             HAS_TASK_PT_REGS,
+            STATS_ALARM_AT,
+            PROCS_ALARM_AT,
         ];
     }
 

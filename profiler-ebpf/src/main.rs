@@ -63,7 +63,7 @@ use aya_ebpf::{
         bpf_probe_read_kernel_str_bytes, bpf_task_pt_regs,
     },
     macros::{btf_tracepoint, map, raw_tracepoint},
-    maps::{Array, HashMap, PerCpuArray, StackTrace},
+    maps::{Array, HashMap, PerCpuArray, RingBuf, StackTrace},
     programs::{tracing::StackIdContext, BtfTracePointContext, RawTracePointContext},
     Global,
 };
@@ -72,7 +72,7 @@ use profiler_common::PSR_MODE32_BIT;
 #[cfg(not(bpf_target_arch = "aarch64"))]
 use profiler_common::USER32_CS;
 use profiler_common::{
-    counter, flight, hist_bucket, known_task_index, proc_hash, proc_state, stats_hash, thread_state, xorshift32,
+    counter, fill, flight, hist_bucket, known_task_index, proc_hash, proc_state, stats_hash, thread_state, xorshift32,
     Caller, Current, Epochs, FdWaitKey, InFlight, KnownTask, ProcSlot, StatsKey, StatsSlot, SyscallStats, ThreadKey,
     ThreadStats, WaitKey, WaitOf, WaitStats, CALLER_FOLLOWED, ERRNO_SLOTS, FD_CALLS_BITS, FD_WAITS_ENTRIES,
     HIST_BUCKETS, KEY_EPOCH_MASK, NO_FD, NO_PROC, NR_COMPAT_FLAG, NR_KEY_BITS, NR_OUT_OF_RANGE, NR_X32_FLAG,
@@ -188,6 +188,12 @@ static FOLLOW_ONLY: Global<u32> = Global::new(0);
 /// Non-zero: children forked by followed processes are followed too.
 #[no_mangle]
 static FOLLOW_FORKS: Global<u32> = Global::new(0);
+/// Claims since the agent's last read at which a table raises its fill alarm (an eighth of
+/// it; see `claimed`).
+#[no_mangle]
+static STATS_ALARM_AT: Global<u32> = Global::new(0);
+#[no_mangle]
+static PROCS_ALARM_AT: Global<u32> = Global::new(0);
 
 // ---- maps; the agent sets their sizes at load time ----
 
@@ -198,6 +204,11 @@ static SLOTS: Array<InFlight> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 /// Open-addressing hash table of (process, syscall) statistics; see `stats_slot`.
 #[map]
 static STATS: Array<StatsSlot> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+/// A byte per `STATS` slot (eight to an entry), set when the slot is claimed and cleared by the
+/// agent before it frees the slot: the agent finds the used slots in these few pages instead
+/// of reading a key on every page of the table.
+#[map]
+static STATS_USED: Array<u64> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 /// Open-addressing table of processes, by tgid; see `process_of`.
 #[map]
 static PROCS: Array<ProcSlot> = Array::with_max_entries(1, BPF_F_MMAPABLE);
@@ -214,6 +225,16 @@ static CURRENT: PerCpuArray<Current> = PerCpuArray::with_max_entries(1, 0);
 /// pair), 1: scheduler clock.
 #[map]
 static CLOCK_PAIR: Array<u64> = Array::with_max_entries(2, BPF_F_MMAPABLE);
+/// Entries claimed since the agent's last read, per table (`fill::STATS`, `fill::PROCS`),
+/// then per table whether its alarm was raised since: the agent zeroes them all as it starts
+/// a read.
+#[map]
+static CLAIMS: Array<u64> = Array::with_max_entries(2 * fill::TABLES, BPF_F_MMAPABLE);
+/// One record (the table, a `u32`) when a table's claims since the last read reach its alarm
+/// (`STATS_ALARM_AT`, `PROCS_ALARM_AT`): a fork storm that would fill it before the agent's
+/// next read wakes the agent at once, which otherwise sleeps until then.
+#[map]
+static FILL_ALARMS: RingBuf = RingBuf::with_byte_size(fill::ALARMS_BYTES, 0);
 /// Invalidation counters of the per-CPU records of who is calling (see `caller`).
 #[map]
 static EPOCHS: Array<Epochs> = Array::with_max_entries(1, BPF_F_MMAPABLE);
@@ -283,6 +304,32 @@ fn bump(counter: u32) {
     let cpu = unsafe { bpf_get_smp_processor_id() };
     if let Some(value) = COUNTERS.get_ptr_mut(cpu * counter::ROW + counter) {
         atomic_add(unsafe { &mut *value }, 1u64);
+    }
+}
+
+/// Counts a claim in `table` since the agent's last read; past `alarm_at`, raises the table's
+/// alarm once (a compare-and-swap of its flag, which the agent clears at its read): one
+/// record per read, however many CPUs claim at once. (Not a fetch-and-add: the programs are
+/// built for BPF's first instruction set, which has none.)
+#[inline(never)]
+fn count_claim(table: u32, alarm_at: u32) {
+    let (Some(claims), Some(raised)) = (CLAIMS.get_ptr_mut(table), CLAIMS.get_ptr_mut(table + fill::TABLES)) else {
+        return;
+    };
+    let claims = unsafe { &mut *claims };
+    atomic_add(claims, 1u64);
+    let raised = unsafe { &mut *raised };
+    // Past the alarm, a plain read of the flag first: a storm's claims do not all swap it.
+    if unsafe { core::ptr::read_volatile(claims) } < u64::from(alarm_at)
+        || unsafe { core::ptr::read_volatile(raised) } != 0
+    {
+        return;
+    }
+    let (_, first) =
+        unsafe { atomic_cxchg::<u64, { AtomicOrdering::Relaxed }, { AtomicOrdering::Relaxed }>(raised, 0, 1) };
+    if first {
+        // BPF_RB_FORCE_WAKEUP: the agent waits for this one record.
+        let _ = FILL_ALARMS.output::<u32>(table, 2);
     }
 }
 
@@ -481,7 +528,7 @@ fn claim_process(index: u32, expected: u64, state: u64, task: *const u8) -> bool
     if claimed {
         entry.comm = unsafe { comm_of(task) };
         entry.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
-        bump(counter::PROCS_CLAIMS);
+        count_claim(fill::PROCS, PROCS_ALARM_AT.load());
     }
     claimed
 }
@@ -972,7 +1019,8 @@ fn stats_slot(packed: u64, proc: u32) -> Option<(u32, &'static mut StatsSlot)> {
         };
         if claimed {
             name_slot(slot, proc);
-            bump(counter::STATS_CLAIMS);
+            mark_used(free_index);
+            count_claim(fill::STATS, STATS_ALARM_AT.load());
             return Some((free_index, slot));
         }
         if previous == packed {
@@ -981,6 +1029,15 @@ fn stats_slot(packed: u64, proc: u32) -> Option<(u32, &'static mut StatsSlot)> {
     }
     bump(counter::STATS_FULL);
     None
+}
+
+/// Marks statistics slot `index` used in `STATS_USED` (after claiming its key: a reader that
+/// sees the mark may still see the slot empty, and then finds it at its next read).
+#[inline(always)]
+fn mark_used(index: u32) {
+    if let Some(word) = STATS_USED.get_ptr_mut(index / 8) {
+        unsafe { core::ptr::write_volatile((word as *mut u8).add((index & 7) as usize), 1) };
+    }
 }
 
 /// Writes the process's name and cgroup into a statistics slot it has just claimed: from its

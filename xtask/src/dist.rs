@@ -296,7 +296,7 @@ fn control_file(version: &str, architecture: &str, glibc: (u32, u32), installed_
          Counts every syscall of every process in the kernel and splits its time into\n \
          entry, handler, blocked and runqueue: reports for incidents, a live terminal\n \
          view (syscall-top) and a Prometheus endpoint (the syscall-profiler service).\n \
-         Needs Linux 5.11 or later with BTF.\n",
+         Needs Linux 5.12 or later with BTF.\n",
         glibc.0, glibc.1
     )
 }
@@ -317,7 +317,7 @@ mod tests {
         let control = control_file("0.1.0", "arm64", (2, 34), 9000);
         assert!(control.contains("\nArchitecture: arm64\n"), "{control}");
         assert!(control.contains("\nDepends: libc6 (>= 2.34)\n"), "{control}");
-        assert!(control.ends_with(" Needs Linux 5.11 or later with BTF.\n"), "{control}");
+        assert!(control.ends_with(" Needs Linux 5.12 or later with BTF.\n"), "{control}");
         // Continuation lines of the description start with one space.
         assert!(control
             .lines()

@@ -178,7 +178,7 @@ const TOO_OLD_ARCHIVE: &str = "http://deb.debian.org/debian/";
 const TOO_OLD_WHAT: &str = "Debian 11, 5.10 (too old)";
 const ARM64_WHAT: &str = "Debian 12, 6.1 arm64";
 
-/// Boots a kernel older than 5.11 and checks that the profiler says so in one line and exits
+/// Boots a kernel older than 5.12 and checks that the profiler says so in one line and exits
 /// 1, before the verifier could print anything.
 fn run_too_old(vng: &Path, root: &Path) -> Result<(Outcome, String)> {
     let dir = fetch_from_index(TOO_OLD_INDEX, "linux-image-5.10.0-", "-amd64-unsigned")?;
@@ -221,7 +221,7 @@ fn too_old_said_so(console: &str, release: &str) -> bool {
         .lines()
         .filter(|line| line.contains("syscall-profiler: "))
         .collect();
-    let expected = format!("syscall-profiler: Linux {release} is too old: syscall-profiler needs Linux 5.11 or later");
+    let expected = format!("syscall-profiler: Linux {release} is too old: syscall-profiler needs Linux 5.12 or later");
     from_profiler.len() == 1
         && from_profiler[0].contains(&expected)
         && console.lines().any(|line| line.trim() == "exit status 1")
@@ -892,7 +892,7 @@ mod tests {
     #[test]
     fn a_too_old_kernel_is_one_line_and_exit_status_1() {
         let said = "[ 4.7] virtme-ng-init: starting script\n\
-                    syscall-profiler: Linux 5.10.0-32-amd64 is too old: syscall-profiler needs Linux 5.11 or later (BTF tracepoints, bpf_get_current_task_btf)\n\
+                    syscall-profiler: Linux 5.10.0-32-amd64 is too old: syscall-profiler needs Linux 5.12 or later (BTF tracepoints, bpf_get_current_task_btf, BPF compare-and-swap)\n\
                     exit status 1\n";
         assert!(too_old_said_so(said, "5.10.0-32-amd64"));
         let verifier = "syscall-profiler: cannot load the eBPF programs: ... invalid func unknown#158\nexit status 1\n";

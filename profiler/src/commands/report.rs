@@ -38,7 +38,7 @@ use crate::{
     },
     session::{
         cgroups::cgroup2_mount, containers::CgroupLabels, host::read_host, in_flight::read_hangs, monotonic_ns,
-        Session, Target, FILL_CHECK,
+        Session, SessionError, Target,
     },
 };
 
@@ -322,7 +322,7 @@ async fn profile(target: Target, args: &ReportArgs) -> anyhow::Result<Profiled> 
     let mut totals = ProcessTotals::default();
     let next_read = tokio::time::sleep(READ_INTERVAL);
     tokio::pin!(next_read);
-    let mut fill_check = tokio::time::interval(FILL_CHECK);
+    let mut fill_alarm = session.fill_alarm()?;
     let deadline = tokio::time::sleep(Duration::from_secs_f64(args.duration));
     tokio::pin!(deadline);
     let next_naming = tokio::time::sleep(NAME_FILES_EVERY);
@@ -338,10 +338,9 @@ async fn profile(target: Target, args: &ReportArgs) -> anyhow::Result<Profiled> 
                 let every = if session.name_files()?.len() > NAME_FILES_OFTEN_UP_TO { READ_INTERVAL } else { NAME_FILES_EVERY };
                 next_naming.as_mut().reset(tokio::time::Instant::now() + every);
             }
-            _ = fill_check.tick() => {
-                if session.filling_fast() {
-                    next_read.as_mut().reset(tokio::time::Instant::now());
-                }
+            raised = fill_alarm.raised() => {
+                raised.map_err(SessionError::FillAlarm)?;
+                next_read.as_mut().reset(tokio::time::Instant::now());
             }
             _ = &mut next_read => {
                 totals.apply(&session.poll()?, session.elapsed_ns() as f64 / 1e9);

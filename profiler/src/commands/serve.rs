@@ -26,7 +26,7 @@ use crate::{
         Exported, GroupBy, Limits, SelfMetrics, Snapshot,
     },
     model::store::{Delta, Update},
-    session::{containers::CgroupLabels, Session, SessionError, Target, FILL_CHECK},
+    session::{containers::CgroupLabels, Session, SessionError, Target},
 };
 
 #[derive(Args, Debug)]
@@ -123,18 +123,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let mut stop = StopSignals::install()?;
         let next_read = tokio::time::sleep(interval);
         tokio::pin!(next_read);
-        let mut fill_check = tokio::time::interval(FILL_CHECK);
+        let mut fill_alarm = session.fill_alarm()?;
         let mut next_snapshot = tokio::time::Instant::now() + interval;
         let refresh_every = args.refresh.every();
         let mut next_refresh = refresh_every.map(|every| tokio::time::Instant::now() + every);
         loop {
             tokio::select! {
                 _ = &mut next_read => {}
-                _ = fill_check.tick() => {
-                    if !session.filling_fast() {
-                        continue;
-                    }
-                }
+                raised = fill_alarm.raised() => raised.map_err(SessionError::FillAlarm)?,
                 _ = stop.recv() => break,
             }
             exporter.read(&mut session)?;

@@ -13,7 +13,7 @@ pub enum ProbeError {
     #[error("this kernel does not support eBPF (the bpf() system call is unavailable)")]
     NoBpf,
     #[error(
-        "Linux {release} is too old: syscall-profiler needs Linux {}.{} or later (BTF tracepoints, bpf_get_current_task_btf)",
+        "Linux {release} is too old: syscall-profiler needs Linux {}.{} or later (BTF tracepoints, bpf_get_current_task_btf, BPF compare-and-swap)",
         MINIMUM_KERNEL.0,
         MINIMUM_KERNEL.1
     )]
@@ -36,9 +36,10 @@ pub enum ProbeError {
     },
 }
 
-/// The oldest kernel the programs load on: `bpf_get_current_task_btf` came in 5.11 (BTF
-/// tracepoints in 5.5, memory-mappable arrays in 5.5, `CAP_BPF` in 5.8).
-pub const MINIMUM_KERNEL: (u32, u32) = (5, 11);
+/// The oldest kernel the programs load on: BPF's compare-and-swap (`BPF_CMPXCHG`, which
+/// claims every table entry) came in 5.12 (`bpf_get_current_task_btf` in 5.11, BTF
+/// tracepoints in 5.5, memory-mappable arrays in 5.5, `CAP_BPF` and ring buffers in 5.8).
+pub const MINIMUM_KERNEL: (u32, u32) = (5, 12);
 
 /// Turns down a kernel older than [`MINIMUM_KERNEL`] by its release (`uname -r`), before
 /// the verifier would with a log no user should have to read. A release that does not parse
@@ -137,15 +138,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn kernels_before_5_11_are_turned_down_by_release() {
-        for release in ["5.10.0-32-amd64", "4.19.0-27-amd64", "5.4.0"] {
+    fn kernels_before_5_12_are_turned_down_by_release() {
+        for release in ["5.11.22", "5.10.0-32-amd64", "4.19.0-27-amd64", "5.4.0"] {
             let err = check_kernel_release(release).unwrap_err();
             assert_eq!(
                 err.to_string(),
-                format!("Linux {release} is too old: syscall-profiler needs Linux 5.11 or later (BTF tracepoints, bpf_get_current_task_btf)")
+                format!("Linux {release} is too old: syscall-profiler needs Linux 5.12 or later (BTF tracepoints, bpf_get_current_task_btf, BPF compare-and-swap)")
             );
         }
-        for release in ["5.11.0", "6.1.0-57-rt-amd64", "6.18.44-fc-v669", "10.0", "weird"] {
+        for release in ["5.12.0", "6.1.0-57-rt-amd64", "6.18.44-fc-v669", "10.0", "weird"] {
             assert!(check_kernel_release(release).is_ok(), "{release}");
         }
     }

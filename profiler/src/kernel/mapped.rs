@@ -132,6 +132,19 @@ impl MappedArray<u64> {
     pub(super) fn add(&self, index: usize, value: u64) {
         first_word(self.entry(index)).fetch_add(value, Ordering::AcqRel);
     }
+
+    /// Zeroes byte `byte` of the array, its entries taken as bytes (a flag the kernel side
+    /// sets with a plain store).
+    pub(super) fn clear_byte(&self, byte: usize) {
+        assert!(byte < self.entries * 8);
+        // SAFETY: in bounds of the mapping; any byte value is valid.
+        unsafe { std::ptr::write_volatile(self.base.as_ptr().cast::<u8>().add(byte), 0) };
+    }
+
+    /// Sets entry `index` to `value` atomically (a counter the kernel side adds to).
+    pub(super) fn swap(&self, index: usize, value: u64) -> u64 {
+        first_word(self.entry(index)).swap(value, Ordering::AcqRel)
+    }
 }
 
 impl<T> Drop for MappedArray<T> {

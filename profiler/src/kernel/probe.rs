@@ -4,14 +4,14 @@
 use std::path::Path;
 
 use aya::{
-    maps::{Array, MapData},
+    maps::{Array, MapData, RingBuf},
     programs::{
         raw_trace_point::RawTracePointLinkId, tp_btf::BtfTracePointLinkId, BtfTracePoint, ProgramError, RawTracePoint,
     },
     Btf, Ebpf, EbpfError, EbpfLoader,
 };
 use profiler_common::{
-    counter,
+    counter, fill,
     object::{global, map, program},
     proc_state, InFlight, ProcSlot, StatsSlot, MAX_SAMPLE_EVERY, STATS_LANES,
 };
@@ -19,6 +19,7 @@ use profiler_common::{
 use crate::kernel::{
     btf::{BtfError, ExitPathOffsets, FileOffsets, TaskOffsets, VMLINUX_BTF},
     error::{attach_error, check_kernel_release, classify_load_error, missing_map, release_version, ProbeError},
+    fill_alarm::FillAlarm,
     mapped::MappedArray,
     sizes::MapSizes,
 };
@@ -44,6 +45,8 @@ enum Link {
 /// Loaded (and possibly attached) eBPF programs with their maps, the tables memory-mapped.
 pub struct Probe {
     pub(super) stats: MappedArray<StatsSlot>,
+    /// A byte per statistics slot: used (see `profiler_common::object::map::STATS_USED`).
+    pub(super) stats_used: MappedArray<u64>,
     pub(super) slots: MappedArray<InFlight>,
     pub(super) procs: MappedArray<ProcSlot>,
     /// `counter::ROW` per possible CPU.
@@ -51,11 +54,22 @@ pub struct Probe {
     pub(super) clock_pair: MappedArray<u64>,
     /// `Epochs` as two words: exits, attaches.
     epochs: MappedArray<u64>,
+    /// Entries claimed since the last read by table, then whether each table's alarm was
+    /// raised since (`profiler_common::fill`).
+    pub(super) claims: MappedArray<u64>,
+    /// The ring buffer of fill alarms, until a command takes it to wait on
+    /// ([`Probe::take_fill_alarm`]).
+    fill_alarms: Option<RingBuf<MapData>>,
     pub(super) ebpf: Ebpf,
     links: Vec<(&'static str, Link)>,
     pub sizes: MapSizes,
     /// `/proc/kallsyms`, read once, when a stack is first named.
     pub(super) kernel_symbols: std::cell::OnceCell<std::collections::BTreeMap<u64, String>>,
+}
+
+/// Words of the used-slot bytes of a statistics table of `slots` slots (eight to a word).
+pub(crate) fn stats_used_words(slots: u32) -> u32 {
+    slots.div_ceil(8).max(1)
 }
 
 fn program_as<'a, P>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut P, ProbeError>
@@ -113,6 +127,7 @@ impl Probe {
         let thread_rows = u32::from(sizes.thread_rows > 0);
         let tid_by_helper = u32::from(exit_tid_by_helper());
         let has_task_pt_regs = u32::from(kernel_release().as_deref().and_then(release_version) >= Some((5, 15)));
+        let (stats_alarm_at, procs_alarm_at) = (fill::alarm_at(sizes.syscalls), fill::alarm_at(sizes.processes));
         let mut loader = EbpfLoader::new();
         loader
             .override_global(global::REGS_MODE_OFFSET, &regs_mode_offset, true)
@@ -148,9 +163,12 @@ impl Probe {
             .override_global(global::THREAD_ROWS, &thread_rows, true)
             .override_global(global::TID_BY_HELPER, &tid_by_helper, true)
             .override_global(global::HAS_TASK_PT_REGS, &has_task_pt_regs, true)
+            .override_global(global::STATS_ALARM_AT, &stats_alarm_at, true)
+            .override_global(global::PROCS_ALARM_AT, &procs_alarm_at, true)
             .map_max_entries(map::SLOTS, sizes.threads)
             .map_max_entries(map::WAIT_STACK_OF, sizes.threads)
             .map_max_entries(map::STATS, sizes.syscalls)
+            .map_max_entries(map::STATS_USED, stats_used_words(sizes.syscalls))
             .map_max_entries(map::PROCS, sizes.processes)
             .map_max_entries(map::THREADS, sizes.thread_rows.max(1))
             .map_max_entries(map::COUNTERS, cpus * counter::ROW);
@@ -175,18 +193,36 @@ impl Probe {
         // Parsing the kernel's BTF briefly takes tens of MiB; hand them back to the system.
         // SAFETY: malloc_trim only releases free heap memory.
         unsafe { libc::malloc_trim(0) };
+        // Mapped now, while the agent may still create mappings of BPF maps.
+        let fill_alarms = ebpf
+            .take_map(map::FILL_ALARMS)
+            .ok_or_else(|| missing_map(map::FILL_ALARMS))
+            .and_then(|data| {
+                RingBuf::try_from(data).map_err(|source| ProbeError::Map {
+                    map: map::FILL_ALARMS,
+                    source,
+                })
+            })?;
         Ok(Probe {
             stats: MappedArray::new(&ebpf, map::STATS, sizes.syscalls)?,
+            stats_used: MappedArray::new(&ebpf, map::STATS_USED, stats_used_words(sizes.syscalls))?,
             slots: MappedArray::new(&ebpf, map::SLOTS, sizes.threads)?,
             procs: MappedArray::new(&ebpf, map::PROCS, sizes.processes)?,
             counters: MappedArray::new(&ebpf, map::COUNTERS, cpus * counter::ROW)?,
             clock_pair: MappedArray::new(&ebpf, map::CLOCK_PAIR, 2)?,
             epochs: MappedArray::new(&ebpf, map::EPOCHS, 2)?,
+            claims: MappedArray::new(&ebpf, map::CLAIMS, 2 * fill::TABLES)?,
+            fill_alarms: Some(fill_alarms),
             ebpf,
             links: Vec::new(),
             sizes,
             kernel_symbols: std::cell::OnceCell::new(),
         })
+    }
+
+    /// The fill alarm to wait on (once: `None` after the first call). Inside a tokio runtime.
+    pub fn take_fill_alarm(&mut self) -> Option<std::io::Result<FillAlarm>> {
+        self.fill_alarms.take().map(FillAlarm::new)
     }
 
     /// Loads with default BTF location.

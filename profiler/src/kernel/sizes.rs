@@ -4,9 +4,9 @@
 use std::mem::size_of;
 
 use profiler_common::{
-    counter, object::map, Epochs, FdWaitKey, InFlight, ProcSlot, StatsSlot, ThreadKey, ThreadStats, WaitKey, WaitOf,
-    WaitStats, FD_CALLS_BITS, FD_WAITS_ENTRIES, SAMPLING_WORDS, STATS_LANES, WAIT_SITES_ENTRIES, WAIT_STACKS_ENTRIES,
-    WAIT_STACK_DEPTH,
+    counter, fill, object::map, Epochs, FdWaitKey, InFlight, ProcSlot, StatsSlot, ThreadKey, ThreadStats, WaitKey,
+    WaitOf, WaitStats, FD_CALLS_BITS, FD_WAITS_ENTRIES, SAMPLING_WORDS, STATS_LANES, WAIT_SITES_ENTRIES,
+    WAIT_STACKS_ENTRIES, WAIT_STACK_DEPTH,
 };
 
 /// Map sizes; together they bound the kernel-side memory (see `syscall-profiler memory`). The
@@ -78,6 +78,10 @@ pub(crate) fn map_bytes(sizes: &MapSizes, cpus: u32) -> Vec<(&'static str, u64)>
     vec![
         (map::SLOTS, mmapable_array_bytes(sizes.threads, size_of::<InFlight>())),
         (map::STATS, mmapable_array_bytes(sizes.syscalls, size_of::<StatsSlot>())),
+        (
+            map::STATS_USED,
+            mmapable_array_bytes(super::probe::stats_used_words(sizes.syscalls), size_of::<u64>()),
+        ),
         (map::PROCS, mmapable_array_bytes(sizes.processes, size_of::<ProcSlot>())),
         (
             map::COUNTERS,
@@ -89,6 +93,9 @@ pub(crate) fn map_bytes(sizes: &MapSizes, cpus: u32) -> Vec<(&'static str, u64)>
         ),
         (map::CLOCK_PAIR, mmapable_array_bytes(2, size_of::<u64>())),
         (map::EPOCHS, mmapable_array_bytes(1, size_of::<Epochs>())),
+        (map::CLAIMS, mmapable_array_bytes(2 * fill::TABLES, size_of::<u64>())),
+        // A ring buffer: its data pages and the two of its positions.
+        (map::FILL_ALARMS, u64::from(fill::ALARMS_BYTES) + 2 * 4096),
         (map::SAMPLING, array_bytes(SAMPLING_WORDS, size_of::<u32>())),
         (
             map::WAIT_STACKS,

@@ -18,8 +18,10 @@ use self::{
     launch::{resolve_command, spawn_gated},
     procfs::{process_exists, read_comm},
 };
+use profiler_common::fill;
+
 use crate::{
-    kernel::{MapSizes, Probe, ProbeError, Scope},
+    kernel::{FillAlarm, MapSizes, Probe, ProbeError, Scope},
     model::{
         bound::bound_extrapolation,
         overflow::Overflow,
@@ -51,6 +53,8 @@ pub enum SessionError {
     CommandNotFound(String),
     #[error("cannot run {command}: {reason}")]
     Spawn { command: String, reason: String },
+    #[error("cannot wait for the kernel side's fill alarm: {0}")]
+    FillAlarm(std::io::Error),
 }
 
 pub struct Session {
@@ -68,8 +72,6 @@ pub struct Session {
     self_tgid: u32,
     /// Used share of the statistics table and of the process table at the last read.
     fill: (f64, f64),
-    /// Slots and entries the kernel side had claimed by the last read.
-    claims: (u64, u64),
     /// When the last read began (CLOCK_MONOTONIC ns): every call the next read counts ended
     /// after it (see [`bound_extrapolation`]).
     last_read_started_ns: u64,
@@ -86,8 +88,6 @@ pub struct Session {
 const BUSY_FILL: f64 = 0.5;
 /// How soon, then.
 const BUSY_READ_INTERVAL: Duration = Duration::from_millis(100);
-/// How often the commands ask [`Session::filling_fast`]: a look at two counters, no read.
-pub const FILL_CHECK: Duration = Duration::from_millis(50);
 
 impl Session {
     /// Loads and calibrates, then starts measuring `target`.
@@ -153,7 +153,6 @@ impl Session {
             started: Instant::now(),
             self_tgid,
             fill: (0.0, 0.0),
-            claims: (0, 0),
             last_read_started_ns: monotonic_ns(),
             // SAFETY: sysconf has no preconditions.
             cpus_online: unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as u32,
@@ -177,7 +176,7 @@ impl Session {
     /// in the kernel what is final and taken in.
     pub fn poll(&mut self) -> Result<Update, SessionError> {
         let read_started_ns = monotonic_ns();
-        self.claims = self.probe.claims();
+        self.probe.restart_claims();
         self.probe.read_procs(&mut self.procs);
         let gone = |tgid: u32| !process_exists(tgid);
         let in_flight = || self.probe.in_flight().iter().map(|call| call.key).collect();
@@ -197,10 +196,20 @@ impl Session {
 
     /// Whether the kernel side has claimed an eighth of a table since the last read: a fork
     /// storm filling it faster than reads every `interval` would free it. Read now, then.
+    /// (What raises the [`FillAlarm`], for a loop that cannot wait on it.)
     pub fn filling_fast(&self) -> bool {
-        let (stats, procs) = self.probe.claims();
+        let (stats, procs) = self.probe.claims_since_read();
         let sizes = self.probe.sizes;
-        stats - self.claims.0 > u64::from(sizes.syscalls / 8) || procs - self.claims.1 > u64::from(sizes.processes / 8)
+        stats >= u64::from(fill::alarm_at(sizes.syscalls)) || procs >= u64::from(fill::alarm_at(sizes.processes))
+    }
+
+    /// The kernel side's wakeup when a table fills fast (see [`Session::filling_fast`]), to
+    /// wait on beside the next read. Inside a tokio runtime; once.
+    pub fn fill_alarm(&mut self) -> Result<FillAlarm, SessionError> {
+        match self.probe.take_fill_alarm() {
+            Some(alarm) => alarm.map_err(SessionError::FillAlarm),
+            None => panic!("the fill alarm is taken once"),
+        }
     }
 
     /// When to read the tables next: every `interval`, or sooner while the last read left a
