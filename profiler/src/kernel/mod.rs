@@ -11,6 +11,7 @@ mod mapped;
 mod maps;
 mod probe;
 pub(crate) mod sizes;
+mod symbols;
 mod threads;
 mod wait_sites;
 

@@ -64,7 +64,7 @@ pub struct Probe {
     links: Vec<(&'static str, Link)>,
     pub sizes: MapSizes,
     /// `/proc/kallsyms`, read once, when a stack is first named.
-    pub(super) kernel_symbols: std::cell::OnceCell<std::collections::BTreeMap<u64, String>>,
+    pub(super) kernel_symbols: std::cell::OnceCell<crate::kernel::symbols::KernelSymbols>,
 }
 
 /// Words of the used-slot bytes of a statistics table of `slots` slots (eight to a word).

@@ -14,6 +14,7 @@ use crate::{
     kernel::{
         error::{missing_map, ProbeError},
         probe::Probe,
+        symbols::KernelSymbols,
     },
     model::{
         names::native_nr,
@@ -173,9 +174,7 @@ impl Probe {
             sum.calls += stats.calls;
             sum.blocked_ns += stats.blocked_ns;
         }
-        let symbols = self
-            .kernel_symbols
-            .get_or_init(|| aya::util::kernel_symbols().unwrap_or_default());
+        let symbols = self.kernel_symbols.get_or_init(KernelSymbols::read);
         let mut named: StdHashMap<u32, Vec<String>> = StdHashMap::new();
         let mut found = Vec::with_capacity(summed.len());
         for ((key, stack_id, waker_tgid), stats) in summed {
@@ -198,10 +197,10 @@ impl Probe {
     }
 }
 
-/// The function an address is in, from `/proc/kallsyms` (sorted by address).
-fn symbol(symbols: &BTreeMap<u64, String>, address: u64) -> String {
-    match symbols.range(..=address).next_back() {
-        Some((_, name)) => name.clone(),
+/// The function an address is in, or the address.
+fn symbol(symbols: &KernelSymbols, address: u64) -> String {
+    match symbols.name_of(address) {
+        Some(name) => name.to_owned(),
         None => format!("{address:#x}"),
     }
 }
