@@ -99,6 +99,12 @@ impl Comm {
     pub fn is_empty(&self) -> bool {
         self.0[0] == 0
     }
+
+    /// Whether `text` is this name as [`Comm::text`] makes it (without making it).
+    pub fn is(&self, text: &str) -> bool {
+        let end = self.0.iter().position(|&b| b == 0).unwrap_or(self.0.len());
+        &self.0[..end] == text.as_bytes()
+    }
 }
 
 impl std::fmt::Debug for Comm {
@@ -135,7 +141,7 @@ pub struct Update {
     /// One per slot that gained calls (the agent's own left out).
     pub deltas: Vec<Delta>,
     /// The name and cgroup of every process in the process table, alive or not yet freed.
-    pub processes: Vec<(u32, String, u64)>,
+    pub processes: Vec<(u32, Comm, u64)>,
     /// Statistics slots whose counts are final and taken in: to free.
     pub free_stats: Vec<u32>,
     /// Process table entries of processes gone, with their state as read: to free, each if
@@ -438,7 +444,7 @@ impl Store {
             let tgid = proc_state::tgid(proc.state);
             let is_canonical = canonical.get(&tgid) == Some(&(*index, proc.state));
             if is_canonical {
-                update.processes.push((tgid, comm_text(&proc.comm), proc.cgroup_id));
+                update.processes.push((tgid, Comm(proc.comm), proc.cgroup_id));
                 // A dead process's entry: its slots were all final in this read, and freed.
                 if proc.state & proc_state::DEAD != 0 {
                     update.free_procs.push((*index, proc.state));
@@ -720,7 +726,7 @@ mod tests {
         let update = store.update(&procs, stats, &nobody_gone, &execve_in_flight);
         let by_name: BTreeMap<String, u64> = update.deltas.iter().map(|d| (d.comm.text(), d.totals.calls)).collect();
         assert_eq!(by_name, BTreeMap::from([("alphaX".into(), 2), ("sleep".into(), 3)]));
-        assert_eq!(update.processes, vec![(10, "sleep".to_owned(), 7)]);
+        assert_eq!(update.processes, vec![(10, Comm::from("sleep"), 7)]);
         assert!(update.free_stats.is_empty(), "a call in flight may still land in it");
         let stats = [(4, slot(A, 0, 100_003, 0, "alphaX")), (9, slot(A, 1, 3, 0, "sleep"))];
         let update = store.update(&procs, stats, &nobody_gone, &no_flight);

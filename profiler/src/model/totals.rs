@@ -29,10 +29,21 @@ impl ProcessTotals {
                 .or_insert_with(|| (delta.comm.text(), now));
             self.cgroups.insert(delta.key.tgid, delta.cgroup_id);
         }
-        for (tgid, comm, cgroup_id) in &update.processes {
-            self.names.insert(*tgid, (comm.clone(), now));
-            if *cgroup_id != 0 {
-                self.cgroups.insert(*tgid, *cgroup_id);
+        for &(tgid, comm, cgroup_id) in &update.processes {
+            // Every process at every read: its name made text only when it changed.
+            match self.names.get_mut(&tgid) {
+                Some((name, seen)) => {
+                    if !comm.is(name) {
+                        *name = comm.text();
+                    }
+                    *seen = now;
+                }
+                None => {
+                    self.names.insert(tgid, (comm.text(), now));
+                }
+            }
+            if cgroup_id != 0 {
+                self.cgroups.insert(tgid, cgroup_id);
             }
         }
     }
@@ -97,6 +108,16 @@ mod tests {
         );
         assert_eq!(totals.totals()[&StatsKey { tgid: 10, nr: 0 }].calls, 8);
         assert_eq!(totals.name(10), Some("sleep"), "the latest name");
+        // Seen in the process table alone, under the same name: still seen.
+        totals.apply(
+            &Update {
+                processes: vec![(10, "sleep".into(), 0)],
+                ..Update::default()
+            },
+            3.0,
+        );
+        totals.forget_unseen_since(2.5);
+        assert_eq!(totals.name(10), Some("sleep"));
     }
 
     #[test]

@@ -14,10 +14,11 @@ use anyhow::{bail, Context, Result};
 use crate::as_root;
 
 /// CPU share and peak RSS of `syscall-profiler report --duration 13` beside `count` busy
-/// processes. The steady-state CPU is read from the agent's own CPU time between its 3rd and
-/// its 12th second, leaving start-up (loading, calibration, reading every process's name)
-/// and the final report out. (It was the difference between a 13 s and a 3 s run: two runs'
-/// start-ups do not cost the same, and once the difference came out negative.)
+/// processes, [`REPORT_RUNS`] times: the median and the range. The steady-state CPU is read
+/// from the agent's own CPU time between its 3rd and its 12th second, leaving start-up
+/// (loading, calibration, reading every process's name) and the final report out. (It was
+/// the difference between a 13 s and a 3 s run: two runs' start-ups do not cost the same,
+/// and once the difference came out negative.)
 pub(super) fn agent_cost(profiler: &Path, workload: &Path, count: usize) -> Result<String> {
     let mut busy: Vec<Child> = (0..count)
         .map(|_| {
@@ -29,20 +30,33 @@ pub(super) fn agent_cost(profiler: &Path, workload: &Path, count: usize) -> Resu
         .collect::<std::io::Result<_>>()
         .context("starting the busy processes")?;
     thread::sleep(Duration::from_secs(2));
-    let measured = measure_report(profiler);
+    let measured: Result<Vec<_>> = (0..REPORT_RUNS).map(|_| measure_report(profiler)).collect();
     for child in &mut busy {
         let _ = child.kill();
     }
     for child in &mut busy {
         let _ = child.wait();
     }
-    let (steady_share, whole_share, rss_kib) = measured?;
+    let measured = measured?;
+    let column = |pick: fn(&(f64, f64, u64)) -> f64| {
+        let mut values: Vec<f64> = measured.iter().map(pick).collect();
+        values.sort_by(f64::total_cmp);
+        (values[values.len() / 2], values[0], values[values.len() - 1])
+    };
+    let (steady, steady_low, steady_high) = column(|m| m.0);
+    let (whole, whole_low, whole_high) = column(|m| m.1);
+    let (rss, rss_low, rss_high) = column(|m| m.2 as f64 / 1024.0);
     Ok(format!(
-        "| measure | value |\n|---|---|\n| agent CPU, steady state (from its 3rd to its 12th second) | {steady_share:.2}% of one CPU |\n\
-         | agent CPU, whole 13 s run incl. start-up and report | {whole_share:.2}% |\n| agent peak RSS | {:.1} MiB |",
-        rss_kib as f64 / 1024.0
+        "| measure (median of {REPORT_RUNS} runs; lowest-highest) | value |\n|---|---|\n\
+         | agent CPU, steady state (from its 3rd to its 12th second) | {steady:.2}% of one CPU ({steady_low:.2}-{steady_high:.2}) |\n\
+         | agent CPU, whole 13 s run incl. start-up and report | {whole:.2}% ({whole_low:.2}-{whole_high:.2}) |\n\
+         | agent peak RSS | {rss:.1} MiB ({rss_low:.1}-{rss_high:.1}) |"
     ))
 }
+
+/// Runs of `report` beside the busy processes: one run's CPU share swung between 2% and 5.5%
+/// for the same build on this machine.
+const REPORT_RUNS: usize = 3;
 
 /// Runs `report --duration 13` under `/usr/bin/time`: its CPU share from its 3rd to its 12th
 /// second, over the whole run, and its peak RSS in KiB.

@@ -84,6 +84,10 @@ pub struct BenchArgs {
     /// the nanoseconds go").
     #[arg(long)]
     pub ablations: bool,
+    /// Instead of the rest: only the agent's own cost (`report` beside busy processes, `serve`
+    /// under churn) and the kernel-side memory, for changes to the agent alone.
+    #[arg(long, conflicts_with_all = ["ablations", "against"])]
+    pub agent_only: bool,
 }
 
 /// Installs the peers from Debian's packages when missing; returns notes on what cannot run.
@@ -127,6 +131,22 @@ pub fn run(root: &Path, path: &OsString, args: &BenchArgs) -> Result<()> {
         let out = ablations::run(root, path, &root.join("target/release/profiler-workload"), args)?;
         print!("{out}");
         let results = root.join("target/bench-ablations.md");
+        std::fs::write(&results, &out)?;
+        step(&format!("also written to {}", results.display()));
+        return Ok(());
+    }
+    if args.agent_only {
+        let (profiler, workload) = (
+            root.join("target/release/syscall-profiler"),
+            root.join("target/release/profiler-workload"),
+        );
+        step(&format!("agent CPU and memory with {} busy processes", args.processes));
+        let agent = agent_cost(&profiler, &workload, args.processes)?;
+        step("serve under process churn (1,000 live processes, 100 new a second) and scrape load");
+        let serve = serve_under_churn(&profiler, &workload)?;
+        let out = table::render_agent(args, &agent, &serve, &memory_table(&profiler));
+        print!("{out}");
+        let results = root.join("target/bench-results.md");
         std::fs::write(&results, &out)?;
         step(&format!("also written to {}", results.display()));
         return Ok(());

@@ -113,6 +113,20 @@ pub(super) fn render(
             cell(difference, true),
         );
     }
+    out.push_str(&render_agent(args, agent, serve, memory));
+    if !notes.is_empty() {
+        let _ = writeln!(out, "\nNotes:");
+        for note in notes {
+            let _ = writeln!(out, "- {note}");
+        }
+    }
+    out
+}
+
+/// The agent's tables (`report` beside busy processes, `serve` under churn) and the kernel-side
+/// memory: the end of [`render`], and all of `--agent-only`.
+pub(super) fn render_agent(args: &BenchArgs, agent: &str, serve: &str, memory: &[String]) -> String {
+    let mut out = String::new();
     let _ = writeln!(
         out,
         "\n### Agent with {} busy processes, polling every second\n",
@@ -132,12 +146,6 @@ pub(super) fn render(
     let _ = writeln!(out, "|---|---|");
     for line in memory {
         let _ = writeln!(out, "{line}");
-    }
-    if !notes.is_empty() {
-        let _ = writeln!(out, "\nNotes:");
-        for note in notes {
-            let _ = writeln!(out, "- {note}");
-        }
     }
     out
 }
