@@ -601,7 +601,12 @@ pub mod counter {
     /// Calls of a thread the per-thread table had no room for (`report --threads`): counted
     /// in their process's rows, missing from their thread's.
     pub const THREADS_LOST: u32 = COUNT + 1;
-    const _: () = assert!(THREADS_LOST < ROW, "every counter in its CPU's row");
+    /// Entries added to the wait-site table and to the per-descriptor table: the agent reads
+    /// a table (through `bpf()` calls, two an entry) to name new wakers and files only when
+    /// these moved.
+    pub const WAIT_SITES_ADDED: u32 = COUNT + 2;
+    pub const FD_WAITS_ADDED: u32 = COUNT + 3;
+    const _: () = assert!(FD_WAITS_ADDED < ROW, "every counter in its CPU's row");
 }
 
 /// The tables' fill alarm: the kernel side counts the entries claimed since the agent's last

@@ -1221,8 +1221,10 @@ fn add_wait_site(key: u64, tid: u32, flags: u32, blocked_ns: u64) {
         stack_id: stack_id & !WAIT_STACK_SAMPLED,
         waker_tgid,
     };
-    if !add_wait(&WAIT_SITES, &site, &added) {
-        bump(counter::WAIT_SITES_LOST);
+    match add_wait(&WAIT_SITES, &site, &added) {
+        None => bump(counter::WAIT_SITES_LOST),
+        Some(true) => bump(counter::WAIT_SITES_ADDED),
+        Some(false) => {}
     }
     if stack.fd != NO_FD {
         let on = FdWaitKey {
@@ -1231,28 +1233,31 @@ fn add_wait_site(key: u64, tid: u32, flags: u32, blocked_ns: u64) {
             fd: stack.fd,
             mode: stack.mode,
         };
-        if !add_wait(&FD_WAITS, &on, &added) {
-            bump(counter::WAIT_SITES_LOST);
+        match add_wait(&FD_WAITS, &on, &added) {
+            None => bump(counter::WAIT_SITES_LOST),
+            Some(true) => bump(counter::FD_WAITS_ADDED),
+            Some(false) => {}
         }
     }
 }
 
-/// Adds `added` to `key`'s entry of `map`, creating it; false if the map is full.
+/// Adds `added` to `key`'s entry of `map`, creating it: whether it created it, or `None` if
+/// the map is full.
 #[inline(always)]
-fn add_wait<K>(map: &HashMap<K, WaitStats>, key: &K, added: &WaitStats) -> bool {
+fn add_wait<K>(map: &HashMap<K, WaitStats>, key: &K, added: &WaitStats) -> Option<bool> {
     for _attempt in 0..2 {
         if let Some(stats) = map.get_ptr_mut(key) {
             let stats = unsafe { &mut *stats };
             atomic_add(&mut stats.calls, added.calls);
             atomic_add(&mut stats.blocked_ns, added.blocked_ns);
-            return true;
+            return Some(false);
         }
         // BPF_NOEXIST: another CPU may have added it meanwhile; then add to it.
         if map.insert(key, added, 1).is_ok() {
-            return true;
+            return Some(true);
         }
     }
-    false
+    None
 }
 
 // sched_switch(bool preempt, struct task_struct *prev, struct task_struct *next,

@@ -347,7 +347,7 @@ async fn profile(target: Target, args: &ReportArgs) -> anyhow::Result<Profiled> 
             _ = &mut next_naming => {
                 // Reading the table costs two bpf() calls an entry: when it is large, at
                 // each read only.
-                let every = if session.name_files()?.len() > NAME_FILES_OFTEN_UP_TO { READ_INTERVAL } else { NAME_FILES_EVERY };
+                let every = if session.name_new_files()? > NAME_FILES_OFTEN_UP_TO { READ_INTERVAL } else { NAME_FILES_EVERY };
                 next_naming.as_mut().reset(tokio::time::Instant::now() + every);
             }
             raised = fill_alarm.raised() => {

@@ -141,6 +141,15 @@ impl Probe {
             .collect())
     }
 
+    /// Entries the kernel side added so far to the wait-site table and to the per-descriptor
+    /// table: when neither moved, reading them again finds nothing new to name.
+    pub(crate) fn waits_added(&self) -> (u64, u64) {
+        (
+            self.counter(counter::WAIT_SITES_ADDED),
+            self.counter(counter::FD_WAITS_ADDED),
+        )
+    }
+
     /// Blocked calls whose wait site could not be recorded (a table full, or a stack
     /// colliding with another).
     pub fn wait_sites_lost(&self) -> u64 {

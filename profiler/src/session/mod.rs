@@ -81,6 +81,9 @@ pub struct Session {
     file_names: std::collections::HashMap<(u32, u32, u64), String>,
     /// Names of the processes that woke blocked calls, read while they lived.
     waker_names: std::collections::HashMap<u32, String>,
+    /// The kernel side's counts of wait-site and descriptor entries added, as of the last
+    /// naming of each, and how many descriptor entries that read found.
+    named_at: waits::NamedAt,
 }
 
 /// When a read leaves a table fuller than this, the next comes sooner (see
@@ -157,6 +160,7 @@ impl Session {
             // SAFETY: sysconf has no preconditions.
             cpus_online: unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as u32,
             file_names: Default::default(),
+            named_at: Default::default(),
             waker_names: Default::default(),
         })
     }

@@ -14,6 +14,15 @@ use crate::{
     },
 };
 
+/// The kernel side's counts of entries added to the wait-site and descriptor tables as of
+/// the agent's last naming from each, and the descriptor entries that read found.
+#[derive(Debug, Default)]
+pub(super) struct NamedAt {
+    sites_added: u64,
+    files_added: u64,
+    file_entries: usize,
+}
+
 impl Session {
     /// Records from now on where blocked calls sleep, who wakes them and which files they
     /// wait on, for `recording`'s calls (see [`Session::waits`]); or stops.
@@ -30,21 +39,41 @@ impl Session {
     /// descriptors of the blocked calls recorded so far refer to, for those not named yet:
     /// while a process lives they can be read (a report does this at every read). A
     /// descriptor is named only if it still refers to the file the call saw (same inode).
-    pub fn name_waits(&mut self) -> Result<Vec<OnFile>, SessionError> {
-        for pid in self.probe.wakers()? {
-            if pid != 0 && !self.waker_names.contains_key(&pid) {
-                if let Some(name) = read_comm(pid) {
-                    self.waker_names.insert(pid, name);
+    /// Each table is read only when the kernel side added entries to it since the last time
+    /// (reading one is two `bpf()` calls an entry: beside 1,000 busy processes, a tenth of
+    /// a report's CPU when done at every read).
+    pub fn name_waits(&mut self) -> Result<(), SessionError> {
+        let (sites_added, _) = self.probe.waits_added();
+        if sites_added != self.named_at.sites_added {
+            for pid in self.probe.wakers()? {
+                if pid != 0 && !self.waker_names.contains_key(&pid) {
+                    if let Some(name) = read_comm(pid) {
+                        self.waker_names.insert(pid, name);
+                    }
                 }
             }
+            self.named_at.sites_added = sites_added;
         }
-        self.name_files()
+        self.name_new_files()?;
+        Ok(())
     }
 
     /// The descriptors' part of [`Session::name_waits`]: cheap enough to do more often (a
-    /// short-lived process's descriptors can be read only while it lives). Returns the
-    /// (process, syscall, descriptor, file) entries it read.
-    pub fn name_files(&mut self) -> Result<Vec<OnFile>, SessionError> {
+    /// short-lived process's descriptors can be read only while it lives). How many
+    /// (process, syscall, descriptor, file) entries the table had at its last read.
+    pub fn name_new_files(&mut self) -> Result<usize, SessionError> {
+        // Counted before the read: an entry added during it is read next time.
+        let (_, files_added) = self.probe.waits_added();
+        if files_added != self.named_at.files_added {
+            self.named_at.file_entries = self.name_files()?.len();
+            self.named_at.files_added = files_added;
+        }
+        Ok(self.named_at.file_entries)
+    }
+
+    /// Names the descriptors of every (process, syscall, descriptor, file) entry not named
+    /// yet, and returns the entries.
+    fn name_files(&mut self) -> Result<Vec<OnFile>, SessionError> {
         let files = self.probe.fd_waits()?;
         for file in &files {
             let pid = file.key.tgid;
@@ -73,7 +102,8 @@ impl Session {
         only: Option<u32>,
         name_of: &dyn Fn(u32) -> Option<String>,
     ) -> Result<(BTreeMap<StatsKey, Waits>, u64), SessionError> {
-        let on_files = self.name_waits()?;
+        self.name_waits()?;
+        let on_files = self.name_files()?;
         let own = self.self_tgid;
         let wanted = |tgid: u32| tgid != own && only.is_none_or(|pid| pid == tgid);
         let stacks = self.probe.wait_sites(&wanted)?;
