@@ -32,7 +32,10 @@ impl Session {
 
     /// Forgets what was recorded so far.
     pub fn clear_wait_sites(&mut self) -> Result<(), SessionError> {
-        Ok(self.probe.clear_wait_sites()?)
+        self.probe.clear_wait_sites()?;
+        // The tables are empty now; the next entry added moves their counts again.
+        self.named_at.file_entries = 0;
+        Ok(())
     }
 
     /// Reads in `/proc` the names of the processes that woke blocked calls, and what the
