@@ -189,7 +189,7 @@ static FOLLOW_ONLY: Global<u32> = Global::new(0);
 #[no_mangle]
 static FOLLOW_FORKS: Global<u32> = Global::new(0);
 /// Claims since the agent's last read at which a table raises its fill alarm (an eighth of
-/// it; see `claimed`).
+/// it; see `count_claim`).
 #[no_mangle]
 static STATS_ALARM_AT: Global<u32> = Global::new(0);
 #[no_mangle]
