@@ -11,6 +11,7 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
+use super::stats::median;
 use crate::as_root;
 
 /// CPU share and peak RSS of `syscall-profiler report --duration 13` beside `count` busy
@@ -38,10 +39,11 @@ pub(super) fn agent_cost(profiler: &Path, workload: &Path, count: usize) -> Resu
         let _ = child.wait();
     }
     let measured = measured?;
+    // Median, lowest, highest (REPORT_RUNS > 0).
     let column = |pick: fn(&(f64, f64, u64)) -> f64| {
         let mut values: Vec<f64> = measured.iter().map(pick).collect();
         values.sort_by(f64::total_cmp);
-        (values[values.len() / 2], values[0], values[values.len() - 1])
+        (median(&values).unwrap_or(f64::NAN), values[0], values[values.len() - 1])
     };
     let (steady, steady_low, steady_high) = column(|m| m.0);
     let (whole, whole_low, whole_high) = column(|m| m.1);

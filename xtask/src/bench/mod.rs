@@ -129,31 +129,23 @@ struct Binaries {
 pub fn run(root: &Path, path: &OsString, args: &BenchArgs) -> Result<()> {
     if args.ablations {
         let out = ablations::run(root, path, &root.join("target/release/profiler-workload"), args)?;
-        print!("{out}");
-        let results = root.join("target/bench-ablations.md");
-        std::fs::write(&results, &out)?;
-        step(&format!("also written to {}", results.display()));
-        return Ok(());
+        return print_results(&root.join("target/bench-ablations.md"), &out);
     }
+    let (profiler, workload) = (
+        root.join("target/release/syscall-profiler"),
+        root.join("target/release/profiler-workload"),
+    );
+    let results = root.join("target/bench-results.md");
     if args.agent_only {
-        let (profiler, workload) = (
-            root.join("target/release/syscall-profiler"),
-            root.join("target/release/profiler-workload"),
+        let (agent, serve) = measure_agent(&profiler, &workload, args)?;
+        return print_results(
+            &results,
+            &table::render_agent(args, &agent, &serve, &memory_table(&profiler)),
         );
-        step(&format!("agent CPU and memory with {} busy processes", args.processes));
-        let agent = agent_cost(&profiler, &workload, args.processes)?;
-        step("serve under process churn (1,000 live processes, 100 new a second) and scrape load");
-        let serve = serve_under_churn(&profiler, &workload)?;
-        let out = table::render_agent(args, &agent, &serve, &memory_table(&profiler));
-        print!("{out}");
-        let results = root.join("target/bench-results.md");
-        std::fs::write(&results, &out)?;
-        step(&format!("also written to {}", results.display()));
-        return Ok(());
     }
     let binaries = Binaries {
-        profiler: root.join("target/release/syscall-profiler"),
-        workload: root.join("target/release/profiler-workload"),
+        profiler,
+        workload,
         against: match &args.against {
             Some(rev) => Some(build_revision(root, path, rev)?),
             None => None,
@@ -165,15 +157,28 @@ pub fn run(root: &Path, path: &OsString, args: &BenchArgs) -> Result<()> {
     notes.extend(rows.iter().filter_map(|row| row.note.clone()));
     step("per-program cost from the kernel's run-time accounting");
     let program_costs = program_costs(&binaries, args)?;
-    step(&format!("agent CPU and memory with {} busy processes", args.processes));
-    let agent = agent_cost(&binaries.profiler, &binaries.workload, args.processes)?;
-    step("serve under process churn (1,000 live processes, 100 new a second) and scrape load");
-    let serve = serve_under_churn(&binaries.profiler, &binaries.workload)?;
+    let (agent, serve) = measure_agent(&binaries.profiler, &binaries.workload, args)?;
     let memory = memory_table(&binaries.profiler);
-    let out = table::render(args, &rows, &program_costs, &agent, &serve, &memory, &notes);
+    print_results(
+        &results,
+        &table::render(args, &rows, &program_costs, &agent, &serve, &memory, &notes),
+    )
+}
+
+/// The agent's own cost: `report` beside busy processes, then `serve` under churn (their
+/// tables).
+fn measure_agent(profiler: &Path, workload: &Path, args: &BenchArgs) -> Result<(String, String)> {
+    step(&format!("agent CPU and memory with {} busy processes", args.processes));
+    let agent = agent_cost(profiler, workload, args.processes)?;
+    step("serve under process churn (1,000 live processes, 100 new a second) and scrape load");
+    let serve = serve_under_churn(profiler, workload)?;
+    Ok((agent, serve))
+}
+
+/// Prints the tables and writes them to `results`.
+fn print_results(results: &Path, out: &str) -> Result<()> {
     print!("{out}");
-    let results = root.join("target/bench-results.md");
-    std::fs::write(&results, &out)?;
+    std::fs::write(results, out)?;
     step(&format!("also written to {}", results.display()));
     Ok(())
 }
