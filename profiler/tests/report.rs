@@ -8,7 +8,7 @@ use common::*;
 #[ignore = "needs root: loads eBPF programs (cargo xtask test runs it as root)"]
 fn exact_number_of_trivial_syscalls() {
     let report = profile_workload(&["getppid", "123457"]);
-    assert_eq!(report["schema_version"], 4);
+    assert_eq!(report["schema_version"], 5);
     assert_eq!(report["scope"], "command");
     assert_eq!(report["command_exit_code"], 0);
     let process = only_workload(&report);
@@ -227,6 +227,56 @@ fn system_wide_and_pid_modes_see_a_running_process() {
         .collect();
     assert_eq!(pids, vec![u64::from(pid)], "{by_pid}");
     assert!(by_pid["duration_ns"].as_u64().unwrap() >= 1_400_000_000);
+}
+
+#[test]
+#[ignore = "needs root: loads eBPF programs (cargo xtask test runs it as root)"]
+fn the_report_accounts_for_its_own_cost() {
+    // The oracle: the kernel's account of the profiler process's CPU (wait4's rusage).
+    let path = std::env::temp_dir().join(format!("own-cost-{}.json", std::process::id()));
+    #[allow(clippy::zombie_processes)] // reaped by wait4 below, for its rusage
+    let child = std::process::Command::new(PROFILER)
+        .args([
+            "report",
+            "--format",
+            "json",
+            "--duration",
+            "2",
+            "-o",
+            path.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut status = 0;
+    // SAFETY: zeroed rusage is valid; wait4 fills it for the child it reaps.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let reaped = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(reaped, child.id() as i32);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "status {status}"
+    );
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    std::fs::remove_file(&path).ok();
+    let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1_000;
+    let whole_cpu_ns = ns(usage.ru_utime) + ns(usage.ru_stime);
+    let cost = &report["agent_cost"];
+    let (startup_ns, startup_cpu_ns) = (u64_of(cost, "startup_ns"), u64_of(cost, "startup_cpu_ns"));
+    let (profiling_ns, profiling_cpu_ns) = (u64_of(cost, "profiling_ns"), u64_of(cost, "profiling_cpu_ns"));
+    // Loading and checking the programs takes CPU; the window is the duration (and its final
+    // read); the parts are within the whole (rusage counts in microseconds).
+    assert!(startup_cpu_ns > 0 && startup_ns > 0, "{cost}");
+    assert!((2_000_000_000..3_000_000_000).contains(&profiling_ns), "{cost}");
+    assert!(
+        startup_cpu_ns + profiling_cpu_ns <= whole_cpu_ns + 1_000_000,
+        "{cost} whole {whole_cpu_ns}"
+    );
+    // What comes after the window (the hangs, detaching, the report) is the smaller part.
+    assert!(
+        startup_cpu_ns + profiling_cpu_ns >= whole_cpu_ns / 2,
+        "{cost} whole {whole_cpu_ns}"
+    );
 }
 
 #[test]

@@ -137,6 +137,29 @@ fn scraped_by_promtool_and_a_real_prometheus() {
     let counted = getppid_of(&metrics).unwrap();
     assert!(counted <= 4321 + 200, "{counted} getppid counted, 4321 made");
 
+    // The agent's own cost, as of its last read (half a second at most), against /proc.
+    let sample = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in the scrape"))
+    };
+    let stat = std::fs::read_to_string(format!("/proc/{serve_pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    let proc_cpu_seconds = (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / 100.0;
+    let cpu_seconds = sample("process_cpu_seconds_total");
+    assert!(
+        cpu_seconds > 0.0 && cpu_seconds <= proc_cpu_seconds + 0.02 && proc_cpu_seconds - cpu_seconds < 0.25,
+        "exported {cpu_seconds} s of CPU, /proc says {proc_cpu_seconds} s"
+    );
+    let page_bytes = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as f64;
+    let proc_rss_bytes = fields[21].parse::<f64>().unwrap() * page_bytes;
+    let rss_bytes = sample("process_resident_memory_bytes");
+    assert!(
+        (rss_bytes / proc_rss_bytes - 1.0).abs() < 0.25,
+        "exported {rss_bytes} bytes resident, /proc says {proc_rss_bytes}"
+    );
+
     // promtool accepts the exposition.
     let mut promtool = Command::new("promtool")
         .args(["check", "metrics"])

@@ -8,7 +8,7 @@ use std::{
     os::unix::process::ExitStatusExt,
     path::{Path, PathBuf},
     process::ExitStatus,
-    time::{Duration, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use clap::{Args, ValueEnum};
@@ -34,11 +34,11 @@ use crate::{
         self,
         html::render_report_html,
         text::{render_text, TextOptions},
-        CommandExit, SortBy,
+        AgentCost, CommandExit, SortBy,
     },
     session::{
         cgroups::cgroup2_mount, containers::CgroupLabels, host::read_host, in_flight::read_hangs, monotonic_ns,
-        Session, SessionError, Target,
+        own_cpu_ns, Session, SessionError, Target,
     },
 };
 
@@ -163,15 +163,18 @@ pub fn run(args: ReportArgs) -> anyhow::Result<i32> {
         Target::Pids { .. } => "pids",
         Target::Command(_) => "command",
     };
+    let launched = (Instant::now(), own_cpu_ns());
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let started = SystemTime::now();
     let Profiled {
         mut session,
         totals,
         command_status,
         hangs,
         returned,
-    } = runtime.block_on(profile(target, &args))?;
+        agent_cost,
+    } = runtime.block_on(profile(target, &args, launched))?;
+    // When profiling began: on a loaded machine start-up alone takes seconds.
+    let started = SystemTime::now() - Duration::from_nanos(session.elapsed_ns());
     let (wait_sites, wait_sites_lost) = session.waits(None, &|pid| totals.name(pid).map(str::to_owned))?;
     let command_exit = command_status.and_then(|status| match (status.code(), status.signal()) {
         (Some(code), _) => Some(CommandExit::Code(code)),
@@ -240,6 +243,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<i32> {
         wait_sites_lost,
         threads: threads.as_ref().map(|(threads, lost)| (threads, *lost)),
         hang_threshold_ns: hang_threshold_ns(&args),
+        agent_cost,
     });
     let written = match args.format {
         Format::Json => write_json(&mut output, &report),
@@ -313,9 +317,11 @@ struct Profiled {
     command_status: Option<ExitStatus>,
     hangs: Vec<InSyscall>,
     returned: Vec<Hang>,
+    agent_cost: AgentCost,
 }
 
-async fn profile(target: Target, args: &ReportArgs) -> anyhow::Result<Profiled> {
+/// `launched`: when the profiler started, and the CPU time it had used then.
+async fn profile(target: Target, args: &ReportArgs, launched: (Instant, u64)) -> anyhow::Result<Profiled> {
     let mut stop = StopSignals::install()?;
     let mut sizes = args.maps.sizes();
     if args.threads {
@@ -323,7 +329,8 @@ async fn profile(target: Target, args: &ReportArgs) -> anyhow::Result<Profiled> 
     }
     let mut session = Session::start(target, sizes, args.maps.sample_every, args.boundary.boundary_ns)?;
     session.record_wait_sites(WaitRecording::Sampled)?;
-    let started = std::time::Instant::now();
+    let started = Instant::now();
+    let profiling_from = (started, own_cpu_ns());
     let threshold_ns = hang_threshold_ns(args);
     let system_wide = session.target == Target::SystemWide;
     // Read now: a hang that ends during the report would be counted, not listed.
@@ -388,6 +395,12 @@ async fn profile(target: Target, args: &ReportArgs) -> anyhow::Result<Profiled> 
     // follows - reading /proc for hangs, detaching - can take tens of milliseconds on a busy
     // machine, which let a one-thread reader's sampled time come out 2% past its wall time.
     totals.apply(&session.poll()?, session.elapsed_ns() as f64 / 1e9);
+    let agent_cost = AgentCost {
+        startup_ns: profiling_from.0.duration_since(launched.0).as_nanos() as u64,
+        startup_cpu_ns: profiling_from.1.saturating_sub(launched.1),
+        profiling_ns: profiling_from.0.elapsed().as_nanos() as u64,
+        profiling_cpu_ns: own_cpu_ns().saturating_sub(profiling_from.1),
+    };
     // Before the programs are detached: the kernel side knows when each call began.
     let mut hangs = session.threads_in_syscalls(monotonic_ns(), started, Some(threshold_ns));
     let returned = returned_since_start(hangs_at_start, &mut hangs, &call_name);
@@ -400,6 +413,7 @@ async fn profile(target: Target, args: &ReportArgs) -> anyhow::Result<Profiled> 
         command_status,
         hangs,
         returned,
+        agent_cost,
     })
 }
 

@@ -26,7 +26,7 @@ use crate::{
         Exported, GroupBy, Limits, SelfMetrics, Snapshot,
     },
     model::store::{Delta, Update},
-    session::{containers::CgroupLabels, Session, SessionError, Target},
+    session::{containers::CgroupLabels, own_cpu_ns, own_resident_bytes, Session, SessionError, Target},
 };
 
 #[derive(Args, Debug)]
@@ -204,6 +204,8 @@ impl Exporter {
                 boundary_refreshes_too_busy: session.calibration.refreshes_too_busy,
                 sample_every: session.sample_every,
                 groups_tracked: self.exported.groups_tracked(),
+                cpu_seconds: own_cpu_ns() as f64 / 1e9,
+                resident_bytes: own_resident_bytes(),
             },
         }
     }

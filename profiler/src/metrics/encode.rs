@@ -12,9 +12,9 @@ use prometheus_client::{
 use crate::metrics::{series::LATENCY_BOUNDS, Snapshot};
 
 /// Series about the profiler itself of fixed number: one each for build info, programs, map
-/// read time, boundary cost and its spread, sampling, series, groups; two for the boundary's
-/// refreshes.
-pub const SELF_SERIES: usize = 10;
+/// read time, boundary cost and its spread, sampling, series, groups, its CPU time and its
+/// resident memory; two for the boundary's refreshes.
+pub const SELF_SERIES: usize = 12;
 
 fn labels(group: &Option<String>, syscall: &str, abi: &str) -> Vec<(String, String)> {
     let mut labels = Vec::with_capacity(3);
@@ -124,6 +124,22 @@ impl Collector for Snapshot {
             "syscall_profiler_programs_attached",
             "eBPF programs attached.",
             me.programs_attached as f64,
+        )?;
+        // The names every Prometheus client's process collector uses: dashboards and alerts
+        // on an agent's own cost already know them.
+        encoder
+            .encode_descriptor(
+                "process_cpu_seconds",
+                "The profiler's own CPU time (user and system, all threads), as of the last read.",
+                None,
+                MetricType::Counter,
+            )?
+            .encode_counter::<NoLabelSet, _, u64>(&me.cpu_seconds, None)?;
+        gauge(
+            &mut encoder,
+            "process_resident_memory_bytes",
+            "The profiler's resident memory, as of the last read.",
+            me.resident_bytes as f64,
         )?;
         gauge(
             &mut encoder,
@@ -313,6 +329,8 @@ mod tests {
                 boundary_refreshes_too_busy: 1,
                 sample_every: 16,
                 groups_tracked: 3,
+                cpu_seconds: 1.25,
+                resident_bytes: 31 << 20,
             },
         }
     }
@@ -346,6 +364,8 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("syscall_profiler_latency_seconds_count"), "{text}");
+        assert!(text.contains("\nprocess_cpu_seconds_total 1.25\n"), "{text}");
+        assert!(text.contains("\nprocess_resident_memory_bytes 32505856.0\n"), "{text}");
         let series = sample_snapshot().series_count();
         assert!(
             text.lines().any(|l| l == format!("syscall_profiler_series {series}.0")),

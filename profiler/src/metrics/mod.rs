@@ -43,6 +43,10 @@ pub struct SelfMetrics {
     pub sample_every: u32,
     /// Groups tracked: with series of their own, and waiting for them.
     pub groups_tracked: usize,
+    /// The agent's own CPU time so far (all threads) and resident memory: what a fleet
+    /// watches to hold it to its budget.
+    pub cpu_seconds: f64,
+    pub resident_bytes: u64,
 }
 
 /// One consistent picture of everything exported, taken after a read.

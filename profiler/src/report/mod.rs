@@ -28,7 +28,9 @@ use crate::model::{host::Host, thread_rows::ThreadReport, threads::Hang};
 /// `in_flight` (threads in a long call at the end) and `hang_threshold_ns`.
 /// 4: `returned` (hangs at the start that returned), `waited_on` per syscall (the files),
 /// `latency_histogram` per syscall, `threads` per process and `threads_lost` (`--threads`).
-pub const SCHEMA_VERSION: u32 = 4;
+/// 5: `agent_cost` (the profiler's own start-up and CPU); `host.time` is when profiling
+/// began (it was when the profiler started, seconds earlier on a loaded machine).
+pub const SCHEMA_VERSION: u32 = 5;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
@@ -48,6 +50,7 @@ pub struct Report {
     pub sample_every: u32,
     /// The profiler's own pid: its calls are never in the report.
     pub agent_pid: u32,
+    pub agent_cost: AgentCost,
     /// Exit code of the profiled command (`-- COMMAND`): its own, or 128 + the number of
     /// the signal that ended it; `report` exits with it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -76,6 +79,31 @@ pub struct Report {
     /// processes' rows, missing from their threads').
     #[serde(skip_serializing_if = "Option::is_none")]
     pub threads_lost: Option<u64>,
+}
+
+/// What the profiler itself cost: the observer's share of the machine it observed. On a
+/// loaded machine start-up takes seconds (loading and checking the programs, calibrating
+/// compete for a CPU like everything else), and the reads' cost grows with the processes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct AgentCost {
+    /// From the profiler's start to the start of profiling.
+    pub startup_ns: u64,
+    /// CPU time (all its threads) it used to start.
+    pub startup_cpu_ns: u64,
+    /// How long it profiled (its reads of the tables until the end of the window), and the
+    /// CPU time it used meanwhile.
+    pub profiling_ns: u64,
+    pub profiling_cpu_ns: u64,
+}
+
+impl AgentCost {
+    /// CPU used while profiling, in percent of one CPU.
+    pub fn profiling_cpu_percent(&self) -> f64 {
+        match self.profiling_ns {
+            0 => 0.0,
+            wall => self.profiling_cpu_ns as f64 / wall as f64 * 100.0,
+        }
+    }
 }
 
 /// Hangs a report lists at most.
@@ -162,6 +190,7 @@ pub struct Inputs<'a> {
     pub wait_sites_lost: u64,
     /// With `--threads`: the threads of each row (by its pid), and the calls they lost.
     pub threads: Option<(&'a BTreeMap<u32, Vec<ThreadReport>>, u64)>,
+    pub agent_cost: AgentCost,
 }
 
 /// What ranks a report's rows (the most first).
@@ -304,6 +333,7 @@ pub fn build(inputs: &Inputs) -> Report {
         scope: inputs.scope.to_owned(),
         sample_every: inputs.sample_every,
         agent_pid: std::process::id(),
+        agent_cost: inputs.agent_cost,
         command_exit_code: inputs.command_exit.map(CommandExit::code),
         command_signal: match inputs.command_exit {
             Some(CommandExit::Signal(signal)) => Some(signal_name(signal).into_owned()),
@@ -385,6 +415,12 @@ pub mod tests {
             wait_sites_lost: 0,
             threads: None,
             overflow: Overflow::default(),
+            agent_cost: AgentCost {
+                startup_ns: 2_500_000_000,
+                startup_cpu_ns: 800_000_000,
+                profiling_ns: 10_000_000_000,
+                profiling_cpu_ns: 41_000_000,
+            },
         })
     }
 
@@ -460,6 +496,8 @@ pub mod tests {
         for field in ["duration_ns", "boundary_ns_per_call", "processes"] {
             assert!(!value[field].is_null(), "{field}");
         }
+        assert_eq!(value["agent_cost"]["startup_ns"], 2_500_000_000u64);
+        assert_eq!(value["agent_cost"]["profiling_cpu_ns"], 41_000_000u64);
         let process = &value["processes"][1];
         for field in [
             "pid",

@@ -106,6 +106,14 @@ pub fn render_text(report: &Report, options: &TextOptions) -> String {
             host.hostname, host.kernel_release, host.cpu_model, host.time
         );
     }
+    let cost = &report.agent_cost;
+    let _ = writeln!(
+        out,
+        "profiler's own cost: {} to start ({} of CPU: loading, checking and calibrating), then {:.2}% of one CPU while profiling",
+        format_ns(cost.startup_ns),
+        format_ns(cost.startup_cpu_ns),
+        cost.profiling_cpu_percent()
+    );
     if report.sample_every > 1 {
         let _ = writeln!(
             out,
@@ -434,6 +442,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("read (ia32)"), "{text}");
+        assert!(
+            text.contains("profiler's own cost: 2.50 s to start (800 ms of CPU: loading, checking and calibrating), then 0.41% of one CPU while profiling"),
+            "{text}"
+        );
         let limited = render_text(
             &sample(),
             &TextOptions {

@@ -14,17 +14,17 @@ use anyhow::{bail, Context, Result};
 use super::stats::median;
 use crate::as_root;
 
-/// CPU share and peak RSS of `syscall-profiler report --duration 13` beside `count` busy
-/// processes, [`REPORT_RUNS`] times: the median and the range. The steady-state CPU is read
-/// from the agent's own CPU time between its 3rd and its 12th second, leaving start-up
-/// (loading, calibration, reading every process's name) and the final report out. (It was
-/// the difference between a 13 s and a 3 s run: two runs' start-ups do not cost the same,
-/// and once the difference came out negative.)
+/// What `syscall-profiler report --duration 13` costs beside `count` busy processes,
+/// [`REPORT_RUNS`] times: the median and the range. The steady-state CPU is the report's own
+/// account (`agent_cost` in its JSON: its CPU clock over the profiling window, start-up and
+/// the final report left out). It was read from outside between the agent's 3rd and 12th
+/// second, but beside 1,000 busy processes start-up alone takes 5-10 s there, and `perf`
+/// put 88% of such a window in loading, checking and calibrating: it measured start-up.
 pub(super) fn agent_cost(profiler: &Path, workload: &Path, count: usize) -> Result<String> {
     let mut busy: Vec<Child> = (0..count)
         .map(|_| {
             Command::new(workload)
-                .args(["busy", "60"])
+                .args(["busy", "1800"]) // killed below; start-up alone can take minutes beside them
                 .stdout(Stdio::null())
                 .spawn()
         })
@@ -40,68 +40,72 @@ pub(super) fn agent_cost(profiler: &Path, workload: &Path, count: usize) -> Resu
     }
     let measured = measured?;
     // Median, lowest, highest (REPORT_RUNS > 0).
-    let column = |pick: fn(&(f64, f64, u64)) -> f64| {
+    let column = |pick: fn(&ReportCost) -> f64| {
         let mut values: Vec<f64> = measured.iter().map(pick).collect();
         values.sort_by(f64::total_cmp);
         (median(&values).unwrap_or(f64::NAN), values[0], values[values.len() - 1])
     };
-    let (steady, steady_low, steady_high) = column(|m| m.0);
-    let (whole, whole_low, whole_high) = column(|m| m.1);
-    let (rss, rss_low, rss_high) = column(|m| m.2 as f64 / 1024.0);
+    let (steady, steady_low, steady_high) = column(|m| m.profiling_cpu_percent);
+    let (startup, startup_low, startup_high) = column(|m| m.startup_secs);
+    let (startup_cpu, startup_cpu_low, startup_cpu_high) = column(|m| m.startup_cpu_secs);
+    let (whole, whole_low, whole_high) = column(|m| m.whole_run_cpu_percent);
+    let (rss, rss_low, rss_high) = column(|m| m.peak_rss_kib as f64 / 1024.0);
     Ok(format!(
         "| measure (median of {REPORT_RUNS} runs; lowest-highest) | value |\n|---|---|\n\
-         | agent CPU, steady state (from its 3rd to its 12th second) | {steady:.2}% of one CPU ({steady_low:.2}-{steady_high:.2}) |\n\
-         | agent CPU, whole 13 s run incl. start-up and report | {whole:.2}% ({whole_low:.2}-{whole_high:.2}) |\n\
+         | agent CPU while profiling (the report's `agent_cost`: its CPU clock over the window) | {steady:.2}% of one CPU ({steady_low:.2}-{steady_high:.2}) |\n\
+         | start-up: loading, checking and calibrating, wall (CPU) | {startup:.1} s ({startup_low:.1}-{startup_high:.1}) ({startup_cpu:.2} s of CPU, {startup_cpu_low:.2}-{startup_cpu_high:.2}) |\n\
+         | agent CPU, whole run incl. start-up and report (`/usr/bin/time`) | {whole:.2}% ({whole_low:.2}-{whole_high:.2}) |\n\
          | agent peak RSS | {rss:.1} MiB ({rss_low:.1}-{rss_high:.1}) |"
     ))
 }
 
 /// Runs of `report` beside the busy processes: one run's CPU share swung between 2% and 5.5%
-/// for the same build on this machine.
+/// for the same build on this machine (measured from outside; see [`agent_cost`]).
 const REPORT_RUNS: usize = 3;
 
-/// Runs `report --duration 13` under `/usr/bin/time`: its CPU share from its 3rd to its 12th
-/// second, over the whole run, and its peak RSS in KiB.
-fn measure_report(profiler: &Path) -> Result<(f64, f64, u64)> {
-    let time = as_root(Path::new("/usr/bin/time"))
+/// One `report` run's cost.
+struct ReportCost {
+    profiling_cpu_percent: f64,
+    startup_secs: f64,
+    startup_cpu_secs: f64,
+    whole_run_cpu_percent: f64,
+    peak_rss_kib: u64,
+}
+
+/// Runs `report --duration 13 --format json` under `/usr/bin/time`: its own account of its
+/// cost (from the JSON), and from outside its CPU share over the whole run and its peak RSS.
+fn measure_report(profiler: &Path) -> Result<ReportCost> {
+    let json_path = std::env::temp_dir().join(format!("bench-report-{}.json", std::process::id()));
+    let out = as_root(Path::new("/usr/bin/time"))
         .args(["-f", "%e %U %S %M"])
         .arg(profiler)
-        .args(["report", "--format", "json", "-o", "/dev/null", "--duration", "13"])
+        .args(["report", "--format", "json", "--duration", "13", "-o"])
+        .arg(&json_path)
         .stderr(Stdio::piped())
-        .spawn()
+        .output()
         .context("running /usr/bin/time syscall-profiler report")?;
-    let started = Instant::now();
-    let steady = || -> Result<f64> {
-        let agent = loop {
-            if let Some(pid) = descendant_named(time.id(), AGENT_COMM) {
-                break pid;
-            }
-            if started.elapsed() > Duration::from_secs(5) {
-                bail!("syscall-profiler report did not start");
-            }
-            thread::sleep(Duration::from_millis(20));
-        };
-        thread::sleep(Duration::from_secs(3).saturating_sub(started.elapsed()));
-        let (cpu_at_3, at_3) = (cpu_seconds(agent)?, Instant::now());
-        thread::sleep(Duration::from_secs(9));
-        Ok((cpu_seconds(agent)? - cpu_at_3) / at_3.elapsed().as_secs_f64() * 100.0)
-    };
-    let steady_share = steady();
-    if steady_share.is_err() {
-        let _ = Command::new("kill").args(["-KILL", &time.id().to_string()]).status();
-    }
-    let out = time.wait_with_output().context("waiting for syscall-profiler report")?;
+    let json = std::fs::read_to_string(&json_path);
+    let _ = as_root(Path::new("rm")).arg("-f").arg(&json_path).status();
     let text = String::from_utf8_lossy(&out.stderr);
     let line = text.lines().last().unwrap_or_default();
     let fields: Vec<f64> = line.split_whitespace().filter_map(|f| f.parse().ok()).collect();
-    if fields.len() < 4 {
-        bail!("unexpected /usr/bin/time output: {text}");
+    if !out.status.success() || fields.len() < 4 {
+        bail!("syscall-profiler report failed: {text}");
     }
-    Ok((
-        steady_share?,
-        (fields[1] + fields[2]) / fields[0] * 100.0,
-        fields[3] as u64,
-    ))
+    let report: serde_json::Value = serde_json::from_str(&json.context("reading the report's JSON")?)?;
+    let cost = &report["agent_cost"];
+    let ns = |field: &str| {
+        cost[field]
+            .as_f64()
+            .with_context(|| format!("no agent_cost.{field} in the report"))
+    };
+    Ok(ReportCost {
+        profiling_cpu_percent: ns("profiling_cpu_ns")? / ns("profiling_ns")? * 100.0,
+        startup_secs: ns("startup_ns")? / 1e9,
+        startup_cpu_secs: ns("startup_cpu_ns")? / 1e9,
+        whole_run_cpu_percent: (fields[1] + fields[2]) / fields[0] * 100.0,
+        peak_rss_kib: fields[3] as u64,
+    })
 }
 
 /// The agent's name in `/proc/PID/comm` (truncated to 15 bytes).
