@@ -173,7 +173,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<i32> {
         returned,
         agent_cost,
     } = runtime.block_on(profile(target, &args, launched))?;
-    // When profiling began: on a loaded machine start-up alone takes seconds.
+    // When profiling began: on a loaded machine start-up alone takes seconds or minutes.
     let started = SystemTime::now() - Duration::from_nanos(session.elapsed_ns());
     let (wait_sites, wait_sites_lost) = session.waits(None, &|pid| totals.name(pid).map(str::to_owned))?;
     let command_exit = command_status.and_then(|status| match (status.code(), status.signal()) {

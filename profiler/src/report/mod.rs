@@ -82,8 +82,9 @@ pub struct Report {
 }
 
 /// What the profiler itself cost: the observer's share of the machine it observed. On a
-/// loaded machine start-up takes seconds (loading and checking the programs, calibrating
-/// compete for a CPU like everything else), and the reads' cost grows with the processes.
+/// loaded machine start-up (loading and checking the programs, attaching, calibrating) takes
+/// seconds, minutes beside 1,000 busy processes (BENCHMARKS.md, run AH); the reads' cost
+/// grows with the processes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct AgentCost {
     /// From the profiler's start to the start of profiling.

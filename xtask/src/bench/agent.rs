@@ -18,7 +18,7 @@ use crate::as_root;
 /// [`REPORT_RUNS`] times: the median and the range. The steady-state CPU is the report's own
 /// account (`agent_cost` in its JSON: its CPU clock over the profiling window, start-up and
 /// the final report left out). It was read from outside between the agent's 3rd and 12th
-/// second, but beside 1,000 busy processes start-up alone takes 5-10 s there, and `perf`
+/// second, but beside 1,000 busy processes start-up alone takes minutes (run AH), and `perf`
 /// put 88% of such a window in loading, checking and calibrating: it measured start-up.
 pub(super) fn agent_cost(profiler: &Path, workload: &Path, count: usize) -> Result<String> {
     let mut busy: Vec<Child> = (0..count)
