@@ -134,8 +134,9 @@ fn the_boundary_cost_holds_still_on_a_busy_machine() {
     // It swung 3x between runs before (483-1484 ns), and 2000 ns under load. Quiet runs
     // alone spread 1.23x on the AMD machine (nested KVM, BENCHMARKS.md): 145-179 ns.
     assert!(low > 0.0 && high <= low * 1.35, "quiet {quiet:?}, busy {busy:?}");
+    // Its ± up to 16% there (155-179 ns, quiet), under 10% on the Intel machine.
     for (boundary, spread) in quiet.iter().chain(&busy) {
-        assert!(*spread <= boundary * 0.1, "quiet {quiet:?}, busy {busy:?}");
+        assert!(*spread <= boundary * 0.2, "quiet {quiet:?}, busy {busy:?}");
     }
 }
 
