@@ -6,10 +6,14 @@ use crate::{
     commands::args::KernelArgs,
     kernel::{Probe, Scope},
     model::charges::CALIBRATION_QUANTILE,
-    session::calibrate::{self, Calibration, NR_NO_HANDLER},
+    session::{
+        calibrate::{self, Calibration, NR_NO_HANDLER},
+        priority::RaisedPriority,
+    },
 };
 
 pub fn run(maps: KernelArgs) -> anyhow::Result<()> {
+    let _raised = RaisedPriority::raise();
     let mut probe = Probe::load_default(maps.sizes(), Scope::SystemWide)?;
     let mut calibration = calibrate::calibrate(&mut probe, None)?;
     calibrate::start_sampling(&mut probe, &mut calibration, maps.sample_every)?;
@@ -73,6 +77,12 @@ fn render(calibration: &Calibration, mitigations: &[(String, String)]) -> String
         NR_NO_HANDLER,
         CALIBRATION_QUANTILE * 100.0
     );
+    let priority = if calibration.per_cpu.iter().all(|cpu| cpu.realtime) {
+        "at real-time priority (SCHED_FIFO 1): busy processes do not preempt them"
+    } else {
+        "at least partly at normal priority (real-time needs CAP_SYS_NICE): busy processes preempt them"
+    };
+    let _ = writeln!(out, "The batches ran {priority}.\n");
     let _ = writeln!(
         out,
         "{:>4}  {:>9}  {:>10}  {:>14}  {:>14}  {:>8}  {:>8}  {:>6}  {:>8}",
@@ -163,6 +173,7 @@ mod tests {
                     cpu: 0,
                     clean_batches: 70,
                     interrupted_batches: 2,
+                    realtime: true,
                     estimate: Some(estimate),
                     start: None,
                 },
@@ -170,6 +181,7 @@ mod tests {
                     cpu: 1,
                     clean_batches: 3,
                     interrupted_batches: 69,
+                    realtime: true,
                     estimate: None,
                     start: None,
                 },
@@ -188,6 +200,7 @@ mod tests {
         assert!(text.contains("45.0 ns"));
         assert!(text.contains("70/72"), "{text}");
         assert!(text.contains("3/72  too few clean batches"), "{text}");
+        assert!(text.contains("ran at real-time priority"), "{text}");
         calibration.charges = charges_from(&[], None);
         let text = render(&calibration, &[]);
         assert!(text.contains("too busy to calibrate"), "{text}");

@@ -38,7 +38,7 @@ use crate::{
     },
     session::{
         cgroups::cgroup2_mount, containers::CgroupLabels, host::read_host, in_flight::read_hangs, monotonic_ns,
-        own_cpu_ns, Session, SessionError, Target,
+        own_cpu_ns, priority::RaisedPriority, Session, SessionError, Target,
     },
 };
 
@@ -164,6 +164,8 @@ pub fn run(args: ReportArgs) -> anyhow::Result<i32> {
         Target::Command(_) => "command",
     };
     let launched = (Instant::now(), own_cpu_ns());
+    // The whole run: a report is awaited (see `session::priority`).
+    let _raised = RaisedPriority::raise();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let Profiled {
         mut session,

@@ -26,7 +26,7 @@ use crate::{
     },
     kernel::WaitRecording,
     model::totals::ProcessTotals,
-    session::{monotonic_ns, procfs::read_comm, Session, Target},
+    session::{monotonic_ns, priority::RaisedPriority, procfs::read_comm, Session, Target},
     top::{
         app::{App, Event, Update, View},
         terminal::{restore_terminal, TerminalGuard},
@@ -63,6 +63,8 @@ pub fn run(args: TopArgs) -> anyhow::Result<()> {
     if !io::stdout().is_terminal() {
         bail!("syscall-top needs a terminal; for output to a file or pipe use `syscall-profiler report`");
     }
+    // The whole run: the view is watched (see `session::priority`).
+    let _raised = RaisedPriority::raise();
     // Loading and calibrating first: their errors print as plain lines.
     let mut session = Session::start(
         Target::SystemWide,

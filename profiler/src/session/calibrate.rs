@@ -16,17 +16,23 @@
 //! drifts over seconds); a batch during which the thread was switched out is thrown away; and
 //! every figure is a low order statistic of the rest (see [`CpuBatches::estimate`]). Too few
 //! clean batches, and nothing is charged rather than noise ([`BoundarySource::TooBusy`]).
+//! The batches run at real-time priority where the agent may raise itself
+//! ([`priority::Realtime`]): beside hundreds of runnable tasks a CPU, nearly every batch was
+//! preempted otherwise, and a CPU's rounds took tens of seconds. Where it may not, a CPU's
+//! rounds stop after [`CPU_TIME_LIMIT`], so that a machine too busy to calibrate costs
+//! seconds, not minutes.
 //!
 //! The long-running modes refresh it without detaching (which would lose calls, and needs
 //! capabilities `serve` has dropped): right after the calibration a baseline of attached
 //! batches is taken on each CPU as the profile runs, and each refresh takes them again; what
 //! the round trip gained that the window did not is the boundary's ([`drifted`]). It needs
 //! the agent's own calls in the tables: system-wide only.
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use profiler_common::StatsKey;
 use serde::Serialize;
 
+use super::priority;
 use crate::{
     kernel::{Probe, ProbeError},
     model::charges::{
@@ -49,6 +55,9 @@ const BATCHES_PER_ROUND: usize = 2;
 /// Calibrations tried before giving up on a machine too busy to calibrate: a burst of load
 /// at start should not leave a long-running agent without a boundary cost.
 const ATTEMPTS: usize = 3;
+/// A CPU's rounds in one attempt stop after this long. They take ~0.2 s here; without
+/// real-time priority beside 1,000 busy processes they took 5-45 s, and came out too busy.
+pub const CPU_TIME_LIMIT: Duration = Duration::from_secs(2);
 
 /// Calibration on one CPU.
 #[derive(Clone, Debug, Serialize)]
@@ -57,6 +66,8 @@ pub struct CpuCalibration {
     /// Clean batches, and batches thrown away because the thread was switched out.
     pub clean_batches: usize,
     pub interrupted_batches: usize,
+    /// Whether the batches ran at real-time priority ([`priority::Realtime`]).
+    pub realtime: bool,
     /// What the clean batches say (ns per call), moved by the latest refresh; `None` if too
     /// few were clean.
     #[serde(flatten)]
@@ -152,11 +163,17 @@ fn pin_to(cpus: &[usize]) {
 }
 
 /// The batches of one CPU (the calling thread pinned to it): `ROUNDS` rounds of detached,
-/// then attached batches.
-fn measure_cpu(probe: &mut Probe) -> Result<CpuBatches, ProbeError> {
+/// then attached batches, or as many as [`CPU_TIME_LIMIT`] allows; and whether they ran at
+/// real-time priority.
+fn measure_cpu(probe: &mut Probe) -> Result<(CpuBatches, bool), ProbeError> {
+    let realtime = priority::Realtime::enter();
+    let started = Instant::now();
     let mut batches = CpuBatches::default();
     syscall_loop(NR_GETPPID, BATCH_CALLS); // warm up
     for _round in 0..ROUNDS {
+        if started.elapsed() > CPU_TIME_LIMIT {
+            break;
+        }
         probe.detach();
         for _ in 0..BATCHES_PER_ROUND {
             match clean_batch(NR_GETPPID) {
@@ -180,7 +197,9 @@ fn measure_cpu(probe: &mut Probe) -> Result<CpuBatches, ProbeError> {
             }
         }
     }
-    Ok(batches)
+    // Attached again even if the time ran out before a round began.
+    probe.attach()?;
+    Ok((batches, realtime.raised()))
 }
 
 /// Calibrates with `probe` loaded but not attached; leaves it attached with every call timed
@@ -195,11 +214,12 @@ pub fn calibrate(probe: &mut Probe, pinned_boundary_ns: Option<f64>) -> Result<C
         per_cpu.clear();
         for &cpu in &cpus {
             pin_to(&[cpu]);
-            let batches = measure_cpu(probe)?;
+            let (batches, realtime) = measure_cpu(probe)?;
             per_cpu.push(CpuCalibration {
                 cpu,
                 clean_batches: batches.clean(),
                 interrupted_batches: batches.interrupted,
+                realtime,
                 estimate: batches.estimate(),
                 start: None,
             });
@@ -235,6 +255,7 @@ fn overhead(per_cpu: &[CpuCalibration]) -> f64 {
 
 /// Attached batches on the CPU the calling thread is pinned to, as the profile runs.
 fn measure_attached(probe: &Probe) -> AttachedBatches {
+    let _realtime = priority::Realtime::enter();
     let mut batches = AttachedBatches::default();
     for _ in 0..ROUNDS * BATCHES_PER_ROUND {
         match windowed_batch(probe, NR_GETPPID) {

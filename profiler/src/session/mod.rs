@@ -8,6 +8,7 @@ pub mod containers;
 pub mod host;
 pub mod in_flight;
 pub mod launch;
+pub mod priority;
 pub mod procfs;
 pub mod waits;
 
@@ -16,6 +17,7 @@ use std::{ffi::OsString, time::Duration, time::Instant};
 use self::{
     calibrate::Calibration,
     launch::{resolve_command, spawn_gated},
+    priority::RaisedPriority,
     procfs::{process_exists, read_comm},
 };
 use profiler_common::fill;
@@ -119,6 +121,9 @@ impl Session {
             Target::Command(_) => Scope::Followed { children: true },
         };
         raise_memlock_limit();
+        // Start-up at a raised priority in every mode (see `priority`); `report` and `top`
+        // keep it for their whole run.
+        let raised = RaisedPriority::raise();
         let mut probe = Probe::load_default(sizes, scope)?;
         let self_tgid = std::process::id();
         if scope != Scope::SystemWide {
@@ -127,6 +132,7 @@ impl Session {
         }
         let mut calibration = calibrate::calibrate(&mut probe, pinned_boundary_ns)?;
         calibrate::start_sampling(&mut probe, &mut calibration, sample_every)?;
+        drop(raised);
         if scope != Scope::SystemWide {
             // Not the agent, nor what it starts (the command, before its gate opens).
             probe.unfollow(self_tgid);
