@@ -48,12 +48,16 @@ pub(super) fn agent_cost(profiler: &Path, workload: &Path, count: usize) -> Resu
     let (steady, steady_low, steady_high) = column(|m| m.profiling_cpu_percent);
     let (startup, startup_low, startup_high) = column(|m| m.startup_secs);
     let (startup_cpu, startup_cpu_low, startup_cpu_high) = column(|m| m.startup_cpu_secs);
+    let (profiled, profiled_low, profiled_high) = column(|m| m.profiled_secs);
+    let calibrated = measured.iter().filter(|m| m.calibrated).count();
     let (whole, whole_low, whole_high) = column(|m| m.whole_run_cpu_percent);
     let (rss, rss_low, rss_high) = column(|m| m.peak_rss_kib as f64 / 1024.0);
     Ok(format!(
         "| measure (median of {REPORT_RUNS} runs; lowest-highest) | value |\n|---|---|\n\
          | agent CPU while profiling (the report's `agent_cost`: its CPU clock over the window) | {steady:.2}% of one CPU ({steady_low:.2}-{steady_high:.2}) |\n\
          | start-up: loading, checking and calibrating, wall (CPU) | {startup:.1} s ({startup_low:.1}-{startup_high:.1}) ({startup_cpu:.2} s of CPU, {startup_cpu_low:.2}-{startup_cpu_high:.2}) |\n\
+         | boundary cost measured (not \"too busy\") | {calibrated} of {REPORT_RUNS} runs |\n\
+         | profiling window, {REPORT_SECS} s asked | {profiled:.1} s ({profiled_low:.1}-{profiled_high:.1}) |\n\
          | agent CPU, whole run incl. start-up and report (`/usr/bin/time`) | {whole:.2}% ({whole_low:.2}-{whole_high:.2}) |\n\
          | agent peak RSS | {rss:.1} MiB ({rss_low:.1}-{rss_high:.1}) |"
     ))
@@ -68,9 +72,16 @@ struct ReportCost {
     profiling_cpu_percent: f64,
     startup_secs: f64,
     startup_cpu_secs: f64,
+    /// The profiling window, asked for [`REPORT_SECS`]: longer when the agent was starved.
+    profiled_secs: f64,
+    /// Whether the calibration measured the boundary cost (not "too busy").
+    calibrated: bool,
     whole_run_cpu_percent: f64,
     peak_rss_kib: u64,
 }
+
+/// How long each `report` profiles.
+const REPORT_SECS: u64 = 13;
 
 /// Runs `report --duration 13 --format json` under `/usr/bin/time`: its own account of its
 /// cost (from the JSON), and from outside its CPU share over the whole run and its peak RSS.
@@ -79,7 +90,14 @@ fn measure_report(profiler: &Path) -> Result<ReportCost> {
     let out = as_root(Path::new("/usr/bin/time"))
         .args(["-f", "%e %U %S %M"])
         .arg(profiler)
-        .args(["report", "--format", "json", "--duration", "13", "-o"])
+        .args([
+            "report",
+            "--format",
+            "json",
+            "--duration",
+            &REPORT_SECS.to_string(),
+            "-o",
+        ])
         .arg(&json_path)
         .stderr(Stdio::piped())
         .output()
@@ -103,6 +121,8 @@ fn measure_report(profiler: &Path) -> Result<ReportCost> {
         profiling_cpu_percent: ns("profiling_cpu_ns")? / ns("profiling_ns")? * 100.0,
         startup_secs: ns("startup_ns")? / 1e9,
         startup_cpu_secs: ns("startup_cpu_ns")? / 1e9,
+        profiled_secs: ns("profiling_ns")? / 1e9,
+        calibrated: report["boundary_source"] == "calibrated",
         whole_run_cpu_percent: (fields[1] + fields[2]) / fields[0] * 100.0,
         peak_rss_kib: fields[3] as u64,
     })
