@@ -204,8 +204,12 @@ mod tests {
     fn the_daemonset_asks_only_for_the_capabilities_loading_needs() {
         let mut added = list_under(DAEMONSET, "add:");
         added.sort_unstable();
-        // Loading and attaching, then switching to --user (tests/dist.rs runs serve with them).
-        assert_eq!(added, ["BPF", "PERFMON", "SETGID", "SETUID", "SYS_RESOURCE"]);
+        // Loading and attaching, starting at a raised priority (see `session::priority`), then
+        // switching to --user (tests/dist.rs runs serve with them).
+        assert_eq!(
+            added,
+            ["BPF", "PERFMON", "SETGID", "SETUID", "SYS_NICE", "SYS_RESOURCE"]
+        );
         assert!(DAEMONSET.contains("drop: [ALL]"));
         assert!(DAEMONSET.contains("privileged: false"));
     }
