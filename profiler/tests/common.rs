@@ -175,6 +175,18 @@ impl Drop for Killed {
     }
 }
 
+/// A process's CPU time (user and system) and resident memory, from `/proc/PID/stat`.
+pub fn cpu_and_resident(pid: u32) -> (Duration, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // After the name, which may hold spaces: fields 3 onwards.
+    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    let field = |number: usize| fields[number - 3].parse::<u64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    let (ticks, page_bytes) = unsafe { (libc::sysconf(libc::_SC_CLK_TCK), libc::sysconf(libc::_SC_PAGESIZE)) };
+    let cpu = Duration::from_secs_f64((field(14) + field(15)) as f64 / ticks as f64);
+    (cpu, field(24) * page_bytes as u64)
+}
+
 pub fn percent_encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {

@@ -144,16 +144,13 @@ fn scraped_by_promtool_and_a_real_prometheus() {
             .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
             .unwrap_or_else(|| panic!("no {name} in the scrape"))
     };
-    let stat = std::fs::read_to_string(format!("/proc/{serve_pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
-    let proc_cpu_seconds = (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / 100.0;
+    let (proc_cpu, proc_rss_bytes) = cpu_and_resident(serve_pid);
+    let (proc_cpu_seconds, proc_rss_bytes) = (proc_cpu.as_secs_f64(), proc_rss_bytes as f64);
     let cpu_seconds = sample("process_cpu_seconds_total");
     assert!(
         cpu_seconds > 0.0 && cpu_seconds <= proc_cpu_seconds + 0.02 && proc_cpu_seconds - cpu_seconds < 0.25,
         "exported {cpu_seconds} s of CPU, /proc says {proc_cpu_seconds} s"
     );
-    let page_bytes = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as f64;
-    let proc_rss_bytes = fields[21].parse::<f64>().unwrap() * page_bytes;
     let rss_bytes = sample("process_resident_memory_bytes");
     assert!(
         (rss_bytes / proc_rss_bytes - 1.0).abs() < 0.25,

@@ -56,12 +56,6 @@ fn is_cumulative(series: &str) -> bool {
         .any(|suffix| name.ends_with(suffix))
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 #[test]
 #[ignore = "needs root: loads eBPF programs (cargo xtask test runs it as root)"]
 fn serve_holds_up_under_churn() {
@@ -117,7 +111,7 @@ fn serve_holds_up_under_churn() {
         most_series = most_series.max(series);
         biggest_text = biggest_text.max(text.len());
         biggest_gzip = biggest_gzip.max(gzip_bytes);
-        rss.push((started.elapsed().as_secs_f64(), rss_kib(serve_pid)));
+        rss.push((started.elapsed().as_secs_f64(), cpu_and_resident(serve_pid).1 / 1024));
         thread::sleep(Duration::from_secs(1).saturating_sub(tick.elapsed()));
     }
     assert!(churn.0.wait().unwrap().success(), "the churn workload failed");
