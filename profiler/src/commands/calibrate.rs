@@ -77,10 +77,11 @@ fn render(calibration: &Calibration, mitigations: &[(String, String)]) -> String
         NR_NO_HANDLER,
         CALIBRATION_QUANTILE * 100.0
     );
-    let priority = if calibration.per_cpu.iter().all(|cpu| cpu.realtime) {
-        "at real-time priority (SCHED_FIFO 1): busy processes do not preempt them"
+    let priority = if calibration.realtime() {
+        "at real-time priority (SCHED_FIFO 1), which busy processes do not preempt: at normal\n\
+         priority they preempted too many"
     } else {
-        "at least partly at normal priority (real-time needs CAP_SYS_NICE): busy processes preempt them"
+        "at normal priority"
     };
     let _ = writeln!(out, "The batches ran {priority}.\n");
     let _ = writeln!(

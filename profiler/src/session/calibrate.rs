@@ -16,9 +16,12 @@
 //! drifts over seconds); a batch during which the thread was switched out is thrown away; and
 //! every figure is a low order statistic of the rest (see [`CpuBatches::estimate`]). Too few
 //! clean batches, and nothing is charged rather than noise ([`BoundarySource::TooBusy`]).
-//! The batches run at real-time priority where the agent may raise itself
-//! ([`priority::Realtime`]): beside hundreds of runnable tasks a CPU, nearly every batch was
-//! preempted otherwise, and a CPU's rounds took tens of seconds. Where it may not, a CPU's
+//! When more than [`PREEMPTED_FOR_REALTIME`] of a CPU's batches were preempted, it is done
+//! again with the batches at real-time priority where the agent may raise itself
+//! ([`priority::Realtime`]): beside hundreds of runnable tasks a CPU nearly every batch was
+//! preempted otherwise, and a CPU's rounds took tens of seconds. Only then: a quiet machine
+//! needs no real-time thread, and under CPU emulation (the kernel matrix) a batch takes long
+//! enough for one to hold a CPU from the kernel's own threads. Where it may not, a CPU's
 //! rounds stop after [`CPU_TIME_LIMIT`], so that a machine too busy to calibrate costs
 //! seconds, not minutes.
 //!
@@ -58,6 +61,9 @@ const ATTEMPTS: usize = 3;
 /// A CPU's rounds in one attempt stop after this long. They take ~0.2 s here; without
 /// real-time priority beside 1,000 busy processes they took 5-45 s, and came out too busy.
 pub const CPU_TIME_LIMIT: Duration = Duration::from_secs(2);
+/// The share of a CPU's batches preempted beyond which the calibration is done again at
+/// real-time priority. Quiet, 5-14% here; beside 1,000 busy processes, 70-80%.
+pub const PREEMPTED_FOR_REALTIME: f64 = 0.25;
 
 /// Calibration on one CPU.
 #[derive(Clone, Debug, Serialize)]
@@ -164,9 +170,9 @@ fn pin_to(cpus: &[usize]) {
 
 /// The batches of one CPU (the calling thread pinned to it): `ROUNDS` rounds of detached,
 /// then attached batches, or as many as [`CPU_TIME_LIMIT`] allows; and whether they ran at
-/// real-time priority.
-fn measure_cpu(probe: &mut Probe) -> Result<(CpuBatches, bool), ProbeError> {
-    let realtime = priority::Realtime::enter();
+/// real-time priority (asked for with `realtime`).
+fn measure_cpu(probe: &mut Probe, realtime: bool) -> Result<(CpuBatches, bool), ProbeError> {
+    let realtime = realtime.then(priority::Realtime::enter);
     let started = Instant::now();
     let mut batches = CpuBatches::default();
     syscall_loop(NR_GETPPID, BATCH_CALLS); // warm up
@@ -199,7 +205,7 @@ fn measure_cpu(probe: &mut Probe) -> Result<(CpuBatches, bool), ProbeError> {
     }
     // Attached again even if the time ran out before a round began.
     probe.attach()?;
-    Ok((batches, realtime.raised()))
+    Ok((batches, realtime.is_some_and(|guard| guard.raised())))
 }
 
 /// Calibrates with `probe` loaded but not attached; leaves it attached with every call timed
@@ -209,24 +215,30 @@ fn measure_cpu(probe: &mut Probe) -> Result<(CpuBatches, bool), ProbeError> {
 pub fn calibrate(probe: &mut Probe, pinned_boundary_ns: Option<f64>) -> Result<Calibration, ProbeError> {
     probe.set_sample_every(1)?;
     let cpus = allowed_cpus();
-    let mut per_cpu = Vec::with_capacity(cpus.len());
+    let mut per_cpu: Vec<CpuCalibration> = Vec::with_capacity(cpus.len());
+    let mut realtime = false;
     for _attempt in 0..ATTEMPTS {
         per_cpu.clear();
         for &cpu in &cpus {
             pin_to(&[cpu]);
-            let (batches, realtime) = measure_cpu(probe)?;
+            let (batches, ran_realtime) = measure_cpu(probe, realtime)?;
             per_cpu.push(CpuCalibration {
                 cpu,
                 clean_batches: batches.clean(),
                 interrupted_batches: batches.interrupted,
-                realtime,
+                realtime: ran_realtime,
                 estimate: batches.estimate(),
                 start: None,
             });
         }
-        if pinned_boundary_ns.is_some() || per_cpu.iter().any(|cpu| cpu.estimate.is_some()) {
+        let measured = per_cpu.iter().any(|cpu| cpu.estimate.is_some());
+        let preempted = per_cpu.iter().any(|cpu| cpu.preempted_share() > PREEMPTED_FOR_REALTIME);
+        // Again at real-time priority, if the agent may raise itself (tried, and dropped).
+        let escalate = preempted && !realtime && priority::Realtime::enter().raised();
+        if pinned_boundary_ns.is_some() || (measured && !escalate) {
             break;
         }
+        realtime |= escalate;
     }
     pin_to(&cpus);
     let estimates: Vec<CpuEstimate> = per_cpu.iter().filter_map(|cpu| cpu.estimate).collect();
@@ -253,9 +265,10 @@ fn overhead(per_cpu: &[CpuCalibration]) -> f64 {
     sum / estimates.len().max(1) as f64
 }
 
-/// Attached batches on the CPU the calling thread is pinned to, as the profile runs.
-fn measure_attached(probe: &Probe) -> AttachedBatches {
-    let _realtime = priority::Realtime::enter();
+/// Attached batches on the CPU the calling thread is pinned to, as the profile runs; at
+/// real-time priority if the calibration needed it (and the agent still may).
+fn measure_attached(probe: &Probe, realtime: bool) -> AttachedBatches {
+    let _realtime = realtime.then(priority::Realtime::enter);
     let mut batches = AttachedBatches::default();
     for _ in 0..ROUNDS * BATCHES_PER_ROUND {
         match windowed_batch(probe, NR_GETPPID) {
@@ -279,12 +292,13 @@ fn measure_attached(probe: &Probe) -> AttachedBatches {
 pub fn start_sampling(probe: &mut Probe, calibration: &mut Calibration, sample_every: u32) -> Result<(), ProbeError> {
     probe.set_sample_every(sample_every)?;
     let cpus = allowed_cpus();
+    let realtime = calibration.realtime();
     for cpu in &mut calibration.per_cpu {
         let Some(estimate) = cpu.estimate.as_mut() else {
             continue;
         };
         pin_to(&[cpu.cpu]);
-        if let Some(baseline) = measure_attached(probe).estimate() {
+        if let Some(baseline) = measure_attached(probe, realtime).estimate() {
             estimate.round_trip_attached_ns = baseline.round_trip_ns;
             cpu.start = Some((*estimate, baseline));
         }
@@ -302,13 +316,14 @@ pub fn refresh(probe: &Probe, calibration: &mut Calibration) -> bool {
         return false;
     }
     let cpus = allowed_cpus();
+    let realtime = calibration.realtime();
     let mut moved = false;
     for cpu in &mut calibration.per_cpu {
         let Some((start, baseline)) = cpu.start else {
             continue;
         };
         pin_to(&[cpu.cpu]);
-        if let Some(estimate) = refreshed(&start, &baseline, &measure_attached(probe)) {
+        if let Some(estimate) = refreshed(&start, &baseline, &measure_attached(probe, realtime)) {
             cpu.estimate = Some(estimate);
             moved = true;
         }
@@ -325,7 +340,19 @@ pub fn refresh(probe: &Probe, calibration: &mut Calibration) -> bool {
     moved
 }
 
+impl CpuCalibration {
+    /// The share of the batches thrown away because the thread was switched out.
+    pub fn preempted_share(&self) -> f64 {
+        self.interrupted_batches as f64 / (self.clean_batches + self.interrupted_batches).max(1) as f64
+    }
+}
+
 impl Calibration {
+    /// Whether the calibration ran its batches at real-time priority (a busy machine).
+    pub fn realtime(&self) -> bool {
+        self.per_cpu.iter().any(|cpu| cpu.realtime)
+    }
+
     /// Whether the boundary cost charged is a measurement of this run.
     pub fn measured(&self) -> bool {
         self.charges.boundary_source == BoundarySource::Calibrated

@@ -10,8 +10,9 @@
 //!   mode; for their whole run in `report` and `syscall-top`, which a user started and waits
 //!   on. `serve` goes back to its priority once started: a daemon's share is its operator's
 //!   call (its systemd unit and Kubernetes requests give it a group of its own).
-//! - each calibration batch loop runs at the lowest real-time priority ([`Realtime`]), which
-//!   no ordinary task preempts: with nice -20 alone, most batches were still preempted there.
+//! - when busy processes preempted too many calibration batches, they are measured again at
+//!   the lowest real-time priority ([`Realtime`]), which no ordinary task preempts: with
+//!   nice -20 alone, most batches were still preempted beside 1,000 busy processes.
 //!
 //! The agent uses about 2% of a CPU either way; priority only decides that it gets it on time.
 //! Both guards restore the calling thread when dropped (the agent's commands run on one
