@@ -459,7 +459,9 @@ fn threads_get_rows_of_their_own() {
     let nanosleep = row(sleeper, "nanosleep");
     assert_eq!(u64_of(&nanosleep, "calls"), 5);
     assert!(u64_of(&nanosleep, "blocked_ns") >= 95_000_000, "{nanosleep}");
-    assert!(u64_of(getter, "blocked_ns") < 10_000_000, "{getter}");
+    // Not the getter's calls; its thread's start and exit may sleep (under CPU emulation in
+    // the kernel matrix: 17.6 ms in `exit`, 2.9 ms in `munmap`, which failed this now and then).
+    assert!(u64_of(&row(getter, "getppid"), "blocked_ns") < 10_000_000, "{getter}");
     assert!(u64_of(sleeper, "total_ns") > u64_of(getter, "total_ns"), "{threads:?}");
     assert_eq!(report["threads_lost"], 0);
 
