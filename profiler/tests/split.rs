@@ -149,10 +149,10 @@ fn the_boundary_cost_is_measured_beside_hundreds_of_busy_processes() {
     let (quiet, _) = calibrated_boundary();
     // In the agent's own scheduling group (children of this test, as a load started from the
     // same session), each waking 100 times a second (the bench's busy processes): at normal
-    // priority, even at nice -20, most calibration batches were preempted beside them (CPU-
-    // bound spinners preempt far fewer: 12-22% at 100 a CPU), three attempts came out too
-    // busy, and start-up took minutes beside 500 a CPU.
-    let busy = busy_processes(100);
+    // priority, even at nice -20, most calibration batches were preempted beside 500 a CPU,
+    // three attempts came out too busy, and start-up took minutes. (At 100 a CPU, 28-38 of
+    // 72 were clean: enough. CPU-bound spinners preempt far less.)
+    let busy = busy_processes(500);
     let output = run(&["calibrate"]);
     let report = report_json(&["--duration", "1"]);
     drop(busy);
@@ -178,7 +178,7 @@ fn the_boundary_cost_is_measured_beside_hundreds_of_busy_processes() {
     let profiling_s = u64_of(&report["agent_cost"], "profiling_ns") as f64 / 1e9;
     eprintln!(
         "beside {} busy processes: start-up {startup_s:.1} s, a report of 1 s profiled {profiling_s:.1} s",
-        100 * cpus()
+        500 * cpus()
     );
     assert_eq!(report["boundary_source"], "calibrated", "{:#}", report["agent_cost"]);
     let boundary = report["boundary_ns_per_call"].as_f64().unwrap();
@@ -238,15 +238,23 @@ impl Drop for AllKilled {
 }
 
 /// `per_cpu` busy processes on every CPU (`profiler-workload busy`: a few syscalls, then 10 ms
-/// asleep, over and over).
+/// asleep, over and over). Each waits on its input until all are started: starting a
+/// thousand while the first ones run took a shell ~70 s.
 fn busy_processes(per_cpu: usize) -> AllKilled {
-    let busy = (0..per_cpu * cpus()).map(|_| {
-        std::process::Command::new(WORKLOAD)
-            .args(["busy", "300"])
-            .spawn()
-            .unwrap()
-    });
-    AllKilled(busy.collect())
+    let command = format!("read -r go; exec {WORKLOAD} busy 300");
+    let mut busy: Vec<std::process::Child> = (0..per_cpu * cpus())
+        .map(|_| {
+            std::process::Command::new("sh")
+                .args(["-c", &command])
+                .stdin(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for process in &mut busy {
+        drop(process.stdin.take()); // end of input: go
+    }
+    AllKilled(busy)
 }
 
 /// The value of `series` (name and labels, as exposed) in a text exposition.

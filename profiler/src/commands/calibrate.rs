@@ -79,7 +79,7 @@ fn render(calibration: &Calibration, mitigations: &[(String, String)]) -> String
     );
     let priority = if calibration.realtime() {
         "at real-time priority (SCHED_FIFO 1), which busy processes do not preempt: at normal\n\
-         priority they preempted too many"
+         priority they left too few clean"
     } else {
         "at normal priority"
     };

@@ -16,12 +16,12 @@
 //! drifts over seconds); a batch during which the thread was switched out is thrown away; and
 //! every figure is a low order statistic of the rest (see [`CpuBatches::estimate`]). Too few
 //! clean batches, and nothing is charged rather than noise ([`BoundarySource::TooBusy`]).
-//! When more than [`PREEMPTED_FOR_REALTIME`] of a CPU's batches were preempted, it is done
-//! again with the batches at real-time priority where the agent may raise itself
-//! ([`priority::Realtime`]): beside hundreds of runnable tasks a CPU nearly every batch was
-//! preempted otherwise, and a CPU's rounds took tens of seconds. Only then: a quiet machine
-//! needs no real-time thread, and under CPU emulation (the kernel matrix) a batch takes long
-//! enough for one to hold a CPU from the kernel's own threads. Where it may not, a CPU's
+//! When a CPU had too few clean batches, it is done again with the batches at real-time
+//! priority where the agent may raise itself ([`priority::Realtime`]): beside hundreds of
+//! runnable tasks a CPU nearly every batch was preempted otherwise, even at nice -20. Only
+//! then: a machine that can be calibrated without needs no real-time thread, and under CPU
+//! emulation (the kernel matrix) a batch takes long enough for one to hold a CPU from the
+//! kernel's own threads (and most batches there are preempted by them, yet enough are clean). Where it may not, a CPU's
 //! rounds stop after [`CPU_TIME_LIMIT`], so that a machine too busy to calibrate costs
 //! seconds, not minutes.
 //!
@@ -61,9 +61,6 @@ const ATTEMPTS: usize = 3;
 /// A CPU's rounds in one attempt stop after this long. They take ~0.2 s here; without
 /// real-time priority beside 1,000 busy processes they took 5-45 s, and came out too busy.
 pub const CPU_TIME_LIMIT: Duration = Duration::from_secs(2);
-/// The share of a CPU's batches preempted beyond which the calibration is done again at
-/// real-time priority. Quiet, 5-14% here; beside 1,000 busy processes, 70-80%.
-pub const PREEMPTED_FOR_REALTIME: f64 = 0.25;
 
 /// Calibration on one CPU.
 #[derive(Clone, Debug, Serialize)]
@@ -232,9 +229,9 @@ pub fn calibrate(probe: &mut Probe, pinned_boundary_ns: Option<f64>) -> Result<C
             });
         }
         let measured = per_cpu.iter().any(|cpu| cpu.estimate.is_some());
-        let preempted = per_cpu.iter().any(|cpu| cpu.preempted_share() > PREEMPTED_FOR_REALTIME);
+        let too_busy = per_cpu.iter().any(|cpu| cpu.estimate.is_none());
         // Again at real-time priority, if the agent may raise itself (tried, and dropped).
-        let escalate = preempted && !realtime && priority::Realtime::enter().raised();
+        let escalate = too_busy && !realtime && priority::Realtime::enter().raised();
         if pinned_boundary_ns.is_some() || (measured && !escalate) {
             break;
         }
@@ -338,13 +335,6 @@ pub fn refresh(probe: &Probe, calibration: &mut Calibration) -> bool {
         calibration.refreshes_too_busy += 1;
     }
     moved
-}
-
-impl CpuCalibration {
-    /// The share of the batches thrown away because the thread was switched out.
-    pub fn preempted_share(&self) -> f64 {
-        self.interrupted_batches as f64 / (self.clean_batches + self.interrupted_batches).max(1) as f64
-    }
 }
 
 impl Calibration {
