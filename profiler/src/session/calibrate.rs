@@ -21,9 +21,9 @@
 //! runnable tasks a CPU nearly every batch was preempted otherwise, even at nice -20. Only
 //! then: a machine that can be calibrated without needs no real-time thread, and under CPU
 //! emulation (the kernel matrix) a batch takes long enough for one to hold a CPU from the
-//! kernel's own threads (and most batches there are preempted by them, yet enough are clean). Where it may not, a CPU's
-//! rounds stop after [`CPU_TIME_LIMIT`], so that a machine too busy to calibrate costs
-//! seconds, not minutes.
+//! kernel's own threads (which preempt most batches there, yet leave enough clean). Where the
+//! agent may not raise itself, a CPU's rounds stop after [`CPU_TIME_LIMIT`], so that a
+//! machine too busy to calibrate costs seconds, not minutes.
 //!
 //! The long-running modes refresh it without detaching (which would lose calls, and needs
 //! capabilities `serve` has dropped): right after the calibration a baseline of attached

@@ -22,32 +22,30 @@
 //! both set `SCHED_RESET_ON_FORK`, so a command the agent starts runs at nice 0, as a normal
 //! task.
 
-/// The calling thread at nice -20 until dropped, if it may raise itself.
+/// The calling thread at nice -20 until dropped, if it was at the default nice 0 and may
+/// raise itself.
 pub struct RaisedPriority {
-    /// The nice value and policy to restore; `None` if nothing was changed.
-    before: Option<(i32, i32)>,
+    /// The policy to restore (with nice 0); `None` if nothing was changed.
+    before: Option<i32>,
 }
 
 impl RaisedPriority {
     pub fn raise() -> RaisedPriority {
         let tid = current_tid();
-        // SAFETY: getpriority/setpriority/sched_* on the calling thread; errno is cleared first
-        // because -1 is a valid nice value.
+        // SAFETY: getpriority/setpriority/sched_* on the calling thread. (getpriority's error
+        // return, -1, is not 0: no need to tell it from a nice of -1.)
         let before = unsafe {
-            *libc::__errno_location() = 0;
             let nice = libc::getpriority(libc::PRIO_PROCESS, tid);
-            let read = nice != -1 || *libc::__errno_location() == 0;
             let policy = libc::sched_getscheduler(0);
             let normal = policy >= 0 && policy & !libc::SCHED_RESET_ON_FORK == libc::SCHED_OTHER;
             // Children reset to nice 0 first: a command started meanwhile is a normal task.
             let param = libc::sched_param { sched_priority: 0 };
             // A nice value the user chose (`nice -n 10 syscall-profiler ...`) is theirs.
-            (read
-                && normal
+            (normal
                 && nice == 0
                 && libc::sched_setscheduler(0, libc::SCHED_OTHER | libc::SCHED_RESET_ON_FORK, &param) == 0
                 && libc::setpriority(libc::PRIO_PROCESS, tid, HIGHEST_NICE) == 0)
-                .then_some((nice, policy))
+                .then_some(policy)
         };
         RaisedPriority { before }
     }
@@ -55,12 +53,12 @@ impl RaisedPriority {
 
 impl Drop for RaisedPriority {
     fn drop(&mut self) {
-        if let Some((nice, policy)) = self.before {
+        if let Some(policy) = self.before {
             let param = libc::sched_param { sched_priority: 0 };
             // SAFETY: as above; lowering one's own priority needs no privilege, and the policy
             // flag is only cleared again with the privilege that set it.
             unsafe {
-                libc::setpriority(libc::PRIO_PROCESS, current_tid(), nice);
+                libc::setpriority(libc::PRIO_PROCESS, current_tid(), 0);
                 libc::sched_setscheduler(0, policy, &param);
             }
         }
