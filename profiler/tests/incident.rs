@@ -470,3 +470,41 @@ fn threads_get_rows_of_their_own() {
     assert!(text.contains("threads (4):"), "{text}");
     assert!(text.contains(" sleeper ") && text.contains("nanosleep"), "{text}");
 }
+
+/// The per-thread table is read in batches of a few thousand entries (`kernel/batch.rs`):
+/// 2,000 threads' rows (several each) take several, and none is missed or read twice.
+#[test]
+#[ignore = "needs root"]
+fn thousands_of_threads_all_get_their_rows() {
+    const THREADS: usize = 2_000;
+    // Its timing line out of the way of the JSON.
+    let command = format!("exec {WORKLOAD} time-getppid-threads 7 {THREADS} > /dev/null");
+    let report = report_json(&["--threads", "--", "sh", "-c", &command]);
+    let workload = only_workload(&report);
+    let threads = workload["threads"].as_array().expect("threads listed");
+    let getppid_calls: Vec<u64> = threads
+        .iter()
+        .filter_map(|thread| {
+            let rows = thread["syscalls"].as_array()?;
+            let getppid = rows.iter().find(|row| row["name"] == "getppid")?;
+            Some(u64_of(getppid, "calls"))
+        })
+        .collect();
+    // Each worker thread 7; the main thread's warm-up none (7 / 10), but `sh` asked for its
+    // parent before it exec'd the workload.
+    let workers = getppid_calls.iter().filter(|&&calls| calls == 7).count();
+    assert_eq!(workers, THREADS, "{getppid_calls:?}");
+    let process_getppid = syscall(workload, "getppid", NATIVE).unwrap();
+    let all: u64 = getppid_calls.iter().sum();
+    assert_eq!(
+        all,
+        u64_of(process_getppid, "calls"),
+        "the thread rows add up to the process's"
+    );
+    let rows: usize = threads
+        .iter()
+        .map(|t| t["syscalls"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert!(rows > 4_096, "rows enough for several batches: {rows}");
+    assert_eq!(report["threads_lost"], 0);
+}

@@ -188,6 +188,51 @@ fn command_descendants_are_profiled() {
         .any(|p| p["comm"] == "sh"));
 }
 
+/// A report of `--pid`s ends once they have all exited, not at its `--duration`: it looks
+/// every second (its tables it reads less often), and reads them once more at the end.
+#[test]
+#[ignore = "needs root: loads eBPF programs (cargo xtask test runs it as root)"]
+fn a_pid_report_ends_soon_after_its_processes_exit() {
+    let mut steady = std::process::Command::new(WORKLOAD)
+        .args(["steady", "3000", "6"]) // outlives the report's start-up
+        .spawn()
+        .unwrap();
+    let pid = steady.id();
+    let started = std::time::Instant::now();
+    let reporter = std::process::Command::new(PROFILER)
+        .args([
+            "report",
+            "--format",
+            "json",
+            "--duration",
+            "300",
+            "--pid",
+            &pid.to_string(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    steady.wait().unwrap();
+    let exited = std::time::Instant::now();
+    let output = reporter.wait_with_output().unwrap();
+    let took = exited.elapsed();
+    assert!(output.status.success());
+    // Seconds, not the 300 asked (start-up may still be going on when the workload exits
+    // on a loaded machine: counted from the exit, generously).
+    assert!(
+        took < std::time::Duration::from_secs(30),
+        "ended {took:?} after the exit"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let process = only_workload(&report);
+    let getppid = u64_of(syscall(process, "getppid", NATIVE).expect("getppid row"), "calls");
+    assert!(
+        getppid > 0 && getppid <= 3000,
+        "{getppid} of 3000 after {:?}",
+        started.elapsed()
+    );
+}
+
 #[test]
 #[ignore = "needs root: loads eBPF programs (cargo xtask test runs it as root)"]
 fn system_wide_and_pid_modes_see_a_running_process() {

@@ -346,18 +346,30 @@ async fn profile(target: Target, args: &ReportArgs, launched: (Instant, u64)) ->
     let mut fill_alarm = session.fill_alarm()?;
     let deadline = tokio::time::sleep(Duration::from_secs_f64(args.duration));
     tokio::pin!(deadline);
-    let next_naming = tokio::time::sleep(NAME_FILES_EVERY);
-    tokio::pin!(next_naming);
+    let next_file_naming = tokio::time::sleep(NAME_FILES_EVERY);
+    tokio::pin!(next_file_naming);
+    let next_waker_naming = tokio::time::sleep(LOOK_EVERY);
+    tokio::pin!(next_waker_naming);
+    let mut looks = tokio::time::interval(LOOK_EVERY);
+    looks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut command_status = None;
     let mut interrupts = 0;
     loop {
         let has_child = session.child.is_some();
         tokio::select! {
-            _ = &mut next_naming => {
-                // Reading the table costs two bpf() calls an entry: when it is large, at
-                // each read only.
-                let every = if session.name_new_files()? > NAME_FILES_OFTEN_UP_TO { READ_INTERVAL } else { NAME_FILES_EVERY };
-                next_naming.as_mut().reset(tokio::time::Instant::now() + every);
+            _ = &mut next_file_naming => {
+                // Reading a table walks all of it in the kernel: a large one less often.
+                let every = if session.name_new_files()? > NAME_OFTEN_UP_TO { LOOK_EVERY } else { NAME_FILES_EVERY };
+                next_file_naming.as_mut().reset(tokio::time::Instant::now() + every);
+            }
+            _ = &mut next_waker_naming => {
+                let every = if session.name_new_wakers()? > NAME_OFTEN_UP_TO { READ_INTERVAL } else { LOOK_EVERY };
+                next_waker_naming.as_mut().reset(tokio::time::Instant::now() + every);
+            }
+            _ = looks.tick() => {
+                if session.targets_gone() {
+                    break;
+                }
             }
             raised = fill_alarm.raised() => {
                 raised.map_err(SessionError::FillAlarm)?;
@@ -365,11 +377,7 @@ async fn profile(target: Target, args: &ReportArgs, launched: (Instant, u64)) ->
             }
             _ = &mut next_read => {
                 totals.apply(&session.poll()?, session.elapsed_ns() as f64 / 1e9);
-                session.name_waits()?;
                 next_read.as_mut().reset(tokio::time::Instant::now() + session.next_read_in(READ_INTERVAL));
-                if session.targets_gone() {
-                    break;
-                }
             }
             _ = &mut deadline, if !has_child => break,
             status = async { session.child.as_mut().expect("has_child").wait().await }, if has_child => {
@@ -397,6 +405,7 @@ async fn profile(target: Target, args: &ReportArgs, launched: (Instant, u64)) ->
     // follows - reading /proc for hangs, detaching - can take tens of milliseconds on a busy
     // machine, which let a one-thread reader's sampled time come out 2% past its wall time.
     totals.apply(&session.poll()?, session.elapsed_ns() as f64 / 1e9);
+    session.name_waits()?;
     let agent_cost = AgentCost {
         startup_ns: profiling_from.0.duration_since(launched.0).as_nanos() as u64,
         startup_cpu_ns: profiling_from.1.saturating_sub(launched.1),
@@ -436,13 +445,23 @@ fn hang_threshold_ns(args: &ReportArgs) -> u64 {
 /// Rows of the per-thread table (`--threads`): one per (thread, syscall).
 const THREAD_ROWS: u32 = 32_768;
 
-/// How often a report reads the tables (sooner while processes that come and go fill them).
-const READ_INTERVAL: Duration = Duration::from_secs(1);
+/// How often a report reads the tables: sooner while processes that come and go fill them
+/// (the fill alarm, and [`Session::next_read_in`]). Nothing in a report needs the tables read
+/// more often - what each slot gained adds up the same whatever the reads - and a read's cost
+/// goes with the slots that made calls since the last one: beside 1,000 busy processes, all
+/// of ~6,000 at every read. Often enough that no 32-bit bucket gains 2^32 between reads
+/// (minutes of the fastest calls on every CPU).
+const READ_INTERVAL: Duration = Duration::from_secs(5);
+/// How often a report looks whether the `--pid` targets have exited (to stop early: a read
+/// follows at the end), and names the processes that woke blocked calls while the wait-site
+/// table has at most [`NAME_OFTEN_UP_TO`] entries (above, every [`READ_INTERVAL`]: reading
+/// it walks the whole table).
+const LOOK_EVERY: Duration = Duration::from_secs(1);
 /// How often a report reads what the descriptors blocked calls waited on refer to (only
-/// while a process lives can they be read), while there are at most
-/// `NAME_FILES_OFTEN_UP_TO` of them.
+/// while a process lives can they be read), while there are at most [`NAME_OFTEN_UP_TO`]
+/// of them; above, every [`LOOK_EVERY`].
 const NAME_FILES_EVERY: Duration = Duration::from_millis(200);
-const NAME_FILES_OFTEN_UP_TO: usize = 512;
+const NAME_OFTEN_UP_TO: usize = 512;
 
 /// Passes SIGTERM on to the command and gives it half a second to exit; how it ended, if it
 /// did by then.

@@ -4,6 +4,7 @@
 //! Requires Linux 5.12+ with BTF (`/sys/kernel/btf/vmlinux`), root or `CAP_BPF` +
 //! `CAP_PERFMON`. No tracefs: the programs are BTF-enabled raw tracepoints (`tp_btf`); the
 //! two empty floor programs are classic raw tracepoints.
+mod batch;
 mod btf;
 mod error;
 mod fill_alarm;

@@ -1,7 +1,6 @@
 //! Each thread's calls per syscall (`report --threads`): reading the per-thread table the
 //! kernel side keeps when loaded with `MapSizes::thread_rows`. Through `bpf()` calls (a hash
 //! map cannot be memory-mapped): for `report`, which keeps its capabilities to the end.
-use aya::maps::{HashMap, MapData};
 use profiler_common::{counter, object::map, ThreadKey, ThreadStats};
 
 use crate::{
@@ -30,10 +29,9 @@ impl Probe {
         if self.sizes.thread_rows == 0 {
             return Ok(Vec::new());
         }
-        let rows: HashMap<&MapData, ThreadKey, ThreadStats> = self.hash_map(map::THREADS)?;
+        let rows = self.hash_entries::<ThreadKey, ThreadStats>(map::THREADS)?;
         Ok(rows
-            .iter()
-            .filter_map(Result::ok)
+            .into_iter()
             .map(|(key, row)| RawThreadRow {
                 tid: key.tid,
                 tgid: row.tgid,

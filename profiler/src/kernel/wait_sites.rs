@@ -3,7 +3,7 @@
 //! (hash and stack-trace maps cannot be memory-mapped): for `report`, which keeps its
 //! capabilities to the end. Needs Linux 4.6+ (stack-trace maps); the names need root
 //! (`kptr_restrict`).
-use std::collections::{BTreeMap, HashMap as StdHashMap, HashSet};
+use std::collections::{BTreeMap, HashMap as StdHashMap};
 
 use aya::maps::{Array, HashMap, MapData, StackTraceMap};
 use profiler_common::{
@@ -113,23 +113,19 @@ impl Probe {
         Ok(())
     }
 
-    /// The processes that woke blocked calls whose wait site was recorded, so far.
-    pub fn wakers(&self) -> Result<HashSet<u32>, ProbeError> {
-        let sites: HashMap<&MapData, WaitKey, WaitStats> = self.hash_map(map::WAIT_SITES)?;
-        Ok(sites
-            .keys()
-            .filter_map(Result::ok)
-            .map(|site| site.waker_tgid)
-            .collect())
+    /// The process that woke the blocked calls of each wait site recorded so far (one per
+    /// entry of the table: a process may be there many times).
+    pub fn wakers(&self) -> Result<Vec<u32>, ProbeError> {
+        let sites = self.hash_entries::<WaitKey, WaitStats>(map::WAIT_SITES)?;
+        Ok(sites.iter().map(|(site, _)| site.waker_tgid).collect())
     }
 
     /// The files blocked calls on a descriptor waited on, so far; entries of several lanes
     /// or epochs apart (the caller adds them up).
     pub fn fd_waits(&self) -> Result<Vec<OnFile>, ProbeError> {
-        let fd_waits: HashMap<&MapData, FdWaitKey, WaitStats> = self.hash_map(map::FD_WAITS)?;
+        let fd_waits = self.hash_entries::<FdWaitKey, WaitStats>(map::FD_WAITS)?;
         Ok(fd_waits
-            .iter()
-            .filter_map(Result::ok)
+            .into_iter()
             .map(|(on, stats)| OnFile {
                 key: StatsKey::unpack(on.key),
                 fd: on.fd,
@@ -159,7 +155,7 @@ impl Probe {
     /// Every wait site recorded so far of the processes `wanted`, its stack named. Entries of one (process, syscall)
     /// and stack from several lanes or epochs are added up.
     pub fn wait_sites(&self, wanted: &dyn Fn(u32) -> bool) -> Result<Vec<RawWaitSite>, ProbeError> {
-        let sites: HashMap<&MapData, WaitKey, WaitStats> = self.hash_map(map::WAIT_SITES)?;
+        let sites = self.hash_entries::<WaitKey, WaitStats>(map::WAIT_SITES)?;
         let stacks: StackTraceMap<&MapData> = StackTraceMap::try_from(
             self.ebpf
                 .map(map::WAIT_STACKS)
@@ -170,10 +166,7 @@ impl Probe {
             source,
         })?;
         let mut summed: BTreeMap<(StatsKey, u32, u32), WaitStats> = BTreeMap::new();
-        for entry in sites.iter() {
-            let Ok((site, stats)) = entry else {
-                continue; // removed while iterating
-            };
+        for (site, stats) in sites {
             if !wanted(StatsKey::unpack(site.key).tgid) {
                 continue;
             }

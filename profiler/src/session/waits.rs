@@ -20,6 +20,7 @@ use crate::{
 pub(super) struct NamedAt {
     sites_added: u64,
     files_added: u64,
+    site_entries: usize,
     file_entries: usize,
 }
 
@@ -34,21 +35,33 @@ impl Session {
     pub fn clear_wait_sites(&mut self) -> Result<(), SessionError> {
         self.probe.clear_wait_sites()?;
         // The tables are empty now; the next entry added moves their counts again.
+        self.named_at.site_entries = 0;
         self.named_at.file_entries = 0;
         Ok(())
     }
 
     /// Reads in `/proc` the names of the processes that woke blocked calls, and what the
     /// descriptors of the blocked calls recorded so far refer to, for those not named yet:
-    /// while a process lives they can be read (a report does this at every read). A
-    /// descriptor is named only if it still refers to the file the call saw (same inode).
-    /// Each table is read only when the kernel side added entries to it since the last time
-    /// (reading one is two `bpf()` calls an entry: beside 1,000 busy processes, a tenth of
-    /// a report's CPU when done at every read).
+    /// while a process lives they can be read (a report does this as it goes, and at its
+    /// end). A descriptor is named only if it still refers to the file the call saw (same
+    /// inode). Each table is read only when the kernel side added entries to it since the last
+    /// time.
     pub fn name_waits(&mut self) -> Result<(), SessionError> {
+        self.name_new_wakers()?;
+        self.name_new_files()?;
+        Ok(())
+    }
+
+    /// The wakers' part of [`Session::name_waits`]. How many entries the wait-site table had
+    /// at its last read: reading it walks the whole table in the kernel (beside 1,000 busy
+    /// processes, ~5 ms for thousands of entries), so a large one is read less often.
+    pub fn name_new_wakers(&mut self) -> Result<usize, SessionError> {
+        // Counted before the read: an entry added during it is read next time.
         let (sites_added, _) = self.probe.waits_added();
         if sites_added != self.named_at.sites_added {
-            for pid in self.probe.wakers()? {
+            let wakers = self.probe.wakers()?;
+            self.named_at.site_entries = wakers.len();
+            for pid in wakers {
                 if pid != 0 && !self.waker_names.contains_key(&pid) {
                     if let Some(name) = read_comm(pid) {
                         self.waker_names.insert(pid, name);
@@ -57,8 +70,7 @@ impl Session {
             }
             self.named_at.sites_added = sites_added;
         }
-        self.name_new_files()?;
-        Ok(())
+        Ok(self.named_at.site_entries)
     }
 
     /// The descriptors' part of [`Session::name_waits`]: cheap enough to do more often (a
