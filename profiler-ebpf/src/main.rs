@@ -1365,7 +1365,8 @@ fn still_returning(slot: &InFlight, task: *const u8) -> bool {
 
 // sched_waking(struct task_struct *p): runs in the waker (or in whatever task an interrupt
 // found on the CPU), before the wakee is queued. Attached only while wait sites are recorded.
-// A call asleep with its stack taken remembers the waker's process; the last one counts.
+// A call asleep with its stack taken remembers the waker's process (0 for an interrupt: see
+// `interrupted_in_user_mode`); the last one counts.
 #[btf_tracepoint(function = "sched_waking")]
 pub fn sched_waking(ctx: BtfTracePointContext) -> i32 {
     let task: *const u8 = ctx.arg(0);
@@ -1377,9 +1378,36 @@ pub fn sched_waking(ctx: BtfTracePointContext) -> i32 {
     let Some(stack) = wait_stack_of(tid) else {
         return 0;
     };
-    let waker_tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let waker_tgid = if interrupted_in_user_mode() {
+        0
+    } else {
+        (bpf_get_current_pid_tgid() >> 32) as u32
+    };
     stack.stack = u64::from(stack.stack as u32) | (u64::from(waker_tgid) << 32);
     0
+}
+
+/// Whether the current task is in the kernel because an interrupt came while it ran in user
+/// mode, not for a call of its own: then the interrupt (a timer, mostly) is the waker, not the
+/// task it happened to find on the CPU. The registers saved at its entry from user mode say
+/// so: -1 (x86_64's system vectors, the local timer's among them; arm64's every interrupt
+/// and exception from user mode), where a call leaves its number (and a page fault its error
+/// code, the task's own work; a kernel thread has zeroes). Not told apart: an interrupt
+/// while the task is inside a call, and x86_64's device interrupts below vector 0x80 (saved
+/// as the positive vector). Needs `bpf_task_pt_regs` (Linux 5.15); false without.
+#[inline(always)]
+fn interrupted_in_user_mode() -> bool {
+    if HAS_TASK_PT_REGS.load() == 0 {
+        return false;
+    }
+    let task = unsafe { bpf_get_current_task_btf() };
+    let regs = unsafe { bpf_task_pt_regs(task) } as *const u8;
+    if regs.is_null() {
+        return false;
+    }
+    // The low 32 bits, as `still_returning` reads them.
+    let number = unsafe { *(regs.add(REGS_ORIG_AX_OFFSET.load() as usize) as *const u32) };
+    (number as i32) < 0
 }
 
 // sched_wakeup_new(struct task_struct *p): a new thread starts. Its first sys_exit (the

@@ -111,8 +111,17 @@ fn a_report_names_what_hung_threads_wait_on() {
 #[test]
 #[ignore = "needs root: loads eBPF programs (cargo xtask test runs it as root)"]
 fn a_hang_at_the_start_is_listed_even_if_it_returns_during_the_report() {
-    let returns = Killed(Command::new("sleep").arg("3").spawn().unwrap());
-    let stays = Killed(Command::new("sleep").arg("1000").spawn().unwrap());
+    // On the first CPU and the last: how long a thread has been off the CPU is read on the
+    // clock of the CPU it last ran on (the CPUs' scheduler clocks can be seconds apart).
+    let last_cpu = std::thread::available_parallelism().map_or(1, |n| n.get()) - 1;
+    let spawned = std::time::Instant::now();
+    let returns = Killed(Command::new("taskset").args(["-c", "0", "sleep", "3"]).spawn().unwrap());
+    let stays = Killed(
+        Command::new("taskset")
+            .args(["-c", &last_cpu.to_string(), "sleep", "1000"])
+            .spawn()
+            .unwrap(),
+    );
     std::thread::sleep(Duration::from_millis(500));
     let (returns_pid, stays_pid) = (returns.0.id(), stays.0.id());
     let report = report_json(&[
@@ -145,6 +154,11 @@ fn a_hang_at_the_start_is_listed_even_if_it_returns_during_the_report() {
     // Still asleep at the end: the report's 4 s and its sleep before the start.
     let stays = hang_of(&report, stays_pid);
     assert!(u64_of(stays, "elapsed_ns") >= 4_300_000_000, "{stays}");
+    let lived_ns = spawned.elapsed().as_nanos() as u64;
+    assert!(
+        u64_of(stays, "elapsed_ns") <= lived_ns,
+        "{stays}: not longer than it lived, {lived_ns} ns"
+    );
 
     let text = run(&[
         "report",
@@ -276,6 +290,30 @@ fn pid_with_children_follows_what_it_starts() {
 fn sites_of<'a>(report: &'a Value, syscall_name: &str) -> Vec<&'a Value> {
     let row = syscall(only_workload(report), syscall_name, NATIVE).unwrap_or_else(|| panic!("no {syscall_name} row"));
     row["wait_sites"].as_array().unwrap().iter().collect()
+}
+
+/// A sleep ends by a timer interrupt, which runs in whatever task it finds on the CPU: with
+/// a spinner on every CPU (in user mode), that is a spinner, which did not wake anyone. The
+/// waker of a call woken from an interrupt is "interrupt or idle" (pid 0).
+#[test]
+#[ignore = "needs root: loads eBPF programs (cargo xtask test runs it as root)"]
+fn a_timer_is_not_named_after_the_process_it_interrupted() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let spinners: Vec<Killed> = (0..cpus)
+        .map(|_| Killed(Command::new("sh").args(["-c", "while :; do :; done"]).spawn().unwrap()))
+        .collect();
+    let spinner_pids: Vec<u32> = spinners.iter().map(|spinner| spinner.0.id()).collect();
+    let report = profile_workload(&["sleep", "40", "20"]);
+    drop(spinners);
+    let sites = sites_of(&report, "nanosleep");
+    let calls: u64 = sites.iter().map(|site| u64_of(site, "calls")).sum();
+    assert!(calls > 0, "nanosleep's wait sites recorded: {sites:?}");
+    for site in &sites {
+        for waker in site["wakers"].as_array().unwrap() {
+            let pid = waker["pid"].as_u64().unwrap() as u32;
+            assert!(!spinner_pids.contains(&pid), "a spinner named as the waker: {site}");
+        }
+    }
 }
 
 #[test]

@@ -35,7 +35,10 @@ use std::time::{Duration, Instant};
 use profiler_common::StatsKey;
 use serde::Serialize;
 
-use super::priority;
+use super::{
+    affinity::{allowed_cpus, pin_to},
+    priority,
+};
 use crate::{
     kernel::{Probe, ProbeError},
     model::charges::{
@@ -139,30 +142,6 @@ fn windowed_batch(probe: &Probe, nr: u32) -> Option<(f64, u64)> {
     let after = probe.stats_of(key).unwrap_or((0, 0));
     let calls = after.0.saturating_sub(before.0);
     (calls == BATCH_CALLS).then(|| (round_trip, after.1.saturating_sub(before.1)))
-}
-
-fn allowed_cpus() -> Vec<usize> {
-    // SAFETY: plain libc calls on a zeroed cpu_set_t.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
-            return vec![0];
-        }
-        (0..libc::CPU_SETSIZE as usize)
-            .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
-            .collect()
-    }
-}
-
-fn pin_to(cpus: &[usize]) {
-    // SAFETY: as above; pins only the calling thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        for &cpu in cpus {
-            libc::CPU_SET(cpu, &mut set);
-        }
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
 }
 
 /// The batches of one CPU (the calling thread pinned to it): `ROUNDS` rounds of detached,

@@ -12,8 +12,8 @@ use crate::{
     },
     session::{
         procfs::{
-            fd_target, is_pipe_or_socket, kernel_stack, off_cpu_for_ns, other_ends, proc_threads_in_syscalls,
-            read_comm, read_thread_comm, read_user_string, syscall_args, thread_state,
+            fd_target, is_pipe_or_socket, kernel_stack, last_ran_ns, other_ends, proc_threads_in_syscalls, read_comm,
+            read_thread_comm, read_user_string, syscall_args, task_clocks_now, thread_state, ProcInSyscall,
         },
         Session, Target,
     },
@@ -60,7 +60,10 @@ impl Session {
         // it was shown as in its call since the start (a just-begun hang as `≥1.7s`: 3 of 18
         // runs of the stuck-view test on the PREEMPT_RT kernel under qemu, 0 of 12 since).
         seen.extend(self.in_flight().iter().map(|slot| slot.tid));
-        for (tid, pid, nr, blocked) in in_proc {
+        for ProcInSyscall {
+            tid, pid, nr, blocked, ..
+        } in in_proc
+        {
             if !seen.contains(&tid) && self.measured_before_start(pid) {
                 let long = since_start >= long_after_ns;
                 threads.push(InSyscall {
@@ -84,17 +87,24 @@ impl Session {
     /// CPU for at least `after_ns`, now (at the start of a report): a hang that may end before
     /// the report does. `elapsed_ns` is the time off the CPU: a lower bound of the call's.
     pub fn asleep_in_syscalls(&self, after_ns: u64) -> Vec<InSyscall> {
-        proc_threads_in_syscalls()
+        let asleep: Vec<ProcInSyscall> = proc_threads_in_syscalls()
             .into_iter()
-            .filter(|&(_, pid, _, blocked)| blocked && self.measured_before_start(pid))
-            .filter_map(|(tid, pid, nr, blocked)| {
-                let elapsed_ns = off_cpu_for_ns(pid, tid).filter(|&ns| ns >= after_ns)?;
-                Some(InSyscall {
+            .filter(|thread| thread.blocked && self.measured_before_start(thread.pid))
+            .collect();
+        // Each CPU's clock before the threads' last runs: a thread that runs meanwhile comes
+        // out as off the CPU for 0, not for the time the scan took.
+        let clocks = task_clocks_now(&asleep.iter().map(|thread| thread.cpu).collect());
+        asleep
+            .into_iter()
+            .filter_map(|thread| {
+                let (pid, tid) = (thread.pid, thread.tid);
+                let elapsed_ns = clocks.get(&thread.cpu)?.saturating_sub(last_ran_ns(pid, tid)?);
+                (elapsed_ns >= after_ns).then(|| InSyscall {
                     tid,
                     pid,
                     name: read_thread_comm(pid, tid),
-                    nr,
-                    blocked,
+                    nr: thread.nr,
+                    blocked: true,
                     elapsed_ns,
                     before_start: true,
                     wait_site: Some(wait_site(&kernel_stack(pid, tid))),

@@ -2,6 +2,7 @@
 //! through a [`Store`] until told to stop, handing what each read brought ([`Update`]) to the
 //! command that drives it (report, top, serve). It owns the [`Probe`] and, for `-- COMMAND`,
 //! the command's process.
+pub mod affinity;
 pub mod calibrate;
 pub mod cgroups;
 pub mod containers;

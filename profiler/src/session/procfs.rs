@@ -8,7 +8,7 @@ use std::{
     path::Path,
 };
 
-use crate::model::wait::stack_frame;
+use crate::{model::wait::stack_frame, session::affinity};
 
 pub fn process_exists(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
@@ -39,9 +39,21 @@ fn in_syscall_number(text: &str) -> Option<u32> {
     }
 }
 
-/// `(tid, pid, nr, blocked)` of every thread `/proc/PID/task/TID/syscall` shows inside a
-/// syscall ("running" and -1 mean it is not).
-pub fn proc_threads_in_syscalls() -> Vec<(u32, u32, u32, bool)> {
+/// A thread inside a syscall, as `/proc/PID/task/TID/syscall` and `stat` show it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProcInSyscall {
+    pub tid: u32,
+    pub pid: u32,
+    pub nr: u32,
+    /// Asleep (`S` or `D`).
+    pub blocked: bool,
+    /// The CPU it last ran on.
+    pub cpu: usize,
+}
+
+/// Every thread `/proc/PID/task/TID/syscall` shows inside a syscall ("running" and -1 mean it
+/// is not).
+pub fn proc_threads_in_syscalls() -> Vec<ProcInSyscall> {
     let numeric = |entry: std::fs::DirEntry| entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok());
     let mut found = Vec::new();
     let Ok(processes) = std::fs::read_dir("/proc") else {
@@ -58,30 +70,70 @@ pub fn proc_threads_in_syscalls() -> Vec<(u32, u32, u32, bool)> {
             else {
                 continue;
             };
-            let blocked = matches!(thread_state(pid, tid), Some('S' | 'D'));
-            found.push((tid, pid, nr, blocked));
+            let (state, cpu) = thread_state_and_cpu(pid, tid).unwrap_or(('?', 0));
+            found.push(ProcInSyscall {
+                tid,
+                pid,
+                nr,
+                blocked: matches!(state, 'S' | 'D'),
+                cpu,
+            });
         }
     }
     found
 }
 
-/// The state letter of a thread (`R`, `S`, `D`, `T`, ...): field 3 of its `stat`, after the
-/// parenthesised name (which may hold anything).
+/// The state letter of a thread (`R`, `S`, `D`, `T`, ...).
 pub fn thread_state(pid: u32, tid: u32) -> Option<char> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
-    stat.rsplit_once(')')?.1.trim_start().chars().next()
+    thread_state_and_cpu(pid, tid).map(|(state, _)| state)
 }
 
-/// How long a thread has been off the CPU, as far as `/proc/PID/task/TID/sched` tells: the
-/// scheduler clock now (the reading thread's own `se.exec_start`, the start of its current
-/// run) less the thread's `se.exec_start` (when it last ran). For a thread asleep in a call,
-/// a lower bound of the call's time so far. `None` without `/proc/PID/sched`
+/// A thread's state letter and the CPU it last ran on: fields 3 and 39 of its `stat`.
+fn thread_state_and_cpu(pid: u32, tid: u32) -> Option<(char, usize)> {
+    state_and_cpu(&fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?)
+}
+
+/// Fields 3 and 39 of a `stat` text, counted after the parenthesised name (which may hold
+/// anything).
+fn state_and_cpu(stat: &str) -> Option<(char, usize)> {
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let cpu = fields.nth(39 - 4)?.parse().ok()?;
+    Some((state, cpu))
+}
+
+/// When a thread last ran: its `se.exec_start` (`/proc/PID/task/TID/sched`), on the task clock
+/// of the CPU it ran on (see [`task_clocks_now`]). `None` without `/proc/PID/sched`
 /// (CONFIG_SCHED_DEBUG).
-pub fn off_cpu_for_ns(pid: u32, tid: u32) -> Option<u64> {
-    let read = |path: String| fs::read_to_string(path).ok().and_then(|text| exec_start_ns(&text));
-    let now_ns = read("/proc/thread-self/sched".to_owned())?;
-    let last_ran_ns = read(format!("/proc/{pid}/task/{tid}/sched"))?;
-    Some(now_ns.saturating_sub(last_ran_ns))
+pub fn last_ran_ns(pid: u32, tid: u32) -> Option<u64> {
+    exec_start_ns(&fs::read_to_string(format!("/proc/{pid}/task/{tid}/sched")).ok()?)
+}
+
+/// The scheduler's task clock of each of `cpus`, now: the calling thread's own `se.exec_start`
+/// (the start of its current run) read from on that CPU. The CPUs' task clocks drift apart by
+/// the interrupt and steal time each has had since boot (3.6 s between the two CPUs of a
+/// virtual machine where a hang came out longer than the process had lived), so a thread's
+/// time off the CPU is taken on the clock of the CPU it last ran on. A CPU the agent may
+/// not run on (a cpuset) gets the clock of the CPU it runs on: off by that drift. The
+/// thread's affinity is restored.
+pub fn task_clocks_now(cpus: &std::collections::BTreeSet<usize>) -> HashMap<usize, u64> {
+    let own_clock = || exec_start_ns(&fs::read_to_string("/proc/thread-self/sched").ok()?);
+    let allowed = affinity::allowed_cpus();
+    let mut clocks = HashMap::new();
+    for &cpu in cpus {
+        if allowed.contains(&cpu) && affinity::pin_to(&[cpu]) {
+            if let Some(now_ns) = own_clock() {
+                clocks.insert(cpu, now_ns);
+            }
+        }
+    }
+    affinity::pin_to(&allowed);
+    if let Some(now_ns) = own_clock() {
+        for &cpu in cpus {
+            clocks.entry(cpu).or_insert(now_ns);
+        }
+    }
+    clocks
 }
 
 /// `se.exec_start` of a `/proc/PID/sched` text (milliseconds with six decimals), in ns.
@@ -255,7 +307,17 @@ mod tests {
         assert_eq!(exec_start_ns("se.vruntime : 1.0\n"), None);
     }
 
-    use super::{exec_start_ns, in_syscall_number, parse_syscall_args, tcp_line_peer};
+    use super::{exec_start_ns, in_syscall_number, parse_syscall_args, state_and_cpu, tcp_line_peer};
+
+    #[test]
+    fn state_and_last_cpu_from_stat() {
+        // A name that looks like the end of one; the CPU is field 39 (here 3), exit signal 17.
+        let stat = "5214 (a) S (b) R 5211 5211 11468 0 -1 4194304 101 0 0 0 0 0 0 0 20 0 1 0 2613743 \
+                    3133440 390 18446744073709551615 94070618320896 94070618340777 140733291076448 0 0 0 0 0 \
+                    0 0 0 0 17 3 0 0 0 0 0 94070618356784 94070618358400";
+        assert_eq!(state_and_cpu(stat), Some(('R', 3)));
+        assert_eq!(state_and_cpu("5214 (cut) S 1 2 3"), None);
+    }
 
     #[test]
     fn syscall_arguments() {
