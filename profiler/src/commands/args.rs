@@ -54,8 +54,9 @@ pub struct BoundaryArgs {
 #[derive(Args, Debug, Clone)]
 pub struct RefreshArgs {
     /// Seconds between measurements of the boundary cost after the first (0: never). Each
-    /// takes ~10 ms of one thread per CPU, attached (no call is lost); a busy machine keeps
-    /// the last good figure. Not with --boundary-ns.
+    /// measures up to 4 CPUs in turn (the others move with them), ~50 ms of one thread a CPU,
+    /// attached (no call is lost); a busy machine keeps the last good figure. Not with
+    /// --boundary-ns.
     #[arg(long, value_name = "SECONDS", default_value_t = 60.0, value_parser = refresh_seconds)]
     pub boundary_refresh: f64,
 }

@@ -251,6 +251,29 @@ pub fn refreshed(start: &CpuEstimate, baseline: &AttachedEstimate, now: &Attache
     Some(estimate)
 }
 
+/// Which of a machine's `cpus` (measurable) CPUs the refresh numbered `turn` measures: at most
+/// `at_once`, taking turns, so that a refresh costs the same on 200 CPUs as on 4 (measuring
+/// one takes ~55 ms of the agent's thread on the AMD machine).
+pub fn refresh_turn(cpus: usize, at_once: usize, turn: u64) -> Vec<usize> {
+    if cpus <= at_once {
+        return (0..cpus).collect();
+    }
+    let first = (turn % cpus as u64) as usize * at_once % cpus;
+    (0..at_once).map(|i| (first + i) % cpus).collect()
+}
+
+/// The estimate of a CPU whose turn a refresh was not, moved as the CPUs it measured moved:
+/// `entry_drift_ns` is the median of what their entry costs gained (load moves the boundary
+/// cost of a whole machine: its caches, its memory bandwidth, a host's steal).
+pub fn carried(estimate: &CpuEstimate, entry_drift_ns: f64) -> CpuEstimate {
+    let entry_ns = (estimate.entry_ns + entry_drift_ns).max(0.0);
+    CpuEstimate {
+        entry_ns,
+        round_trip_ns: estimate.handler_ns + entry_ns,
+        ..*estimate
+    }
+}
+
 /// The charges from the estimates of the CPUs that had one (their means), or, with none,
 /// nothing charged and the machine said to be too busy. `pinned`: the user's boundary cost,
 /// which replaces the measured one.
@@ -295,6 +318,43 @@ mod tests {
         boundary_source: BoundarySource::Calibrated,
         boundary_spread_ns: 0.0,
     };
+
+    #[test]
+    fn refreshes_take_turns_over_the_cpus() {
+        // Few CPUs: all of them every time.
+        assert_eq!(refresh_turn(2, 4, 0), vec![0, 1]);
+        assert_eq!(refresh_turn(4, 4, 7), vec![0, 1, 2, 3]);
+        // More: `at_once` a time, every CPU in turn, round and round.
+        let turns: Vec<Vec<usize>> = (0..4).map(|turn| refresh_turn(10, 4, turn)).collect();
+        assert_eq!(
+            turns,
+            vec![vec![0, 1, 2, 3], vec![4, 5, 6, 7], vec![8, 9, 0, 1], vec![2, 3, 4, 5]]
+        );
+        let mut seen: Vec<usize> = (0..5).flat_map(|turn| refresh_turn(10, 4, turn)).collect();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), 10, "every CPU within a few turns");
+        // No overflow, however many refreshes.
+        assert_eq!(refresh_turn(3, 2, u64::MAX).len(), 2);
+    }
+
+    #[test]
+    fn a_cpu_not_measured_moves_with_those_that_were() {
+        let estimate = CpuEstimate {
+            round_trip_ns: 150.0,
+            round_trip_attached_ns: 400.0,
+            instrumentation_ns: 30.0,
+            measured_handler_ns: 60.0,
+            handler_ns: 40.0,
+            entry_ns: 110.0,
+            spread_ns: 5.0,
+        };
+        let moved = carried(&estimate, 25.0);
+        assert_eq!((moved.entry_ns, moved.round_trip_ns), (135.0, 175.0));
+        assert_eq!((moved.handler_ns, moved.spread_ns), (40.0, 5.0));
+        // Never below nothing.
+        assert_eq!(carried(&estimate, -500.0).entry_ns, 0.0);
+    }
 
     #[test]
     fn entry_cost_is_round_trip_minus_the_corrected_handler() {

@@ -42,7 +42,8 @@ use super::{
 use crate::{
     kernel::{Probe, ProbeError},
     model::charges::{
-        charges_from, refreshed, AttachedBatches, AttachedEstimate, BoundarySource, Charges, CpuBatches, CpuEstimate,
+        carried, charges_from, quantile, refresh_turn, refreshed, AttachedBatches, AttachedEstimate, BoundarySource,
+        Charges, CpuBatches, CpuEstimate,
     },
 };
 
@@ -58,6 +59,10 @@ pub const BATCH_CALLS: u64 = 2_000;
 /// runs as many of each attached kind.
 pub const ROUNDS: usize = 12;
 const BATCHES_PER_ROUND: usize = 2;
+/// CPUs a refresh measures (see [`refresh`]): ~0.2 s of the agent's thread on the AMD
+/// machine (~55 ms a CPU), 0.4% of a CPU at the default interval, on any number of CPUs
+/// (every CPU at every refresh would be ~6% of a CPU on 64 of them).
+const REFRESH_CPUS_AT_ONCE: usize = 4;
 /// Calibrations tried before giving up on a machine too busy to calibrate: a burst of load
 /// at start should not leave a long-running agent without a boundary cost.
 const ATTEMPTS: usize = 3;
@@ -284,28 +289,46 @@ pub fn start_sampling(probe: &mut Probe, calibration: &mut Calibration, sample_e
     Ok(())
 }
 
-/// Refreshes a measured calibration on the CPUs that have a baseline, attached (see the module
-/// header). When too few batches are clean on every CPU, the charges stay as they were.
-/// Returns whether they moved. Takes ~10 ms a CPU here.
+/// Refreshes a measured calibration, attached (see the module header): on at most
+/// [`REFRESH_CPUS_AT_ONCE`] of the CPUs that have a baseline, taking turns; the others move by
+/// the median of what those gained. When too few batches are clean on every CPU measured,
+/// the charges stay as they were. Returns whether they moved.
 pub fn refresh(probe: &Probe, calibration: &mut Calibration) -> bool {
     if !calibration.measured() {
         return false;
     }
     let cpus = allowed_cpus();
     let realtime = calibration.realtime();
-    let mut moved = false;
-    for cpu in &mut calibration.per_cpu {
+    let with_baseline: Vec<usize> = (0..calibration.per_cpu.len())
+        .filter(|&index| calibration.per_cpu[index].start.is_some())
+        .collect();
+    let turn = calibration.refreshes + calibration.refreshes_too_busy;
+    let measured: Vec<usize> = refresh_turn(with_baseline.len(), REFRESH_CPUS_AT_ONCE, turn)
+        .into_iter()
+        .map(|at| with_baseline[at])
+        .collect();
+    let mut entry_drifts = Vec::new();
+    for &index in &measured {
+        let cpu = &mut calibration.per_cpu[index];
         let Some((start, baseline)) = cpu.start else {
             continue;
         };
         pin_to(&[cpu.cpu]);
         if let Some(estimate) = refreshed(&start, &baseline, &measure_attached(probe, realtime)) {
+            let before = cpu.estimate.unwrap_or(estimate);
+            entry_drifts.push(estimate.entry_ns - before.entry_ns);
             cpu.estimate = Some(estimate);
-            moved = true;
         }
     }
     pin_to(&cpus);
+    let moved = !entry_drifts.is_empty();
     if moved {
+        let drift_ns = quantile(&entry_drifts, 0.5);
+        for (index, cpu) in calibration.per_cpu.iter_mut().enumerate() {
+            if !measured.contains(&index) {
+                cpu.estimate = cpu.estimate.map(|estimate| carried(&estimate, drift_ns));
+            }
+        }
         let estimates: Vec<CpuEstimate> = calibration.per_cpu.iter().filter_map(|cpu| cpu.estimate).collect();
         calibration.charges = charges_from(&estimates, None);
         calibration.overhead_ns_per_call = overhead(&calibration.per_cpu);
