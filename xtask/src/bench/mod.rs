@@ -15,7 +15,7 @@
 //! - Context switches: two threads ping-ponging a byte over pipes, with and without.
 //! - Per-program cost from the kernel's own run-time accounting: each build loaded in turn,
 //!   `--runs` times; medians, and with `--against` the median of the per-run differences.
-//! - The agent's CPU and memory while 1,000 busy processes run, polling every second.
+//! - `report`'s CPU and memory while 1,000 busy processes run.
 //! - `serve` at its defaults under process churn (1,000 live processes, 100 new a second):
 //!   its CPU and memory, series and scrape sizes; then 200 scrapes a second.
 //! - Kernel map memory at the default sizes (computed).

@@ -127,11 +127,7 @@ pub(super) fn render(
 /// memory: the end of [`render`], and all of `--agent-only`.
 pub(super) fn render_agent(args: &BenchArgs, agent: &str, serve: &str, memory: &[String]) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "\n### Agent with {} busy processes, polling every second\n",
-        args.processes
-    );
+    let _ = writeln!(out, "\n### `report` beside {} busy processes\n", args.processes);
     let _ = writeln!(out, "{agent}");
     let _ = writeln!(
         out,
