@@ -1391,10 +1391,12 @@ pub fn sched_waking(ctx: BtfTracePointContext) -> i32 {
 /// mode, not for a call of its own: then the interrupt (a timer, mostly) is the waker, not the
 /// task it happened to find on the CPU. The registers saved at its entry from user mode say
 /// so: -1 (x86_64's system vectors, the local timer's among them; arm64's every interrupt
-/// and exception from user mode), where a call leaves its number (and a page fault its error
-/// code, the task's own work; a kernel thread has zeroes). Not told apart: an interrupt
-/// while the task is inside a call, and x86_64's device interrupts below vector 0x80 (saved
-/// as the positive vector). Needs `bpf_task_pt_regs` (Linux 5.15); false without.
+/// and exception from user mode), where a call leaves its number (and an x86_64 page fault
+/// its error code, the task's own work; a kernel thread has zeroes). Not told apart: an
+/// interrupt while the task is inside a call, x86_64's device interrupts below vector 0x80
+/// (saved as the positive vector), and on arm64 a wakeup the task makes while handling its
+/// own page fault (counted as an interrupt's). Needs `bpf_task_pt_regs` (Linux 5.15); false
+/// without.
 #[inline(always)]
 fn interrupted_in_user_mode() -> bool {
     if HAS_TASK_PT_REGS.load() == 0 {

@@ -61,7 +61,8 @@ impl Session {
         if sites_added != self.named_at.sites_added {
             let wakers = self.probe.wakers()?;
             self.named_at.site_entries = wakers.len();
-            for pid in wakers {
+            let distinct: std::collections::HashSet<u32> = wakers.into_iter().collect();
+            for pid in distinct {
                 if pid != 0 && !self.waker_names.contains_key(&pid) {
                     if let Some(name) = read_comm(pid) {
                         self.waker_names.insert(pid, name);
