@@ -226,6 +226,66 @@ fn scraped_by_promtool_and_a_real_prometheus() {
     );
 }
 
+/// The tables are read when scraped: a scrape sees the calls made just before it, scrapes
+/// within an interval of the last read are answered from it, and an agent nobody scrapes
+/// reads every 15 s (its cost follows the scrapes, not a clock of its own).
+#[test]
+#[ignore = "needs root: loads eBPF programs (cargo xtask test runs it as root)"]
+fn the_tables_are_read_when_scraped_at_most_once_an_interval() {
+    let port = free_port();
+    let _serve = spawn_serve(
+        port,
+        &["--group-by", "none", "--top-syscalls", "500", "--interval", "1"],
+    );
+    // The index page does not read the tables.
+    wait_for("the endpoint", Duration::from_secs(60), || http(port, "GET", "/", None));
+    let value = |body: &str, series: &str| -> Option<u64> {
+        body.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse::<f64>().ok())
+            .map(|value| value as u64)
+    };
+    let scrape = || {
+        let (status, response) = http(port, "GET", "/metrics", None).expect("an answer");
+        assert!(status.contains("200"), "{status}");
+        body_of(&response).to_owned()
+    };
+    // Unscraped for 6 s: no read yet (every 15 s); this scrape's is the first (a table
+    // filling fast would add one).
+    thread::sleep(Duration::from_secs(6));
+    let first = scrape();
+    let reads = |body: &str| value(body, "syscall_profiler_map_reads_total").expect("map_reads_total");
+    assert!(reads(&first) <= 2, "{} reads unscraped", reads(&first));
+    // Within the interval: answered from that read, however many ask at once.
+    let at_once: Vec<_> = (0..10)
+        .map(|_| thread::spawn(move || http(port, "GET", "/metrics", None)))
+        .collect();
+    let answered: Vec<String> = at_once
+        .into_iter()
+        .map(|scraper| body_of(&scraper.join().unwrap().expect("an answer").1).to_owned())
+        .collect();
+    assert!(
+        answered.iter().all(|body| reads(body) <= reads(&first) + 1),
+        "a read a scrape"
+    );
+    // Past the interval, a scrape reads first: it sees the calls made just before it.
+    thread::sleep(Duration::from_millis(1200));
+    assert!(Command::new(WORKLOAD)
+        .args(["getppid", "4321"])
+        .status()
+        .unwrap()
+        .success());
+    let fresh = scrape();
+    let getppid = value(
+        &fresh,
+        r#"syscall_profiler_calls_total{syscall="getppid",abi="x86_64"}"#,
+    );
+    assert!(
+        getppid.is_some_and(|calls| calls >= 4321),
+        "{getppid:?} getppid calls in the scrape right after 4321"
+    );
+    assert!(reads(&fresh) <= reads(&first) + 3, "{} reads", reads(&fresh));
+}
+
 #[test]
 #[ignore = "needs root: loads eBPF programs (cargo xtask test runs it as root)"]
 fn idle_connections_do_not_starve_scrapes() {

@@ -1,19 +1,23 @@
 //! `syscall-profiler serve`: the measurements as a Prometheus scrape endpoint.
 //!
-//! The maps are read every `--interval` into one [`Snapshot`]; each scrape encodes the latest
-//! snapshot ([`metrics::http`]), so a scrape is always consistent and never touches the
-//! kernel. Once the programs are attached it drops every capability ([`privileges`]), and
-//! with `--user` runs as another user.
+//! The maps are read when scraped, at most once an `--interval` (a scrape within an interval
+//! of the last read is answered from it), and every [`UNSCRAPED_READ_EVERY`] when nobody
+//! scrapes, sooner when a table fills fast: the agent's cost follows the scrapes (Prometheus
+//! scrapes every 15 s or more), not a clock of its own. Each read makes one [`Snapshot`];
+//! each scrape encodes the latest ([`metrics::http`]), so a scrape is always consistent and
+//! never touches the kernel itself. Once the programs are attached it drops every capability
+//! ([`privileges`]), and with `--user` runs as another user.
 //!
 //! [`privileges`]: crate::commands::privileges
 use std::{
     net::SocketAddr,
     path::PathBuf,
-    sync::{Arc, RwLock},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use clap::Args;
+use tokio::sync::{watch, Notify};
 
 use crate::{
     commands::{
@@ -22,7 +26,7 @@ use crate::{
         stop::StopSignals,
     },
     metrics::{
-        http::{self, Exposition},
+        http::{self, Exposition, Latest},
         Exported, GroupBy, Limits, SelfMetrics, Snapshot,
     },
     model::store::{Delta, Update},
@@ -56,8 +60,9 @@ pub struct ServeArgs {
     /// Seconds a group or syscall may stay idle before its series go away.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub grace: u64,
-    /// Seconds between snapshots (the tables are read sooner while processes that come and go
-    /// fill them).
+    /// How old, in seconds, the figures a scrape gets may be: a scrape later than that after
+    /// the last read of the tables has them read first (they are read every 15 s when nobody
+    /// scrapes, and sooner while processes that come and go fill them).
     #[arg(long, default_value_t = 1.0, value_parser = interval_seconds)]
     pub interval: f64,
     /// After attaching, run as this user (a name, or a uid that need not exist in the password
@@ -75,6 +80,11 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub refresh: RefreshArgs,
 }
+
+/// How often the tables are read when nobody scrapes (or `--interval`, if longer): what
+/// final slots hold is taken in and freed, the exported groups age, and a 32-bit bucket never
+/// gains 2^32 between reads. A table that fills fast is read at once whatever this is.
+const UNSCRAPED_READ_EVERY: Duration = Duration::from_secs(15);
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Bind first: a port in use should not cost loading and calibrating.
@@ -103,8 +113,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        let latest = Arc::new(RwLock::new(Arc::new(Exposition::default())));
-        tokio::spawn(http::serve(listener, latest.clone(), args.max_connections as usize));
+        let interval = Duration::from_secs_f64(args.interval);
+        let (publish, exposition) = watch::channel(Arc::new(Exposition::default()));
+        let wanted = Arc::new(Notify::new());
+        let latest = Latest::new(exposition, wanted.clone(), interval);
+        tokio::spawn(http::serve(listener, latest, args.max_connections as usize));
         eprintln!("syscall-profiler: serving http://{}/metrics", args.listen);
         let limits = Limits {
             top_groups: args.top_k as usize,
@@ -118,21 +131,26 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             cgroups: CgroupLabels::new(&args.host_root),
             started: Instant::now(),
             map_read_seconds: 0.0,
+            reads: 0,
         };
-        let interval = Duration::from_secs_f64(args.interval);
+        let unscraped = interval.max(UNSCRAPED_READ_EVERY);
         let mut stop = StopSignals::install()?;
-        let next_read = tokio::time::sleep(interval);
+        let next_read = tokio::time::sleep(unscraped);
         tokio::pin!(next_read);
         let mut fill_alarm = session.fill_alarm()?;
-        let mut next_snapshot = tokio::time::Instant::now() + interval;
+        let mut published_at: Option<tokio::time::Instant> = None;
         let refresh_every = args.refresh.every();
         let mut next_refresh = refresh_every.map(|every| tokio::time::Instant::now() + every);
         loop {
-            tokio::select! {
-                _ = &mut next_read => {}
-                raised = fill_alarm.raised() => raised.map_err(SessionError::FillAlarm)?,
+            let scraped = tokio::select! {
+                _ = &mut next_read => false,
+                _ = wanted.notified() => true,
+                raised = fill_alarm.raised() => {
+                    raised.map_err(SessionError::FillAlarm)?;
+                    false
+                }
                 _ = stop.recv() => break,
-            }
+            };
             exporter.read(&mut session)?;
             let now = tokio::time::Instant::now();
             if let (Some(every), Some(due)) = (refresh_every, next_refresh) {
@@ -142,11 +160,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                     next_refresh = Some(now + every);
                 }
             }
-            next_read.as_mut().reset(now + session.next_read_in(interval));
-            if now >= next_snapshot {
-                next_snapshot = now + interval;
-                let exposition = Exposition::new(exporter.snapshot(&session));
-                *latest.write().expect("no panics while holding it") = Arc::new(exposition);
+            next_read.as_mut().reset(now + session.next_read_in(unscraped));
+            // A scrape waits for this one; otherwise (a fill alarm, a table over half full
+            // read every 100 ms) one snapshot an interval is enough.
+            if scraped || published_at.is_none_or(|at| now >= at + interval) {
+                published_at = Some(now);
+                publish.send_replace(Arc::new(Exposition::new(exporter.snapshot(&session))));
             }
         }
         let last = session.stop()?;
@@ -165,6 +184,8 @@ struct Exporter {
     started: Instant,
     /// How long the last read took.
     map_read_seconds: f64,
+    /// Reads of the tables so far.
+    reads: u64,
 }
 
 impl Exporter {
@@ -172,6 +193,7 @@ impl Exporter {
         let started = Instant::now();
         let update = session.poll()?;
         self.map_read_seconds = started.elapsed().as_secs_f64();
+        self.reads += 1;
         self.take(session, &update);
         Ok(())
     }
@@ -198,6 +220,7 @@ impl Exporter {
                 map_fill: session.map_fill(),
                 overflow: session.overflow(),
                 map_read_seconds: self.map_read_seconds,
+                map_reads: self.reads,
                 boundary_seconds: session.calibration.charges.boundary_ns_per_call / 1e9,
                 boundary_spread_seconds: session.calibration.charges.boundary_spread_ns / 1e9,
                 boundary_refreshes: session.calibration.refreshes,

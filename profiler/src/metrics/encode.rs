@@ -12,9 +12,9 @@ use prometheus_client::{
 use crate::metrics::{series::LATENCY_BOUNDS, Snapshot};
 
 /// Series about the profiler itself of fixed number: one each for build info, programs, map
-/// read time, boundary cost and its spread, sampling, series, groups, its CPU time and its
-/// resident memory; two for the boundary's refreshes.
-pub const SELF_SERIES: usize = 12;
+/// read time and reads, boundary cost and its spread, sampling, series, groups, its CPU time
+/// and its resident memory; two for the boundary's refreshes.
+pub const SELF_SERIES: usize = 13;
 
 fn labels(group: &Option<String>, syscall: &str, abi: &str) -> Vec<(String, String)> {
     let mut labels = Vec::with_capacity(3);
@@ -147,6 +147,14 @@ impl Collector for Snapshot {
             "Time the last read of the maps took.",
             me.map_read_seconds,
         )?;
+        encoder
+            .encode_descriptor(
+                "syscall_profiler_map_reads",
+                "Reads of the maps: one for a scrape (at most one an --interval), one every 15 s unscraped, more while a map fills fast.",
+                None,
+                MetricType::Counter,
+            )?
+            .encode_counter::<NoLabelSet, _, u64>(&me.map_reads, None)?;
         gauge(
             &mut encoder,
             "syscall_profiler_boundary_seconds",
@@ -323,6 +331,7 @@ mod tests {
                 map_fill: vec![("stats".into(), 0.25)],
                 overflow: Overflow::default(),
                 map_read_seconds: 0.002,
+                map_reads: 7,
                 boundary_seconds: 1.5e-7,
                 boundary_spread_seconds: 2e-10,
                 boundary_refreshes: 3,

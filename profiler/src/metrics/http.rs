@@ -1,7 +1,10 @@
 //! The scrape endpoint: `/metrics` answered from the latest [`Exposition`], each format
 //! encoded (and gzip-compressed, when the scraper accepts it) once per snapshot, by the first
-//! scrape that asks for it: a scrape never touches the kernel, and a snapshot nobody scrapes
-//! costs no encoding. Hardened for exposure: GET and HEAD only, no request bodies,
+//! scrape that asks for it: a snapshot nobody scrapes costs no encoding. A scrape never
+//! touches the kernel itself: when the latest exposition is older than the agent's
+//! `--interval`, it asks the agent for a read and waits for the exposition that follows (up to
+//! [`FRESH_WAIT`]), so the tables are read as often as they are scraped - at most once an
+//! interval, however many scrape. Hardened for exposure: GET and HEAD only, no request bodies,
 //! request headers of at most 16 KiB read within 5 s (also the idle time a kept-alive
 //! connection gets), a connection lives at most a minute, and at most `max_connections` are
 //! open: a new one closes the oldest, so idle or slow clients cannot starve scrapes.
@@ -9,8 +12,8 @@ use std::{
     collections::BTreeMap,
     convert::Infallible,
     io::Write as _,
-    sync::{Arc, Mutex, OnceLock, RwLock},
-    time::Duration,
+    sync::{Arc, Mutex, OnceLock},
+    time::{Duration, Instant},
 };
 
 use http_body_util::Full;
@@ -19,7 +22,10 @@ use hyper::{
     header, Method, Request, Response, StatusCode,
 };
 use hyper_util::rt::TokioIo;
-use tokio::task::AbortHandle;
+use tokio::{
+    sync::{watch, Notify},
+    task::AbortHandle,
+};
 
 use crate::metrics::{encode, Format, Snapshot};
 
@@ -31,12 +37,18 @@ entry, handler, blocked, runqueue.</p><p><a href=\"/metrics\">/metrics</a></p></
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest a connection lives, however busy.
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+/// The longest a scrape waits for the read it asked for (a read beside 1,000 busy processes
+/// takes tens of ms; a boundary refresh, which may come first, up to ~0.2 s): then it is
+/// answered from the exposition there is.
+const FRESH_WAIT: Duration = Duration::from_secs(2);
 
 /// One snapshot, and its exposition formats plain and gzipped, each made by the first scrape
 /// that asks for it (Prometheus asks for one format, every 15 s or more: encoding both at
 /// every snapshot, every second, was most of the encoding done).
 pub struct Exposition {
     snapshot: Snapshot,
+    /// When its read was taken (`None`: no read yet).
+    made: Option<Instant>,
     text: OnceLock<Bytes>,
     open_metrics: OnceLock<Bytes>,
     text_gzip: OnceLock<Bytes>,
@@ -47,6 +59,7 @@ impl Exposition {
     pub fn new(snapshot: Snapshot) -> Exposition {
         Exposition {
             snapshot,
+            made: Some(Instant::now()),
             text: OnceLock::new(),
             open_metrics: OnceLock::new(),
             text_gzip: OnceLock::new(),
@@ -69,8 +82,49 @@ impl Exposition {
 }
 
 impl Default for Exposition {
+    /// Nothing read yet: the first scrape asks for a read.
     fn default() -> Exposition {
-        Exposition::new(Snapshot::default())
+        Exposition {
+            made: None,
+            ..Exposition::new(Snapshot::default())
+        }
+    }
+}
+
+/// The latest exposition, as a scrape sees it, and how it asks the agent for a fresher one.
+#[derive(Clone)]
+pub struct Latest {
+    exposition: watch::Receiver<Arc<Exposition>>,
+    wanted: Arc<Notify>,
+    max_age: Duration,
+}
+
+impl Latest {
+    /// Scrapes served from what `exposition` receives, asking through `wanted` for a read
+    /// when what they have is older than `max_age`.
+    pub fn new(exposition: watch::Receiver<Arc<Exposition>>, wanted: Arc<Notify>, max_age: Duration) -> Latest {
+        Latest {
+            exposition,
+            wanted,
+            max_age,
+        }
+    }
+
+    /// The latest exposition, as it is.
+    fn current(&self) -> Arc<Exposition> {
+        self.exposition.borrow().clone()
+    }
+
+    /// The latest exposition if it is at most `max_age` old; else the one the read it asks
+    /// for brings (or, after [`FRESH_WAIT`], the latest there is).
+    async fn fresh(&mut self) -> Arc<Exposition> {
+        let latest = self.exposition.borrow_and_update().clone();
+        if latest.made.is_some_and(|made| made.elapsed() <= self.max_age) {
+            return latest;
+        }
+        self.wanted.notify_one();
+        let _ = tokio::time::timeout(FRESH_WAIT, self.exposition.changed()).await;
+        self.current()
     }
 }
 
@@ -180,7 +234,7 @@ struct Connections {
 
 /// Accepts connections for ever, answering each request from the exposition `latest` holds.
 /// At most `max_connections` are open: a new connection closes the oldest.
-pub async fn serve(listener: tokio::net::TcpListener, latest: Arc<RwLock<Arc<Exposition>>>, max_connections: usize) {
+pub async fn serve(listener: tokio::net::TcpListener, latest: Latest, max_connections: usize) {
     let connections = Arc::new(Mutex::new(Connections::default()));
     loop {
         let stream = match listener.accept().await {
@@ -204,15 +258,13 @@ pub async fn serve(listener: tokio::net::TcpListener, latest: Arc<RwLock<Arc<Exp
     }
 }
 
-async fn connection(
-    stream: tokio::net::TcpStream,
-    latest: Arc<RwLock<Arc<Exposition>>>,
-    connections: Arc<Mutex<Connections>>,
-    id: u64,
-) {
+async fn connection(stream: tokio::net::TcpStream, latest: Latest, connections: Arc<Mutex<Connections>>, id: u64) {
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-        let exposition = latest.read().expect("no panics while holding it").clone();
+        let mut latest = latest.clone();
         async move {
+            // Only a scrape asks for a read: not a request for another page, or a refused one.
+            let scrape = request.uri().path() == "/metrics" && matches!(*request.method(), Method::GET | Method::HEAD);
+            let exposition = if scrape { latest.fresh().await } else { latest.current() };
             let header = |name| request.headers().get(name).and_then(|v| v.to_str().ok());
             let asked = Asked {
                 method: request.method(),

@@ -33,6 +33,8 @@ pub struct SelfMetrics {
     /// Calls not counted, by reason (full maps, exits not matched).
     pub overflow: Overflow,
     pub map_read_seconds: f64,
+    /// Reads of the maps so far (each scrape, at most one an interval; every 15 s unscraped).
+    pub map_reads: u64,
     pub boundary_seconds: f64,
     /// How sure the boundary cost is (see `Charges::boundary_spread_ns`).
     pub boundary_spread_seconds: f64,

@@ -149,7 +149,11 @@ fn descendant_named(pid: u32, comm: &str) -> Option<u32> {
 const WARM_UP_SECS: u64 = 30;
 /// Seconds of the steady state, scraped once a second (as Prometheus would).
 const STEADY_SECS: u64 = 60;
-/// Seconds of scrapes at 200 a second, after the steady state.
+/// Seconds at Prometheus's pace after the steady state: a gzip scrape every
+/// `PROMETHEUS_EVERY_SECS` (its usual 15 s; the agent reads when scraped).
+const PROMETHEUS_SECS: u64 = 60;
+const PROMETHEUS_EVERY_SECS: u64 = 15;
+/// Seconds of scrapes at 200 a second, after those.
 const BURST_SECS: u64 = 10;
 const BURST_PER_SEC: u64 = 200;
 
@@ -175,7 +179,7 @@ pub(super) fn serve_under_churn(profiler: &Path, workload: &Path) -> Result<Stri
     }
     // The agent: the child itself, or under sudo its child.
     let pid = descendant_named(serve.0.id(), AGENT_COMM).unwrap_or(serve.0.id());
-    let total_secs = WARM_UP_SECS + STEADY_SECS + BURST_SECS + 5;
+    let total_secs = WARM_UP_SECS + STEADY_SECS + PROMETHEUS_SECS + BURST_SECS + 5;
     let _churn = Killed(
         Command::new(workload)
             .args(["churn-soak", &total_secs.to_string(), "1000", "100"])
@@ -209,6 +213,15 @@ pub(super) fn serve_under_churn(profiler: &Path, workload: &Path) -> Result<Stri
                 .sum::<f64>()
         })
         .unwrap_or(f64::NAN);
+
+    // Prometheus's pace.
+    let (cpu_before, at_before) = (cpu_seconds(pid)?, Instant::now());
+    for _ in 0..PROMETHEUS_SECS / PROMETHEUS_EVERY_SECS {
+        let tick = Instant::now();
+        let _ = scrape(port, true);
+        thread::sleep(Duration::from_secs(PROMETHEUS_EVERY_SECS).saturating_sub(tick.elapsed()));
+    }
+    let prometheus_cpu = (cpu_seconds(pid)? - cpu_before) / at_before.elapsed().as_secs_f64() * 100.0;
 
     // 200 scrapes a second from 4 clients, each on its own schedule.
     let (cpu_before, at_before) = (cpu_seconds(pid)?, Instant::now());
@@ -254,6 +267,7 @@ pub(super) fn serve_under_churn(profiler: &Path, workload: &Path) -> Result<Stri
          | series exposed (most in a scrape) | {series} |\n\
          | scrape size, plain / gzip | {:.0} KiB / {:.0} KiB |\n\
          | calls not counted (overflow_drops_total: full tables, exits not matched) | {drops} |\n\
+         | agent CPU scraped at Prometheus's pace (one gzip scrape every {PROMETHEUS_EVERY_SECS} s for {PROMETHEUS_SECS} s, the churn going on) | {prometheus_cpu:.2}% of one CPU |\n\
          | {BURST_PER_SEC} gzip scrapes a second for {BURST_SECS} s: answered, p50 / p99 latency | {} of {}, {:.2} / {:.2} ms |\n\
          | agent CPU during those scrapes | {burst_cpu:.1}% of one CPU |",
         rss_warm as f64 / 1024.0,
