@@ -153,20 +153,21 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             };
             exporter.read(&mut session)?;
             let now = tokio::time::Instant::now();
-            if let (Some(every), Some(due)) = (refresh_every, next_refresh) {
-                if now >= due {
-                    // Right after a read: the calls read so far were charged the old figure.
-                    session.refresh_boundary();
-                    next_refresh = Some(now + every);
-                }
-            }
-            next_read.as_mut().reset(now + session.next_read_in(unscraped));
             // A scrape waits for this one; otherwise (a fill alarm, a table over half full
             // read every 100 ms) one snapshot an interval is enough.
             if scraped || published_at.is_none_or(|at| now >= at + interval) {
                 published_at = Some(now);
                 publish.send_replace(Arc::new(Exposition::new(exporter.snapshot(&session))));
             }
+            if let (Some(every), Some(due)) = (refresh_every, next_refresh) {
+                if now >= due {
+                    // Right after a read: the calls read so far were charged the old figure.
+                    // After the snapshot: a scrape waiting for it does not wait for this.
+                    session.refresh_boundary();
+                    next_refresh = Some(now + every);
+                }
+            }
+            next_read.as_mut().reset(tokio::time::Instant::now() + session.next_read_in(unscraped));
         }
         let last = session.stop()?;
         exporter.take(&session, &last);
