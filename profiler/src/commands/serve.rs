@@ -167,7 +167,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                     next_refresh = Some(now + every);
                 }
             }
-            next_read.as_mut().reset(tokio::time::Instant::now() + session.next_read_in(unscraped));
+            next_read
+                .as_mut()
+                .reset(tokio::time::Instant::now() + session.next_read_in(unscraped));
         }
         let last = session.stop()?;
         exporter.take(&session, &last);
