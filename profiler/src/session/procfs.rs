@@ -8,7 +8,8 @@ use std::{
     path::Path,
 };
 
-use crate::{model::wait::stack_frame, session::affinity};
+use super::affinity;
+use crate::model::wait::stack_frame;
 
 pub fn process_exists(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
