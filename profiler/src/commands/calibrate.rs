@@ -116,6 +116,14 @@ fn render(calibration: &Calibration, mitigations: &[(String, String)]) -> String
         out,
         "(ns per call; batches: clean/all; `attached` is the round trip with the profiler attached)"
     );
+    if calibration.per_cpu.len() < calibration.cpus {
+        let _ = writeln!(
+            out,
+            "({} of the {} CPUs measured, spread evenly over them: the boundary charged is their mean)",
+            calibration.per_cpu.len(),
+            calibration.cpus
+        );
+    }
     let _ = writeln!(
         out,
         "\nprofiler overhead: {:.1} ns per syscall (attached - detached round trip, at least the tracing inside the window)",
@@ -187,6 +195,7 @@ mod tests {
                     start: None,
                 },
             ],
+            cpus: 2,
             charges: charges_from(&[estimate], None),
             overhead_ns_per_call: 45.0,
             calls_per_batch: 10,
@@ -202,6 +211,10 @@ mod tests {
         assert!(text.contains("70/72"), "{text}");
         assert!(text.contains("3/72  too few clean batches"), "{text}");
         assert!(text.contains("ran at real-time priority"), "{text}");
+        assert!(!text.contains("spread evenly"), "every CPU measured: {text}");
+        calibration.cpus = 64;
+        let text = render(&calibration, &[]);
+        assert!(text.contains("2 of the 64 CPUs measured"), "{text}");
         calibration.charges = charges_from(&[], None);
         let text = render(&calibration, &[]);
         assert!(text.contains("too busy to calibrate"), "{text}");
