@@ -139,15 +139,20 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         tokio::pin!(next_read);
         let mut fill_alarm = session.fill_alarm()?;
         let mut published_at: Option<tokio::time::Instant> = None;
+        // The boundary refresh keeps a clock of its own, not the scrapes': measuring while a
+        // scraper (or whatever it scrapes for) has just woken would measure that too.
         let refresh_every = args.refresh.every();
-        let mut next_refresh = refresh_every.map(|every| tokio::time::Instant::now() + every);
+        // (Without refreshes the timer is never polled.)
+        let next_refresh = tokio::time::sleep(refresh_every.unwrap_or(Duration::from_secs(86_400)));
+        tokio::pin!(next_refresh);
         loop {
-            let scraped = tokio::select! {
-                _ = &mut next_read => false,
-                _ = wanted.notified() => true,
+            let (scraped, refresh) = tokio::select! {
+                _ = &mut next_read => (false, false),
+                _ = wanted.notified() => (true, false),
+                _ = &mut next_refresh, if refresh_every.is_some() => (false, true),
                 raised = fill_alarm.raised() => {
                     raised.map_err(SessionError::FillAlarm)?;
-                    false
+                    (false, false)
                 }
                 _ = stop.recv() => break,
             };
@@ -159,13 +164,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 published_at = Some(now);
                 publish.send_replace(Arc::new(Exposition::new(exporter.snapshot(&session))));
             }
-            if let (Some(every), Some(due)) = (refresh_every, next_refresh) {
-                if now >= due {
-                    // Right after a read: the calls read so far were charged the old figure.
-                    // After the snapshot: a scrape waiting for it does not wait for this.
-                    session.refresh_boundary();
-                    next_refresh = Some(now + every);
-                }
+            if let (true, Some(every)) = (refresh, refresh_every) {
+                // Right after a read: the calls read so far were charged the old figure.
+                session.refresh_boundary();
+                next_refresh.as_mut().reset(tokio::time::Instant::now() + every);
             }
             next_read
                 .as_mut()
