@@ -146,7 +146,11 @@ fn the_boundary_cost_is_measured_beside_hundreds_of_busy_processes() {
     if !timing_is_real() {
         return;
     }
-    let (quiet, _) = calibrated_boundary();
+    // The quiet figure as the median of three: one calibration alone varies (129.7 ns once
+    // where 150-180 is usual on the AMD machine, and a busy 196 came out 1.51x of it).
+    let mut quiet_runs: Vec<f64> = (0..3).map(|_| calibrated_boundary().0).collect();
+    quiet_runs.sort_by(f64::total_cmp);
+    let quiet = quiet_runs[1];
     // In the agent's own scheduling group (children of this test, as a load started from the
     // same session), each waking 100 times a second (the bench's busy processes): at normal
     // priority, even at nice -20, most calibration batches were preempted beside 500 a CPU,
