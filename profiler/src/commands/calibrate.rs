@@ -15,8 +15,7 @@ use crate::{
 pub fn run(maps: KernelArgs) -> anyhow::Result<()> {
     let _raised = RaisedPriority::raise();
     let mut probe = Probe::load_default(maps.sizes(), Scope::SystemWide)?;
-    let mut calibration = calibrate::calibrate(&mut probe, None)?;
-    calibrate::start_sampling(&mut probe, &mut calibration, maps.sample_every)?;
+    let calibration = calibrate::calibrate(&mut probe, None, maps.sample_every)?;
     probe.detach();
     let vulnerabilities = mitigations(std::path::Path::new("/sys/devices/system/cpu/vulnerabilities"));
     print!("{}", render(&calibration, &vulnerabilities));
@@ -185,6 +184,7 @@ mod tests {
                     realtime: true,
                     estimate: Some(estimate),
                     start: None,
+                    recent: Vec::new(),
                 },
                 CpuCalibration {
                     cpu: 1,
@@ -193,6 +193,7 @@ mod tests {
                     realtime: true,
                     estimate: None,
                     start: None,
+                    recent: Vec::new(),
                 },
             ],
             cpus: 2,

@@ -165,20 +165,25 @@ impl CpuBatches {
     }
 }
 
+/// One attached batch: its round trip timed in userspace (ns per call) and the windows
+/// between the tracepoints of its calls, summed (ns; with sampling on, the timed calls
+/// weighted).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AttachedBatch {
+    pub round_trip_ns: f64,
+    pub calls: u64,
+    pub window_ns: u64,
+}
+
 /// Attached batches of one CPU with the profile running as set (sampling on or off): taken
-/// once right after the calibration (the baseline) and again at every refresh, the same way,
+/// during the calibration's rounds (the baseline) and again at every refresh, the same way,
 /// so that the difference between two of them is drift, not method. Nothing is detached: the
 /// long-running modes lose no call to a refresh, and need no capability for it.
 #[derive(Clone, Debug, Default)]
 pub struct AttachedBatches {
-    /// `getppid` round trips timed in userspace, ns per call.
-    pub round_trip: Vec<f64>,
-    /// `(calls, summed window ns)` of each batch of `getppid` and of the call without a
-    /// handler. With sampling on only some calls are timed (weighted): the windows are pooled
-    /// over the batches (an unbiased mean) rather than taken at a quantile of batch means,
-    /// which the random number of timed calls in a batch would drag low.
-    pub getppid_windows: Vec<(u64, u64)>,
-    pub no_handler_windows: Vec<(u64, u64)>,
+    /// Batches of `getppid` and of the call without a handler.
+    pub getppid: Vec<AttachedBatch>,
+    pub no_handler: Vec<AttachedBatch>,
     pub interrupted: usize,
 }
 
@@ -202,34 +207,62 @@ impl AttachedBatches {
     }
 
     fn estimate_of(&self, skip: usize, step: usize) -> Option<AttachedEstimate> {
-        let round_trip: Vec<f64> = self.round_trip.iter().skip(skip).step_by(step).copied().collect();
-        let pooled = |windows: &[(u64, u64)]| {
-            let picked = windows.iter().skip(skip).step_by(step);
-            let (calls, ns) = picked.fold((0u64, 0u64), |(calls, ns), (c, n)| (calls + c, ns + n));
-            (calls > 0).then(|| ns as f64 / calls as f64)
+        let pick = |batches: &[AttachedBatch]| -> Vec<AttachedBatch> {
+            batches.iter().skip(skip).step_by(step).copied().collect()
         };
-        let enough = |len: usize| len >= MIN_CLEAN_BATCHES.div_ceil(step);
-        if !enough(round_trip.len()) || !enough(self.getppid_windows.len()) || !enough(self.no_handler_windows.len()) {
+        let (getppid, no_handler) = (pick(&self.getppid), pick(&self.no_handler));
+        let enough = MIN_CLEAN_BATCHES.div_ceil(step);
+        if getppid.len() < enough || no_handler.len() < enough {
             return None;
         }
+        let round_trips: Vec<f64> = getppid.iter().map(|batch| batch.round_trip_ns).collect();
         Some(AttachedEstimate {
-            round_trip_ns: quantile(&round_trip, CALIBRATION_QUANTILE),
-            getppid_window_ns: pooled(&self.getppid_windows)?,
-            no_handler_window_ns: pooled(&self.no_handler_windows)?,
+            round_trip_ns: quantile(&round_trips, CALIBRATION_QUANTILE),
+            getppid_window_ns: pooled_window(&getppid)?,
+            no_handler_window_ns: pooled_window(&no_handler)?,
         })
     }
 }
 
+/// The window per call, pooled over the faster half of `batches` (by round trip). Pooled:
+/// with sampling on only some calls are timed, and a quantile of batch means would be dragged
+/// low by the random number of timed calls in a batch. The faster half: the round trip is
+/// taken at a low quantile, and its windows must come from batches like those (where the
+/// machine's speed flips during a refresh, the slow batches' windows made a boundary look
+/// 40% cheaper than it was).
+fn pooled_window(batches: &[AttachedBatch]) -> Option<f64> {
+    let round_trips: Vec<f64> = batches.iter().map(|batch| batch.round_trip_ns).collect();
+    let median = quantile(&round_trips, 0.5);
+    let (calls, window_ns) = batches
+        .iter()
+        .filter(|batch| batch.round_trip_ns <= median)
+        .fold((0u64, 0u64), |(calls, ns), batch| {
+            (calls + batch.calls, ns + batch.window_ns)
+        });
+    (calls > 0).then(|| window_ns as f64 / calls as f64)
+}
+
 /// A CPU's calibration moved by what changed since its baseline, without detaching: the
 /// round trip with the programs attached is the boundary, the window and the programs' work
-/// outside the window (taken as unchanged); what the round trip gained that the window did
-/// not is the boundary's. The tracing inside the window moves with the window of the call
-/// without a handler. Consistent as [`entry_cost`] makes it.
+/// outside the window. The window is measured; the programs' work outside it is the same
+/// kind of work as the tracing inside the window (the call without a handler), and moves in
+/// proportion to it: a machine whose speed changes (a host's steal or contention: the AMD
+/// machine flips between two speeds 1.3x apart every second or so, loaded or not) slows all
+/// of it, not only the boundary. What the round trip gained beyond that is the boundary's.
+/// The tracing inside the window moves with the window of the call without a handler.
+/// Consistent as [`entry_cost`] makes it.
 pub fn drifted(start: &CpuEstimate, baseline: &AttachedEstimate, now: &AttachedEstimate) -> CpuEstimate {
     let tracing_drift = now.no_handler_window_ns - baseline.no_handler_window_ns;
-    let round_trip_ns = start.round_trip_ns + (now.round_trip_ns - baseline.round_trip_ns) - tracing_drift;
+    let tracing_speed = if baseline.no_handler_window_ns > 0.0 {
+        now.no_handler_window_ns / baseline.no_handler_window_ns
+    } else {
+        1.0
+    };
+    let outside_window_ns = (baseline.round_trip_ns - baseline.getppid_window_ns - start.entry_ns).max(0.0);
+    let entry_ns = now.round_trip_ns - now.getppid_window_ns - outside_window_ns * tracing_speed;
     let measured_handler_ns = start.measured_handler_ns + (now.getppid_window_ns - baseline.getppid_window_ns);
     let instrumentation_ns = (start.instrumentation_ns + tracing_drift).max(0.0);
+    let round_trip_ns = (measured_handler_ns - instrumentation_ns).max(0.0) + entry_ns;
     let (handler_ns, entry_ns) = entry_cost(round_trip_ns, measured_handler_ns, instrumentation_ns);
     CpuEstimate {
         round_trip_ns: handler_ns + entry_ns,
@@ -249,6 +282,36 @@ pub fn refreshed(start: &CpuEstimate, baseline: &AttachedEstimate, now: &Attache
     let disagreement = (drifted(start, baseline, &even).entry_ns - drifted(start, baseline, &odd).entry_ns).abs();
     estimate.spread_ns = start.spread_ns + disagreement / 2.0;
     Some(estimate)
+}
+
+/// Refreshed estimates a CPU keeps: its charge is their median ([`steadied`]).
+pub const REFRESHES_KEPT: usize = 5;
+
+/// What a CPU is charged from its latest refreshed estimates (at most [`REFRESHES_KEPT`],
+/// the calibration's first): the one with the median entry cost (the mean of the middle two
+/// of an even number), its `±` widened to half their range. One refresh measures ~55 ms: on
+/// a machine whose speed flips between two modes (the AMD machine, 1.3x apart, every second
+/// or so) it catches one of them, and the charge would flip with it; the median follows a
+/// lasting change within three refreshes.
+pub fn steadied(recent: &[CpuEstimate]) -> Option<CpuEstimate> {
+    let mut sorted = recent.to_vec();
+    sorted.sort_by(|a, b| a.entry_ns.total_cmp(&b.entry_ns));
+    let (lowest, highest) = (sorted.first()?.entry_ns, sorted.last()?.entry_ns);
+    let (below, above) = (sorted[(sorted.len() - 1) / 2], sorted[sorted.len() / 2]);
+    let mean = |f: fn(&CpuEstimate) -> f64| (f(&below) + f(&above)) / 2.0;
+    let median = CpuEstimate {
+        round_trip_ns: mean(|e| e.round_trip_ns),
+        round_trip_attached_ns: mean(|e| e.round_trip_attached_ns),
+        instrumentation_ns: mean(|e| e.instrumentation_ns),
+        measured_handler_ns: mean(|e| e.measured_handler_ns),
+        handler_ns: mean(|e| e.handler_ns),
+        entry_ns: mean(|e| e.entry_ns),
+        spread_ns: mean(|e| e.spread_ns),
+    };
+    Some(CpuEstimate {
+        spread_ns: median.spread_ns.max((highest - lowest) / 2.0),
+        ..median
+    })
 }
 
 /// Which of a machine's `cpus` (measurable) CPUs the refresh numbered `turn` measures: at most
@@ -496,17 +559,20 @@ mod tests {
         };
         let moved = drifted(&START, &BASELINE, &slower_handler);
         assert_eq!((moved.entry_ns, moved.handler_ns), (50.0, 42.0));
-        // Slower tracing inside the window: taken out of the handler, the boundary stays.
-        let slower_tracing = AttachedEstimate {
-            round_trip_ns: 205.0,
-            getppid_window_ns: 50.0,
-            no_handler_window_ns: 20.0,
+        // A machine 1.3x slower all over (the programs' 105 ns outside the window too): the
+        // boundary is 1.3x too, not charged the programs' slowdown as well (96.5 ns).
+        let slower_machine = AttachedEstimate {
+            round_trip_ns: 260.0,
+            getppid_window_ns: 58.5,
+            no_handler_window_ns: 19.5,
         };
-        let moved = drifted(&START, &BASELINE, &slower_tracing);
-        assert_eq!(
-            (moved.entry_ns, moved.handler_ns, moved.instrumentation_ns),
-            (50.0, 30.0, 20.0)
-        );
+        let moved = drifted(&START, &BASELINE, &slower_machine);
+        assert!((moved.entry_ns - 65.0).abs() < 1e-9, "{moved:?}");
+        assert!((moved.handler_ns - 39.0).abs() < 1e-9, "{moved:?}");
+        assert!((moved.instrumentation_ns - 19.5).abs() < 1e-9, "{moved:?}");
+        // And back from a slow baseline: not charged less than the boundary at full speed.
+        let back = drifted(&moved, &slower_machine, &BASELINE);
+        assert!((back.entry_ns - 50.0).abs() < 1e-9, "{back:?}");
         // Never below zero, nor more than a call costs.
         let much_faster = AttachedEstimate {
             round_trip_ns: 100.0,
@@ -529,11 +595,14 @@ mod tests {
         for _ in 0..batches {
             let timed = (0..2000).filter(|_| next() % 16 == 0).count() as u64;
             let weighted_window = (timed * 16) as f64 * window_ns;
-            sampled
-                .round_trip
-                .push(round_trip_ns * (1.0 + f64::from(next() % 100) / 1000.0));
-            sampled.getppid_windows.push((2000, weighted_window as u64));
-            sampled.no_handler_windows.push((2000, (weighted_window / 3.0) as u64));
+            let round_trip_ns = round_trip_ns * (1.0 + f64::from(next() % 100) / 1000.0);
+            let batch = |window_ns: f64| AttachedBatch {
+                round_trip_ns,
+                calls: 2000,
+                window_ns: window_ns as u64,
+            };
+            sampled.getppid.push(batch(weighted_window));
+            sampled.no_handler.push(batch(weighted_window / 3.0));
         }
         sampled
     }
@@ -546,17 +615,33 @@ mod tests {
         assert!((estimate.no_handler_window_ns - 15.0).abs() < 0.5, "{estimate:?}");
         // The 20th percentile of the batch means would have been dragged low.
         let means: Vec<f64> = batches
-            .getppid_windows
+            .getppid
             .iter()
-            .map(|(calls, ns)| *ns as f64 / *calls as f64)
+            .map(|batch| batch.window_ns as f64 / batch.calls as f64)
             .collect();
         assert!(quantile(&means, CALIBRATION_QUANTILE) < 43.5);
         assert!(AttachedBatches {
-            round_trip: vec![200.0; MIN_CLEAN_BATCHES - 1],
+            getppid: batches.getppid[..MIN_CLEAN_BATCHES - 1].to_vec(),
             ..batches
         }
         .estimate()
         .is_none());
+    }
+
+    #[test]
+    fn the_windows_come_from_batches_as_fast_as_the_round_trip() {
+        // The machine 1.3x slower for half the batches (the AMD machine flips like that):
+        // the round trip is the fast batches', and so must the windows be.
+        let mut batches = sampled_batches(200.0, 45.0, 24, 5);
+        let slow = sampled_batches(260.0, 58.5, 24, 9);
+        for (index, slow_batch) in slow.getppid.iter().enumerate().filter(|(index, _)| index % 2 == 1) {
+            batches.getppid[index] = *slow_batch;
+            batches.no_handler[index] = slow.no_handler[index];
+        }
+        let estimate = batches.estimate().expect("enough batches");
+        assert!(estimate.round_trip_ns < 220.0, "{estimate:?}");
+        assert!((estimate.getppid_window_ns - 45.0).abs() < 1.5, "{estimate:?}");
+        assert!((estimate.no_handler_window_ns - 15.0).abs() < 0.5, "{estimate:?}");
     }
 
     #[test]
@@ -567,6 +652,25 @@ mod tests {
         assert!((moved.entry_ns - 64.0).abs() < 3.0, "{moved:?}");
         assert!(moved.spread_ns >= START.spread_ns && moved.spread_ns < 5.0, "{moved:?}");
         assert_eq!(refreshed(&START, &BASELINE, &AttachedBatches::default()), None);
+    }
+
+    #[test]
+    fn a_cpu_is_charged_the_median_of_its_recent_refreshes() {
+        let at = |entry_ns: f64| CpuEstimate {
+            entry_ns,
+            round_trip_ns: START.handler_ns + entry_ns,
+            ..START
+        };
+        assert_eq!(steadied(&[]), None);
+        assert_eq!(steadied(&[at(50.0)]), Some(at(50.0)));
+        // A machine flipping between two speeds: the charge stays with the majority, and
+        // its `±` says how far they were apart.
+        let flipping = steadied(&[at(50.0), at(80.0), at(52.0), at(81.0), at(49.0)]).unwrap();
+        assert_eq!(flipping.entry_ns, 52.0);
+        assert_eq!(flipping.spread_ns, 16.0);
+        // An even number: between the middle two.
+        let two = steadied(&[at(50.0), at(70.0)]).unwrap();
+        assert_eq!((two.entry_ns, two.round_trip_ns), (60.0, 90.0));
     }
 
     #[test]

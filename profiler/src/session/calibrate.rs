@@ -28,8 +28,9 @@
 //! The long-running modes refresh it without detaching (which would lose calls, and needs
 //! capabilities `serve` has dropped): right after the calibration a baseline of attached
 //! batches is taken on each CPU as the profile runs, and each refresh takes them again; what
-//! the round trip gained that the window did not is the boundary's ([`drifted`]). It needs
-//! the agent's own calls in the tables: system-wide only.
+//! the round trip gained beyond the window and the programs' own work is the boundary's
+//! ([`drifted`]), and a CPU is charged the median of its last few refreshes ([`steadied`]).
+//! It needs the agent's own calls in the tables: system-wide only.
 use std::time::{Duration, Instant};
 
 use profiler_common::StatsKey;
@@ -42,8 +43,8 @@ use super::{
 use crate::{
     kernel::{Probe, ProbeError},
     model::charges::{
-        carried, charges_from, quantile, refresh_turn, refreshed, AttachedBatches, AttachedEstimate, BoundarySource,
-        Charges, CpuBatches, CpuEstimate,
+        carried, charges_from, quantile, refresh_turn, refreshed, steadied, AttachedBatch, AttachedBatches,
+        AttachedEstimate, BoundarySource, Charges, CpuBatches, CpuEstimate, REFRESHES_KEPT,
     },
 };
 
@@ -83,14 +84,18 @@ pub struct CpuCalibration {
     pub interrupted_batches: usize,
     /// Whether the batches ran at real-time priority ([`priority::Realtime`]).
     pub realtime: bool,
-    /// What the clean batches say (ns per call), moved by the latest refresh; `None` if too
-    /// few were clean.
+    /// What the clean batches say (ns per call), moved by the refreshes (`recent`); `None`
+    /// if too few were clean.
     #[serde(flatten)]
     pub estimate: Option<CpuEstimate>,
     /// The estimate of the calibration itself, and the attached batches taken right after
     /// it: what a refresh starts from.
     #[serde(skip)]
     pub(crate) start: Option<(CpuEstimate, AttachedEstimate)>,
+    /// The latest estimates, the calibration's first, then each refresh's (at most
+    /// [`REFRESHES_KEPT`]): what the CPU is charged is their median ([`steadied`]).
+    #[serde(skip)]
+    pub(crate) recent: Vec<CpuEstimate>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -141,28 +146,50 @@ fn clean_batch(nr: u32) -> Option<f64> {
     (context_switches() == switches).then_some(round_trip)
 }
 
-/// The round trip (ns per call) and the summed window between the tracepoints (ns) of an
-/// attached batch of `nr`; `None` if interrupted, or if the kernel side did not count every
-/// call of the batch.
-fn windowed_batch(probe: &Probe, nr: u32) -> Option<(f64, u64)> {
+/// An attached batch of `nr` (see [`AttachedBatch`]); `None` if interrupted, or if the
+/// kernel side did not count every call of the batch.
+fn attached_batch(probe: &Probe, nr: u32) -> Option<AttachedBatch> {
     let key = StatsKey {
         tgid: std::process::id(),
         nr,
     };
     let before = probe.stats_of(key).unwrap_or((0, 0));
-    let round_trip = clean_batch(nr)?;
+    let round_trip_ns = clean_batch(nr)?;
     let after = probe.stats_of(key).unwrap_or((0, 0));
     let calls = after.0.saturating_sub(before.0);
-    (calls == BATCH_CALLS).then(|| (round_trip, after.1.saturating_sub(before.1)))
+    (calls == BATCH_CALLS).then(|| AttachedBatch {
+        round_trip_ns,
+        calls,
+        window_ns: after.1.saturating_sub(before.1),
+    })
+}
+
+/// A batch of `getppid` and one of the call without a handler, attached, into `batches`.
+fn attached_pair(probe: &Probe, batches: &mut AttachedBatches) {
+    match attached_batch(probe, NR_GETPPID) {
+        Some(batch) => batches.getppid.push(batch),
+        None => batches.interrupted += 1,
+    }
+    match attached_batch(probe, NR_NO_HANDLER) {
+        Some(batch) => batches.no_handler.push(batch),
+        None => batches.interrupted += 1,
+    }
 }
 
 /// The batches of one CPU (the calling thread pinned to it): `ROUNDS` rounds of detached,
-/// then attached batches, or as many as [`CPU_TIME_LIMIT`] allows; and whether they ran at
-/// real-time priority (asked for with `realtime`).
-fn measure_cpu(probe: &mut Probe, realtime: bool) -> Result<(CpuBatches, bool), ProbeError> {
+/// then attached batches with every call timed, then attached batches timed as the profile
+/// runs (`sample_every`: the baseline of the refreshes, taken in the same rounds so that it
+/// saw the machine at the same speed), or as many rounds as [`CPU_TIME_LIMIT`] allows; and
+/// whether they ran at real-time priority (asked for with `realtime`).
+fn measure_cpu(
+    probe: &mut Probe,
+    realtime: bool,
+    sample_every: u32,
+) -> Result<(CpuBatches, AttachedBatches, bool), ProbeError> {
     let realtime = realtime.then(priority::Realtime::enter);
     let started = Instant::now();
     let mut batches = CpuBatches::default();
+    let mut baseline = AttachedBatches::default();
     syscall_loop(NR_GETPPID, BATCH_CALLS); // warm up
     for _round in 0..ROUNDS {
         if started.elapsed() > CPU_TIME_LIMIT {
@@ -177,30 +204,40 @@ fn measure_cpu(probe: &mut Probe, realtime: bool) -> Result<(CpuBatches, bool), 
         }
         probe.attach()?;
         for _ in 0..BATCHES_PER_ROUND {
-            let per_call = |window_ns: u64| window_ns as f64 / BATCH_CALLS as f64;
-            match windowed_batch(probe, NR_GETPPID) {
-                Some((round_trip, window_ns)) => {
-                    batches.attached.push(round_trip);
-                    batches.getppid_window.push(per_call(window_ns));
+            let per_call = |batch: AttachedBatch| batch.window_ns as f64 / batch.calls as f64;
+            match attached_batch(probe, NR_GETPPID) {
+                Some(batch) => {
+                    batches.attached.push(batch.round_trip_ns);
+                    batches.getppid_window.push(per_call(batch));
                 }
                 None => batches.interrupted += 1,
             }
-            match windowed_batch(probe, NR_NO_HANDLER) {
-                Some((_, window_ns)) => batches.no_handler_window.push(per_call(window_ns)),
+            match attached_batch(probe, NR_NO_HANDLER) {
+                Some(batch) => batches.no_handler_window.push(per_call(batch)),
                 None => batches.interrupted += 1,
             }
         }
+        probe.set_sample_every(sample_every)?;
+        for _ in 0..BATCHES_PER_ROUND {
+            attached_pair(probe, &mut baseline);
+        }
+        probe.set_sample_every(1)?;
     }
     // Attached again even if the time ran out before a round began.
     probe.attach()?;
-    Ok((batches, realtime.is_some_and(|guard| guard.raised())))
+    Ok((batches, baseline, realtime.is_some_and(|guard| guard.raised())))
 }
 
-/// Calibrates with `probe` loaded but not attached; leaves it attached with every call timed
-/// (sampling off), which is how the calibration measures. `pinned_boundary_ns`: the user's
-/// boundary cost, charged instead of the measured one. The agent's own entries in the maps
-/// then hold the calibration calls: forget them before measuring.
-pub fn calibrate(probe: &mut Probe, pinned_boundary_ns: Option<f64>) -> Result<Calibration, ProbeError> {
+/// Calibrates with `probe` loaded but not attached; leaves it attached with call timing
+/// sampled as the profile runs (`sample_every`), each measured CPU with the baseline its
+/// refreshes start from. `pinned_boundary_ns`: the user's boundary cost, charged instead of
+/// the measured one. The agent's own entries in the maps then hold the calibration calls:
+/// forget them before measuring.
+pub fn calibrate(
+    probe: &mut Probe,
+    pinned_boundary_ns: Option<f64>,
+    sample_every: u32,
+) -> Result<Calibration, ProbeError> {
     probe.set_sample_every(1)?;
     let cpus = allowed_cpus();
     let measured_cpus = spread_over(&cpus, CALIBRATED_CPUS);
@@ -210,14 +247,23 @@ pub fn calibrate(probe: &mut Probe, pinned_boundary_ns: Option<f64>) -> Result<C
         per_cpu.clear();
         for &cpu in &measured_cpus {
             pin_to(&[cpu]);
-            let (batches, ran_realtime) = measure_cpu(probe, realtime)?;
+            let (batches, baseline, ran_realtime) = measure_cpu(probe, realtime, sample_every)?;
+            // The profiler's own cost per call is what it costs as the profile runs.
+            let estimate = batches.estimate().map(|estimate| CpuEstimate {
+                round_trip_attached_ns: baseline
+                    .estimate()
+                    .map_or(estimate.round_trip_attached_ns, |b| b.round_trip_ns),
+                ..estimate
+            });
+            let start = estimate.zip(baseline.estimate());
             per_cpu.push(CpuCalibration {
                 cpu,
                 clean_batches: batches.clean(),
                 interrupted_batches: batches.interrupted,
                 realtime: ran_realtime,
-                estimate: batches.estimate(),
-                start: None,
+                estimate,
+                start,
+                recent: estimate.into_iter().filter(|_| start.is_some()).collect(),
             });
         }
         let measured = per_cpu.iter().any(|cpu| cpu.estimate.is_some());
@@ -230,6 +276,7 @@ pub fn calibrate(probe: &mut Probe, pinned_boundary_ns: Option<f64>) -> Result<C
         realtime |= escalate;
     }
     pin_to(&cpus);
+    probe.set_sample_every(sample_every)?;
     let estimates: Vec<CpuEstimate> = per_cpu.iter().filter_map(|cpu| cpu.estimate).collect();
     let charges = charges_from(&estimates, pinned_boundary_ns);
     Ok(Calibration {
@@ -255,47 +302,16 @@ fn overhead(per_cpu: &[CpuCalibration]) -> f64 {
     sum / estimates.len().max(1) as f64
 }
 
-/// Attached batches on the CPU the calling thread is pinned to, as the profile runs; at
-/// real-time priority if the calibration needed it (and the agent still may).
+/// Attached batches on the CPU the calling thread is pinned to, as the profile runs, as many
+/// as the calibration's baseline; at real-time priority if the calibration needed it (and the
+/// agent still may).
 fn measure_attached(probe: &Probe, realtime: bool) -> AttachedBatches {
     let _realtime = realtime.then(priority::Realtime::enter);
     let mut batches = AttachedBatches::default();
     for _ in 0..ROUNDS * BATCHES_PER_ROUND {
-        match windowed_batch(probe, NR_GETPPID) {
-            Some((round_trip, window_ns)) => {
-                batches.round_trip.push(round_trip);
-                batches.getppid_windows.push((BATCH_CALLS, window_ns));
-            }
-            None => batches.interrupted += 1,
-        }
-        match windowed_batch(probe, NR_NO_HANDLER) {
-            Some((_, window_ns)) => batches.no_handler_windows.push((BATCH_CALLS, window_ns)),
-            None => batches.interrupted += 1,
-        }
+        attached_pair(probe, &mut batches);
     }
     batches
-}
-
-/// Sets the timing sampling the profile runs with (the calibration times every call), then
-/// takes the attached baseline on each CPU (see the module header); its round trip is the
-/// profiler's own cost per call as it will run.
-pub fn start_sampling(probe: &mut Probe, calibration: &mut Calibration, sample_every: u32) -> Result<(), ProbeError> {
-    probe.set_sample_every(sample_every)?;
-    let cpus = allowed_cpus();
-    let realtime = calibration.realtime();
-    for cpu in &mut calibration.per_cpu {
-        let Some(estimate) = cpu.estimate.as_mut() else {
-            continue;
-        };
-        pin_to(&[cpu.cpu]);
-        if let Some(baseline) = measure_attached(probe, realtime).estimate() {
-            estimate.round_trip_attached_ns = baseline.round_trip_ns;
-            cpu.start = Some((*estimate, baseline));
-        }
-    }
-    pin_to(&cpus);
-    calibration.overhead_ns_per_call = overhead(&calibration.per_cpu);
-    Ok(())
 }
 
 /// Refreshes a measured calibration, attached (see the module header): on at most
@@ -323,7 +339,12 @@ pub fn refresh(probe: &Probe, calibration: &mut Calibration) -> bool {
             continue;
         };
         pin_to(&[cpu.cpu]);
-        if let Some(estimate) = refreshed(&start, &baseline, &measure_attached(probe, realtime)) {
+        if let Some(latest) = refreshed(&start, &baseline, &measure_attached(probe, realtime)) {
+            if cpu.recent.len() == REFRESHES_KEPT {
+                cpu.recent.remove(0);
+            }
+            cpu.recent.push(latest);
+            let estimate = steadied(&cpu.recent).unwrap_or(latest);
             let before = cpu.estimate.unwrap_or(estimate);
             entry_drifts.push(estimate.entry_ns - before.entry_ns);
             cpu.estimate = Some(estimate);

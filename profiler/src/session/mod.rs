@@ -131,8 +131,7 @@ impl Session {
             // The calibration measures the agent's own calls (never reported: see `Store`).
             follow(&mut probe, self_tgid)?;
         }
-        let mut calibration = calibrate::calibrate(&mut probe, pinned_boundary_ns)?;
-        calibrate::start_sampling(&mut probe, &mut calibration, sample_every)?;
+        let calibration = calibrate::calibrate(&mut probe, pinned_boundary_ns, sample_every)?;
         drop(raised);
         if scope != Scope::SystemWide {
             // Not the agent, nor what it starts (the command, before its gate opens).
