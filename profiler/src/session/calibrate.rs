@@ -26,8 +26,8 @@
 //! machine too busy to calibrate costs seconds, not minutes.
 //!
 //! The long-running modes refresh it without detaching (which would lose calls, and needs
-//! capabilities `serve` has dropped): right after the calibration a baseline of attached
-//! batches is taken on each CPU as the profile runs, and each refresh takes them again; what
+//! capabilities `serve` has dropped): the calibration's rounds also take a baseline of
+//! attached batches timed as the profile runs, and each refresh takes them again; what
 //! the round trip gained beyond the window and the programs' own work is the boundary's
 //! ([`drifted`]), and a CPU is charged the median of its last few refreshes ([`steadied`]).
 //! It needs the agent's own calls in the tables: system-wide only.
@@ -88,8 +88,8 @@ pub struct CpuCalibration {
     /// if too few were clean.
     #[serde(flatten)]
     pub estimate: Option<CpuEstimate>,
-    /// The estimate of the calibration itself, and the attached batches taken right after
-    /// it: what a refresh starts from.
+    /// The estimate of the calibration itself, and the attached batches taken in its rounds
+    /// as the profile runs: what a refresh starts from.
     #[serde(skip)]
     pub(crate) start: Option<(CpuEstimate, AttachedEstimate)>,
     /// The latest estimates, the calibration's first, then each refresh's (at most
