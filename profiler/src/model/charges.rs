@@ -163,6 +163,17 @@ impl CpuBatches {
     pub fn clean(&self) -> usize {
         self.detached.len() + self.attached.len() + self.no_handler_window.len()
     }
+
+    /// Adds attached batches taken with every call timed: each batch's window is then its
+    /// own, per call.
+    pub fn add_timed(&mut self, timed: &AttachedBatches) {
+        let per_call = |batch: &AttachedBatch| batch.window_ns as f64 / batch.calls as f64;
+        self.attached
+            .extend(timed.getppid.iter().map(|batch| batch.round_trip_ns));
+        self.getppid_window.extend(timed.getppid.iter().map(per_call));
+        self.no_handler_window.extend(timed.no_handler.iter().map(per_call));
+        self.interrupted += timed.interrupted;
+    }
 }
 
 /// One attached batch: its round trip timed in userspace (ns per call) and the windows
@@ -626,6 +637,29 @@ mod tests {
         }
         .estimate()
         .is_none());
+    }
+
+    #[test]
+    fn timed_batches_join_the_calibration_per_call() {
+        let batch = |round_trip_ns: f64, window_ns: u64| AttachedBatch {
+            round_trip_ns,
+            calls: 2000,
+            window_ns,
+        };
+        let timed = AttachedBatches {
+            getppid: vec![batch(300.0, 400_000), batch(310.0, 420_000)],
+            no_handler: vec![batch(250.0, 300_000)],
+            interrupted: 1,
+        };
+        let mut batches = CpuBatches {
+            interrupted: 2,
+            ..CpuBatches::default()
+        };
+        batches.add_timed(&timed);
+        assert_eq!(batches.attached, vec![300.0, 310.0]);
+        assert_eq!(batches.getppid_window, vec![200.0, 210.0]);
+        assert_eq!(batches.no_handler_window, vec![150.0]);
+        assert_eq!(batches.interrupted, 3);
     }
 
     #[test]

@@ -203,20 +203,11 @@ fn measure_cpu(
             }
         }
         probe.attach()?;
+        let mut timed = AttachedBatches::default();
         for _ in 0..BATCHES_PER_ROUND {
-            let per_call = |batch: AttachedBatch| batch.window_ns as f64 / batch.calls as f64;
-            match attached_batch(probe, NR_GETPPID) {
-                Some(batch) => {
-                    batches.attached.push(batch.round_trip_ns);
-                    batches.getppid_window.push(per_call(batch));
-                }
-                None => batches.interrupted += 1,
-            }
-            match attached_batch(probe, NR_NO_HANDLER) {
-                Some(batch) => batches.no_handler_window.push(per_call(batch)),
-                None => batches.interrupted += 1,
-            }
+            attached_pair(probe, &mut timed);
         }
+        batches.add_timed(&timed);
         probe.set_sample_every(sample_every)?;
         for _ in 0..BATCHES_PER_ROUND {
             attached_pair(probe, &mut baseline);
@@ -248,14 +239,13 @@ pub fn calibrate(
         for &cpu in &measured_cpus {
             pin_to(&[cpu]);
             let (batches, baseline, ran_realtime) = measure_cpu(probe, realtime, sample_every)?;
+            let baseline = baseline.estimate();
             // The profiler's own cost per call is what it costs as the profile runs.
             let estimate = batches.estimate().map(|estimate| CpuEstimate {
-                round_trip_attached_ns: baseline
-                    .estimate()
-                    .map_or(estimate.round_trip_attached_ns, |b| b.round_trip_ns),
+                round_trip_attached_ns: baseline.map_or(estimate.round_trip_attached_ns, |b| b.round_trip_ns),
                 ..estimate
             });
-            let start = estimate.zip(baseline.estimate());
+            let start = estimate.zip(baseline);
             per_cpu.push(CpuCalibration {
                 cpu,
                 clean_batches: batches.clean(),
@@ -263,7 +253,7 @@ pub fn calibrate(
                 realtime: ran_realtime,
                 estimate,
                 start,
-                recent: estimate.into_iter().filter(|_| start.is_some()).collect(),
+                recent: start.map(|(estimate, _)| vec![estimate]).unwrap_or_default(),
             });
         }
         let measured = per_cpu.iter().any(|cpu| cpu.estimate.is_some());
